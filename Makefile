@@ -1,0 +1,64 @@
+# adaragct — `make help` lists the targets. Every target creates or reuses .venv by itself.
+SHELL := /bin/bash
+PYTHON_BOOT ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+EXTRAS ?= dev,sweep
+PYTEST_ARGS ?=
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export WANDB_MODE := offline
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned: it resolves to the CPU wheel on disk (an unpinned torch pulls a multi-GB CUDA build)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create/refresh .venv with the package and its dev extras
+
+test: $(STAMP) ## run the default test suite (CPU, minutes; `slow` tests excluded)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP) ## run only the slow tests
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+test-all: $(STAMP) ## run every test
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff lint + format check
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+format: $(STAMP) ## ruff auto-fix + format
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks
+
+prepare: $(STAMP) ## write the demo cohort into data/demo/
+	$(PY) -m adaragct.prepare data=demo
+
+index: prepare ## build the sentence bank, image neighbours and context files for the demo cohort
+	$(PY) -m adaragct.index data=demo
+
+evaluate: $(STAMP) ## score a predictions file: make evaluate PRED=path/to/predictions.jsonl
+	$(PY) -m adaragct.evaluate predictions=$(PRED)
+
+bench-eval: $(STAMP) ## benchmark: our metrics vs pycocoevalcap, bootstrap cost
+	$(PY) benchmarks/bench_eval.py
+
+bench-retrieval: $(STAMP) ## benchmark: FAISS vs numpy, per-probe latency, encoder throughput
+	$(PY) benchmarks/bench_retrieval.py
+
+clean: ## remove caches (keeps .venv, data/ and outputs/)
+	rm -rf .pytest_cache .ruff_cache .cache
+
+.PHONY: help install test test-slow test-all lint format prepare index evaluate bench-eval bench-retrieval clean
