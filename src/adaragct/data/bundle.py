@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,7 @@ def read_embeddings_npz(path: str | Path, keys: Iterable[str], dim: int | None =
         raise DataError(path, "file", "does not exist", "run `python -m adaragct.prepare` or fix conf/data")
     try:
         npz = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(path, "file", f"not a readable NPZ ({err})", "re-create the file (it may be truncated)") from err
     with npz:
         if "sample_ids" not in npz.files:
@@ -165,6 +166,8 @@ def read_contexts(path: str | Path) -> dict[str, dict[str, list[str]]]:
     """
     path = Path(path)
     data = read_json_or_jsonl(path)
+    if isinstance(data, dict) and "sample_id" in data:  # true JSONL with a single line parses as one object
+        data = [data]
     if isinstance(data, dict):
         items = list(data.items())
     elif isinstance(data, list):
@@ -242,7 +245,7 @@ def read_sentence_embeddings(path: str | Path, dim: int | None = None) -> tuple[
         raise DataError(path, "file", "does not exist", "run `python -m adaragct.index` or fix conf/data")
     try:
         npz = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(path, "file", f"not a readable NPZ ({err})", "re-create the file (it may be truncated)") from err
     with npz:
         for key in ("embeddings", "sentence_ids"):
