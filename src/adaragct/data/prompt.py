@@ -72,11 +72,12 @@ def target_segments(sentences: Sequence[str], contexts: dict[int, Sequence[str]]
     """
     segments: list[Segment] = []
     for i, sentence in enumerate(sentences):
-        lead = "" if i == 0 else " "
         if i in contexts:
-            segments.append(Segment(lead + RAG_TOKEN, trained=True))
+            # [RAG] follows the previous sentence's full stop directly; the rewritten sentence keeps its leading
+            # space, so the text without the span reads exactly like the plain report
+            segments.append(Segment(RAG_TOKEN, trained=True))
             segments.append(Segment(context_span(contexts[i]), trained=False))
-            lead = " "
+        lead = " " if i > 0 or i in contexts else ""
         segments.append(Segment(lead + sentence.strip(), trained=True))
     segments.append(Segment(EOT, trained=True))
     return segments

@@ -1,0 +1,124 @@
+"""Checks that a cohort looks like CT-RATE where it matters: text variety, the embedding bottleneck, organ signal.
+
+These work on any reports, labels and embeddings (demo or real), so the same numbers can be printed for CT-RATE
+and compared. The prepare stage records them in ``summary.json``; the tests assert on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from adaragct.constants import FINDING_TO_ORGAN, FINDINGS, ORGAN_SLOTS
+from adaragct.data.demo.grammar import asserted_findings
+from adaragct.data.sentences import SentenceTag, tag_report
+
+Tagged = Mapping[str, list[tuple[str, SentenceTag]]]
+
+
+def tag_unique_reports(reports: Iterable[str]) -> dict[str, list[tuple[str, SentenceTag]]]:
+    """Tag each distinct report once (sentence splitting is the slow part; reconstructions share reports)."""
+    return {report: tag_report(report) for report in dict.fromkeys(reports)}
+
+
+def text_stats(reports: Sequence[str], tagged: Tagged) -> dict[str, float | int]:
+    """Unique reports, unique sentences (as split by :func:`split_sentences`) and mean words per report."""
+    unique = set(reports)
+    sentences = {s for report in unique for s, _ in tagged[report]}
+    words = np.array([len(r.split()) for r in reports]) if reports else np.zeros(1)
+    return {
+        "reports": len(reports),
+        "unique_reports": len(unique),
+        "unique_sentences": len(sentences),
+        "words_per_report": round(float(words.mean()), 1),
+    }
+
+
+def label_text_agreement(
+    reports: Sequence[str], labels: np.ndarray, tagged: Tagged
+) -> dict[str, float | int]:
+    """How often the text asserts exactly the labelled findings (1.0 for the demo cohort by construction).
+
+    A finding is asserted when an abnormal sentence (per ``tag_sentence``) matches its pattern in
+    :data:`~adaragct.data.demo.grammar.FINDING_PATTERNS`. Returns the share of agreeing (report, finding) pairs
+    and the number of reports with any disagreement.
+    """
+    cache: dict[str, set[str]] = {}
+    agree = bad_reports = 0
+    for report, row in zip(reports, labels, strict=True):
+        if report not in cache:
+            cache[report] = set().union(*(asserted_findings(s, t.normal) for s, t in tagged[report]))
+        said = cache[report]
+        ok = [(f in said) == bool(y) for f, y in zip(FINDINGS, row, strict=True)]
+        agree += sum(ok)
+        bad_reports += not all(ok)
+    return {"agreement": agree / max(labels.size, 1), "reports_disagreeing": bad_reports}
+
+
+def top2_variance_share(x: np.ndarray) -> float:
+    """Share of the total variance held by the top-2 principal components (~0.9 for CT-CLIP embeddings)."""
+    centered = x.astype(np.float64) - x.mean(axis=0)
+    singular = np.linalg.svd(centered, compute_uv=False)
+    var = singular**2
+    return float(var[:2].sum() / var.sum())
+
+
+def probe_aucs(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    valid_x: np.ndarray,
+    valid_y: np.ndarray,
+    columns: Sequence[int],
+    min_positives: int = 5,
+) -> dict[int, float]:
+    """Linear-probe AUC per label column: logistic regression fit on train, scored on valid.
+
+    Columns with fewer than ``min_positives`` positives (or negatives) in either split are skipped: their AUC
+    would be noise.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(train_x)
+    xt, xv = scaler.transform(train_x), scaler.transform(valid_x)
+    out = {}
+    for j in columns:
+        yt, yv = train_y[:, j], valid_y[:, j]
+        if min(yt.sum(), (1 - yt).sum(), yv.sum(), (1 - yv).sum()) < min_positives:
+            continue
+        model = LogisticRegression(C=0.05, max_iter=2000).fit(xt, yt)
+        out[j] = float(roc_auc_score(yv, model.decision_function(xv)))
+    return out
+
+
+def organ_probe_table(
+    train_whole: np.ndarray,
+    train_organs: Mapping[str, np.ndarray],
+    train_labels: np.ndarray,
+    valid_whole: np.ndarray,
+    valid_organs: Mapping[str, np.ndarray],
+    valid_labels: np.ndarray,
+    min_positives: int = 5,
+) -> dict[str, dict[str, float | int]]:
+    """Per organ: mean probe AUC over its findings from the organ embedding vs from the whole-volume embedding.
+
+    The organ embedding should win: that is the organ-level signal the paper's slots add over CT-CLIP alone.
+    """
+    table: dict[str, dict[str, float | int]] = {}
+    for organ in ORGAN_SLOTS:
+        columns = [j for j, f in enumerate(FINDINGS) if FINDING_TO_ORGAN[f] == organ]
+        organ_auc = probe_aucs(
+            train_organs[organ], train_labels, valid_organs[organ], valid_labels, columns, min_positives
+        )
+        whole_auc = probe_aucs(
+            train_whole, train_labels, valid_whole, valid_labels, list(organ_auc), min_positives
+        )
+        if organ_auc:
+            table[organ] = {
+                "organ_auc": round(float(np.mean(list(organ_auc.values()))), 3),
+                "whole_auc": round(float(np.mean(list(whole_auc.values()))), 3),
+                "findings": len(organ_auc),
+            }
+    return table

@@ -1,0 +1,101 @@
+"""Draw the whole demo cohort in memory from the generator config: patients, reports, embeddings (SPEC 2.3).
+
+Every random stream is keyed by ``(seed, stream)``, so the same seed gives the same cohort, and changing, say,
+the validation size leaves the training patients as they were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from adaragct.constants import FINDINGS
+from adaragct.data.demo.cohort import PREVALENCE, Cohort, calibrate_intercepts, sample_cohort
+from adaragct.data.demo.embeddings import make_encoder, organ_embeddings, whole_embeddings
+from adaragct.data.demo.grammar import write_report
+
+SPLITS: tuple[str, ...] = ("train", "valid")
+_STREAMS = {"encoder": 0, "train": 1, "valid": 2}
+
+CLINICAL = (
+    "Cough.",
+    "Shortness of breath.",
+    "Chest pain.",
+    "Follow-up of a lung nodule.",
+    "Fever and cough.",
+    "Screening.",
+    "Dyspnea on exertion.",
+    "Known malignancy, staging.",
+)
+TECHNIQUE = (
+    "Non-contrast thin-section chest CT was acquired in the supine position.",
+    "Chest CT without intravenous contrast, 1 mm sections.",
+    "Contrast-enhanced chest CT in the venous phase.",
+)
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """One split of the demo cohort: patients, one report per patient, embeddings per volume."""
+
+    cohort: Cohort
+    clinical: tuple[str, ...]  # per patient
+    technique: tuple[str, ...]  # per patient
+    findings: tuple[str, ...]  # per patient
+    impressions: tuple[str, ...]  # per patient
+    whole: dict[str, np.ndarray]  # ct_clip_max/avg/avgmax, (N, whole_dim)
+    organs: dict[str, np.ndarray]  # lung/heart/esophagus/aorta, (N, organ_dim)
+
+    @property
+    def volume_ids(self) -> list[str]:
+        return [v.volume_id for v in self.cohort.volumes]
+
+    def volume_reports(self) -> list[str]:
+        """The reference report (SPEC 2.1: findings + " " + impression) of each volume."""
+        return [
+            f"{self.findings[v.patient]} {self.impressions[v.patient]}".strip() for v in self.cohort.volumes
+        ]
+
+
+def _rng(seed: int, stream: str) -> np.random.Generator:
+    return np.random.default_rng([int(seed), _STREAMS[stream]])
+
+
+def _split(split: str, n_patients: int, gen: Mapping[str, Any], intercepts: np.ndarray, encoder) -> SplitData:
+    rng = _rng(gen["seed"], split)
+    cohort = sample_cohort(split, n_patients, float(gen["second_recon_prob"]), rng, intercepts)
+    texts = [write_report(cohort.labels[p], int(cohort.ages[p]), rng) for p in range(n_patients)]
+    clinical = tuple(
+        f"{int(a)}-year-old {s}. {CLINICAL[int(rng.integers(len(CLINICAL)))]}"
+        for a, s in zip(cohort.ages, cohort.sexes, strict=True)
+    )
+    technique = tuple(TECHNIQUE[int(rng.integers(len(TECHNIQUE)))] for _ in range(n_patients))
+    return SplitData(
+        cohort=cohort,
+        clinical=clinical,
+        technique=technique,
+        findings=tuple(f for f, _ in texts),
+        impressions=tuple(i for _, i in texts),
+        whole=whole_embeddings(encoder, cohort, rng),
+        organs=organ_embeddings(encoder, cohort, rng),
+    )
+
+
+def generate_cohort(gen: Mapping[str, Any]) -> dict[str, SplitData]:
+    """Draw train and valid splits from the ``data.generator`` config block (see conf/data/demo.yaml)."""
+    intercepts = calibrate_intercepts(seed=int(gen["seed"]))
+    prevalence = np.array([PREVALENCE[f] for f in FINDINGS])
+    encoder = make_encoder(
+        _rng(gen["seed"], "encoder"),
+        int(gen["whole_dim"]),
+        int(gen["organ_dim"]),
+        float(gen["nuisance_share"]),
+        float(gen["whole_signal"]),
+        float(gen["organ_signal"]),
+        prevalence,
+    )
+    sizes = {"train": int(gen["n_train_patients"]), "valid": int(gen["n_valid_patients"])}
+    return {split: _split(split, sizes[split], gen, intercepts, encoder) for split in SPLITS}

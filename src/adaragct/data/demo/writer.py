@@ -1,0 +1,199 @@
+"""Write the demo cohort to disk in the CT-RATE (SPEC 2.1) and AdaRAG-CT bundle (SPEC 2.2) layouts.
+
+Everything is written atomically (temp file + rename) and byte-for-byte deterministic under the seed: CSVs are
+rendered in memory, NPZ archives are zipped with a fixed timestamp (``np.savez`` stamps the current time). A
+``summary.json`` records the generator config; a re-run with the same config and all files present does nothing
+unless forced.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from adaragct.constants import FINDINGS, ORGANS
+from adaragct.data.demo import checks
+from adaragct.data.demo.generate import SplitData, generate_cohort
+from adaragct.data.sentences import SentenceTag
+from adaragct.io import atomic_open, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+GENERATOR_VERSION = 1  # bump when the generator's output changes for the same config
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write an uncompressed NPZ (readable by ``np.load``) with fixed zip timestamps, atomically."""
+    with atomic_open(path, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE), buffer.getvalue())
+
+
+def write_csv(path: str | Path, frame: pd.DataFrame) -> None:
+    """Write a CSV atomically with ``\\n`` line ends (the same bytes on every platform)."""
+    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write(frame.to_csv(index=False, lineterminator="\n"))
+
+
+def demo_paths(data: Mapping[str, Any]) -> dict[str, Path]:
+    """Every file the demo writes, from the ``data`` config (bundle annotations sit beside the organ reports)."""
+    annotations = Path(data["valid_organ_reports_json"]).parent
+    root = Path(data["root"])
+    return {
+        "train_reports_csv": Path(data["train_reports_csv"]),
+        "valid_reports_csv": Path(data["valid_reports_csv"]),
+        "train_labels_csv": Path(data["train_labels_csv"]),
+        "valid_labels_csv": Path(data["valid_labels_csv"]),
+        "bundle_train_reports_csv": annotations / "train_reports.csv",
+        "bundle_valid_labels_csv": annotations / "valid_predicted_labels.csv",
+        "valid_organ_reports_json": Path(data["valid_organ_reports_json"]),
+        "train_whole_npz": Path(data["whole_embeddings"]["train"]),
+        "valid_whole_npz": Path(data["whole_embeddings"]["valid"]),
+        "train_organ_npz": Path(data["organ_embeddings"]["train"]),
+        "valid_organ_npz": Path(data["organ_embeddings"]["valid"]),
+        "tokenizer_dir": Path(data["tokenizer_dir"]),
+        "summary_json": root / "summary.json",
+    }
+
+
+def _reports_frame(split: SplitData) -> pd.DataFrame:
+    rows = [
+        (
+            f"{v.volume_id}.nii.gz",
+            split.clinical[v.patient],
+            split.technique[v.patient],
+            split.findings[v.patient],
+            split.impressions[v.patient],
+        )
+        for v in split.cohort.volumes
+    ]
+    columns = ["VolumeName", "ClinicalInformation_EN", "Technique_EN", "Findings_EN", "Impressions_EN"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _labels_frame(split: SplitData) -> pd.DataFrame:
+    frame = pd.DataFrame(split.cohort.volume_labels().astype(int), columns=list(FINDINGS))
+    frame.insert(0, "VolumeName", [f"{vid}.nii.gz" for vid in split.volume_ids])
+    return frame
+
+
+def organ_reports_entries(split: SplitData, tagged: checks.Tagged) -> list[dict[str, Any]]:
+    """``valid_organ_reports.json`` entries: each organ's sentences of the report, space-joined, in order."""
+    entries = []
+    for i, (vid, report) in enumerate(zip(split.volume_ids, split.volume_reports(), strict=True)):
+        sentences: list[tuple[str, SentenceTag]] = tagged[report]
+        organ_reports = {o: " ".join(s for s, t in sentences if o in t.organs) for o in ORGANS}
+        entries.append(
+            {"image": f"{vid}.nii.gz", "raw_report": report, "organ_reports": organ_reports, "id": i}
+        )
+    return entries
+
+
+def _write_tokenizer(texts: list[str], vocab_size: int, target: Path) -> None:
+    """Train into a temp directory beside ``target``, then swap it in (a half-written tokenizer never loads)."""
+    from adaragct.data.tokenizer import train_bpe_tokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        train_bpe_tokenizer(texts, vocab_size, tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the tokenizer is an ordinary output folder
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def _up_to_date(paths: Mapping[str, Path], generator: Mapping[str, Any]) -> dict[str, Any] | None:
+    summary_path = paths["summary_json"]
+    if not summary_path.is_file() or not all(p.exists() for p in paths.values()):
+        return None
+    summary = read_json(summary_path)
+    recorded = summary.get("generator"), summary.get("generator_version")
+    return summary if recorded == (dict(generator), GENERATOR_VERSION) else None
+
+
+def write_demo(data: Mapping[str, Any], force: bool = False) -> dict[str, Any]:
+    """Generate the demo cohort from ``data.generator`` and write every file; returns the summary.
+
+    Skips all work (and returns the recorded summary) when ``summary.json`` records the same generator config
+    and every file exists, unless ``force``.
+    """
+    generator = {k: data["generator"][k] for k in data["generator"]}
+    paths = demo_paths(data)
+    if not force and (summary := _up_to_date(paths, generator)) is not None:
+        log.info(
+            "demo cohort in %s is up to date (same generator config); force=true rewrites it", data["root"]
+        )
+        return {**summary, "skipped": True}
+    log.info("[1/5] drawing the cohort (seed %s)", generator["seed"])
+    splits = generate_cohort(generator)
+    train, valid = splits["train"], splits["valid"]
+    log.info("[2/5] writing CT-RATE layout reports and labels")
+    write_csv(paths["train_reports_csv"], _reports_frame(train))
+    write_csv(paths["valid_reports_csv"], _reports_frame(valid))
+    write_csv(paths["train_labels_csv"], _labels_frame(train))
+    write_csv(paths["valid_labels_csv"], _labels_frame(valid))
+    log.info("[3/5] writing bundle embeddings and annotations")
+    for name, split in (("train", train), ("valid", valid)):
+        write_npz(paths[f"{name}_whole_npz"], {"sample_ids": np.array(split.volume_ids), **split.whole})
+        ids = np.array([f"{vid}.nii.gz" for vid in split.volume_ids])
+        write_npz(paths[f"{name}_organ_npz"], {"sample_ids": ids, **split.organs})
+    write_csv(paths["bundle_train_reports_csv"], _reports_frame(train))
+    write_csv(paths["bundle_valid_labels_csv"], _labels_frame(valid))
+    tagged = checks.tag_unique_reports(train.volume_reports() + valid.volume_reports())
+    write_json(paths["valid_organ_reports_json"], organ_reports_entries(valid, tagged))
+    log.info(
+        "[4/5] training the BPE tokenizer (vocab %s) on the train reports", generator["tokenizer_vocab_size"]
+    )
+    _write_tokenizer(
+        sorted(set(train.volume_reports())), int(generator["tokenizer_vocab_size"]), paths["tokenizer_dir"]
+    )
+    log.info("[5/5] checking the cohort (text variety, bottleneck, organ probes)")
+    summary = cohort_summary(splits, tagged, str(data.get("whole_key", "ct_clip_max")))
+    summary.update(
+        generator=generator,
+        generator_version=GENERATOR_VERSION,
+        files={k: os.path.relpath(p, data["root"]) for k, p in paths.items()},
+    )
+    write_json(paths["summary_json"], summary)
+    return {**summary, "skipped": False}
+
+
+def cohort_summary(splits: Mapping[str, SplitData], tagged: checks.Tagged, whole_key: str) -> dict[str, Any]:
+    """The numbers prepare prints: counts, text variety, top-2 variance share, organ vs whole probe AUCs."""
+    train, valid = splits["train"], splits["valid"]
+    reports = train.volume_reports() + valid.volume_reports()
+    labels = np.concatenate([train.cohort.volume_labels(), valid.cohort.volume_labels()])
+    return {
+        "counts": {
+            name: {"patients": len(s.cohort.patient_ids), "volumes": len(s.cohort.volumes)}
+            for name, s in splits.items()
+        },
+        "text": checks.text_stats(reports, tagged),
+        "label_text": checks.label_text_agreement(reports, labels, tagged),
+        "top2_variance_share": round(checks.top2_variance_share(train.whole[whole_key]), 4),
+        "organ_probe_auc": checks.organ_probe_table(
+            train.whole[whole_key],
+            train.organs,
+            train.cohort.volume_labels(),
+            valid.whole[whole_key],
+            valid.organs,
+            valid.cohort.volume_labels(),
+        ),
+    }
