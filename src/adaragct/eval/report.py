@@ -1,0 +1,97 @@
+"""Metrics JSON (keys compatible with the AdaRAG-CT release) and the markdown table (SPEC 6).
+
+Release keys: ``num_samples``; ``report_generation/{bleu_1..4, bleu_sacre, rouge_l, meteor, cider,
+clinical_precision, clinical_recall, clinical_f1}``; ``report_generation/clinical_detailed/{finding: {precision,
+recall, f1, support}}``; the same scalars under ``overall/``; ``report_generation/{m}_{ci_lower, ci_upper,
+bootstrap_mean, bootstrap_std}`` for bootstrapped metrics; ``llama_score``. Ours are added under the same prefix:
+micro/macro P/R/F1, CRG, duplicate rate, empty-prediction and dropped-volume counts.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from adaragct.constants import FINDINGS
+from adaragct.eval.bootstrap import Interval
+from adaragct.eval.clinical import ClinicalMetrics
+from adaragct.eval.text_metrics import TextMetrics
+
+TASK = "report_generation"
+HEADLINE = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "bleu_sacre", "rouge_l", "meteor", "cider",
+            "clinical_precision", "clinical_recall", "clinical_f1")
+
+
+def _clean(value: float | None) -> float | None:
+    """JSON has no NaN: undefined values are written as null."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
+
+
+def build_metrics_dict(*, num_samples: int, text: TextMetrics, clinical: ClinicalMetrics,
+                       intervals: dict[str, Interval] | None = None, llama_score: float | None = None,
+                       judge_unparseable: int | None = None, duplicate_rate: float = 0.0,
+                       num_empty_predictions: int = 0, num_dropped_missing_labels: int = 0,
+                       labeler: str = "rule", ground_truth: str = "labels_csv") -> dict[str, Any]:
+    """Assemble the metrics JSON object."""
+    scalars = {
+        "bleu_1": text.bleu[0], "bleu_2": text.bleu[1], "bleu_3": text.bleu[2], "bleu_4": text.bleu[3],
+        "bleu_sacre": text.bleu_sacre, "rouge_l": text.rouge_l, "meteor": text.meteor, "cider": text.cider,
+        "clinical_precision": clinical.weighted["p"], "clinical_recall": clinical.weighted["r"],
+        "clinical_f1": clinical.weighted["f1"],
+    }
+    out: dict[str, Any] = {"num_samples": int(num_samples)}
+    for prefix in (TASK, "overall"):
+        for name, value in scalars.items():
+            out[f"{prefix}/{name}"] = _clean(value)
+    out[f"{TASK}/clinical_detailed"] = clinical.per_finding
+    for avg in ("micro", "macro"):
+        values = getattr(clinical, avg)
+        out[f"{TASK}/clinical_{avg}_precision"] = values["p"]
+        out[f"{TASK}/clinical_{avg}_recall"] = values["r"]
+        out[f"{TASK}/clinical_{avg}_f1"] = values["f1"]
+    out[f"{TASK}/crg"] = _clean(clinical.crg)
+    out[f"{TASK}/duplicate_rate"] = duplicate_rate
+    out[f"{TASK}/num_empty_predictions"] = int(num_empty_predictions)
+    out["num_dropped_missing_labels"] = int(num_dropped_missing_labels)
+    out["labeler"] = labeler
+    out["ground_truth"] = ground_truth
+    for name, interval in (intervals or {}).items():
+        for field in ("ci_lower", "ci_upper", "bootstrap_mean", "bootstrap_std"):
+            out[f"{TASK}/{name}_{field}"] = getattr(interval, field)
+    out["llama_score"] = _clean(llama_score)
+    if judge_unparseable is not None:
+        out["llama_score_unparseable"] = int(judge_unparseable)
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.4f}"
+
+
+def markdown_table(metrics: dict[str, Any]) -> str:
+    """Headline table and per-finding table, as markdown."""
+    lines = [f"# Evaluation ({metrics['num_samples']} volumes, labeler: {metrics.get('labeler', '?')})", "",
+             "| metric | value | 95% CI |", "|---|---|---|"]
+    for name in (*HEADLINE, "crg", "duplicate_rate"):
+        value = metrics.get(f"{TASK}/{name}")
+        lo, hi = metrics.get(f"{TASK}/{name}_ci_lower"), metrics.get(f"{TASK}/{name}_ci_upper")
+        ci = f"[{lo:.4f}, {hi:.4f}]" if lo is not None and hi is not None else ""
+        lines.append(f"| {name} | {_fmt(value)} | {ci} |")
+    for avg in ("micro", "macro"):
+        lines.append(f"| clinical_{avg}_f1 | {_fmt(metrics.get(f'{TASK}/clinical_{avg}_f1'))} | |")
+    lines.append(f"| llama_score | {_fmt(metrics.get('llama_score'))} | |")
+    lines.append(f"| empty predictions | {metrics.get(f'{TASK}/num_empty_predictions', 0)} | |")
+    lines += ["", "| finding | precision | recall | f1 | support |", "|---|---|---|---|---|"]
+    detailed = metrics.get(f"{TASK}/clinical_detailed", {})
+    for finding in FINDINGS:
+        row = detailed.get(finding)
+        if row:
+            lines.append(f"| {finding} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | "
+                         f"{row['support']} |")
+    return "\n".join(lines) + "\n"

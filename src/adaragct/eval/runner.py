@@ -1,0 +1,129 @@
+"""One evaluation run: predictions file -> metrics JSON + markdown table (used by both commands).
+
+``python -m adaragct.evaluate`` (Hydra) and ``python -m adaragct.eval.cal_metrics`` (the release's argparse
+command) both fill an :class:`EvalOptions` and call :func:`run_evaluation`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adaragct.errors import DataError
+from adaragct.eval.bootstrap import bootstrap_intervals, duplicate_rate
+from adaragct.eval.clinical import compute_clinical_metrics
+from adaragct.eval.labelers import build_labeler
+from adaragct.eval.predictions import PredictionSet, attach_references, read_predictions
+from adaragct.eval.report import build_metrics_dict, markdown_table
+from adaragct.eval.text_metrics import compute_text_metrics
+from adaragct.io import atomic_open, write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalOptions:
+    """Everything one evaluation needs.
+
+    Attributes:
+        predictions: predictions file (our JSONL, the release JSONL or VLM3D JSON).
+        output: metrics JSON path; the markdown table goes next to it (``.md``) unless ``markdown`` is set.
+        labels_csv: ground-truth labels CSV (CT-RATE or VLM3D layout); None labels the references instead.
+        references: optional second file with the references (VLM3D keeps them apart).
+        label_references: use the labeler on the reference text as ground truth even when a CSV is given.
+        allow_missing: score only volumes found in the labels CSV and report how many were dropped.
+        bootstrap: number of resamples (0 = none); seed for reproducibility.
+        labeler: ``rule`` or ``radbert`` (+ checkpoint and roberta_dir).
+        judge_model: local causal LM directory for the LLaMA score (None = skip).
+        meteor: compute METEOR when Java is present.
+    """
+
+    predictions: str | Path
+    output: str | Path
+    labels_csv: str | Path | None = None
+    references: str | Path | None = None
+    label_references: bool = False
+    allow_missing: bool = False
+    bootstrap: int = 0
+    seed: int = 42
+    labeler: str = "rule"
+    radbert_checkpoint: str | Path | None = None
+    roberta_dir: str | Path | None = None
+    device: str = "cpu"
+    judge_model: str | Path | None = None
+    judge_batch_size: int = 4
+    meteor: bool = True
+    markdown: str | Path | None = None
+
+
+def _align_labels(preds: PredictionSet, labels_csv: Path, allow_missing: bool) -> tuple[PredictionSet, np.ndarray, int]:
+    from adaragct.data.ctrate import read_labels_csv
+
+    labels = read_labels_csv(labels_csv)
+    present = [i for i, vid in enumerate(preds.ids) if vid in labels.index]
+    missing = [vid for vid in preds.ids if vid not in labels.index]
+    if missing and not allow_missing:
+        raise DataError(labels_csv, "volume ids", f"{len(missing)} of {len(preds)} predicted volumes are missing, "
+                        f"first: {missing[:5]}",
+                        "pass the labels CSV of the same split, or --allow-missing to score only labelled volumes")
+    if missing:
+        log.warning("%d predicted volumes have no labels in %s and were dropped", len(missing), labels_csv)
+        preds = preds.subset(present)
+    if not len(preds):
+        raise DataError(labels_csv, "volume ids", "no predicted volume has labels", "check the split of the CSV")
+    return preds, labels.loc[preds.ids].to_numpy(dtype=np.int8), len(missing)
+
+
+def evaluate_predictions(opts: EvalOptions) -> dict[str, Any]:
+    """Compute the metrics dict (nothing written)."""
+    preds = read_predictions(opts.predictions)
+    if opts.references is not None:
+        preds = attach_references(preds, opts.references)
+    if preds.references is None:
+        raise DataError(opts.predictions, "field 'reference_text'", "missing: the file holds no references",
+                        "add reference_text to each record or pass the references file (--references)")
+    labeler = build_labeler(opts.labeler, checkpoint=opts.radbert_checkpoint, roberta_dir=opts.roberta_dir,
+                            device=opts.device)
+    dropped = 0
+    if opts.labels_csv is not None and not opts.label_references:
+        preds, truth, dropped = _align_labels(preds, Path(opts.labels_csv), opts.allow_missing)
+        ground_truth = "labels_csv"
+    else:
+        truth = labeler.labels(preds.references)
+        ground_truth = "labeler_on_reference"
+    predicted = labeler.labels(preds.predictions)
+    text = compute_text_metrics(preds.predictions, preds.references, with_meteor=opts.meteor)
+    clinical = compute_clinical_metrics(predicted, truth)
+    intervals = None
+    if opts.bootstrap > 0:
+        intervals = bootstrap_intervals(text.stats, text.rouge_per_sample, clinical.confusion,
+                                        num_resamples=opts.bootstrap, seed=opts.seed)
+    llama, unparseable = None, None
+    if opts.judge_model is not None:
+        from adaragct.eval.judge import LLMJudge
+
+        result = LLMJudge(opts.judge_model, device=opts.device, batch_size=opts.judge_batch_size).score(
+            preds.predictions, preds.references)
+        llama, unparseable = result.mean_score, result.num_unparseable
+    return build_metrics_dict(
+        num_samples=len(preds), text=text, clinical=clinical, intervals=intervals, llama_score=llama,
+        judge_unparseable=unparseable, duplicate_rate=duplicate_rate(preds.predictions),
+        num_empty_predictions=sum(not p.strip() for p in preds.predictions), num_dropped_missing_labels=dropped,
+        labeler=labeler.name, ground_truth=ground_truth,
+    )
+
+
+def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
+    """Evaluate and write the metrics JSON and markdown table atomically; returns the metrics."""
+    metrics = evaluate_predictions(opts)
+    output = Path(opts.output)
+    write_json(output, metrics)
+    md_path = Path(opts.markdown) if opts.markdown else output.with_suffix(".md")
+    with atomic_open(md_path, "w", encoding="utf-8") as handle:
+        handle.write(markdown_table(metrics))
+    log.info("wrote %s and %s (%d volumes)", output, md_path, metrics["num_samples"])
+    return metrics

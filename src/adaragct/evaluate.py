@@ -1,0 +1,66 @@
+"""Hydra app of the evaluate stage: predictions file -> metrics JSON + markdown table (SPEC 1, 6).
+
+Run:
+    python -m adaragct.evaluate predictions=P.jsonl [bootstrap.num_resamples=1000] [judge.model_path=DIR]
+        [labeler.name=radbert labeler.radbert_checkpoint=C labeler.roberta_dir=R] [compare_with=P2.jsonl]
+
+Outputs land in ``${paths.output_dir}`` (``outputs/evaluate/runs/<time>/``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+
+def _conf_dir() -> str:
+    """The project's ``conf/``: walk up from this file to the directory that holds ``conf/`` next to ``src/``."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "conf").is_dir() and (parent / "src").is_dir():
+            return str(parent / "conf")
+    raise FileNotFoundError("conf/ not found above the installed package; run from a checkout of the project")
+
+
+@hydra.main(version_base="1.3", config_path=_conf_dir(), config_name="evaluate")
+def main(cfg: DictConfig) -> dict:
+    """1. build options from the config, 2. score, 3. optionally compare, 4. write outputs."""
+    from adaragct.eval.runner import EvalOptions, run_evaluation
+    from adaragct.io import write_json
+
+    opts = EvalOptions(
+        predictions=cfg.predictions, output=cfg.output.metrics_json, markdown=cfg.output.markdown,
+        labels_csv=cfg.labels_csv, references=cfg.references, label_references=cfg.label_references,
+        allow_missing=cfg.allow_missing, bootstrap=cfg.bootstrap.num_resamples, seed=cfg.bootstrap.seed,
+        labeler=cfg.labeler.name, radbert_checkpoint=cfg.labeler.radbert_checkpoint,
+        roberta_dir=cfg.labeler.roberta_dir, device=cfg.labeler.device, judge_model=cfg.judge.model_path,
+        judge_batch_size=cfg.judge.batch_size, meteor=cfg.meteor,
+    )
+    metrics = run_evaluation(opts)
+    if cfg.compare_with:
+        from adaragct.data.ctrate import read_labels_csv
+        from adaragct.eval.compare import compare_predictions
+        from adaragct.eval.labelers import build_labeler
+
+        if cfg.labels_csv is None:
+            raise ValueError("compare_with needs labels_csv (ground truth shared by both files)")
+        labels = read_labels_csv(cfg.labels_csv)
+        truth = {vid: row for vid, row in zip(labels.index, labels.to_numpy(), strict=True)}
+        labeler = build_labeler(cfg.labeler.name, checkpoint=cfg.labeler.radbert_checkpoint,
+                                roberta_dir=cfg.labeler.roberta_dir, device=cfg.labeler.device)
+        comparison = compare_predictions(cfg.predictions, cfg.compare_with, truth, labeler,
+                                         num_resamples=max(cfg.bootstrap.num_resamples, 1000),
+                                         seed=cfg.bootstrap.seed)
+        write_json(cfg.output.comparison_json, comparison)
+        log.info("wrote %s", cfg.output.comparison_json)
+    log.info("clinical F1 %.4f, BLEU-4 %.4f -> %s", metrics["report_generation/clinical_f1"],
+             metrics["report_generation/bleu_4"], cfg.output.metrics_json)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Shared fixtures: the hand-labelled CT-RATE reports from ../shared/data (skipped when absent) and tiny local
+models (a WordLevel tokenizer trained here, a random Llama and a random RoBERTa) built in a temporary folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def manual_labels() -> pd.DataFrame:
+    """The 800 hand-labelled CT-RATE reports (AccessionNo, report_text, 18 findings)."""
+    path = SHARED_DATA / "ctrate_manual_labels" / "train.csv"
+    if not path.is_file():
+        pytest.skip(f"hand-labelled reports not found at {path} (shared research data, not shipped with the project)")
+    return pd.read_csv(path)
+
+
+@pytest.fixture(scope="session")
+def vlm3d_dir() -> Path:
+    """The VLM3D challenge's evaluation fixture."""
+    path = SHARED_DATA / "vlm3d_reportgen_example"
+    if not (path / "ground_truth.json").is_file():
+        pytest.skip(f"VLM3D example not found at {path} (shared research data, not shipped with the project)")
+    return path
+
+
+
+CORPUS = [
+    "score : 7 / 10 the generated report agrees with the reference",
+    "no pleural effusion . the heart is normal . nodule in the right lung 0 1 2 3 4 5 6 7 8 9 10 out of",
+    "you are an expert radiologist compare reports rate from 0 to 10 reference generated",
+]
+
+
+def build_tokenizer(out_dir: Path, *, roberta_style: bool = False):
+    """Train a WordLevel tokenizer on a few lines and save it as a PreTrainedTokenizerFast in ``out_dir``."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>", "<mask>"]
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(CORPUS, trainers.WordLevelTrainer(special_tokens=specials))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                                   unk_token="<unk>", mask_token="<mask>")
+    fast.save_pretrained(out_dir)
+    return fast
+
+
+def build_tiny_llama(out_dir: Path) -> Path:
+    """A random 2-layer Llama with the local tokenizer, saved to ``out_dir``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = build_tokenizer(out_dir)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048,
+                         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    LlamaForCausalLM(config).save_pretrained(out_dir)
+    return out_dir
+
+
+def build_tiny_roberta(out_dir: Path) -> Path:
+    """A random 1-layer RoBERTa directory (config + tokenizer) standing in for RadBERT."""
+    from transformers import RobertaConfig
+
+    tok = build_tokenizer(out_dir)
+    RobertaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                  num_attention_heads=2, max_position_embeddings=514, pad_token_id=tok.pad_token_id,
+                  bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id).save_pretrained(out_dir)
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    """A tiny random Llama + tokenizer saved locally (the judge's test model)."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny_llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_roberta_dir(tmp_path_factory) -> Path:
+    """A tiny random RoBERTa directory (config + tokenizer) standing in for RadBERT."""
+    return build_tiny_roberta(tmp_path_factory.mktemp("tiny_roberta"))
