@@ -1,0 +1,271 @@
+"""Batched greedy decoding with ``[RAG]``-triggered retrieval and KV-cache injection (SPEC 5).
+
+Every row of a batch runs its own small state machine over one shared KV cache:
+
+* **normal**: pick the next token greedily (repetition penalty, optional ``[RAG]`` logit bias). If it is
+  ``[RAG]`` and the row may retrieve, switch to probe mode; a ``[RAG]`` the row may not act on is kept in the
+  cache (so ``retrieval=none`` is exactly plain greedy decoding) and dropped from the text.
+* **probe**: decode a look-ahead sentence (up to ``probe_max_tokens``, until ``.?!`` or the end token), then roll
+  the row back to before ``[RAG]``. A probe under ``min_probe_chars`` cancels: a space is written instead and
+  ``[RAG]`` is barred for ``cooldown_tokens``. Otherwise the retriever gets the probe, and ``[RAG]`` +
+  ``<|ret_start|>ctx<|ret_end|>`` is fed into the cache (not the output); the model then rewrites the sentence.
+
+Rows advance together: each forward feeds every active row its pending tokens (one token, or a whole injection
+span), right-aligned in a chunk; shorter rows get masked holes. A rollback masks the row's probe columns instead
+of re-running anything, and position ids count only a row's unmasked tokens, so attention and RoPE see exactly
+what a fresh forward over ``prefix + [RAG] + context`` would see. Finished rows leave the batch, and cache
+columns that no active row attends to are dropped.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from adaragct.constants import RAG_TOKEN, RET_END, RET_START
+from adaragct.data.prompt import EOT, context_span
+from adaragct.generation.cache import drop_cache_columns
+from adaragct.generation.penalty import SeenTokens
+
+_SENTENCE_END = re.compile(r"(?<!\d)[.?!]")  # "1.5 cm" does not end a probe; "12 mm." does
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding settings (``conf/infer.yaml: generation``); written into every prediction."""
+
+    max_new_tokens: int = 600
+    repetition_penalty: float = 1.2
+    max_retrievals: int = 8
+    cooldown_tokens: int = 5
+    probe_max_tokens: int = 60
+    min_probe_chars: int = 5
+    top_k: int = 3
+    rag_logit_bias: float = 0.0
+    compact_cache: bool = True  # drop cache columns no row attends to (after rollbacks/padding)
+
+
+@dataclass
+class RowOutput:
+    """One generated report and its retrieval trace."""
+
+    volume_id: str
+    token_ids: list[int]
+    text: str
+    retrieval_count: int
+    retrieval_log: list[dict[str, Any]]
+    stopped_on_end_token: bool
+
+
+@dataclass
+class _Row:
+    volume_id: str
+    count: int  # unmasked tokens of this row in the cache: the next position id
+    output: list[int] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)
+    probing: bool = False
+    probe: list[int] = field(default_factory=list)
+    probe_cols: list[int] = field(default_factory=list)
+    count_before_probe: int = 0
+    cooldown: int = 0
+    retrievals: int = 0
+    log: list[dict[str, Any]] = field(default_factory=list)
+    done: bool = False
+    hit_end: bool = False
+
+
+class AdaptiveGenerator:
+    """Generate reports for a batch of prefix embeddings, retrieving when the model emits ``[RAG]``.
+
+    Args:
+        lm: a Hugging Face causal LM (optionally PEFT-wrapped) that accepts ``inputs_embeds``, ``cache``,
+            ``position_ids`` and ``logits_to_keep``.
+        tokenizer: its tokenizer (with ``[RAG]``, ``<|ret_start|>``, ``<|ret_end|>`` and the end token).
+        retriever: anything with ``retrieve(RetrievalQuery) -> RetrievalResult``; ``None`` or a retriever named
+            ``"none"`` gives plain decoding.
+        settings: decoding settings.
+    """
+
+    def __init__(self, lm, tokenizer, retriever=None, settings: GenerationSettings | None = None,
+                 on_forward=None) -> None:
+        self.lm, self.tokenizer, self.settings = lm, tokenizer, settings or GenerationSettings()
+        # on_forward(fed, logits): called after every chunk with [(volume_id, tokens fed)] per active row; lets
+        # tests and profilers see the logits right after an injection without changing the loop
+        self.on_forward = on_forward
+        self.retriever = None if retriever is None or getattr(retriever, "name", "") == "none" else retriever
+        ids = tokenizer.convert_tokens_to_ids([RAG_TOKEN, RET_START, RET_END, EOT])
+        if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
+            raise ValueError(f"tokenizer lacks one of {RAG_TOKEN}, {RET_START}, {RET_END}, {EOT}; build the model "
+                             "with adaragct's special tokens")
+        self.rag_id, self.end_id = ids[0], ids[3]
+        self.space_id = tokenizer.encode(" ", add_special_tokens=False)[-1]
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.end_id
+        self.stats = {"forward_passes": 0, "seconds": 0.0, "generated_tokens": 0, "dropped_columns": 0}
+
+    # ---------------------------------------------------------------- public
+    @torch.no_grad()
+    def generate(self, prefix_embeds: torch.Tensor, prefix_mask: torch.Tensor,
+                 volume_ids: Sequence[str]) -> list[RowOutput]:
+        """Decode every row to its end token or ``max_new_tokens``; returns outputs in input order."""
+        start = time.perf_counter()
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.lm.config)
+        mask = prefix_mask.long()
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+        logits = self._forward(inputs_embeds=prefix_embeds, attention_mask=mask, position_ids=positions, cache=cache)
+        rows = [_Row(vid, count=int(n)) for vid, n in zip(volume_ids, mask.sum(-1).tolist(), strict=True)]
+        active = list(range(len(rows)))
+        seen = SeenTokens(len(rows), logits.shape[-1], logits.device)
+        while active:
+            self._decide(logits, [rows[i] for i in active], seen, mask, active)
+            keep = [j for j, i in enumerate(active) if not rows[i].done]
+            if not keep:
+                break
+            if len(keep) < len(active):
+                index = torch.tensor(keep, device=mask.device)
+                cache.batch_select_indices(index)
+                mask, active = mask[index], [active[j] for j in keep]
+                seen.select(index)
+            mask, logits = self._feed([rows[i] for i in active], mask, cache)
+            if self.settings.compact_cache:
+                mask = self._compact(mask, cache, [rows[i] for i in active])
+        self.stats["seconds"] += time.perf_counter() - start
+        self.stats["generated_tokens"] += sum(len(r.output) for r in rows)
+        return [self._finish(r) for r in rows]
+
+    # --------------------------------------------------------------- decoding
+    def _forward(self, **inputs: Any) -> torch.Tensor:
+        self.stats["forward_passes"] += 1
+        out = self.lm(use_cache=True, logits_to_keep=1, **inputs)
+        return out.logits[:, -1].float()
+
+    def _may_retrieve(self, row: _Row) -> bool:
+        return (self.retriever is not None and row.retrievals < self.settings.max_retrievals
+                and row.cooldown == 0)
+
+    def _decide(self, logits: torch.Tensor, rows: list[_Row], seen: SeenTokens, mask: torch.Tensor,
+                active: list[int]) -> None:
+        """Choose each active row's pending tokens from its logits (B_active, V)."""
+        scores = seen.apply(logits, self.settings.repetition_penalty).clone()
+        bias = torch.tensor([self.settings.rag_logit_bias if self._may_retrieve(r) and not r.probing else 0.0
+                             for r in rows], device=scores.device)
+        scores[:, self.rag_id] += bias
+        probing = torch.tensor([r.probing for r in rows], device=scores.device)
+        scores[:, self.rag_id] = scores[:, self.rag_id].masked_fill(probing, float("-inf"))
+        for j, (row, token) in enumerate(zip(rows, scores.argmax(-1).tolist(), strict=True)):
+            if row.probing:
+                self._probe_step(row, j, token, seen, mask)
+            else:
+                self._normal_step(row, j, token, seen)
+
+    def _normal_step(self, row: _Row, j: int, token: int, seen: SeenTokens) -> None:
+        if token == self.end_id:
+            row.done = row.hit_end = True
+            return
+        if token == self.rag_id and self._may_retrieve(row):
+            row.probing, row.probe, row.probe_cols = True, [], []
+            row.count_before_probe, row.pending = row.count, [self.rag_id]
+            return
+        self._emit(row, j, token, seen)
+        row.cooldown = max(0, row.cooldown - 1)
+
+    def _emit(self, row: _Row, j: int, token: int, seen: SeenTokens) -> None:
+        row.output.append(token)
+        seen.add(j, token)
+        row.pending = [token]
+        if len(row.output) >= self.settings.max_new_tokens:
+            row.done = True
+
+    def _probe_step(self, row: _Row, j: int, token: int, seen: SeenTokens, mask: torch.Tensor) -> None:
+        ended = token == self.end_id
+        if not ended:
+            row.probe.append(token)
+            seen.add(j, token)
+        text = self.tokenizer.decode(row.probe, skip_special_tokens=True)
+        match = _SENTENCE_END.search(text)
+        if not (ended or match or len(row.probe) >= self.settings.probe_max_tokens):
+            row.pending = [token]
+            return
+        probe_text = (text[: match.end()] if match else text).strip()
+        # roll back: the probe and its [RAG] leave the row's attention; nothing is re-run
+        mask[j, row.probe_cols] = 0
+        row.count, row.probing = row.count_before_probe, False
+        seen.reset_row(j, row.output)
+        self._retrieve_or_cancel(row, j, probe_text, seen)
+
+    def _retrieve_or_cancel(self, row: _Row, j: int, probe_text: str, seen: SeenTokens) -> None:
+        entry: dict[str, Any] = {"step": len(row.output), "probe_text": probe_text}
+        result = None
+        if len(probe_text) >= self.settings.min_probe_chars:
+            from adaragct.retrieval.retrievers import RetrievalQuery
+
+            text_so_far = self._text(row.output)
+            result = self.retriever.retrieve(RetrievalQuery(row.volume_id, text_so_far, probe_text,
+                                                            top_k=self.settings.top_k))
+        if result is None or len(result) == 0:
+            entry["action"] = "cancelled" if result is None else "empty"
+            row.log.append(entry)
+            self._emit(row, j, self.space_id, seen)
+            row.cooldown = self.settings.cooldown_tokens
+            return
+        span = context_span(result.texts)
+        row.pending = [self.rag_id, *self.tokenizer.encode(span, add_special_tokens=False)]
+        row.retrievals += 1
+        entry.update(action="retrieved", organ=result.organ, sentence_ids=list(result.sentence_ids),
+                     scores=[round(float(s), 6) for s in result.scores], context=list(result.texts),
+                     ctx_preview=span[len(RET_START):][:160])
+        row.log.append(entry)
+
+    # ------------------------------------------------------------------ cache
+    def _feed(self, rows: list[_Row], mask: torch.Tensor, cache) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward over every row's pending tokens, right-aligned so each row's last token is last."""
+        width = max(len(r.pending) for r in rows)
+        device = mask.device
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long, device=device)
+        chunk_mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+        positions = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+        base = mask.shape[1]
+        fed = [(row.volume_id, tuple(row.pending)) for row in rows]
+        for j, row in enumerate(rows):
+            k = len(row.pending)
+            ids[j, width - k:] = torch.tensor(row.pending, device=device)
+            chunk_mask[j, width - k:] = 1
+            positions[j] = row.count
+            positions[j, width - k:] += torch.arange(k, device=device)
+            if row.probing:
+                row.probe_cols.extend(range(base + width - k, base + width))
+            row.count += k
+            row.pending = []
+        mask = torch.cat([mask, chunk_mask], dim=1)
+        logits = self._forward(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache)
+        if self.on_forward is not None:
+            self.on_forward(fed, logits)
+        return mask, logits
+
+    def _compact(self, mask: torch.Tensor, cache, rows: list[_Row]) -> torch.Tensor:
+        """Drop cache columns that no active row attends to (probe rollbacks, chunk padding)."""
+        live = mask.bool().any(dim=0)
+        if bool(live.all()) or int((~live).sum()) < 16:
+            return mask
+        keep = live.nonzero().flatten()
+        if not drop_cache_columns(cache, keep):
+            return mask
+        self.stats["dropped_columns"] += int((~live).sum())
+        remap = torch.cumsum(live.long(), 0) - 1
+        for row in rows:
+            row.probe_cols = [int(remap[c]) for c in row.probe_cols if live[c]]
+        return mask[:, keep]
+
+    # ----------------------------------------------------------------- output
+    def _text(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode([t for t in token_ids if t != self.rag_id], skip_special_tokens=True).strip()
+
+    def _finish(self, row: _Row) -> RowOutput:
+        return RowOutput(row.volume_id, list(row.output), self._text(row.output), row.retrievals, row.log,
+                         row.hit_end)
