@@ -83,7 +83,7 @@ def test_labels_not_binary(tmp_path: Path, bad: str) -> None:
     frame = pd.read_csv(path, dtype=str)
     frame.loc[1, "Cardiomegaly"] = bad
     frame.to_csv(path, index=False)
-    with pytest.raises(DataError, match="column 'Cardiomegaly' line 3: value .* is not 0/1"):
+    with pytest.raises(DataError, match=r"column 'Cardiomegaly' line 3: value .* is not 0/1"):
         read_labels_csv(path)
 
 
@@ -172,7 +172,7 @@ def test_organ_reports_json(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"\[0\]\.organ_reports\.aorta: missing"):
         read_organ_reports_json(path)
     path.write_text('[{"image": "x",')
-    with pytest.raises(DataError, match="line 1 column .*malformed JSON"):
+    with pytest.raises(DataError, match=r"line 1 column .*malformed JSON"):
         read_organ_reports_json(path)
 
 
