@@ -1,0 +1,83 @@
+"""The training-sentence database in the release layout (SPEC 2.2), built from report text.
+
+``train_sentences_multi_label.json``: ``{image_id: [{sentence_id, text, organs[], normal}]}`` and
+``train_sentence_embeds.npz``: ``embeddings`` float32 (M, d), ``sentence_ids`` (M,). Sentence ids are
+``<volume_id>_s<index>``: unique, stable across runs, and they say where a retrieved sentence came from.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from adaragct.data.bundle import SentenceRecord
+from adaragct.io import atomic_open, write_json
+from adaragct.retrieval.contexts import QuerySentence
+
+DATABASE_JSON = "database/train_sentences_multi_label.json"
+DATABASE_NPZ = "database/train_sentence_embeds.npz"
+
+
+def tag_reports(
+    reports: Mapping[str, str], progress: bool = True, desc: str = "tag sentences"
+) -> dict[str, list[tuple[str, tuple[str, ...], bool]]]:
+    """Split and tag every report: ``{volume_id: [(sentence, organs, normal), ...]}`` in report order."""
+    from tqdm.auto import tqdm
+
+    from adaragct.data.sentences import tag_report
+
+    return {
+        vid: [(text, tag.organs, tag.normal) for text, tag in tag_report(reports[vid])]
+        for vid in tqdm(sorted(reports), desc=desc, unit="report", disable=not progress)
+    }
+
+
+def database_records(
+    tagged: Mapping[str, Sequence[tuple[str, tuple[str, ...], bool]]],
+) -> list[SentenceRecord]:
+    """Records of the sentence database, volumes sorted, sentences in report order."""
+    return [
+        SentenceRecord(f"{vid}_s{j:03d}", vid, text, tuple(organs), bool(normal))
+        for vid in sorted(tagged)
+        for j, (text, organs, normal) in enumerate(tagged[vid])
+    ]
+
+
+def write_database(path: str | Path, records: Sequence[SentenceRecord]) -> None:
+    """Write ``train_sentences_multi_label.json`` (atomic)."""
+    out: dict[str, list[dict]] = {}
+    for rec in records:
+        out.setdefault(rec.volume_id, []).append(
+            {
+                "sentence_id": rec.sentence_id,
+                "text": rec.text,
+                "organs": list(rec.organs),
+                "normal": rec.normal,
+            }
+        )
+    write_json(path, out, indent=None)
+
+
+def write_sentence_embeddings(
+    path: str | Path, records: Sequence[SentenceRecord], embeddings: np.ndarray
+) -> None:
+    """Write ``train_sentence_embeds.npz`` (atomic)."""
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        embeddings=np.asarray(embeddings, dtype=np.float32),
+        sentence_ids=np.array([r.sentence_id for r in records]),
+    )
+    with atomic_open(path, "wb") as handle:
+        handle.write(buffer.getvalue())
+
+
+def query_sentences(records: Sequence[SentenceRecord]) -> dict[str, list[QuerySentence]]:
+    """Group database records into context queries per volume (report order kept)."""
+    out: dict[str, list[QuerySentence]] = {}
+    for rec in records:
+        out.setdefault(rec.volume_id, []).append(QuerySentence(rec.text, rec.organs))
+    return out

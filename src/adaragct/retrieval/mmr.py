@@ -1,0 +1,75 @@
+"""Maximal marginal relevance with BLEU-2 redundancy (SPEC 3, adaptive retriever).
+
+Why BLEU-2 and not embedding cosine for redundancy: report sentences that differ in one clinically decisive word
+("mild" vs "no") are near-identical in embedding space, and the model gains nothing from three paraphrases of one
+sentence. Surface n-gram overlap penalises paraphrase copies while keeping sentences that say different things.
+
+    score(c) = lambda * cos(probe, c) - (1 - lambda) * max_{s in selected} BLEU-2(c, s)
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)?")
+
+
+def tokens(text: str) -> tuple[str, ...]:
+    """Lower-cased word tokens (numbers with decimals kept whole)."""
+    return tuple(_TOKEN.findall(text.lower()))
+
+
+@lru_cache(maxsize=200_000)
+def _ngrams(text: str) -> tuple[int, Counter, Counter]:
+    toks = tokens(text)
+    return len(toks), Counter(toks), Counter(itertools.pairwise(toks))
+
+
+def bleu2(hypothesis: str, reference: str) -> float:
+    """Sentence BLEU-2 of ``hypothesis`` against one ``reference``, in [0, 1].
+
+    Uniform weights over clipped 1- and 2-gram precision, the standard brevity penalty, and add-one smoothing of
+    the bigram precision (Lin & Och 2004) so that short sentences do not collapse to zero.
+    """
+    h_len, h1, h2 = _ngrams(hypothesis)
+    r_len, r1, r2 = _ngrams(reference)
+    if h_len == 0 or r_len == 0:
+        return 0.0
+    p1 = sum((h1 & r1).values()) / h_len
+    if p1 == 0.0:
+        return 0.0
+    p2 = (sum((h2 & r2).values()) + 1.0) / (max(h_len - 1, 0) + 1.0)
+    brevity = 1.0 if h_len >= r_len else math.exp(1.0 - r_len / h_len)
+    return brevity * math.sqrt(p1 * p2)
+
+
+def mmr_select(texts: Sequence[str], relevance: np.ndarray, k: int, mmr_lambda: float = 0.7) -> list[int]:
+    """Greedy MMR: indices of ``k`` texts balancing relevance (cosine to the probe) against BLEU-2 redundancy.
+
+    Ties are broken by position (callers pass candidates sorted by relevance), so the result is deterministic.
+    ``mmr_lambda=1`` is plain top-k by relevance.
+    """
+    n = len(texts)
+    if n == 0 or k <= 0:
+        return []
+    relevance = np.asarray(relevance, dtype=np.float64)
+    redundancy = np.zeros(n)
+    chosen: list[int] = []
+    available = np.ones(n, dtype=bool)
+    for _ in range(min(k, n)):
+        score = mmr_lambda * relevance - (1.0 - mmr_lambda) * redundancy
+        score[~available] = -np.inf
+        best = int(np.argmax(score))  # first maximum: the most relevant among equals
+        chosen.append(best)
+        available[best] = False
+        if mmr_lambda < 1.0:
+            for i in np.flatnonzero(available):
+                redundancy[i] = max(redundancy[i], bleu2(texts[i], texts[best]))
+    return chosen

@@ -1,0 +1,299 @@
+"""Retrievers: one small protocol that the generation loop and the context precompute call (SPEC 3, 5).
+
+``retrieval=none|oracle|adaptive|text2text`` picks one through Hydra (``conf/retrieval/*.yaml`` names the class
+in ``_target_`` plus its numbers); runtime objects -- the bank, the encoder, the neighbours, the contexts -- are
+injected by :func:`build_retriever` at the call site, never built from YAML::
+
+    retriever = build_retriever(cfg.retrieval, bank=bank, encoder=encoder, neighbours=neighbours)
+    result = retriever.retrieve(RetrievalQuery("valid_1_a_1", text_so_far, probe="The heart is enlarged."))
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from adaragct.data.bundle import context_key
+from adaragct.errors import DataError
+from adaragct.ids import normalize_volume_id
+from adaragct.retrieval.bank import SentenceBank
+from adaragct.retrieval.encoders import TextEncoder
+from adaragct.retrieval.mmr import bleu2, mmr_select
+
+log = logging.getLogger(__name__)
+
+_SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
+
+
+@dataclass(frozen=True)
+class RetrievalQuery:
+    """One retrieval request.
+
+    Attributes:
+        volume_id: the volume being reported (selects its image neighbours / oracle contexts).
+        text_so_far: report text generated before the ``[RAG]`` token.
+        probe: the look-ahead sentence decoded after ``[RAG]`` (or, in the precompute, a ground-truth sentence).
+        top_k: how many sentences to return.
+    """
+
+    volume_id: str
+    text_so_far: str
+    probe: str
+    top_k: int = 3
+
+
+@dataclass(frozen=True)
+class RetrievalResult:
+    """What a retriever returns; ``organ`` / ``note`` are for the retrieval trace."""
+
+    texts: tuple[str, ...] = ()
+    scores: tuple[float, ...] = ()
+    sentence_ids: tuple[str, ...] = ()
+    organ: str | None = None
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Anything with ``retrieve(query) -> result`` and a ``name`` for traces."""
+
+    name: str
+
+    def retrieve(self, query: RetrievalQuery) -> RetrievalResult: ...
+
+
+def current_sentence(text_so_far: str, probe: str) -> str:
+    """The sentence being written: the unfinished tail of ``text_so_far`` (after its last ``.!?``) + ``probe``.
+
+    Organ detection counts keywords over this rather than the whole report so far, which would always vote
+    "lung" (the longest section of every chest-CT report).
+    """
+    ends = list(_SENTENCE_END.finditer(text_so_far))
+    tail = text_so_far[ends[-1].end() :] if ends else text_so_far
+    return f"{tail.strip()} {probe.strip()}".strip()
+
+
+class NoRetriever:
+    """``retrieval=none``: never returns context (plain generation; the model's [RAG] tokens are dropped)."""
+
+    name = "none"
+
+    def retrieve(self, query: RetrievalQuery) -> RetrievalResult:
+        return RetrievalResult(note="retrieval disabled")
+
+
+class OracleRetriever:
+    """``retrieval=oracle``: the precomputed context of the sentence being written, looked up by ``context_key``.
+
+    A generated probe rarely equals a reference sentence character for character, so when the exact key is absent
+    the entry whose key has the highest BLEU-2 with the probe is used, if it reaches ``min_bleu`` (null: exact
+    matches only).
+
+    Args:
+        contexts: ``{volume_id: {context_key: [texts]}}`` from :func:`adaragct.data.bundle.read_contexts`.
+        top_k: default number of sentences (a query's ``top_k`` wins).
+        min_bleu: fuzzy-match threshold, or None.
+    """
+
+    name = "oracle"
+
+    def __init__(
+        self,
+        contexts: Mapping[str, Mapping[str, Sequence[str]]],
+        top_k: int = 3,
+        min_bleu: float | None = 0.5,
+    ) -> None:
+        self.contexts = contexts
+        self.top_k = top_k
+        self.min_bleu = min_bleu
+
+    def retrieve(self, query: RetrievalQuery) -> RetrievalResult:
+        table = self.contexts.get(normalize_volume_id(query.volume_id))
+        if not table:
+            return RetrievalResult(note="no oracle contexts for this volume")
+        key = context_key(current_sentence(query.text_so_far, query.probe))
+        match, score = key, 1.0
+        if key not in table:
+            if self.min_bleu is None:
+                return RetrievalResult(note="no oracle context for this sentence")
+            score, match = max(((bleu2(key, k), k) for k in table), key=lambda t: (t[0], t[1]))
+            if score < self.min_bleu:
+                return RetrievalResult(note=f"no oracle context (best BLEU-2 {score:.2f} < {self.min_bleu})")
+        texts = tuple(table[match][: query.top_k or self.top_k])
+        return RetrievalResult(
+            texts=texts,
+            scores=(score,) * len(texts),
+            sentence_ids=("",) * len(texts),
+            note=f"oracle key {match!r}",
+        )
+
+
+def _unique_by_text(texts: Sequence[str], order: np.ndarray) -> np.ndarray:
+    """Positions of ``order`` keeping the first occurrence of each (case/edge-punctuation-insensitive) text."""
+    seen: set[str] = set()
+    keep = []
+    for i in order:
+        key = context_key(texts[i])
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+    return np.asarray(keep, dtype=np.int64)
+
+
+class AdaptiveRetriever:
+    """``retrieval=adaptive`` (the paper's): organ-aware, image-conditioned, diverse.
+
+    1. organ = ``organ_of_text`` over the sentence being written (:func:`current_sentence`);
+    2. candidates = that organ's sentences of the volume's top-``n_neighbours`` image neighbours for that organ;
+    3. cosine(probe, candidate), duplicates of one text collapsed, top ``n_candidates``;
+    4. MMR (``mmr_lambda``, BLEU-2 redundancy) down to ``top_k``.
+
+    A volume absent from the neighbours file is an error (``missing_neighbours="error"``, the default: it means
+    the index stage did not cover this split) or falls back to the organ's whole bank partition (``"bank"``).
+    """
+
+    name = "adaptive"
+
+    def __init__(
+        self,
+        bank: SentenceBank,
+        encoder: TextEncoder,
+        neighbours: Mapping[str, Mapping[str, Sequence[str]]],
+        top_k: int = 3,
+        n_neighbours: int = 20,
+        n_candidates: int = 50,
+        mmr_lambda: float = 0.7,
+        missing_neighbours: Literal["error", "bank"] = "error",
+    ) -> None:
+        if encoder.encoder_id != bank.encoder_id:
+            raise ValueError(
+                f"adaptive retriever: bank built with {bank.encoder_id!r}, encoder is {encoder.encoder_id!r}"
+            )
+        self.bank, self.encoder, self.neighbours = bank, encoder, neighbours
+        self.top_k, self.n_neighbours, self.n_candidates = top_k, n_neighbours, n_candidates
+        self.mmr_lambda, self.missing_neighbours = mmr_lambda, missing_neighbours
+
+    def detect_organ(self, query: RetrievalQuery) -> str:
+        from adaragct.data.sentences import organ_of_text
+
+        return organ_of_text(current_sentence(query.text_so_far, query.probe))
+
+    def candidates(self, volume_id: str, organ: str) -> np.ndarray | None:
+        """Bank rows of ``organ`` sentences from the volume's image neighbours (None: use the whole partition)."""
+        per_organ = self.neighbours.get(normalize_volume_id(volume_id))
+        if per_organ is None:
+            if self.missing_neighbours == "bank":
+                return None
+            raise DataError(
+                "image neighbours",
+                volume_id,
+                "volume has no image neighbours",
+                "run `python -m adaragct.index` over this split, or set "
+                "retrieval.missing_neighbours=bank to search the organ's whole bank partition",
+            )
+        return self.bank.volume_rows(per_organ.get(organ, [])[: self.n_neighbours], organ)
+
+    def retrieve(self, query: RetrievalQuery) -> RetrievalResult:
+        organ = self.detect_organ(query)
+        top_k = query.top_k or self.top_k
+        if self.bank.count(organ) == 0:
+            return RetrievalResult(organ=organ, note=f"no sentences for organ '{organ}' in the bank")
+        rows = self.candidates(query.volume_id, organ)
+        probe = self.encoder.encode([query.probe])[0]
+        if rows is None:
+            scores, found = self.bank.search(probe[None], self.n_candidates * 2, organs=[organ])
+            keep = found[0] >= 0
+            rows, sims = found[0][keep], scores[0][keep]
+        else:
+            sims = self.bank.embeddings[rows] @ probe
+        if len(rows) == 0:
+            return RetrievalResult(organ=organ, note=f"no '{organ}' sentences among the image neighbours")
+        order = np.lexsort((rows, -sims))
+        order = _unique_by_text([self.bank.texts[r] for r in rows], order)[: self.n_candidates]
+        rows, sims = rows[order], sims[order]
+        picked = mmr_select([self.bank.texts[r] for r in rows], sims, top_k, self.mmr_lambda)
+        return RetrievalResult(
+            texts=tuple(self.bank.texts[rows[i]] for i in picked),
+            scores=tuple(float(sims[i]) for i in picked),
+            sentence_ids=tuple(self.bank.records[rows[i]].sentence_id for i in picked),
+            organ=organ,
+            note=f"{len(rows)} candidates",
+        )
+
+
+class Text2TextRetriever:
+    """``retrieval=text2text``: nearest sentences of the whole bank to the probe, no organ or image filter.
+
+    The baseline that shows what the organ index and the image neighbours add. Same-patient sentences are
+    excluded (a training volume must not retrieve its own report).
+    """
+
+    name = "text2text"
+
+    def __init__(
+        self, bank: SentenceBank, encoder: TextEncoder, top_k: int = 3, n_candidates: int = 50
+    ) -> None:
+        if encoder.encoder_id != bank.encoder_id:
+            raise ValueError(
+                f"text2text retriever: bank built with {bank.encoder_id!r}, encoder is {encoder.encoder_id!r}"
+            )
+        self.bank, self.encoder, self.top_k, self.n_candidates = bank, encoder, top_k, n_candidates
+
+    def retrieve(self, query: RetrievalQuery) -> RetrievalResult:
+        from adaragct.ids import patient_id
+
+        top_k = query.top_k or self.top_k
+        probe = self.encoder.encode([query.probe])
+        scores, rows = self.bank.search(probe, self.n_candidates)
+        own = patient_id(query.volume_id)
+        keep = [
+            i for i, r in enumerate(rows[0]) if r >= 0 and patient_id(self.bank.records[r].volume_id) != own
+        ]
+        order = _unique_by_text([self.bank.texts[rows[0][i]] for i in keep], np.arange(len(keep)))[:top_k]
+        picked = [keep[i] for i in order]
+        return RetrievalResult(
+            texts=tuple(self.bank.texts[rows[0][i]] for i in picked),
+            scores=tuple(float(scores[0][i]) for i in picked),
+            sentence_ids=tuple(self.bank.records[rows[0][i]].sentence_id for i in picked),
+            organ=None,
+            note="whole bank",
+        )
+
+
+def build_retriever(cfg: Mapping[str, Any], **runtime: Any) -> Retriever:
+    """Instantiate ``cfg._target_`` with the config's numbers plus the runtime objects it accepts.
+
+    Args:
+        cfg: a ``conf/retrieval/*.yaml`` node (``_target_`` + constructor arguments).
+        **runtime: objects built at the call site (``bank``, ``encoder``, ``neighbours``, ``contexts``); each is
+            passed only if the target's constructor takes it, so one call site serves every retriever.
+    """
+    from hydra.utils import get_class
+
+    params = {k: v for k, v in dict(cfg).items() if k != "_target_"}
+    target = get_class(cfg["_target_"])
+    accepted = inspect.signature(target).parameters
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"retrieval config {cfg['_target_']}: unknown keys {unknown} (accepted: {sorted(accepted)})"
+        )
+    needed = [n for n, p in accepted.items() if p.default is inspect.Parameter.empty and n not in params]
+    missing = [n for n in needed if runtime.get(n) is None]
+    if missing:
+        raise ValueError(
+            f"retrieval {cfg['_target_']} needs runtime objects {missing}: pass them to build_retriever"
+        )
+    params.update({n: obj for n, obj in runtime.items() if n in accepted and obj is not None})
+    log.info("retriever <%s>", cfg["_target_"])
+    return target(**params)

@@ -1,0 +1,177 @@
+"""Retrievers over a real MiniLM bank: organ routing, neighbour candidates, MMR, bad input, Hydra configs."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from adaragct.errors import DataError
+from adaragct.retrieval.bank import SentenceBank
+from adaragct.retrieval.retrievers import (
+    AdaptiveRetriever,
+    NoRetriever,
+    OracleRetriever,
+    RetrievalQuery,
+    Text2TextRetriever,
+    build_retriever,
+    current_sentence,
+)
+from tests.conftest import CONF_DIR
+
+ALL_TRAIN = ["train_1_a_1", "train_1_a_2", "train_2_a_1", "train_3_a_1", "train_4_a_1", "train_5_a_1"]
+
+
+@pytest.fixture(scope="module")
+def bank(corpus_embeddings, minilm) -> SentenceBank:
+    records, emb = corpus_embeddings
+    return SentenceBank.build(records, emb, minilm.encoder_id)
+
+
+def _neighbours(order: list[str]) -> dict[str, dict[str, list[str]]]:
+    return {"valid_9_a_1": {o: order for o in ("lung", "heart", "esophagus", "aorta", "other")}}
+
+
+def test_current_sentence_uses_the_unfinished_tail_only() -> None:
+    assert current_sentence("The lungs are clear. The heart", "is enlarged.") == "The heart is enlarged."
+    assert current_sentence("The lungs are clear.", "Hiatal hernia.") == "Hiatal hernia."
+    assert current_sentence("", "No effusion.") == "No effusion."
+
+
+def test_adaptive_routes_by_organ_and_uses_only_neighbour_sentences(bank, minilm) -> None:
+    retriever = AdaptiveRetriever(bank, minilm, _neighbours(["train_2_a_1", "train_5_a_1", "train_3_a_1"]))
+    result = retriever.retrieve(
+        RetrievalQuery("valid_9_a_1", "The lungs are clear. The heart", "is enlarged.", 3)
+    )
+    assert result.organ == "heart"
+    # heart sentences of the three neighbours only (train_1 / train_4 are not neighbours)
+    assert set(result.texts) <= {
+        "Cardiomegaly is present.",
+        "The heart is enlarged.",
+        "Heart dimensions are normal.",
+    }
+    assert result.texts[0] == "The heart is enlarged." and len(result) == 3
+    assert list(result.scores) == sorted(result.scores, reverse=True)
+    assert all(sid.startswith(("train_2", "train_5", "train_3")) for sid in result.sentence_ids)
+    lung = retriever.retrieve(RetrievalQuery("valid_9_a_1", "", "Emphysema in the upper lobes.", 2))
+    assert lung.organ == "lung" and len(lung) == 2
+    assert all(
+        t
+        in {
+            "A 5 mm nodule in the right lower lobe.",
+            "No pleural effusion was observed.",
+            "Bilateral pleural effusion is seen.",
+            "The heart is enlarged.",
+        }
+        for t in lung.texts
+    )
+
+
+def test_adaptive_collapses_duplicate_texts(bank, minilm) -> None:
+    retriever = AdaptiveRetriever(bank, minilm, _neighbours(ALL_TRAIN))
+    result = retriever.retrieve(RetrievalQuery("valid_9_a_1", "", "Mild emphysema in both upper lobes.", 3))
+    assert result.texts[0] == "Mild emphysema in both upper lobes."
+    assert len(set(result.texts)) == 3  # the copy from the second reconstruction is not returned twice
+
+
+def test_volume_without_neighbours_is_an_error_or_falls_back_to_the_bank(bank, minilm) -> None:
+    retriever = AdaptiveRetriever(bank, minilm, _neighbours(ALL_TRAIN))
+    with pytest.raises(DataError, match=r"valid_7_a_1.*no image neighbours.*missing_neighbours=bank"):
+        retriever.retrieve(RetrievalQuery("valid_7_a_1", "", "The heart is enlarged.", 3))
+    fallback = AdaptiveRetriever(bank, minilm, {}, missing_neighbours="bank")
+    result = fallback.retrieve(RetrievalQuery("valid_7_a_1", "", "The heart is enlarged.", 3))
+    assert result.organ == "heart" and result.texts[0] == "The heart is enlarged."
+
+
+def test_empty_organ_partition_returns_nothing(corpus_embeddings, minilm, caplog) -> None:
+    records, emb = corpus_embeddings
+    keep = [i for i, r in enumerate(records) if "esophagus" not in r.organs]
+    with caplog.at_level(logging.WARNING):
+        bank = SentenceBank.build([records[i] for i in keep], emb[keep], minilm.encoder_id)
+    retriever = AdaptiveRetriever(bank, minilm, _neighbours(ALL_TRAIN))
+    result = retriever.retrieve(
+        RetrievalQuery("valid_9_a_1", "", "A small hiatal hernia of the esophagus.", 3)
+    )
+    assert (
+        len(result) == 0
+        and result.organ == "esophagus"
+        and "no sentences for organ 'esophagus'" in result.note
+    )
+
+
+def test_adaptive_refuses_a_bank_built_with_another_encoder(corpus_embeddings, minilm) -> None:
+    records, emb = corpus_embeddings
+    other = SentenceBank.build(records, emb, "hf:another:cls:384:123")
+    with pytest.raises(ValueError, match="bank built with 'hf:another"):
+        AdaptiveRetriever(other, minilm, {})
+
+
+def test_text2text_searches_everything_but_the_own_patient(bank, minilm) -> None:
+    retriever = Text2TextRetriever(bank, minilm, top_k=3)
+    result = retriever.retrieve(RetrievalQuery("train_1_a_1", "", "Mild emphysema in both upper lobes.", 3))
+    assert result.organ is None and len(result) == 3
+    assert "Mild emphysema in both upper lobes." not in result.texts  # only patient train_1 wrote it
+    assert "Centrilobular emphysema is present in the lungs." in result.texts
+
+
+def test_oracle_exact_and_fuzzy_lookup() -> None:
+    contexts = {
+        "valid_9_a_1": {"the heart is enlarged": ["Cardiomegaly.", "Heart enlarged.", "Big heart.", "x"]}
+    }
+    oracle = OracleRetriever(contexts, top_k=3)
+    assert oracle.retrieve(RetrievalQuery("valid_9_a_1.nii.gz", "", "The heart is enlarged.", 3)).texts == (
+        "Cardiomegaly.",
+        "Heart enlarged.",
+        "Big heart.",
+    )
+    assert len(oracle.retrieve(RetrievalQuery("valid_9_a_1", "", "The heart is mildly enlarged.", 2))) == 2
+    assert len(oracle.retrieve(RetrievalQuery("valid_9_a_1", "", "Hiatal hernia.", 3))) == 0
+    assert (
+        len(
+            OracleRetriever(contexts, min_bleu=None).retrieve(
+                RetrievalQuery("valid_9_a_1", "", "The heart is mildly enlarged.", 3)
+            )
+        )
+        == 0
+    )
+    assert "no oracle contexts" in oracle.retrieve(RetrievalQuery("valid_1_a_1", "", "x", 3)).note
+
+
+@pytest.mark.parametrize("name", ["none", "oracle", "adaptive", "text2text"])
+def test_build_retriever_from_the_real_configs(name: str, bank, minilm) -> None:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("index", overrides=[f"retrieval={name}", "paths.root_dir=/tmp"])
+    retriever = build_retriever(
+        cfg.retrieval,
+        bank=bank,
+        encoder=minilm,
+        neighbours=_neighbours(ALL_TRAIN),
+        contexts={"valid_9_a_1": {"the heart is enlarged": ["Cardiomegaly is present."]}},
+    )
+    assert retriever.name == name
+    result = retriever.retrieve(RetrievalQuery("valid_9_a_1", "", "The heart is enlarged.", 3))
+    assert (len(result) == 0) == (name == "none")
+    if name == "adaptive":
+        assert (retriever.top_k, retriever.n_candidates, retriever.mmr_lambda) == (3, 50, 0.7)
+
+
+def test_build_retriever_rejects_unknown_keys_and_missing_runtime_objects(bank, minilm) -> None:
+    target = "adaragct.retrieval.retrievers.AdaptiveRetriever"
+    with pytest.raises(ValueError, match=r"unknown keys \['topk'\]"):
+        build_retriever({"_target_": target, "topk": 3}, bank=bank, encoder=minilm, neighbours={})
+    with pytest.raises(ValueError, match=r"needs runtime objects \['neighbours'\]"):
+        build_retriever({"_target_": target}, bank=bank, encoder=minilm)
+    assert isinstance(
+        build_retriever({"_target_": "adaragct.retrieval.retrievers.NoRetriever"}, bank=bank), NoRetriever
+    )
+    assert np.isfinite(
+        np.array(
+            AdaptiveRetriever(bank, minilm, _neighbours(ALL_TRAIN))
+            .retrieve(RetrievalQuery("valid_9_a_1", "", "No lymphadenopathy.", 3))
+            .scores
+        )
+    ).all()
