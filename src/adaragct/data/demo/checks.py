@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from adaragct.analysis.bottleneck import probe_aucs
 from adaragct.constants import FINDING_TO_ORGAN, FINDINGS, ORGAN_SLOTS
 from adaragct.data.demo.grammar import asserted_findings
 from adaragct.data.sentences import SentenceTag, tag_report
@@ -54,43 +55,6 @@ def label_text_agreement(
         agree += sum(ok)
         bad_reports += not all(ok)
     return {"agreement": agree / max(labels.size, 1), "reports_disagreeing": bad_reports}
-
-
-def top2_variance_share(x: np.ndarray) -> float:
-    """Share of the total variance held by the top-2 principal components (~0.9 for CT-CLIP embeddings)."""
-    centered = x.astype(np.float64) - x.mean(axis=0)
-    singular = np.linalg.svd(centered, compute_uv=False)
-    var = singular**2
-    return float(var[:2].sum() / var.sum())
-
-
-def probe_aucs(
-    train_x: np.ndarray,
-    train_y: np.ndarray,
-    valid_x: np.ndarray,
-    valid_y: np.ndarray,
-    columns: Sequence[int],
-    min_positives: int = 5,
-) -> dict[int, float]:
-    """Linear-probe AUC per label column: logistic regression fit on train, scored on valid.
-
-    Columns with fewer than ``min_positives`` positives (or negatives) in either split are skipped: their AUC
-    would be noise.
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.preprocessing import StandardScaler
-
-    scaler = StandardScaler().fit(train_x)
-    xt, xv = scaler.transform(train_x), scaler.transform(valid_x)
-    out = {}
-    for j in columns:
-        yt, yv = train_y[:, j], valid_y[:, j]
-        if min(yt.sum(), (1 - yt).sum(), yv.sum(), (1 - yv).sum()) < min_positives:
-            continue
-        model = LogisticRegression(C=0.05, max_iter=2000).fit(xt, yt)
-        out[j] = float(roc_auc_score(yv, model.decision_function(xv)))
-    return out
 
 
 def organ_probe_table(

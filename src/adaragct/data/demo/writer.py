@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from adaragct.analysis.bottleneck import top2_variance_share
 from adaragct.constants import FINDINGS, ORGANS
 from adaragct.data.demo import checks
 from adaragct.data.demo.generate import SplitData, generate_cohort
@@ -187,7 +188,7 @@ def cohort_summary(splits: Mapping[str, SplitData], tagged: checks.Tagged, whole
         },
         "text": checks.text_stats(reports, tagged),
         "label_text": checks.label_text_agreement(reports, labels, tagged),
-        "top2_variance_share": round(checks.top2_variance_share(train.whole[whole_key]), 4),
+        "top2_variance_share": round(top2_variance_share(train.whole[whole_key]), 4),
         "organ_probe_auc": checks.organ_probe_table(
             train.whole[whole_key],
             train.organs,

@@ -1,0 +1,144 @@
+"""The analyze stage: how much of each embedding slot is usable signal (the paper's bottleneck finding).
+
+    python -m adaragct.analyze data=demo
+    python -m adaragct.analyze npz=data/demo/bundle/embeddings/ct_clip/valid_embeds.npz
+
+Prints and writes ``bottleneck.json`` / ``bottleneck.md`` (variance share of the top-k principal components,
+effective rank, participation ratio per slot; linear-probe AUC per slot and finding) and two plots
+(``cumulative_variance.png``, ``probe_auc.png``) under the run folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def _slot_arrays(cfg: DictConfig, split: str) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
+    from adaragct.constants import ORGAN_SLOTS
+    from adaragct.data.bundle import read_embeddings_npz
+
+    whole = read_embeddings_npz(cfg.data.whole_embeddings[split], [cfg.data.whole_key])
+    organs = read_embeddings_npz(cfg.data.organ_embeddings[split], ORGAN_SLOTS)
+    if whole.ids != organs.ids:
+        return {"whole_ct": whole.arrays[cfg.data.whole_key],
+                **{s: organs.rows(s, whole.ids) for s in ORGAN_SLOTS}}, whole.ids
+    return {"whole_ct": whole.arrays[cfg.data.whole_key], **organs.arrays}, whole.ids
+
+
+def _npz_arrays(path: str, keys: list[str] | None) -> dict[str, np.ndarray]:
+    from adaragct.data.bundle import read_embeddings_npz
+
+    if keys is None:
+        with np.load(path, allow_pickle=False) as npz:
+            keys = [k for k in npz.files if npz[k].ndim == 2 and np.issubdtype(npz[k].dtype, np.floating)]
+    return read_embeddings_npz(path, keys).arrays
+
+
+def _probes(cfg: DictConfig) -> dict[str, dict[str, float]]:
+    from adaragct.analysis.bottleneck import probe_table
+    from adaragct.constants import FINDINGS
+    from adaragct.data.ctrate import read_labels_csv
+
+    arrays, labels = {}, {}
+    for split in ("train", "valid"):
+        arrays[split], ids = _slot_arrays(cfg, split)
+        table = read_labels_csv(cfg.data[f"{split}_labels_csv"])
+        labels[split] = table.loc[list(ids)].to_numpy()
+    return probe_table(arrays["train"], arrays["valid"], labels["train"], labels["valid"], FINDINGS,
+                       cfg.min_positives)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    ks = list(next(iter(report["spectrum"].values()))["variance_share"])
+    lines = ["| slot | dim | " + " | ".join(f"top-{k} var" for k in ks) + " | eff. rank | part. ratio | mean probe AUC |",
+             "|---" * (len(ks) + 5) + "|"]
+    for slot, s in report["spectrum"].items():
+        aucs = list(report.get("probe_auc", {}).get(slot, {}).values())
+        mean_auc = f"{np.mean(aucs):.3f}" if aucs else "-"
+        lines.append(f"| {slot} | {s['dim']} | " + " | ".join(f"{s['variance_share'][k]:.3f}" for k in ks)
+                     + f" | {s['effective_rank']:.1f} | {s['participation_ratio']:.2f} | {mean_auc} |")
+    return "\n".join(lines)
+
+
+def _plots(arrays: dict[str, np.ndarray], report: dict[str, Any], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from adaragct.analysis.bottleneck import cumulative_variance
+
+    written = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for slot, x in arrays.items():
+        curve = cumulative_variance(x)[:50]
+        ax.plot(np.arange(1, len(curve) + 1), curve, marker=".", label=slot)
+    ax.set(xlabel="principal components", ylabel="cumulative variance share", xscale="log", ylim=(0, 1.01),
+           title="Variance concentration per embedding slot")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "cumulative_variance.png", dpi=120)
+    written.append(out / "cumulative_variance.png")
+    plt.close(fig)
+    if report.get("probe_auc"):
+        slots = list(report["probe_auc"])
+        findings = sorted({f for row in report["probe_auc"].values() for f in row})
+        grid = np.array([[report["probe_auc"][s].get(f, np.nan) for f in findings] for s in slots])
+        fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(findings)), 3))
+        im = ax.imshow(grid, vmin=0.5, vmax=1.0, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(findings)), findings, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(slots)), slots)
+        fig.colorbar(im, ax=ax, label="probe AUC")
+        ax.set_title("Linear-probe AUC per slot and finding")
+        fig.tight_layout()
+        fig.savefig(out / "probe_auc.png", dpi=120)
+        written.append(out / "probe_auc.png")
+        plt.close(fig)
+    return written
+
+
+def run_analyze(cfg: DictConfig) -> dict[str, Any]:
+    """Compute, print and write the bottleneck report; returns it."""
+    from adaragct.analysis.bottleneck import spectrum_summary
+    from adaragct.io import atomic_open, write_json
+
+    if cfg.npz:
+        arrays = _npz_arrays(cfg.npz, list(cfg.arrays) if cfg.arrays else None)
+    else:
+        arrays, _ = _slot_arrays(cfg, cfg.split)
+    report: dict[str, Any] = {"source": cfg.npz or f"data={cfg.data.name} split={cfg.split}",
+                              "spectrum": {slot: spectrum_summary(x, cfg.top_k) for slot, x in arrays.items()}}
+    if cfg.probes and not cfg.npz and cfg.data.get("train_labels_csv") and cfg.data.get("valid_labels_csv"):
+        report["probe_auc"] = _probes(cfg)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "bottleneck.json", report)
+    table = markdown(report)
+    with atomic_open(out / "bottleneck.md", "w", encoding="utf-8") as handle:
+        handle.write(f"# Embedding bottleneck ({report['source']})\n\n{table}\n")
+    plots = _plots(arrays, report, out)
+    print(table)
+    if "whole_ct" in report["spectrum"]:
+        share = report["spectrum"]["whole_ct"]["variance_share"].get(2)
+        print(f"whole-volume embedding: top-2 principal components hold {share:.1%} of the variance")
+    print(f"written: {out / 'bottleneck.json'}, {out / 'bottleneck.md'}, " + ", ".join(str(p) for p in plots))
+    return report
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="analyze")
+def main(cfg: DictConfig) -> None:
+    """Console entry point (``adaragct-analyze``)."""
+    log.info("analyze config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+    run_analyze(cfg)
+
+
+if __name__ == "__main__":
+    main()
