@@ -18,13 +18,8 @@ PRIMARY = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
 # Code that configs already name but that lands with a later issue. The test below fails as soon as one of
 # these imports, so the list cannot go stale.
 NOT_YET_RUNNABLE = {
-    "adaragct.train": "issue 5 (model and training)",
     "adaragct.infer": "issue 6 (adaptive generation)",
-    "adaragct.analyze": "issue 7 (experiments)",
     "adaragct.demo": "issue 7 (experiments)",
-    "adaragct.models.builders.llama_tiny": "issue 5",
-    "adaragct.models.builders.llama3_1_8b": "issue 5",
-    "adaragct.models.builders.llama3_3_70b": "issue 5",
 }
 PLUGIN_GROUPS = {"hparams_search": "hydra_plugins.hydra_optuna_sweeper", "launcher": "hydra_plugins.hydra_submitit_launcher"}
 
@@ -121,7 +116,7 @@ def test_debug_runs_on_cpu_without_loggers(tmp_path: Path) -> None:
     cfg, _ = _compose("train", ["debug=default"], tmp_path)
     assert cfg.trainer.accelerator == "cpu"
     assert cfg.datamodule.num_workers == 0
-    assert cfg.logger == {}
+    assert cfg.logger is None
 
 
 def test_paper_experiment_sets_the_paper_stage(tmp_path: Path) -> None:
@@ -134,5 +129,5 @@ def test_paper_experiment_sets_the_paper_stage(tmp_path: Path) -> None:
 
 def test_multirun_dirs_are_readable(tmp_path: Path) -> None:
     _, hydra_cfg = _compose("infer", ["ablation=retrieval_grid"], tmp_path)
-    assert hydra_cfg.sweep.subdir == "${hydra.job.override_dirname}"
-    assert hydra_cfg.mode == "MULTIRUN"
+    assert OmegaConf.to_container(hydra_cfg.sweep)["subdir"] == "${hydra.job.override_dirname}"
+    assert hydra_cfg.mode.name == "MULTIRUN"

@@ -280,7 +280,7 @@ def build_retriever(cfg: Mapping[str, Any], **runtime: Any) -> Retriever:
     """
     from hydra.utils import get_class
 
-    params = {k: v for k, v in dict(cfg).items() if k != "_target_"}
+    params = {k: v for k, v in dict(cfg).items() if k not in ("_target_", "name")}  # name labels runs
     target = get_class(cfg["_target_"])
     accepted = inspect.signature(target).parameters
     unknown = sorted(set(params) - set(accepted))
