@@ -1,0 +1,191 @@
+"""LLM builders (SPEC 4): ``model=tiny|8b|70b`` names one of these functions, which hard-code the architecture.
+
+torchtune-style: a config never restates layer counts, so ``model=8b`` cannot silently drift from the real
+Llama-3.1-8B. Every builder takes the tokenizer (the vocabulary and the special tokens of SPEC 4 come from it),
+an optional local ``path`` with weights, a ``device`` (``"meta"`` builds the architecture without allocating
+weights: that is how tests check 8B/70B sizes on a laptop), a ``dtype`` and a bitsandbytes ``quantization``.
+
+    model = llama3_1_8b(tokenizer, path="checkpoints/Llama-3.1-8B-Instruct", dtype="bfloat16")
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
+
+from adaragct.constants import SPECIAL_TOKENS
+
+log = logging.getLogger(__name__)
+TINY_SEED = 0  # fixed: stage=rag rebuilds the identical random base that stage=base trained on
+PAD_TOKEN = "<|pad|>"
+LLAMA3_PAD = "<|finetune_right_pad_id|>"
+
+
+def tiny_config(vocab_size: int) -> LlamaConfig:
+    """Hidden 192, 3 layers, 4 heads, intermediate 512: ~1.7M parameters with a ~1k BPE vocabulary (SPEC 8)."""
+    return LlamaConfig(vocab_size=vocab_size, hidden_size=192, intermediate_size=512, num_hidden_layers=3,
+                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048,
+                       rope_theta=10000.0, tie_word_embeddings=False)
+
+
+def _llama3_config(hidden: int, layers: int, heads: int, intermediate: int) -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=128256, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=8, max_position_embeddings=131072, rms_norm_eps=1e-5,
+        rope_theta=500000.0, tie_word_embeddings=False, bos_token_id=128000, eos_token_id=[128001, 128008, 128009],
+        rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                      "original_max_position_embeddings": 8192},
+    )
+
+
+def llama3_1_8b_config() -> LlamaConfig:
+    """Llama-3.1-8B-Instruct: 8,030,261,248 parameters."""
+    return _llama3_config(hidden=4096, layers=32, heads=32, intermediate=14336)
+
+
+def llama3_3_70b_config() -> LlamaConfig:
+    """Llama-3.3-70B-Instruct: 70,553,706,496 parameters."""
+    return _llama3_config(hidden=8192, layers=80, heads=64, intermediate=28672)
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """The model's tokenizer from a local directory, with the SPEC 4 special tokens and a pad token present."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"tokenizer directory {path} not found (fix: for model=tiny run "
+                                "`python -m adaragct.prepare data=demo`; for 8b/70b set paths.llm_8b_dir/llm_70b_dir)")
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    ensure_special_tokens(tokenizer)
+    return tokenizer
+
+
+def ensure_special_tokens(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Add the SPEC 4 tokens (and a pad token) to the tokenizer if missing; return the SPEC 4 token ids."""
+    missing = [t for t in SPECIAL_TOKENS if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+    if tokenizer.pad_token is None:  # Llama-3.1/3.3 ship a reserved pad token: use it rather than grow the vocab
+        vocab = tokenizer.get_vocab()
+        tokenizer.add_special_tokens({"pad_token": LLAMA3_PAD if LLAMA3_PAD in vocab else PAD_TOKEN})
+    return new_token_ids(tokenizer)
+
+
+def new_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Ids of the SPEC 4 special tokens: the rows stage base/rag train in the embeddings and the LM head."""
+    return [tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS]
+
+
+def add_special_tokens(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The one place the vocabulary grows: add tokens, resize embeddings, initialise new rows to the mean row.
+
+    Mean-row initialisation keeps the new tokens' logits at the average level, so adding them does not disturb
+    a pretrained model's outputs (random rows can dominate the softmax). Rows are only ever added, never cut:
+    Llama-3 checkpoints carry reserved rows beyond the tokenizer's length.
+    """
+    ids = ensure_special_tokens(tokenizer)
+    old = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > old:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        if model.get_input_embeddings().weight.device.type != "meta":
+            with torch.no_grad():
+                for weight in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
+                    weight[old:] = weight[:old].mean(dim=0, keepdim=True)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return ids
+
+
+def _quantization_config(quantization: str | None, dtype: torch.dtype) -> Any:
+    if quantization is None:
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=dtype)
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    raise ValueError(f"conf/model: quantization={quantization!r} (expected null, 4bit or 8bit)")
+
+
+def _match_checkpoint(config: LlamaConfig, path: Path) -> LlamaConfig:
+    """Check a local checkpoint is the architecture the builder names; adopt its (possibly grown) vocabulary.
+
+    A merged checkpoint that already has the SPEC 4 tokens (the release's base) has more rows than 128,256;
+    anything else that differs means the wrong model directory.
+    """
+    import json
+
+    found = json.loads((path / "config.json").read_text())
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size"):
+        if key in found and found[key] != getattr(config, key):
+            raise ValueError(f"{path}/config.json: {key}={found[key]} but the builder expects {getattr(config, key)} "
+                             "(fix: point model.path at the model the builder names, or pick the matching model=)")
+    config.vocab_size = int(found.get("vocab_size", config.vocab_size))
+    return config
+
+
+def build_llama(config: LlamaConfig, tokenizer: PreTrainedTokenizerBase | None = None, *, path: str | Path | None = None,
+                device: str | torch.device | None = None, dtype: str = "float32", quantization: str | None = None,
+                gradient_checkpointing: bool = False, seed: int | None = None) -> LlamaForCausalLM:
+    """Build ``config`` on ``device`` (``meta``: no weights), or load it from ``path`` (weights never built twice).
+
+    ``from_pretrained`` creates the model on the meta device and streams weights in, so an 8B/70B is never
+    materialised in fp32 on the CPU first. Without ``path`` the model is random-initialised (``seed``).
+    """
+    torch_dtype = getattr(torch, dtype)
+    quant = _quantization_config(quantization, torch_dtype)
+    if path is not None:
+        config = _match_checkpoint(config, Path(path))
+        model = LlamaForCausalLM.from_pretrained(str(path), config=config, dtype=torch_dtype,
+                                                 quantization_config=quant, local_files_only=True)
+    elif str(device) == "meta":
+        with torch.device("meta"):
+            model = LlamaForCausalLM(config).to(torch_dtype)
+    else:
+        with torch.random.fork_rng(devices=[]):  # a fixed init seed must not reset the run's RNG stream
+            if seed is not None:
+                torch.manual_seed(seed)
+            model = LlamaForCausalLM(config).to(torch_dtype)
+        if quant is not None:  # bitsandbytes quantises on load: round-trip the random init through a folder
+            with tempfile.TemporaryDirectory() as tmp:
+                model.save_pretrained(tmp)
+                model = LlamaForCausalLM.from_pretrained(tmp, dtype=torch_dtype, quantization_config=quant)
+    if tokenizer is not None:
+        add_special_tokens(model, tokenizer)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    return model
+
+
+def llama_tiny(tokenizer: PreTrainedTokenizerBase, *, path: str | Path | None = None, **kwargs: Any) -> LlamaForCausalLM:
+    """Random-init tiny Llama (seeded, so stage=rag rebuilds stage=base's base); ``path`` is the tokenizer dir."""
+    del path  # the tiny model has no pretrained weights: conf/model/tiny.yaml's path is the tokenizer directory
+    ensure_special_tokens(tokenizer)
+    return build_llama(tiny_config(len(tokenizer)), tokenizer, seed=TINY_SEED, **kwargs)
+
+
+def _require_weights(path: str | Path | None, device: Any, name: str) -> str | None:
+    if str(device) == "meta":
+        return None
+    if path is None or not (Path(path) / "config.json").is_file():
+        raise FileNotFoundError(f"model={name}: no weights at {path} (config.json missing; fix: download the model "
+                                f"once and set paths.llm_{name}_dir or ADARAGCT_LLAMA_{name.upper()}_DIR)")
+    return str(path)
+
+
+def llama3_1_8b(tokenizer: PreTrainedTokenizerBase | None = None, *, path: str | Path | None = None,
+                device: Any = None, **kwargs: Any) -> LlamaForCausalLM:
+    """Llama-3.1-8B-Instruct from a local directory (or on the meta device, for size checks)."""
+    return build_llama(llama3_1_8b_config(), tokenizer, path=_require_weights(path, device, "8b"), device=device, **kwargs)
+
+
+def llama3_3_70b(tokenizer: PreTrainedTokenizerBase | None = None, *, path: str | Path | None = None,
+                 device: Any = None, **kwargs: Any) -> LlamaForCausalLM:
+    """Llama-3.3-70B-Instruct from a local directory (or on the meta device, for size checks)."""
+    return build_llama(llama3_3_70b_config(), tokenizer, path=_require_weights(path, device, "70b"), device=device, **kwargs)

@@ -1,0 +1,122 @@
+"""LightningModule for stage=base and stage=rag (SPEC 4), plus the warmup + cosine schedule.
+
+The model is built in ``configure_model`` so that FSDP/DeepSpeed can shard it as it is created. Only the
+trainable state (LoRA, projector when trained, new-token rows) goes into Lightning's ``.ckpt`` files: the base
+LLM is rebuilt from its builder on resume, never pickled. ``save_hyperparameters`` keeps the plain config dicts
+only (the tokenizer and the optimizer factory are runtime objects).
+
+    module = ReportGenerationModule(cfg.model, cfg.stage, tokenizer, optimizer=instantiate(cfg.stage.optimizer))
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+
+from adaragct.models.vlm import build_stage_model, count_parameters, report_loss
+
+log = logging.getLogger(__name__)
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
+    """LR factor at optimizer step ``step`` (0-based): linear warmup, then cosine down to ``min_lr_ratio``.
+
+    Step ``warmup_steps - 1`` is the first at full LR and the last optimizer step (``total_steps - 1``) ends
+    exactly at ``min_lr_ratio``: the schedule finishes within the run (the release's did not).
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(1, total_steps - 1 - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class ReportGenerationModule(LightningModule):
+    """Trains a ``ReportModel`` on report batches (``input_ids``, ``attention_mask``, ``labels``, ``visual``).
+
+    Args:
+        model_cfg: ``cfg.model`` as a dict.
+        stage_cfg: ``cfg.stage`` as a dict (lora, scheduler, rag_loss_weight, ...).
+        tokenizer: the tokenizer (runtime object, not a hyper-parameter).
+        optimizer: ``partial(torch.optim.AdamW, lr=...)`` from ``cfg.stage.optimizer``.
+        init_from: stage rag: the stage=base checkpoint to merge.
+        device: ``"meta"`` builds without weights (size checks only).
+    """
+
+    def __init__(self, model_cfg: Mapping[str, Any], stage_cfg: Mapping[str, Any], tokenizer: Any,
+                 optimizer: Callable[..., torch.optim.Optimizer], init_from: str | None = None,
+                 device: str | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters({"model": dict(model_cfg), "stage": dict(stage_cfg), "init_from": init_from})
+        self.model_cfg, self.stage_cfg, self.tokenizer = dict(model_cfg), dict(stage_cfg), tokenizer
+        self.optimizer_factory, self.init_from, self.build_device = optimizer, init_from, device
+        self.model = None
+        self.strict_loading = False  # .ckpt files hold the trainable state only
+        self._tick: float | None = None
+
+    def configure_model(self) -> None:
+        if self.model is None:
+            self.model = build_stage_model(self.model_cfg, self.stage_cfg, self.tokenizer,
+                                           device=self.build_device, init_from=self.init_from)
+
+    def _step(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        logits = self.model(batch["input_ids"], batch["attention_mask"], batch["visual"])
+        return report_loss(logits, batch["labels"], self.model.rag_token_id,
+                           float(self.stage_cfg.get("rag_loss_weight", 1.0)))
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        loss, stats = self._step(batch)
+        size = batch["input_ids"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        if not torch.isnan(stats["rag_token_acc"]):
+            self.log("train/rag_token_acc", stats["rag_token_acc"], batch_size=size)
+        now = time.perf_counter()
+        if self._tick is not None:
+            self.log("train/tokens_per_s", batch["attention_mask"].sum().float() / (now - self._tick), batch_size=size)
+        self._tick = now
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=size)
+        return loss
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        loss, stats = self._step(batch)
+        size = batch["input_ids"].shape[0]
+        self.log("val/loss", loss, prog_bar=True, batch_size=size, sync_dist=True)
+        if not torch.isnan(stats["rag_token_acc"]):
+            self.log("val/rag_token_acc", stats["rag_token_acc"], batch_size=size, sync_dist=True)
+
+    def on_fit_start(self) -> None:
+        trainable, total = count_parameters(self.model)
+        for logger in self.loggers:
+            logger.log_metrics({"params/trainable": trainable, "params/total": total}, step=0)
+        self.print(f"parameters: {trainable:,} trainable / {total:,} total ({100 * trainable / total:.2f}%)")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """The optimizer over trainable parameters only; the schedule counts optimizer steps.
+
+        PEFT's trainable-token tensors hold the new rows' full values (not deltas), so weight decay would pull
+        the embeddings of ``[RAG]`` and the placeholders towards zero: they and biases get no decay.
+        """
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        no_decay = [p for n, p in named if "trainable_tokens" in n or n.endswith(".bias")]
+        decay = [p for n, p in named if not ("trainable_tokens" in n or n.endswith(".bias"))]
+        optimizer = self.optimizer_factory([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
+        total = int(self.trainer.estimated_stepping_batches)
+        sched = self.stage_cfg["scheduler"]
+        warmup, floor = int(sched["warmup_steps"]), float(sched["min_lr_ratio"])
+        if warmup >= total:  # debug runs (a few steps) with a paper config: shorten warmup, loudly
+            log.warning("conf/stage: scheduler.warmup_steps=%d >= %d optimizer steps of this run; using %d "
+                        "(fix: lower stage.scheduler.warmup_steps or raise trainer.max_steps)", warmup, total, total // 10)
+            warmup = total // 10
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, warmup, total, floor))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep only trainable tensors in Lightning's ``.ckpt`` (resume state), never the frozen base."""
+        names = {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in names}

@@ -1,0 +1,129 @@
+"""Train stage=base or stage=rag (SPEC 4): the Hydra app over ``conf/train.yaml``.
+
+    python -m adaragct.train model=tiny data=demo stage=base
+    python -m adaragct.train model=tiny data=demo stage=rag          # init_from: outputs/train/tiny_base/last
+    python -m adaragct.train experiment=base_8b data=ctrate strategy=ddp trainer.devices=4
+    python -m adaragct.train model=70b model.quantization=4bit stage=base    # QLoRA on one GPU
+
+Checkpoints (trainable state + tokenizer + resolved config) go to ``checkpoint_dir/step-NNNNNN`` with
+``checkpoint_dir/last`` pointing at the newest; Lightning's resume state to ``checkpoint_dir/lightning/``
+(``ckpt_path=.../lightning/last.ckpt`` resumes). Heavy libraries are imported inside ``train`` so that
+``--help`` and config errors answer at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def _instantiate(node: Any, **runtime: Any) -> Any:
+    """Log the ``_target_`` first (a failing import then names the config node), then build it."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    log.info("instantiating %s", node["_target_"])
+    try:
+        return instantiate(node, **runtime)
+    except InstantiationException as error:  # surface the real error (e.g. fsdp on CPU), not Hydra's wrapper
+        if error.__cause__ is None:
+            raise
+        error.__cause__.add_note(f"(while instantiating {node['_target_']})")
+        raise error.__cause__ from None
+
+
+def _loggers(cfg: DictConfig) -> list[Any]:
+    """One Lightning logger per ``logger.<name>`` node that has a ``_target_`` (``logger=none``: none)."""
+    loggers = []
+    for name, node in (cfg.get("logger") or {}).items():
+        if isinstance(node, DictConfig) and "_target_" in node:
+            loggers.append(_instantiate(node))
+            log.info("logger %s -> %s", name, node.get("save_dir"))
+    return loggers
+
+
+def _callbacks(cfg: DictConfig, tokenizer: Any, config_yaml: str) -> list[Any]:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from adaragct.data.datamodule import ContextEpochCallback
+    from adaragct.train.callbacks import TrainableCheckpoint
+
+    every = int(cfg.trainer.get("val_check_interval") or 0) or None
+    return [
+        TrainableCheckpoint(cfg.checkpoint_dir, tokenizer, config_yaml, every_n_steps=every),
+        ModelCheckpoint(dirpath=Path(cfg.checkpoint_dir) / "lightning", filename="resume", save_last=True,
+                        save_top_k=0, every_n_train_steps=every),
+        ContextEpochCallback(),
+    ]
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run one training stage; return the final callback metrics (``val/loss`` is the sweep objective)."""
+    import lightning as L
+
+    from adaragct.data.datamodule import ReportDataModule
+    from adaragct.data.prompt import PromptConfig
+    from adaragct.models.builders import load_tokenizer
+    from adaragct.models.module import ReportGenerationModule
+
+    # 1. seed everything (data order, context rolls, LoRA init)
+    L.seed_everything(cfg.seed, workers=True)
+    if cfg.stage.name == "rag" and cfg.stage.get("init_from") and Path(cfg.stage.init_from).exists():
+        cfg.stage.init_from = str(Path(cfg.stage.init_from).resolve())  # record step-N, not the moving `last`
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+
+    # 2. tokenizer with the SPEC 4 special tokens (tiny: data.tokenizer_dir; 8b/70b: the model directory)
+    tokenizer = load_tokenizer(cfg.model.path)
+
+    # 3. data: stage=rag rolls contexts per sample (cfg.stage.contexts), stage=base has none
+    log.info("instantiating %s", ReportDataModule.__qualname__)
+    contexts = OmegaConf.to_container(cfg.stage.contexts) if cfg.stage.get("contexts") else None
+    datamodule = ReportDataModule(cfg.data, tokenizer, PromptConfig(**cfg.prompt), **cfg.datamodule,
+                                  stage_contexts=contexts, seed=cfg.seed, visual_dims=dict(cfg.model.visual_dims))
+
+    # 4. model: built lazily in configure_model (under the strategy); stage=rag merges stage.init_from first
+    init_from = cfg.stage.get("init_from") if cfg.stage.name == "rag" else None
+    module = ReportGenerationModule(OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.stage),
+                                    tokenizer, optimizer=_instantiate(cfg.stage.optimizer), init_from=init_from)
+
+    # 5. strategy: fsdp/deepspeed on a CPU run fail here, before any model is built
+    strategy = _instantiate(cfg.strategy, accelerator=cfg.trainer.accelerator)
+
+    # 6. loggers and callbacks are runtime objects, injected here rather than written into YAML
+    loggers = _loggers(cfg)
+    callbacks = _callbacks(cfg, tokenizer, config_yaml)
+
+    # 7. trainer
+    log.info("instantiating lightning.pytorch.Trainer")
+    trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer), strategy=strategy, logger=loggers or False,
+                        callbacks=callbacks, default_root_dir=cfg.paths.output_dir)
+
+    # 8. fit (ckpt_path resumes from a Lightning checkpoint of this run)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+
+    # 9. summary
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    last = Path(cfg.checkpoint_dir) / "last"
+    log.info("done: %d optimizer steps, metrics %s; checkpoint %s -> %s", trainer.global_step,
+             {k: round(v, 4) for k, v in metrics.items()}, last, last.resolve() if last.exists() else None)
+    return metrics
+
+
+def main() -> None:
+    """Console entry point: ``python -m adaragct.train [overrides]``."""
+    import hydra
+
+    config_dir = str(Path(__file__).resolve().parents[3] / "conf")
+
+    @hydra.main(version_base="1.3", config_path=config_dir, config_name="train")
+    def _app(cfg: DictConfig) -> float | None:
+        metrics = train(cfg)
+        objective = cfg.get("optimized_metric")
+        return metrics.get(objective) if objective else None
+
+    _app()

@@ -1,0 +1,124 @@
+"""Fixtures for the model tests: a small real BPE tokenizer (built locally, no hub) and tiny configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adaragct.constants import SPECIAL_TOKENS
+from adaragct.data.prompt import BOS, EOT, HEADER_END, HEADER_START
+
+CORPUS = [
+    "The lungs are clear. No pleural effusion was observed. The heart size is normal.",
+    "There is a 5 mm nodule in the right upper lobe. Mild emphysema is present in both lungs.",
+    "The esophagus is unremarkable. A small hiatal hernia is seen. The aorta shows wall calcification.",
+    "Coronary artery calcification is noted. Cardiomegaly with pericardial effusion.",
+    "You are an experienced chest CT radiologist. Write the radiology report for this chest CT scan.",
+    "The CT volume is given as a whole-volume embedding and organ embeddings for the lungs, heart, esophagus and aorta.",
+    "system user assistant",
+]
+MARKERS = [BOS, HEADER_START, HEADER_END, EOT, "<|pad|>"]
+
+
+def make_tokenizer(directory: Path):
+    """A byte-level BPE tokenizer trained on a few report sentences, saved as a PreTrainedTokenizerFast."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=[*MARKERS, *SPECIAL_TOKENS],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS * 5, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOT, pad_token="<|pad|>",
+                                   additional_special_tokens=list(SPECIAL_TOKENS))
+    fast.save_pretrained(str(directory))
+    return fast
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("tokenizer")
+    make_tokenizer(directory)
+    return directory
+
+
+@pytest.fixture()
+def tokenizer(tokenizer_dir):
+    from adaragct.models.builders import load_tokenizer
+
+    return load_tokenizer(tokenizer_dir)
+
+
+VISUAL_DIMS = {"whole_ct": 16, "lung": 8, "heart": 8, "esophagus": 8, "aorta": 8}
+
+
+def model_cfg(tokenizer_dir: Path, **overrides) -> dict:
+    cfg = {"name": "tiny", "builder": "adaragct.models.builders.llama_tiny", "path": str(tokenizer_dir),
+           "dtype": "float32", "quantization": None, "gradient_checkpointing": False, "visual_dims": VISUAL_DIMS}
+    return {**cfg, **overrides}
+
+
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def stage_cfg(name: str = "base", **overrides) -> dict:
+    base = name == "base"
+    cfg = {"name": name, "lora": {"r": 128 if base else 32, "alpha": 256 if base else 64, "dropout": 0.05,
+                                  "target_modules": TARGETS},
+           "train_projector": base, "train_new_token_rows": True, "init_from": None,
+           "scheduler": {"warmup_steps": 2, "min_lr_ratio": 0.01}, "contexts": None, "rag_loss_weight": 1.0}
+    return {**cfg, **overrides}
+
+
+def random_visual(batch: int, seed: int = 0) -> dict:
+    import torch
+
+    rng = np.random.default_rng(seed)
+    return {s: torch.from_numpy(rng.standard_normal((batch, d)).astype(np.float32)) for s, d in VISUAL_DIMS.items()}
+
+
+SENTENCES = ["The lungs are clear.", "No pleural effusion was observed.", "The heart size is normal.",
+             "Mild emphysema is present in both lungs.", "A small hiatal hernia is seen.",
+             "The aorta shows wall calcification.", "Coronary artery calcification is noted."]
+
+
+def write_tiny_cohort(root: Path, n_patients: int = 12, whole_dim: int = 16, organ_dim: int = 8) -> dict:
+    """A few volumes in the CT-RATE + bundle layouts (reports CSV, npz embeddings, oracle/retrieved contexts).
+
+    Returns the ``data`` config node pointing at them.
+    """
+    import json
+
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    ids, reports = [], []
+    for p in range(n_patients):
+        vid = f"train_{p}_a_1"
+        chosen = [SENTENCES[i] for i in sorted(rng.choice(len(SENTENCES), size=3, replace=False))]
+        ids.append(vid)
+        reports.append(chosen)
+    (root / "emb").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"VolumeName": [f"{v}.nii.gz" for v in ids], "ClinicalInformation_EN": "", "Technique_EN": "",
+                  "Findings_EN": [" ".join(r[:2]) for r in reports], "Impressions_EN": [r[2] for r in reports]}
+                 ).to_csv(root / "train_reports.csv", index=False)
+    np.savez(root / "emb" / "whole.npz", sample_ids=np.array(ids),
+             ct_clip_max=rng.standard_normal((len(ids), whole_dim)).astype(np.float32))
+    np.savez(root / "emb" / "organs.npz", sample_ids=np.array([f"{v}.nii.gz" for v in ids]),
+             **{o: rng.standard_normal((len(ids), organ_dim)).astype(np.float32)
+                for o in ("lung", "heart", "esophagus", "aorta")})
+    contexts = {vid: [{"query_sentence": {"text": s}, "retrieved": [{"text": t} for t in SENTENCES[:3]]}
+                      for s in report] for vid, report in zip(ids, reports, strict=True)}
+    for name in ("oracle.jsonl", "retrieved.jsonl"):
+        (root / name).write_text(json.dumps(contexts))
+    return {"name": "tiny", "root": str(root), "train_reports_csv": str(root / "train_reports.csv"),
+            "valid_reports_csv": str(root / "train_reports.csv"),
+            "whole_embeddings": {"train": str(root / "emb/whole.npz"), "valid": str(root / "emb/whole.npz")},
+            "whole_key": "ct_clip_max",
+            "organ_embeddings": {"train": str(root / "emb/organs.npz"), "valid": str(root / "emb/organs.npz")},
+            "oracle_contexts": str(root / "oracle.jsonl"), "retrieved_contexts": str(root / "retrieved.jsonl"),
+            "missing_embedding": "error"}

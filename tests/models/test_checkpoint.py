@@ -1,0 +1,143 @@
+"""Checkpoints: exact files, save -> reload gives identical logits (both stages), release import round-trip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from adaragct.constants import SPECIAL_TOKENS, VISUAL_SLOTS
+from adaragct.models.checkpoint import load_checkpoint, load_release, read_release_projector, save_checkpoint
+from adaragct.models.vlm import build_stage_model
+from tests.models.conftest import model_cfg, random_visual, stage_cfg
+
+CHECKPOINT_FILES = {"adapter_config.json", "adapter_model.safetensors", "projector.safetensors",
+                    "new_token_rows.safetensors", "tokenizer.json", "tokenizer_config.json", "config.yaml"}
+
+
+def _inputs(tokenizer) -> torch.Tensor:
+    slots = [tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS[:5]]
+    return torch.tensor([[*slots, 30, 31, tokenizer.convert_tokens_to_ids("[RAG]"), 32],
+                         [33, *slots, 34, 35, 36]])
+
+
+def _perturb(model, seed: int) -> None:
+    """Random values in every trainable tensor, so a reload that drops any of them changes the logits."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn(p.shape, generator=gen))
+
+
+def _logits(model, ids) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return model(ids, torch.ones_like(ids), random_visual(ids.shape[0]))
+
+
+def _save(root: Path, model, tokenizer, model_c: dict, stage_c: dict) -> Path:
+    return save_checkpoint(root, "step-000007", model, tokenizer, yaml.safe_dump({"model": model_c, "stage": stage_c}))
+
+
+def test_checkpoint_files_and_identical_reload_both_stages(tmp_path, tokenizer_dir, tokenizer) -> None:
+    ids = _inputs(tokenizer)
+    mc = model_cfg(tokenizer_dir)
+    base = build_stage_model(mc, stage_cfg("base"), tokenizer)
+    _perturb(base, 1)
+    base_dir = _save(tmp_path / "base", base, tokenizer, mc, stage_cfg("base"))
+    assert {p.name for p in base_dir.iterdir()} == CHECKPOINT_FILES
+    assert {p.name for p in (tmp_path / "base").iterdir()} == {"step-000007", "last"}
+    assert (tmp_path / "base" / "last").resolve() == base_dir
+    reloaded, _, _ = load_checkpoint(tmp_path / "base" / "last")
+    torch.testing.assert_close(_logits(reloaded, ids), _logits(base, ids), rtol=0, atol=0)
+
+    rows = load_file(str(base_dir / "new_token_rows.safetensors"))
+    assert rows["token_ids"].tolist() == [tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS]
+    assert rows["embed_tokens"].shape == rows["lm_head"].shape == (len(SPECIAL_TOKENS), 192)
+
+    rag_stage = stage_cfg("rag", init_from=str(tmp_path / "base" / "last"))
+    rag = build_stage_model(mc, rag_stage, tokenizer, init_from=rag_stage["init_from"])
+    assert not any(p.requires_grad for p in rag.projector.parameters())
+    torch.testing.assert_close(_logits(rag, ids), _logits(base, ids), rtol=1e-5, atol=1e-5)  # merged base
+    _perturb(rag, 2)
+    _save(tmp_path / "rag", rag, tokenizer, mc, rag_stage)
+    rag_reloaded, _, _ = load_checkpoint(tmp_path / "rag" / "last")
+    torch.testing.assert_close(_logits(rag_reloaded, ids), _logits(rag, ids), rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(_logits(rag, ids), _logits(base, ids), atol=1e-3)
+
+
+def _write_release(tmp_path: Path, tokenizer_dir: Path, tokenizer) -> tuple[Path, Path, torch.Tensor, object]:
+    """Write directories in the release layout from tiny models: (base_dir, step_dir, base logits, rag model).
+
+    The rag model shares (and changes) the merged base's modules, so the base's logits are taken first."""
+    mc = model_cfg(tokenizer_dir)
+    base = build_stage_model(mc, stage_cfg("base"), tokenizer)
+    _perturb(base, 3)
+    merged = base.llm.merge_and_unload()
+    base_dir = tmp_path / "release_base"
+    merged.save_pretrained(str(base_dir))
+    tokenizer.save_pretrained(str(base_dir))
+    torch.save(base.projector.state_dict(), base_dir / "projector.pt")
+    base_logits = _logits(base, _inputs(tokenizer))
+
+    from peft import LoraConfig, get_peft_model
+
+    from adaragct.models.vlm import ReportModel
+
+    lora = LoraConfig(r=32, lora_alpha=64, lora_dropout=0.05, target_modules=stage_cfg("rag")["lora"]["target_modules"],
+                      task_type="CAUSAL_LM", init_lora_weights=False)
+    rag_llm = get_peft_model(merged, lora)
+    rag = ReportModel(rag_llm, base.projector, base.slot_token_ids, base.rag_token_id)
+    with torch.no_grad():  # a trained [RAG] row, as the release's full embed/lm_head matrices carry
+        rag_id = base.rag_token_id
+        rag_llm.get_input_embeddings().weight[rag_id] += 0.5
+        rag_llm.get_output_embeddings().weight[rag_id] -= 0.5
+    step_dir = tmp_path / "adarag_step_500"
+    step_dir.mkdir()
+    raw = {n: p.detach().float().contiguous() for n, p in rag_llm.named_parameters() if "lora_" in n}
+    raw["base_model.model.model.embed_tokens.weight"] = rag_llm.get_input_embeddings().weight.detach().float().clone()
+    raw["base_model.model.lm_head.weight"] = rag_llm.get_output_embeddings().weight.detach().float().clone()
+    assert all(".default." in k for k in raw if "lora_" in k)
+    save_file(raw, str(step_dir / "adapter_model.safetensors"))
+    config = {"r": 32, "lora_alpha": 64, "lora_dropout": 0.05, "target_modules": sorted(lora.target_modules),
+              "peft_type": "LORA", "task_type": "CAUSAL_LM", "_stage3_turn": True, "_rag": True}
+    (step_dir / "adapter_config.json").write_text(json.dumps(config))
+    torch.save(base.projector.state_dict(), step_dir / "projector.pt")
+    tokenizer.save_pretrained(str(step_dir))
+    torch.save({"step": 500}, step_dir / "training_state.pt")
+    return base_dir, step_dir, base_logits, rag
+
+
+def test_release_import_round_trip(tmp_path, tokenizer_dir, tokenizer) -> None:
+    ids = _inputs(tokenizer)
+    base_dir, step_dir, base_logits, rag = _write_release(tmp_path, tokenizer_dir, tokenizer)
+    imported_base, _ = load_release(base_dir)
+    torch.testing.assert_close(_logits(imported_base, ids), base_logits, rtol=1e-5, atol=1e-5)
+    imported, tok = load_release(base_dir, step_dir)
+    assert tok.convert_tokens_to_ids("[RAG]") == rag.rag_token_id
+    torch.testing.assert_close(_logits(imported, ids), _logits(rag, ids), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(_logits(imported, ids), _logits(imported_base, ids), atol=1e-3)
+
+
+class Payload:
+    """An arbitrary object: torch.load(weights_only=True) must refuse to rebuild it."""
+
+
+def test_release_projector_is_read_without_pickle(tmp_path) -> None:
+    state = {f"{s}.{i}.{p}": torch.zeros(2) for s in VISUAL_SLOTS for i in (0, 2) for p in ("weight", "bias")}
+    torch.save({**state, "evil": Payload()}, tmp_path / "projector.pt")
+    with pytest.raises(Exception, match=r"(?i)weights_only|unsupported global"):
+        read_release_projector(tmp_path / "projector.pt")
+    torch.save({k: v for k, v in state.items() if "aorta" not in k}, tmp_path / "projector.pt")
+    with pytest.raises(ValueError, match="aorta"):
+        read_release_projector(tmp_path / "projector.pt")
+
+
+def test_stage_rag_from_a_missing_base_names_the_fix(tmp_path, tokenizer_dir, tokenizer) -> None:
+    with pytest.raises(FileNotFoundError, match="train stage=base first"):
+        build_stage_model(model_cfg(tokenizer_dir), stage_cfg("rag"), tokenizer, init_from=tmp_path / "nothing")
