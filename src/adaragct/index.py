@@ -22,10 +22,10 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from adaragct.retrieval.runtime import BANK_DIR, NEIGHBOURS_JSON
+
 log = logging.getLogger(__name__)
 
-BANK_DIR = "bank"
-NEIGHBOURS_JSON = "img2img_top20.json"
 
 
 def _sha(path: str | Path) -> str:

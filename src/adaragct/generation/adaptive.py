@@ -29,7 +29,7 @@ import torch
 
 from adaragct.constants import RAG_TOKEN, RET_END, RET_START
 from adaragct.data.prompt import EOT, context_span
-from adaragct.generation.cache import drop_cache_columns
+from adaragct.generation import cache as kv
 from adaragct.generation.penalty import SeenTokens
 
 _SENTENCE_END = re.compile(r"(?<!\d)[.?!]")  # "1.5 cm" does not end a probe; "12 mm." does
@@ -47,7 +47,7 @@ class GenerationSettings:
     min_probe_chars: int = 5
     top_k: int = 3
     rag_logit_bias: float = 0.0
-    compact_cache: bool = True  # drop cache columns no row attends to (after rollbacks/padding)
+    compact_cache: bool = True  # repack rows when over half the cache is holes (rollbacks, injections)
 
 
 @dataclass
@@ -105,7 +105,8 @@ class AdaptiveGenerator:
         self.rag_id, self.end_id = ids[0], ids[3]
         self.space_id = tokenizer.encode(" ", add_special_tokens=False)[-1]
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.end_id
-        self.stats = {"forward_passes": 0, "seconds": 0.0, "generated_tokens": 0, "dropped_columns": 0}
+        self.stats = {"forward_passes": 0, "seconds": 0.0, "generated_tokens": 0, "dropped_columns": 0,
+                      "split_forwards": 0}
 
     # ---------------------------------------------------------------- public
     @torch.no_grad()
@@ -127,9 +128,9 @@ class AdaptiveGenerator:
             keep = [j for j, i in enumerate(active) if not rows[i].done]
             if not keep:
                 break
-            if len(keep) < len(active):
+            if len(keep) < len(active):  # finished rows leave the batch
                 index = torch.tensor(keep, device=mask.device)
-                cache.batch_select_indices(index)
+                self._select_rows(cache, index)
                 mask, active = mask[index], [active[j] for j in keep]
                 seen.select(index)
             mask, logits = self._feed([rows[i] for i in active], mask, cache)
@@ -223,8 +224,15 @@ class AdaptiveGenerator:
         row.log.append(entry)
 
     # ------------------------------------------------------------------ cache
+    def _select_rows(self, cache, index: torch.Tensor) -> None:
+        cache.batch_select_indices(index)
+
     def _feed(self, rows: list[_Row], mask: torch.Tensor, cache) -> tuple[torch.Tensor, torch.Tensor]:
-        """One forward over every row's pending tokens, right-aligned so each row's last token is last."""
+        """Feed every row's pending tokens, right-aligned in a chunk so each row's last token is last.
+
+        When some rows inject a context span and others feed one token, the two groups run as separate forwards
+        over their own rows (no compute on padding); the columns are then merged with masked holes.
+        """
         width = max(len(r.pending) for r in rows)
         device = mask.device
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long, device=device)
@@ -242,25 +250,40 @@ class AdaptiveGenerator:
                 row.probe_cols.extend(range(base + width - k, base + width))
             row.count += k
             row.pending = []
-        mask = torch.cat([mask, chunk_mask], dim=1)
-        logits = self._forward(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache)
+        full_mask = torch.cat([mask, chunk_mask], dim=1)
+        single = chunk_mask[:, :-1].sum(dim=1) == 0  # rows that feed exactly one token
+        if width == 1 or bool(single.all()) or not bool(single.any()) or not kv.supported(cache):
+            logits = self._forward(input_ids=ids, attention_mask=full_mask, position_ids=positions, cache=cache)
+        else:
+            logits = self._split_forward(ids, mask, chunk_mask, positions, single, cache)
         if self.on_forward is not None:
             self.on_forward(fed, logits)
-        return mask, logits
+        return full_mask, logits
+
+    def _split_forward(self, ids, mask, chunk_mask, positions, single, cache) -> torch.Tensor:
+        width = ids.shape[1]
+        self.stats["split_forwards"] += 1
+        parts, logits = [], None
+        for rows, cols in ((single.nonzero().flatten(), 1), ((~single).nonzero().flatten(), width)):
+            sub = kv.sub_cache(cache, rows, self.lm.config)
+            sub_mask = torch.cat([mask[rows], chunk_mask[rows, width - cols:]], dim=1)
+            out = self._forward(input_ids=ids[rows, width - cols:], attention_mask=sub_mask,
+                                position_ids=positions[rows, width - cols:], cache=sub)
+            logits = out.new_empty((ids.shape[0], out.shape[1])) if logits is None else logits
+            logits[rows] = out
+            parts.append((rows, sub, cols))
+        kv.append_columns(cache, parts, width)
+        return logits
 
     def _compact(self, mask: torch.Tensor, cache, rows: list[_Row]) -> torch.Tensor:
-        """Drop cache columns that no active row attends to (probe rollbacks, chunk padding)."""
-        live = mask.bool().any(dim=0)
-        if bool(live.all()) or int((~live).sum()) < 16:
+        """Repack when more than half of the cache is holes (attention cost grows with the cache length)."""
+        if int(mask.sum(dim=1).max()) > mask.shape[1] // 2 or not kv.supported(cache):
             return mask
-        keep = live.nonzero().flatten()
-        if not drop_cache_columns(cache, keep):
-            return mask
-        self.stats["dropped_columns"] += int((~live).sum())
-        remap = torch.cumsum(live.long(), 0) - 1
-        for row in rows:
-            row.probe_cols = [int(remap[c]) for c in row.probe_cols if live[c]]
-        return mask[:, keep]
+        new_mask, old_to_new = kv.repack(cache, mask)
+        self.stats["dropped_columns"] += mask.shape[1] - new_mask.shape[1]
+        for j, row in enumerate(rows):
+            row.probe_cols = [int(old_to_new[j, c]) for c in row.probe_cols]
+        return new_mask
 
     # ----------------------------------------------------------------- output
     def _text(self, token_ids: list[int]) -> str:

@@ -102,7 +102,7 @@ class PredictionWriter:
         self._handle = None
 
     def __enter__(self) -> PredictionWriter:
-        self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in __exit__
+        self._handle = open(self.path, "a", encoding="utf-8")
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,0 +1,143 @@
+"""The infer stage: write a report (and its retrieval trace) for every volume of a split.
+
+    python -m adaragct.infer model=tiny data=demo retrieval=adaptive ckpt=outputs/train/tiny_rag/last
+    torchrun --nproc-per-node 8 -m adaragct.infer experiment=adaragct_8b data=ctrate   # shards volumes per GPU
+
+Steps: 1. load the checkpoint (adapters merged for speed) 2. load the split's volumes 3. build the retriever from
+the index stage's files 4. skip volumes already in the predictions file 5. decode batch by batch, appending one
+line per volume 6. merge rank shards (multi-process) and print a summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def _rank_world() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def load_generation_model(ckpt: str, device: str):
+    """(ReportModel with merged adapters, tokenizer, checkpoint config) for decoding."""
+    from adaragct.models.checkpoint import load_checkpoint
+
+    model, tokenizer, ckpt_cfg = load_checkpoint(ckpt, device=device)
+    if hasattr(model.llm, "merge_and_unload"):  # plain forwards are faster than LoRA-wrapped ones
+        model.llm = model.llm.merge_and_unload()
+    return model.to(device).eval(), tokenizer, ckpt_cfg
+
+
+def _prompt(cfg: DictConfig, ckpt_cfg: dict[str, Any]):
+    """The prompt the model was trained with (from the checkpoint) unless the user overrides ``prompt.*``."""
+    from adaragct.data.prompt import PromptConfig
+
+    trained = ckpt_cfg.get("prompt")
+    asked = OmegaConf.to_container(cfg.prompt, resolve=True)
+    if trained and trained != asked:
+        log.warning("prompt differs from the one the checkpoint was trained with; using the checkpoint's")
+    return PromptConfig(**(trained or asked))
+
+
+def generate_split(cfg: DictConfig, model, tokenizer, prompt, volumes, retriever, writer, progress: bool) -> dict:
+    """Decode ``volumes`` in batches, appending each prediction; returns throughput figures."""
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+
+    from adaragct.constants import VISUAL_SLOTS
+    from adaragct.data.prompt import build_prompt
+    from adaragct.generation import AdaptiveGenerator, GenerationSettings
+    from adaragct.generation.predictions import prediction_record
+
+    settings = GenerationSettings(**OmegaConf.to_container(cfg.generation, resolve=True))
+    generator = AdaptiveGenerator(model.llm, tokenizer, retriever, settings)
+    device = next(model.parameters()).device
+    prompt_ids = torch.tensor(tokenizer.encode(build_prompt(prompt), add_special_tokens=False), device=device)
+    bar = tqdm(total=len(volumes), desc=f"infer[{retriever.name}]", disable=not progress, unit="report")
+    tokens = retrievals = 0
+    start = time.perf_counter()
+    for i in range(0, len(volumes), cfg.batch_size):
+        batch = volumes[i: i + cfg.batch_size]
+        visual = {s: torch.from_numpy(np.stack([v.visual[s] for v in batch])).to(device) for s in VISUAL_SLOTS}
+        ids = prompt_ids.expand(len(batch), -1)
+        with torch.no_grad():
+            prefix = model.embed(ids, {s: x.to(next(model.projector.parameters()).dtype) for s, x in visual.items()})
+        outputs = generator.generate(prefix, torch.ones_like(ids), [v.volume_id for v in batch])
+        for volume, out in zip(batch, outputs, strict=True):
+            writer.write(prediction_record(out, volume.report, settings, retriever.name))
+            tokens, retrievals = tokens + len(out.token_ids), retrievals + out.retrieval_count
+        bar.update(len(batch))
+        elapsed = time.perf_counter() - start
+        bar.set_postfix(tok_s=f"{tokens / elapsed:.0f}", ret_per_report=f"{retrievals / (i + len(batch)):.2f}")
+    bar.close()
+    seconds = time.perf_counter() - start
+    return {"generated": len(volumes), "tokens": tokens, "seconds": round(seconds, 2),
+            "tokens_per_s": round(tokens / seconds, 1) if seconds else 0.0,
+            "retrievals_per_report": round(retrievals / len(volumes), 3) if volumes else 0.0}
+
+
+def run_infer(cfg: DictConfig) -> dict[str, Any]:
+    """Run inference for ``cfg``; returns a summary (path, counts, tokens/s, retrievals per report)."""
+    import torch
+
+    from adaragct.data.cohort import load_split
+    from adaragct.generation.predictions import PredictionWriter, merge_shards, shard, shard_path
+    from adaragct.retrieval.runtime import load_retriever
+
+    torch.manual_seed(cfg.seed)
+    rank, world = _rank_world()
+    device = _device(cfg.device)
+    log.info("[1/6] loading checkpoint %s on %s", cfg.ckpt, device)
+    model, tokenizer, ckpt_cfg = load_generation_model(cfg.ckpt, device)
+    log.info("[2/6] loading the %s split of data=%s", cfg.split, cfg.data.name)
+    volumes = load_split(cfg.data, cfg.split, ckpt_cfg.get("model", {}).get("visual_dims"))
+    volumes = volumes[: cfg.limit] if cfg.limit else volumes
+    log.info("[3/6] retriever <%s>", cfg.retrieval._target_)
+    retriever = load_retriever(cfg.retrieval, cfg.data, cfg.encoder)
+    path = shard_path(cfg.predictions, rank, world)
+    mine = shard(volumes, rank, world)
+    with PredictionWriter(path) as writer:
+        todo = [v for v in mine if v.volume_id not in writer.done]
+        log.info("[4/6] %d volumes, %d already in %s", len(mine), len(mine) - len(todo), path)
+        stats = generate_split(cfg, model, tokenizer, _prompt(cfg, ckpt_cfg), todo, retriever, writer,
+                               bool(cfg.progress) and rank == 0)
+    if world > 1:
+        log.info("[6/6] merging %d shards", world)
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        torch.distributed.barrier()
+        if rank == 0:
+            merge_shards([shard_path(cfg.predictions, r, world) for r in range(world)],
+                         [v.volume_id for v in volumes], cfg.predictions)
+        torch.distributed.destroy_process_group()
+    summary = {"predictions": str(cfg.predictions), "volumes": len(volumes), "skipped": len(mine) - len(todo),
+               "retrieval": retriever.name, **stats}
+    print(f"infer[{retriever.name}]: {summary['generated']} generated, {summary['skipped']} already done, "
+          f"{summary['tokens_per_s']} tok/s, {summary['retrievals_per_report']} retrievals/report -> "
+          f"{summary['predictions']}")
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="infer")
+def main(cfg: DictConfig) -> None:
+    """Console entry point (``adaragct-infer``)."""
+    run_infer(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Reopen what the index stage wrote and build the configured retriever from it (used by infer).
+
+The files are the release layout under ``data.retrieval_dir``; the bank's manifest checks that the encoder,
+dim and corpus are the ones it was built with, so a retriever can never silently query the wrong index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+BANK_DIR = "bank"
+NEIGHBOURS_JSON = "img2img_top20.json"
+
+
+def load_retriever(retrieval_cfg: Mapping[str, Any], data_cfg: Mapping[str, Any], encoder_cfg: Mapping[str, Any],
+                   bank_device: str = "auto"):
+    """The retriever of ``conf/retrieval`` with its runtime objects (contexts, or bank + encoder + neighbours)."""
+    from adaragct.retrieval.retrievers import build_retriever
+
+    name = retrieval_cfg.get("name")
+    if name in ("none", None) or retrieval_cfg["_target_"].endswith("NoRetriever"):
+        return build_retriever(retrieval_cfg)
+    if retrieval_cfg["_target_"].endswith("OracleRetriever"):
+        from adaragct.data.bundle import read_contexts
+
+        return build_retriever(retrieval_cfg, contexts=read_contexts(data_cfg["oracle_contexts"]))
+    from hydra.utils import instantiate
+
+    from adaragct.data.bundle import read_image_neighbours
+    from adaragct.retrieval.bank import SentenceBank, read_corpus
+    from adaragct.retrieval.database import DATABASE_JSON, DATABASE_NPZ
+
+    root = Path(data_cfg["retrieval_dir"])
+    # probes are new text every time: encode them directly (the disk cache is for the corpus, see index)
+    encoder = instantiate(encoder_cfg)
+    records, emb = read_corpus(root / DATABASE_JSON, root / DATABASE_NPZ, dim=encoder.dim)
+    bank = SentenceBank.load(root / BANK_DIR, records, emb, encoder_id=encoder.encoder_id, dim=encoder.dim,
+                             device=bank_device)
+    neighbours = read_image_neighbours(root / NEIGHBOURS_JSON)
+    return build_retriever(retrieval_cfg, bank=bank, encoder=encoder, neighbours=neighbours)
