@@ -127,10 +127,26 @@ def run_infer(cfg: DictConfig) -> dict[str, Any]:
         torch.distributed.destroy_process_group()
     summary = {"predictions": str(cfg.predictions), "volumes": len(volumes), "skipped": len(mine) - len(todo),
                "retrieval": retriever.name, **stats}
+    if cfg.evaluate.enabled and rank == 0:
+        summary["metrics"] = _evaluate(cfg)
     print(f"infer[{retriever.name}]: {summary['generated']} generated, {summary['skipped']} already done, "
           f"{summary['tokens_per_s']} tok/s, {summary['retrievals_per_report']} retrievals/report -> "
           f"{summary['predictions']}")
     return summary
+
+
+def _evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Score the predictions file (labels from the data config) and write metrics.json beside it."""
+    from pathlib import Path
+
+    from adaragct.eval.runner import EvalOptions, run_evaluation
+
+    out = cfg.evaluate.metrics_json or Path(cfg.predictions).with_name("metrics.json")
+    metrics = run_evaluation(EvalOptions(predictions=cfg.predictions, output=out, labels_csv=cfg.data.valid_labels_csv,
+                                         bootstrap=cfg.evaluate.bootstrap, meteor=cfg.evaluate.meteor))
+    keys = ("report_generation/clinical_f1", "report_generation/bleu_4", "report_generation/rouge_l")
+    print("evaluate: " + ", ".join(f"{k.split('/')[-1]} {metrics[k]:.4f}" for k in keys) + f" -> {out}")
+    return metrics
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="infer")

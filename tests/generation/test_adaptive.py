@@ -69,10 +69,13 @@ def _strip(ids: list[int], end: int, pad: int) -> list[int]:
     return out
 
 
-def _hf_generate(lm, tokenizer, embeds, mask, penalty: float) -> list[list[int]]:
+def _hf_generate(lm, tokenizer, embeds, mask, penalty: float, suppress_rag: bool = True) -> list[list[int]]:
+    """HF greedy decoding; [RAG] suppressed as our loop does when it may not retrieve (retrieval=none)."""
     end = tokenizer.convert_tokens_to_ids(EOT)
+    suppress = [tokenizer.convert_tokens_to_ids(RAG_TOKEN)] if suppress_rag else None
     out = lm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=40, do_sample=False,
-                      repetition_penalty=penalty, eos_token_id=end, pad_token_id=tokenizer.pad_token_id)
+                      repetition_penalty=penalty, eos_token_id=end, pad_token_id=tokenizer.pad_token_id,
+                      suppress_tokens=suppress)
     return [_strip(row.tolist(), end, tokenizer.pad_token_id) for row in out]
 
 
@@ -92,6 +95,21 @@ def test_retrieval_none_equals_hf_generate(lm, tokenizer) -> None:
         assert out.token_ids == _hf_generate(lm, tokenizer, alone, torch.ones(alone.shape[:2], dtype=torch.long),
                                              1.2)[0], f"row {row}"
     assert sum(len(o.token_ids) for o in batched) > 8 * 10
+
+
+def test_feeding_ignored_rag_equals_raw_greedy(lm, tokenizer) -> None:
+    embeds, mask = _prefix(lm, tokenizer, PROMPTS)
+    rag = tokenizer.convert_tokens_to_ids(RAG_TOKEN)
+    settings = GenerationSettings(max_new_tokens=40, repetition_penalty=1.0, rag_logit_bias=3.0, ignored_rag="feed")
+    ours = AdaptiveGenerator(lm, tokenizer, None, settings).generate(embeds, mask, [str(i) for i in range(8)])
+    hf = _hf_generate(lm, tokenizer, embeds, mask, 1.0, suppress_rag=False)
+    plain = AdaptiveGenerator(lm, tokenizer, None, GenerationSettings(max_new_tokens=40, repetition_penalty=1.0,
+                                                                      ignored_rag="feed"))
+    assert [o.token_ids for o in plain.generate(embeds, mask, [str(i) for i in range(8)])] == hf
+    # the bias only applies when the row may retrieve: with retrieval=none it changes nothing
+    assert [o.token_ids for o in ours] == hf
+    assert any(rag in ids for ids in hf), "the raw model must emit [RAG] somewhere for this test to mean anything"
+    assert all(RAG_TOKEN not in o.text for o in ours)
 
 
 def _adaptive(lm, tokenizer, prompts, **kwargs):

@@ -3,8 +3,8 @@
 Every row of a batch runs its own small state machine over one shared KV cache:
 
 * **normal**: pick the next token greedily (repetition penalty, optional ``[RAG]`` logit bias). If it is
-  ``[RAG]`` and the row may retrieve, switch to probe mode; a ``[RAG]`` the row may not act on is kept in the
-  cache (so ``retrieval=none`` is exactly plain greedy decoding) and dropped from the text.
+  ``[RAG]`` and the row may retrieve, switch to probe mode. A ``[RAG]`` the row may not act on is suppressed
+  (default) or, with ``ignored_rag="feed"``, kept in the cache and dropped from the text.
 * **probe**: decode a look-ahead sentence (up to ``probe_max_tokens``, until ``.?!`` or the end token), then roll
   the row back to before ``[RAG]``. A probe under ``min_probe_chars`` cancels: a space is written instead and
   ``[RAG]`` is barred for ``cooldown_tokens``. Otherwise the retriever gets the probe, and ``[RAG]`` +
@@ -48,6 +48,14 @@ class GenerationSettings:
     top_k: int = 3
     rag_logit_bias: float = 0.0
     compact_cache: bool = True  # repack rows when over half the cache is holes (rollbacks, injections)
+    # a [RAG] the row may not act on (retrieval=none, max_retrievals reached, cooldown): "suppress" never emits
+    # it (the model was never trained on [RAG] without a context); "feed" emits it into the cache and drops it
+    # from the text (plain greedy decoding of the raw model)
+    ignored_rag: str = "suppress"
+
+    def __post_init__(self) -> None:
+        if self.ignored_rag not in ("suppress", "feed"):
+            raise ValueError(f"generation.ignored_rag must be 'suppress' or 'feed', got {self.ignored_rag!r}")
 
 
 @dataclass
@@ -157,8 +165,9 @@ class AdaptiveGenerator:
         bias = torch.tensor([self.settings.rag_logit_bias if self._may_retrieve(r) and not r.probing else 0.0
                              for r in rows], device=scores.device)
         scores[:, self.rag_id] += bias
-        probing = torch.tensor([r.probing for r in rows], device=scores.device)
-        scores[:, self.rag_id] = scores[:, self.rag_id].masked_fill(probing, float("-inf"))
+        barred = [r.probing or (self.settings.ignored_rag == "suppress" and not self._may_retrieve(r)) for r in rows]
+        barred = torch.tensor(barred, device=scores.device)
+        scores[:, self.rag_id] = scores[:, self.rag_id].masked_fill(barred, float("-inf"))
         for j, (row, token) in enumerate(zip(rows, scores.argmax(-1).tolist(), strict=True)):
             if row.probing:
                 self._probe_step(row, j, token, seen, mask)
