@@ -13,6 +13,10 @@ export WANDB_MODE := offline
 
 .DEFAULT_GOAL := help
 
+
+demo: $(STAMP) ## the whole study on the demo cohort (prepare, index, train base+rag, infer x5, evaluate), ~15 min on 2 cores
+	$(PY) -m adaragct.demo
+
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
@@ -49,8 +53,18 @@ prepare: $(STAMP) ## write the demo cohort into data/demo/
 index: prepare ## build the sentence bank, image neighbours and context files for the demo cohort
 	$(PY) -m adaragct.index data=demo
 
+train: index ## train the tiny model on the demo cohort: stage=base, then stage=rag
+	$(PY) -m adaragct.train experiment=demo stage=base
+	$(PY) -m adaragct.train experiment=demo stage=rag
+
+infer: $(STAMP) ## generate for the demo validation volumes: make infer RETRIEVAL=adaptive
+	$(PY) -m adaragct.infer experiment=demo retrieval=$(or $(RETRIEVAL),adaptive)
+
 evaluate: $(STAMP) ## score a predictions file: make evaluate PRED=path/to/predictions.jsonl
 	$(PY) -m adaragct.evaluate predictions=$(PRED)
+
+analyze: prepare ## embedding-bottleneck report of the demo cohort (variance concentration, probes, plots)
+	$(PY) -m adaragct.analyze data=demo
 
 bench-eval: $(STAMP) ## benchmark: our metrics vs pycocoevalcap, bootstrap cost
 	$(PY) benchmarks/bench_eval.py
@@ -58,7 +72,11 @@ bench-eval: $(STAMP) ## benchmark: our metrics vs pycocoevalcap, bootstrap cost
 bench-retrieval: $(STAMP) ## benchmark: FAISS vs numpy, per-probe latency, encoder throughput
 	$(PY) benchmarks/bench_retrieval.py
 
+bench-generate: index ## benchmark: tokens/s of none vs adaptive vs re-prefill at batch 1/8/16
+	$(PY) benchmarks/bench_generate.py
+
 clean: ## remove caches (keeps .venv, data/ and outputs/)
 	rm -rf .pytest_cache .ruff_cache .cache
 
-.PHONY: help install test test-slow test-all lint format prepare index evaluate bench-eval bench-retrieval clean
+.PHONY: demo help install test test-slow test-all lint format prepare index train infer evaluate analyze bench-eval \
+	bench-retrieval bench-generate clean

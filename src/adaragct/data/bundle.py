@@ -48,6 +48,16 @@ class Embeddings:
         return self.arrays[key][[pos[v] for v in volume_ids]]
 
 
+def open_npz(path: Path, fix_missing: str) -> Any:
+    """``np.load`` without pickle; a missing or unreadable (e.g. truncated) file is a DataError."""
+    if not path.is_file():
+        raise DataError(path, "file", "does not exist", fix_missing)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(path, "file", f"not a readable NPZ ({err})", "re-create the file (it may be truncated)") from err
+
+
 def read_embeddings_npz(path: str | Path, keys: Iterable[str], dim: int | None = None) -> Embeddings:
     """Read an embeddings NPZ (CT-CLIP layout: ``ct_clip_max`` (N,512); ViSD-Boost: ``lung`` ... (N,256)).
 
@@ -57,13 +67,7 @@ def read_embeddings_npz(path: str | Path, keys: Iterable[str], dim: int | None =
         dim: expected second dimension (checked when given).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file", "does not exist", "run `python -m adaragct.prepare` or fix conf/data")
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(path, "file", f"not a readable NPZ ({err})", "re-create the file (it may be truncated)") from err
-    with npz:
+    with open_npz(path, "run `python -m adaragct.prepare` or fix conf/data") as npz:
         if "sample_ids" not in npz.files:
             raise DataError(path, "array 'sample_ids'", "missing", "store the volume ids as a string array 'sample_ids'")
         ids = tuple(normalize_volume_id(s) for s in npz["sample_ids"].astype(str))
@@ -241,13 +245,7 @@ def read_sentence_database(path: str | Path) -> list[SentenceRecord]:
 def read_sentence_embeddings(path: str | Path, dim: int | None = None) -> tuple[list[str], np.ndarray]:
     """Read ``train_sentence_embeds.npz``: ``embeddings`` float32 (M, d) and ``sentence_ids`` (M,)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file", "does not exist", "run `python -m adaragct.index` or fix conf/data")
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(path, "file", f"not a readable NPZ ({err})", "re-create the file (it may be truncated)") from err
-    with npz:
+    with open_npz(path, "run `python -m adaragct.index` or fix conf/data") as npz:
         for key in ("embeddings", "sentence_ids"):
             if key not in npz.files:
                 raise DataError(path, f"array '{key}'", "missing", "store 'embeddings' (M,d) and 'sentence_ids' (M,)")

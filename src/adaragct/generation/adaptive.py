@@ -243,22 +243,8 @@ class AdaptiveGenerator:
         over their own rows (no compute on padding); the columns are then merged with masked holes.
         """
         width = max(len(r.pending) for r in rows)
-        device = mask.device
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long, device=device)
-        chunk_mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
-        positions = torch.zeros((len(rows), width), dtype=torch.long, device=device)
-        base = mask.shape[1]
         fed = [(row.volume_id, tuple(row.pending)) for row in rows]
-        for j, row in enumerate(rows):
-            k = len(row.pending)
-            ids[j, width - k:] = torch.tensor(row.pending, device=device)
-            chunk_mask[j, width - k:] = 1
-            positions[j] = row.count
-            positions[j, width - k:] += torch.arange(k, device=device)
-            if row.probing:
-                row.probe_cols.extend(range(base + width - k, base + width))
-            row.count += k
-            row.pending = []
+        ids, chunk_mask, positions = self._chunk(rows, width, mask)
         full_mask = torch.cat([mask, chunk_mask], dim=1)
         single = chunk_mask[:, :-1].sum(dim=1) == 0  # rows that feed exactly one token
         if width == 1 or bool(single.all()) or not bool(single.any()) or not kv.supported(cache):
@@ -268,6 +254,32 @@ class AdaptiveGenerator:
         if self.on_forward is not None:
             self.on_forward(fed, logits)
         return full_mask, logits
+
+    def _chunk(self, rows: list[_Row], width: int, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Input ids, chunk mask and position ids of the next forward; advances each row's count."""
+        device, base = mask.device, mask.shape[1]
+        counts = torch.tensor([r.count for r in rows], device=device)
+        if width == 1:  # the common decoding step: no Python loop over tensors
+            ids = torch.tensor([r.pending for r in rows], device=device)
+            for row in rows:
+                if row.probing:
+                    row.probe_cols.append(base)
+                row.count += 1
+                row.pending = []
+            return ids, torch.ones_like(ids), counts[:, None]
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long, device=device)
+        chunk_mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+        positions = counts[:, None].repeat(1, width)
+        for j, row in enumerate(rows):
+            k = len(row.pending)
+            ids[j, width - k:] = torch.tensor(row.pending, device=device)
+            chunk_mask[j, width - k:] = 1
+            positions[j, width - k:] += torch.arange(k, device=device)
+            if row.probing:
+                row.probe_cols.extend(range(base + width - k, base + width))
+            row.count += k
+            row.pending = []
+        return ids, chunk_mask, positions
 
     def _split_forward(self, ids, mask, chunk_mask, positions, single, cache) -> torch.Tensor:
         width = ids.shape[1]
