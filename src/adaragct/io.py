@@ -87,3 +87,25 @@ def read_json_or_jsonl(path: str | Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         return read_jsonl(path)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``target``; on success it replaces ``target``, on error it is deleted.
+
+    A half-written folder (tokenizer, model weights) is therefore never loaded by a later stage.
+    """
+    import shutil
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        tmp.chmod(0o755)  # mkdtemp makes it private; this is an ordinary output folder
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -164,9 +164,12 @@ def build_llama(config: LlamaConfig, tokenizer: PreTrainedTokenizerBase | None =
 
 
 def llama_tiny(tokenizer: PreTrainedTokenizerBase, *, path: str | Path | None = None, **kwargs: Any) -> LlamaForCausalLM:
-    """Random-init tiny Llama (seeded, so stage=rag rebuilds stage=base's base); ``path`` is the tokenizer dir."""
-    del path  # the tiny model has no pretrained weights: conf/model/tiny.yaml's path is the tokenizer directory
+    """The tiny Llama: loaded from ``path`` when it holds weights (the demo's pretrained tiny LM, written by the
+    prepare stage), else random-initialised with a fixed seed (``path`` is then just a tokenizer directory), so
+    stage=rag rebuilds exactly the base that stage=base trained on."""
     ensure_special_tokens(tokenizer)
+    if path is not None and (Path(path) / "config.json").is_file():
+        return build_llama(tiny_config(len(tokenizer)), tokenizer, path=path, **kwargs)
     return build_llama(tiny_config(len(tokenizer)), tokenizer, seed=TINY_SEED, **kwargs)
 
 

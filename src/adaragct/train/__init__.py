@@ -77,7 +77,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.stage.init_from = str(Path(cfg.stage.init_from).resolve())  # record step-N, not the moving `last`
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
 
-    # 2. tokenizer with the SPEC 4 special tokens (tiny: data.tokenizer_dir; 8b/70b: the model directory)
+    # 2. tokenizer with the SPEC 4 special tokens (from the model directory: tiny = the pretrained demo LM)
     tokenizer = load_tokenizer(cfg.model.path)
 
     # 3. data: stage=rag rolls contexts per sample (cfg.stage.contexts), stage=base has none

@@ -11,8 +11,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import shutil
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +24,7 @@ from adaragct.constants import FINDINGS, ORGANS
 from adaragct.data.demo import checks
 from adaragct.data.demo.generate import SplitData, generate_cohort
 from adaragct.data.sentences import SentenceTag
-from adaragct.io import atomic_open, read_json, write_json
+from adaragct.io import atomic_dir, atomic_open, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +64,7 @@ def demo_paths(data: Mapping[str, Any]) -> dict[str, Path]:
         "train_organ_npz": Path(data["organ_embeddings"]["train"]),
         "valid_organ_npz": Path(data["organ_embeddings"]["valid"]),
         "tokenizer_dir": Path(data["tokenizer_dir"]),
+        "tiny_lm_dir": Path(data["tiny_lm_dir"]),
         "summary_json": root / "summary.json",
     }
 
@@ -107,17 +106,8 @@ def _write_tokenizer(texts: list[str], vocab_size: int, target: Path) -> None:
     """Train into a temp directory beside ``target``, then swap it in (a half-written tokenizer never loads)."""
     from adaragct.data.tokenizer import train_bpe_tokenizer
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         train_bpe_tokenizer(texts, vocab_size, tmp)
-        tmp.chmod(0o755)  # mkdtemp makes it private; the tokenizer is an ordinary output folder
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def _up_to_date(paths: Mapping[str, Path], generator: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -142,15 +132,15 @@ def write_demo(data: Mapping[str, Any], force: bool = False) -> dict[str, Any]:
             "demo cohort in %s is up to date (same generator config); force=true rewrites it", data["root"]
         )
         return {**summary, "skipped": True}
-    log.info("[1/5] drawing the cohort (seed %s)", generator["seed"])
+    log.info("[1/6] drawing the cohort (seed %s)", generator["seed"])
     splits = generate_cohort(generator)
     train, valid = splits["train"], splits["valid"]
-    log.info("[2/5] writing CT-RATE layout reports and labels")
+    log.info("[2/6] writing CT-RATE layout reports and labels")
     write_csv(paths["train_reports_csv"], _reports_frame(train))
     write_csv(paths["valid_reports_csv"], _reports_frame(valid))
     write_csv(paths["train_labels_csv"], _labels_frame(train))
     write_csv(paths["valid_labels_csv"], _labels_frame(valid))
-    log.info("[3/5] writing bundle embeddings and annotations")
+    log.info("[3/6] writing bundle embeddings and annotations")
     for name, split in (("train", train), ("valid", valid)):
         write_npz(paths[f"{name}_whole_npz"], {"sample_ids": np.array(split.volume_ids), **split.whole})
         ids = np.array([f"{vid}.nii.gz" for vid in split.volume_ids])
@@ -160,13 +150,20 @@ def write_demo(data: Mapping[str, Any], force: bool = False) -> dict[str, Any]:
     tagged = checks.tag_unique_reports(train.volume_reports() + valid.volume_reports())
     write_json(paths["valid_organ_reports_json"], organ_reports_entries(valid, tagged))
     log.info(
-        "[4/5] training the BPE tokenizer (vocab %s) on the train reports", generator["tokenizer_vocab_size"]
+        "[4/6] training the BPE tokenizer (vocab %s) on the train reports", generator["tokenizer_vocab_size"]
     )
     _write_tokenizer(
         sorted(set(train.volume_reports())), int(generator["tokenizer_vocab_size"]), paths["tokenizer_dir"]
     )
-    log.info("[5/5] checking the cohort (text variety, bottleneck, organ probes)")
+    log.info("[5/6] pretraining the tiny LM on the train reports (%s steps)", generator["tiny_lm_steps"])
+    from adaragct.models.tiny_lm import pretrain_tiny_lm
+
+    lm_losses = pretrain_tiny_lm(sorted(set(train.volume_reports())), paths["tokenizer_dir"], paths["tiny_lm_dir"],
+                                 steps=int(generator["tiny_lm_steps"]), batch_size=int(generator["tiny_lm_batch_size"]),
+                                 lr=float(generator["tiny_lm_lr"]), seed=int(generator["seed"]))
+    log.info("[6/6] checking the cohort (text variety, bottleneck, organ probes)")
     summary = cohort_summary(splits, tagged, str(data.get("whole_key", "ct_clip_max")))
+    summary["tiny_lm"] = lm_losses
     summary.update(
         generator=generator,
         generator_version=GENERATOR_VERSION,

@@ -1,0 +1,1 @@
+"""Seed-compatible command aliases for inference (``python -m adaragct.inference.inference_rag``)."""
