@@ -1,5 +1,4 @@
-"""Every file under conf/ is composed and resolved, and every code path a config names exists (or is listed
-below as not yet runnable, with the issue that brings it)."""
+"""Every file under conf/ is composed and resolved, and every code path a config names exists."""
 
 from __future__ import annotations
 
@@ -15,12 +14,6 @@ from omegaconf import OmegaConf, open_dict
 from tests.conftest import CONF_DIR, PROJECT_ROOT
 
 PRIMARY = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
-# Code that configs already name but that lands with a later issue. The test below fails as soon as one of
-# these imports, so the list cannot go stale.
-NOT_YET_RUNNABLE = {
-    "adaragct.infer": "issue 6 (adaptive generation)",
-    "adaragct.demo": "issue 7 (experiments)",
-}
 PLUGIN_GROUPS = {"hparams_search": "hydra_plugins.hydra_optuna_sweeper", "launcher": "hydra_plugins.hydra_submitit_launcher"}
 
 
@@ -84,8 +77,6 @@ def test_primary_config_composes(config_name: str, tmp_path: Path) -> None:
     assert cfg.task_name in (config_name, "debug")
     assert str(hydra_cfg.run.dir).startswith(str(PROJECT_ROOT / "outputs")), "runs must write under outputs/"
     app = f"adaragct.{config_name}"
-    if app in NOT_YET_RUNNABLE:
-        pytest.xfail(f"{app} lands with {NOT_YET_RUNNABLE[app]}")
     assert _importable(app), f"conf/{config_name}.yaml has no app module {app}"
 
 
@@ -96,14 +87,7 @@ def test_group_option_composes(group: str, option: str, tmp_path: Path) -> None:
     host = _host(group)
     cfg, _ = _compose(host, [f"{group}={option}"], tmp_path)
     for target in _targets(OmegaConf.to_container(cfg)):
-        if target in NOT_YET_RUNNABLE:
-            continue
         assert _importable(target), f"conf/{group}/{option}.yaml names {target}, which does not import"
-
-
-def test_not_yet_runnable_list_is_current() -> None:
-    landed = [name for name in NOT_YET_RUNNABLE if _importable(name)]
-    assert not landed, f"these now import; remove them from NOT_YET_RUNNABLE: {landed}"
 
 
 def test_every_config_file_is_covered() -> None:
