@@ -75,8 +75,18 @@ bench-retrieval: $(STAMP) ## benchmark: FAISS vs numpy, per-probe latency, encod
 bench-generate: index ## benchmark: tokens/s of none vs adaptive vs re-prefill at batch 1/8/16
 	$(PY) benchmarks/bench_generate.py
 
+sweep-ablation: $(STAMP) ## demo ablation grid (retrieval none/adaptive x top_k 1,3; 16 volumes) + its table
+	@test -e outputs/train/tiny_rag/last || $(MAKE) demo
+	$(PY) -m adaragct.infer -m ablation=retrieval_grid grid_name=demo_retrieval retrieval=none,adaptive \
+		generation.top_k=1,3 generation.max_retrievals=2 limit=16 generation.max_new_tokens=200 \
+		ckpt=outputs/train/tiny_rag/last
+	$(PY) -m adaragct.aggregate grid=demo_retrieval
+
+bench: $(STAMP) ## run every benchmark and print one summary table (bench_generate needs `make index`)
+	$(PY) benchmarks/run_all.py
+
 clean: ## remove caches (keeps .venv, data/ and outputs/)
 	rm -rf .pytest_cache .ruff_cache .cache
 
 .PHONY: demo help install test test-slow test-all lint format prepare index train infer evaluate analyze bench-eval \
-	bench-retrieval bench-generate clean
+	bench-retrieval bench-generate sweep-ablation bench clean

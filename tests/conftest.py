@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,51 @@ def small_demo(tmp_path_factory: pytest.TempPathFactory):
     data_dir = tmp_path_factory.mktemp("data")
     cfg = compose_config("prepare", [f"paths.data_dir={data_dir}", f"paths.output_dir={data_dir}/run",
                                      "data.generator.n_train_patients=60", "data.generator.n_valid_patients=15",
-                                     "data.generator.tokenizer_vocab_size=600"])
+                                     "data.generator.tokenizer_vocab_size=600",
+                                     "data.generator.tiny_lm_steps=30"])
     data = OmegaConf.to_container(cfg.data, resolve=True)
     write_demo(data)
     return data
+
+
+# ---- the small cohort with its real index, and tiny checkpoints trained a few steps (built once per session)
+FAST_TRAIN = ["model=tiny", "debug=default", "trainer.max_steps=2", "trainer.val_check_interval=2",
+              "trainer.detect_anomaly=false", "trainer.limit_val_batches=1", "+trainer.num_sanity_val_steps=0",
+              "datamodule.batch_size=2", "stage.scheduler.warmup_steps=1"]
+
+
+def data_overrides(data_dir: Path) -> list[str]:
+    """Point ``data=demo`` at the indexed small cohort (``data.root`` = ``<data_dir>/demo``)."""
+    return ["data=demo", f"paths.data_dir={data_dir}"]
+
+
+@pytest.fixture(scope="session")
+def indexed_demo(small_demo: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the small demo cohort with the real index stage run on it; returns the data_dir."""
+    from adaragct.index import run
+
+    data_dir = tmp_path_factory.mktemp("indexed")
+    shutil.copytree(small_demo["root"], data_dir / "demo")
+    cfg = compose_config("index", [*data_overrides(data_dir), f"paths.output_dir={data_dir}/index_run",
+                                   f"paths.cache_dir={data_dir}/cache", "index.progress=false",
+                                   "index.quality=false"])
+    run(cfg)
+    assert (data_dir / "demo" / "bundle" / "retrieval" / "img2img_top20.json").is_file()
+    return data_dir
+
+
+def train_cfg(root: Path, data_dir: Path, *overrides: str):
+    """The real train config, shrunk to a 2-step CPU run with outputs under ``root``."""
+    return compose_config("train", [f"paths.root_dir={root}", f"paths.output_dir={root}/run",
+                                    *data_overrides(data_dir), *FAST_TRAIN, *overrides])
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(indexed_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """stage=base then stage=rag (from the base), 2 steps each, with the demo experiment: {stage: checkpoint}."""
+    from adaragct.train import train
+
+    root = tmp_path_factory.mktemp("ckpt")
+    train(train_cfg(root, indexed_demo, "experiment=demo", "stage=base"))
+    train(train_cfg(root, indexed_demo, "experiment=demo", "stage=rag"))
+    return {s: root / "outputs" / "train" / f"tiny_{s}" / "last" for s in ("base", "rag")}

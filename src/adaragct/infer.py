@@ -128,20 +128,25 @@ def run_infer(cfg: DictConfig) -> dict[str, Any]:
     summary = {"predictions": str(cfg.predictions), "volumes": len(volumes), "skipped": len(mine) - len(todo),
                "retrieval": retriever.name, **stats}
     if cfg.evaluate.enabled and rank == 0:
-        summary["metrics"] = _evaluate(cfg)
+        summary["metrics"] = _evaluate(cfg, reuse=not todo)
     print(f"infer[{retriever.name}]: {summary['generated']} generated, {summary['skipped']} already done, "
           f"{summary['tokens_per_s']} tok/s, {summary['retrievals_per_report']} retrievals/report -> "
           f"{summary['predictions']}")
     return summary
 
 
-def _evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Score the predictions file (labels from the data config) and write metrics.json beside it."""
+def _evaluate(cfg: DictConfig, reuse: bool) -> dict[str, Any]:
+    """Score the predictions file (labels from the data config) and write metrics.json beside it; with
+    ``reuse`` (nothing new was generated) a metrics file newer than the predictions is kept as it is."""
+    import json
     from pathlib import Path
 
     from adaragct.eval.runner import EvalOptions, run_evaluation
 
-    out = cfg.evaluate.metrics_json or Path(cfg.predictions).with_name("metrics.json")
+    out = Path(cfg.evaluate.metrics_json or Path(cfg.predictions).with_name("metrics.json"))
+    if reuse and out.is_file() and out.stat().st_mtime >= Path(cfg.predictions).stat().st_mtime:
+        print(f"evaluate: predictions unchanged, kept {out}")
+        return json.loads(out.read_text())
     metrics = run_evaluation(EvalOptions(predictions=cfg.predictions, output=out, labels_csv=cfg.data.valid_labels_csv,
                                          bootstrap=cfg.evaluate.bootstrap, meteor=cfg.evaluate.meteor))
     keys = ("report_generation/clinical_f1", "report_generation/bleu_4", "report_generation/rouge_l")
@@ -150,9 +155,9 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="infer")
-def main(cfg: DictConfig) -> None:
-    """Console entry point (``adaragct-infer``)."""
-    run_infer(cfg)
+def main(cfg: DictConfig) -> dict[str, Any]:
+    """Console entry point (``adaragct-infer``); the summary is returned for multirun callbacks (grid cells)."""
+    return run_infer(cfg)
 
 
 if __name__ == "__main__":
