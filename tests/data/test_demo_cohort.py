@@ -28,7 +28,8 @@ from adaragct.ids import patient_id
 from adaragct.prepare import run_prepare
 from tests.conftest import CONF_DIR, PROJECT_ROOT
 
-SMALL = ["data.generator.n_train_patients=240", "data.generator.n_valid_patients=60"]
+# the tiny LM pretraining is not what these tests check: a few steps keep three prepares cheap
+SMALL = ["data.generator.n_train_patients=240", "data.generator.n_valid_patients=60", "data.generator.tiny_lm_steps=5"]
 
 
 def _config(data_dir: Path, *overrides: str):

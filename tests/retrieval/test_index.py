@@ -31,6 +31,7 @@ GENERATOR = [
     "data.generator.n_train_patients=120",
     "data.generator.n_valid_patients=40",
     "data.generator.organ_signal=6.0",
+    "data.generator.tiny_lm_steps=5",
 ]
 
 
