@@ -45,7 +45,7 @@ class RePrefillGenerator(AdaptiveGenerator):
         width = max(len(r.pending) for r in rows)
         chunk = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         for j, r in enumerate(rows):
-            chunk[j, width - len(r.pending):] = torch.tensor(r.pending)
+            chunk[j, width - len(r.pending) :] = torch.tensor(r.pending)
         self._embeds = torch.cat([self._embeds, self.lm.get_input_embeddings()(chunk)], dim=1)
         mask, logits = super()._feed(rows, mask, cache)
         if injecting:
@@ -53,8 +53,9 @@ class RePrefillGenerator(AdaptiveGenerator):
 
             fresh = DynamicCache(config=self.lm.config)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = self._forward(inputs_embeds=self._embeds, attention_mask=mask, position_ids=positions,
-                                   cache=fresh)
+            logits = self._forward(
+                inputs_embeds=self._embeds, attention_mask=mask, position_ids=positions, cache=fresh
+            )
             cache.layers = fresh.layers
         return mask, logits
 
@@ -82,7 +83,15 @@ def _setup():
         visual = {s: torch.tensor(np.stack([v.visual[s] for v in volumes])) for s in VISUAL_SLOTS}
         with torch.no_grad():
             embeds = model.embed(ids.expand(N_REPORTS, -1), visual)
-        return model.llm, tokenizer, retriever, embeds, [v.volume_id for v in volumes], f"trained {cfg.ckpt}", 0.0
+        return (
+            model.llm,
+            tokenizer,
+            retriever,
+            embeds,
+            [v.volume_id for v in volumes],
+            f"trained {cfg.ckpt}",
+            0.0,
+        )
     from transformers import LlamaForCausalLM
 
     from adaragct.models.builders import load_tokenizer, tiny_config
@@ -92,20 +101,31 @@ def _setup():
     lm = LlamaForCausalLM(tiny_config(len(tokenizer))).eval()
     ids = tokenizer("Findings: the lungs", return_tensors="pt", add_special_tokens=False).input_ids
     embeds = lm.get_input_embeddings()(ids).expand(N_REPORTS, -1, -1)
-    return lm, tokenizer, retriever, embeds, [f"valid_{1 + k}_a_1" for k in range(N_REPORTS)], "random init", BIAS
+    return (
+        lm,
+        tokenizer,
+        retriever,
+        embeds,
+        [f"valid_{1 + k}_a_1" for k in range(N_REPORTS)],
+        "random init",
+        BIAS,
+    )
 
 
 def _run(cls, setup, batch: int, mode: str) -> tuple[float, float, list]:
     lm, tokenizer, retriever, embeds, volume_ids, _, bias = setup
-    settings = GenerationSettings(max_new_tokens=MAX_NEW, rag_logit_bias=bias if mode != "none" else 0.0,
-                                  compact_cache=cls is AdaptiveGenerator)
+    settings = GenerationSettings(
+        max_new_tokens=MAX_NEW,
+        rag_logit_bias=bias if mode != "none" else 0.0,
+        compact_cache=cls is AdaptiveGenerator,
+    )
     gen = cls(lm, tokenizer, retriever if mode != "none" else None, settings)
     tokens = retrievals = 0
     outs = []
     start = time.perf_counter()
     for i in range(0, N_REPORTS, batch):
-        part = embeds[i: i + batch]
-        out = gen.generate(part, torch.ones(part.shape[:2], dtype=torch.long), volume_ids[i: i + batch])
+        part = embeds[i : i + batch]
+        out = gen.generate(part, torch.ones(part.shape[:2], dtype=torch.long), volume_ids[i : i + batch])
         outs += out
         tokens += sum(len(o.token_ids) for o in out)
         retrievals += sum(o.retrieval_count for o in out)
@@ -118,8 +138,11 @@ def main() -> None:
     with torch.no_grad():
         _run(AdaptiveGenerator, setup, 16, "adaptive")  # warm-up: allocator, kernels, encoder
         for batch in (1, 8, 16):
-            for mode, cls in (("none", AdaptiveGenerator), ("adaptive", AdaptiveGenerator),
-                              ("re-prefill", RePrefillGenerator)):
+            for mode, cls in (
+                ("none", AdaptiveGenerator),
+                ("adaptive", AdaptiveGenerator),
+                ("re-prefill", RePrefillGenerator),
+            ):
                 tps, rpr, outs = _run(cls, setup, batch, mode)
                 speed[(mode, batch)] = tps
                 same = None
@@ -128,16 +151,24 @@ def main() -> None:
                 elif mode == "re-prefill":
                     same = all(a.token_ids == b.token_ids for a, b in zip(outs, adaptive_outs, strict=True))
                 rows.append((mode, batch, tps, rpr, same))
-    print(f"generation benchmark: tiny Llama ({setup[5]}), {N_REPORTS} reports, up to {MAX_NEW} new tokens, "
-          f"{torch.get_num_threads()} threads")
-    print(f"{'mode':<12}{'batch':>6}{'tokens/s':>11}{'retr/report':>13}{'vs none':>9}  same tokens as adaptive")
+    print(
+        f"generation benchmark: tiny Llama ({setup[5]}), {N_REPORTS} reports, up to {MAX_NEW} new tokens, "
+        f"{torch.get_num_threads()} threads"
+    )
+    print(
+        f"{'mode':<12}{'batch':>6}{'tokens/s':>11}{'retr/report':>13}{'vs none':>9}  same tokens as adaptive"
+    )
     for mode, batch, tps, rpr, same in rows:
-        print(f"{mode:<12}{batch:>6}{tps:>11.0f}{rpr:>13.2f}{tps / speed[('none', batch)]:>9.2f}  "
-              f"{'' if same is None else same}")
+        print(
+            f"{mode:<12}{batch:>6}{tps:>11.0f}{rpr:>13.2f}{tps / speed[('none', batch)]:>9.2f}  "
+            f"{'' if same is None else same}"
+        )
     a16, n16 = speed[("adaptive", 16)], speed[("none", 16)]
     print(f"adaptive / none at batch 16: {a16 / n16:.2f}x (goal >= 0.8)")
-    print(f"adaptive / re-prefill at batch 16: {a16 / speed[('re-prefill', 16)]:.2f}x, at batch 1: "
-          f"{speed[('adaptive', 1)] / speed[('re-prefill', 1)]:.2f}x (goal >= 3)")
+    print(
+        f"adaptive / re-prefill at batch 16: {a16 / speed[('re-prefill', 16)]:.2f}x, at batch 1: "
+        f"{speed[('adaptive', 1)] / speed[('re-prefill', 1)]:.2f}x (goal >= 3)"
+    )
     print(f"adaptive batch 16 / batch 1: {a16 / speed[('adaptive', 1)]:.2f}x (goal >= 5)")
 
 

@@ -28,7 +28,9 @@ KEY_LINE = re.compile(r"goal|ratio|\d(\.\d+)?x\b", re.IGNORECASE)
 
 def _is_key_line(line: str) -> bool:
     """A measured ratio or goal: the keyword plus a number (a table header alone is not), no traceback line."""
-    return bool(KEY_LINE.search(line) and re.search(r"\d", line)) and not line.lstrip().startswith(("File ", "/"))
+    return bool(KEY_LINE.search(line) and re.search(r"\d", line)) and not line.lstrip().startswith(
+        ("File ", "/")
+    )
 
 
 @dataclass
@@ -46,9 +48,15 @@ def run_benchmark(script: Path, timeout: float) -> BenchResult:
     print(f"\n===== {script.name} =====", flush=True)
     start = time.perf_counter()
     lines: list[str] = []
-    with subprocess.Popen([sys.executable, str(script)], cwd=HERE.parent, stdout=subprocess.PIPE,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"},  # stream the child's table as it prints
-                          stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+    with subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=HERE.parent,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # stream the child's table as it prints
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    ) as proc:
         assert proc.stdout is not None
         timer = threading.Timer(timeout, proc.kill)  # a silent hang is killed too, not only a chatty one
         timer.start()
@@ -76,16 +84,22 @@ def summary_table(results: list[BenchResult]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the selected benchmarks, print the summary; exit 1 when any failed."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", default="", help="comma-separated names without bench_ (default: all)")
-    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per benchmark before it is killed")
+    parser.add_argument(
+        "--timeout", type=float, default=1800.0, help="seconds per benchmark before it is killed"
+    )
     args = parser.parse_args(argv)
     scripts = sorted(HERE.glob("bench_*.py"))
     if args.only:
         wanted = {f"bench_{n.strip()}" for n in args.only.split(",")}
         scripts = [s for s in scripts if s.stem in wanted]
         if missing := wanted - {s.stem for s in scripts}:
-            parser.error(f"no benchmark {sorted(missing)} in {HERE} (have {[s.stem for s in HERE.glob('bench_*.py')]})")
+            parser.error(
+                f"no benchmark {sorted(missing)} in {HERE} (have {[s.stem for s in HERE.glob('bench_*.py')]})"
+            )
     results = [run_benchmark(s, args.timeout) for s in scripts]
     print("\n" + summary_table(results))
     return 1 if any(r.status for r in results) else 0

@@ -35,8 +35,11 @@ def compose_config(config_name: str, overrides: list[str] | None = None, *, reso
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name, overrides=[f"paths.root_dir={PROJECT_ROOT}", *(overrides or [])],
-                      return_hydra_config=True)
+        cfg = compose(
+            config_name,
+            overrides=[f"paths.root_dir={PROJECT_ROOT}", *(overrides or [])],
+            return_hydra_config=True,
+        )
     with open_dict(cfg):
         del cfg["hydra"]
     if resolve:
@@ -52,19 +55,34 @@ def small_demo(tmp_path_factory: pytest.TempPathFactory):
     from adaragct.data.demo.writer import write_demo
 
     data_dir = tmp_path_factory.mktemp("data")
-    cfg = compose_config("prepare", [f"paths.data_dir={data_dir}", f"paths.output_dir={data_dir}/run",
-                                     "data.generator.n_train_patients=60", "data.generator.n_valid_patients=15",
-                                     "data.generator.tokenizer_vocab_size=600",
-                                     "data.generator.tiny_lm_steps=30"])
+    cfg = compose_config(
+        "prepare",
+        [
+            f"paths.data_dir={data_dir}",
+            f"paths.output_dir={data_dir}/run",
+            "data.generator.n_train_patients=60",
+            "data.generator.n_valid_patients=15",
+            "data.generator.tokenizer_vocab_size=600",
+            "data.generator.tiny_lm_steps=30",
+        ],
+    )
     data = OmegaConf.to_container(cfg.data, resolve=True)
     write_demo(data)
     return data
 
 
 # ---- the small cohort with its real index, and tiny checkpoints trained a few steps (built once per session)
-FAST_TRAIN = ["model=tiny", "debug=default", "trainer.max_steps=2", "trainer.val_check_interval=2",
-              "trainer.detect_anomaly=false", "trainer.limit_val_batches=1", "+trainer.num_sanity_val_steps=0",
-              "datamodule.batch_size=2", "stage.scheduler.warmup_steps=1"]
+FAST_TRAIN = [
+    "model=tiny",
+    "debug=default",
+    "trainer.max_steps=2",
+    "trainer.val_check_interval=2",
+    "trainer.detect_anomaly=false",
+    "trainer.limit_val_batches=1",
+    "+trainer.num_sanity_val_steps=0",
+    "datamodule.batch_size=2",
+    "stage.scheduler.warmup_steps=1",
+]
 
 
 def data_overrides(data_dir: Path) -> list[str]:
@@ -79,9 +97,16 @@ def indexed_demo(small_demo: dict, tmp_path_factory: pytest.TempPathFactory) -> 
 
     data_dir = tmp_path_factory.mktemp("indexed")
     shutil.copytree(small_demo["root"], data_dir / "demo")
-    cfg = compose_config("index", [*data_overrides(data_dir), f"paths.output_dir={data_dir}/index_run",
-                                   f"paths.cache_dir={data_dir}/cache", "index.progress=false",
-                                   "index.quality=false"])
+    cfg = compose_config(
+        "index",
+        [
+            *data_overrides(data_dir),
+            f"paths.output_dir={data_dir}/index_run",
+            f"paths.cache_dir={data_dir}/cache",
+            "index.progress=false",
+            "index.quality=false",
+        ],
+    )
     run(cfg)
     assert (data_dir / "demo" / "bundle" / "retrieval" / "img2img_top20.json").is_file()
     return data_dir
@@ -89,8 +114,16 @@ def indexed_demo(small_demo: dict, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def train_cfg(root: Path, data_dir: Path, *overrides: str):
     """The real train config, shrunk to a 2-step CPU run with outputs under ``root``."""
-    return compose_config("train", [f"paths.root_dir={root}", f"paths.output_dir={root}/run",
-                                    *data_overrides(data_dir), *FAST_TRAIN, *overrides])
+    return compose_config(
+        "train",
+        [
+            f"paths.root_dir={root}",
+            f"paths.output_dir={root}/run",
+            *data_overrides(data_dir),
+            *FAST_TRAIN,
+            *overrides,
+        ],
+    )
 
 
 @pytest.fixture(scope="session")

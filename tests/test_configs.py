@@ -14,14 +14,20 @@ from omegaconf import OmegaConf, open_dict
 from tests.conftest import CONF_DIR, PROJECT_ROOT
 
 PRIMARY = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
-PLUGIN_GROUPS = {"hparams_search": "hydra_plugins.hydra_optuna_sweeper", "launcher": "hydra_plugins.hydra_submitit_launcher"}
+PLUGIN_GROUPS = {
+    "hparams_search": "hydra_plugins.hydra_optuna_sweeper",
+    "launcher": "hydra_plugins.hydra_submitit_launcher",
+}
 
 
 def _compose(config_name: str, overrides: list[str], tmp_path: Path):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name, overrides=[f"paths.root_dir={PROJECT_ROOT}", f"paths.output_dir={tmp_path}",
-                                              *overrides], return_hydra_config=True)
+        cfg = compose(
+            config_name,
+            overrides=[f"paths.root_dir={PROJECT_ROOT}", f"paths.output_dir={tmp_path}", *overrides],
+            return_hydra_config=True,
+        )
     hydra_cfg = cfg.hydra
     with open_dict(cfg):
         del cfg["hydra"]

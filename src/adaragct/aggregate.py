@@ -39,8 +39,13 @@ def build_table(cells: list[Cell]):
         row: dict[str, Any] = {k: cell.params.get(k) for k in params}
         for column, key in METRIC_COLUMNS.items():
             row[column] = (cell.metrics or {}).get(key)
-        row.update(retrievals_per_report=cell.retrievals_per_report, num_predictions=cell.num_predictions,
-                   tokens_per_s=cell.tokens_per_s, status=cell.status, cell=cell.path.name)
+        row.update(
+            retrievals_per_report=cell.retrievals_per_report,
+            num_predictions=cell.num_predictions,
+            tokens_per_s=cell.tokens_per_s,
+            status=cell.status,
+            cell=cell.path.name,
+        )
         rows.append(row)
     table = pd.DataFrame(rows, columns=[*params, *METRIC_COLUMNS, *TRACE_COLUMNS, "cell"])
     for column in [*METRIC_COLUMNS, "retrievals_per_report", "tokens_per_s"]:
@@ -82,8 +87,11 @@ def plot(table, path: Path) -> None:
     hue = next((c for c in ("generation.top_k", "retrieval.top_k") if c in table), None)
     fig, ax = plt.subplots(figsize=(7, 4))
     if len(done):
-        pivot = done.pivot_table(index=x, columns=hue, values="clin_f1", aggfunc="mean") if hue else \
-            done.groupby(x)["clin_f1"].mean()
+        pivot = (
+            done.pivot_table(index=x, columns=hue, values="clin_f1", aggfunc="mean")
+            if hue
+            else done.groupby(x)["clin_f1"].mean()
+        )
         pivot.plot.bar(ax=ax, rot=0)
         if hue:
             ax.legend(title="top_k")
@@ -103,8 +111,12 @@ def aggregate(grid: str, output_root: str | Path) -> dict[str, Any]:
     if not cells:
         from adaragct.errors import DataError
 
-        raise DataError(grid_dir, "cells", "no .hydra/overrides.yaml below the folder",
-                        "run the grid first: python -m adaragct.infer -m ablation=retrieval_grid ...")
+        raise DataError(
+            grid_dir,
+            "cells",
+            "no .hydra/overrides.yaml below the folder",
+            "run the grid first: python -m adaragct.infer -m ablation=retrieval_grid ...",
+        )
     table = build_table(cells)
     out = {name: grid_dir / f"grid_results.{name}" for name in ("csv", "md", "png")}
     with atomic_open(out["csv"], "w", encoding="utf-8", newline="") as handle:
@@ -114,8 +126,10 @@ def aggregate(grid: str, output_root: str | Path) -> dict[str, Any]:
     plot(table, out["png"])
     done = int((table.status == "done").sum())
     print(markdown(table, grid_dir))
-    print(f"aggregate: {len(table)} cells ({done} with metrics, {len(table) - done} missing) -> "
-          f"{out['csv']}, {out['md']}, {out['png']}")
+    print(
+        f"aggregate: {len(table)} cells ({done} with metrics, {len(table) - done} missing) -> "
+        f"{out['csv']}, {out['md']}, {out['png']}"
+    )
     return {"cells": len(table), "done": done, **{k: str(v) for k, v in out.items()}}
 
 

@@ -28,8 +28,10 @@ def _slot_arrays(cfg: DictConfig, split: str) -> tuple[dict[str, np.ndarray], tu
     whole = read_embeddings_npz(cfg.data.whole_embeddings[split], [cfg.data.whole_key])
     organs = read_embeddings_npz(cfg.data.organ_embeddings[split], ORGAN_SLOTS)
     if whole.ids != organs.ids:
-        return {"whole_ct": whole.arrays[cfg.data.whole_key],
-                **{s: organs.rows(s, whole.ids) for s in ORGAN_SLOTS}}, whole.ids
+        return {
+            "whole_ct": whole.arrays[cfg.data.whole_key],
+            **{s: organs.rows(s, whole.ids) for s in ORGAN_SLOTS},
+        }, whole.ids
     return {"whole_ct": whole.arrays[cfg.data.whole_key], **organs.arrays}, whole.ids
 
 
@@ -52,19 +54,27 @@ def _probes(cfg: DictConfig) -> dict[str, dict[str, float]]:
         arrays[split], ids = _slot_arrays(cfg, split)
         table = read_labels_csv(cfg.data[f"{split}_labels_csv"])
         labels[split] = table.loc[list(ids)].to_numpy()
-    return probe_table(arrays["train"], arrays["valid"], labels["train"], labels["valid"], FINDINGS,
-                       cfg.min_positives)
+    return probe_table(
+        arrays["train"], arrays["valid"], labels["train"], labels["valid"], FINDINGS, cfg.min_positives
+    )
 
 
 def markdown(report: dict[str, Any]) -> str:
     ks = list(next(iter(report["spectrum"].values()))["variance_share"])
-    lines = ["| slot | dim | " + " | ".join(f"top-{k} var" for k in ks) + " | eff. rank | part. ratio | mean probe AUC |",
-             "|---" * (len(ks) + 5) + "|"]
+    lines = [
+        "| slot | dim | "
+        + " | ".join(f"top-{k} var" for k in ks)
+        + " | eff. rank | part. ratio | mean probe AUC |",
+        "|---" * (len(ks) + 5) + "|",
+    ]
     for slot, s in report["spectrum"].items():
         aucs = list(report.get("probe_auc", {}).get(slot, {}).values())
         mean_auc = f"{np.mean(aucs):.3f}" if aucs else "-"
-        lines.append(f"| {slot} | {s['dim']} | " + " | ".join(f"{s['variance_share'][k]:.3f}" for k in ks)
-                     + f" | {s['effective_rank']:.1f} | {s['participation_ratio']:.2f} | {mean_auc} |")
+        lines.append(
+            f"| {slot} | {s['dim']} | "
+            + " | ".join(f"{s['variance_share'][k]:.3f}" for k in ks)
+            + f" | {s['effective_rank']:.1f} | {s['participation_ratio']:.2f} | {mean_auc} |"
+        )
     return "\n".join(lines)
 
 
@@ -81,8 +91,13 @@ def _plots(arrays: dict[str, np.ndarray], report: dict[str, Any], out: Path) -> 
     for slot, x in arrays.items():
         curve = cumulative_variance(x)[:50]
         ax.plot(np.arange(1, len(curve) + 1), curve, marker=".", label=slot)
-    ax.set(xlabel="principal components", ylabel="cumulative variance share", xscale="log", ylim=(0, 1.01),
-           title="Variance concentration per embedding slot")
+    ax.set(
+        xlabel="principal components",
+        ylabel="cumulative variance share",
+        xscale="log",
+        ylim=(0, 1.01),
+        title="Variance concentration per embedding slot",
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "cumulative_variance.png", dpi=120)
@@ -114,8 +129,10 @@ def run_analyze(cfg: DictConfig) -> dict[str, Any]:
         arrays = _npz_arrays(cfg.npz, list(cfg.arrays) if cfg.arrays else None)
     else:
         arrays, _ = _slot_arrays(cfg, cfg.split)
-    report: dict[str, Any] = {"source": cfg.npz or f"data={cfg.data.name} split={cfg.split}",
-                              "spectrum": {slot: spectrum_summary(x, cfg.top_k) for slot, x in arrays.items()}}
+    report: dict[str, Any] = {
+        "source": cfg.npz or f"data={cfg.data.name} split={cfg.split}",
+        "spectrum": {slot: spectrum_summary(x, cfg.top_k) for slot, x in arrays.items()},
+    }
     if cfg.probes and not cfg.npz and cfg.data.get("train_labels_csv") and cfg.data.get("valid_labels_csv"):
         report["probe_auc"] = _probes(cfg)
     out = Path(cfg.out_dir)

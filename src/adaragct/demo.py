@@ -23,9 +23,14 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-COLUMNS = (("clin-F1 (w)", "report_generation/clinical_f1"), ("micro", "report_generation/clinical_micro_f1"),
-           ("macro", "report_generation/clinical_macro_f1"), ("BLEU-4", "report_generation/bleu_4"),
-           ("ROUGE-L", "report_generation/rouge_l"), ("CIDEr", "report_generation/cider"))
+COLUMNS = (
+    ("clin-F1 (w)", "report_generation/clinical_f1"),
+    ("micro", "report_generation/clinical_micro_f1"),
+    ("macro", "report_generation/clinical_macro_f1"),
+    ("BLEU-4", "report_generation/bleu_4"),
+    ("ROUGE-L", "report_generation/rouge_l"),
+    ("CIDEr", "report_generation/cider"),
+)
 
 
 class DemoState:
@@ -56,16 +61,28 @@ def _compose(name: str, overrides: list[str]) -> DictConfig:
 
 
 def _relevant(cfg: DictConfig, keys: tuple[str, ...]) -> dict[str, Any]:
-    return {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
-            for k in keys if k in cfg}
+    return {
+        k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
+        for k in keys
+        if k in cfg
+    }
 
 
 def _train(stage: str, cfg: DictConfig, common: list[str], state: DemoState, upstream: str) -> str:
     from adaragct.train import train
 
-    tcfg = _compose("train", [*common, f"stage={stage}", f"paths.output_dir={cfg.results_dir}/train_{stage}",
-                              *cfg.train_overrides[stage]])
-    fp = _fingerprint(_relevant(tcfg, ("model", "stage", "trainer", "datamodule", "prompt", "seed")), upstream)
+    tcfg = _compose(
+        "train",
+        [
+            *common,
+            f"stage={stage}",
+            f"paths.output_dir={cfg.results_dir}/train_{stage}",
+            *cfg.train_overrides[stage],
+        ],
+    )
+    fp = _fingerprint(
+        _relevant(tcfg, ("model", "stage", "trainer", "datamodule", "prompt", "seed")), upstream
+    )
     last = Path(tcfg.checkpoint_dir) / "last"
     if state.done(f"train_{stage}", fp) and last.exists():
         print(f"[demo] train stage={stage}: up to date ({last.resolve()})")
@@ -74,7 +91,9 @@ def _train(stage: str, cfg: DictConfig, common: list[str], state: DemoState, ups
         shutil.rmtree(tcfg.checkpoint_dir)
     print(f"[demo] train stage={stage}: {tcfg.trainer.max_steps} optimizer steps")
     metrics = train(tcfg)
-    state.record(f"train_{stage}", fp, checkpoint=str(last.resolve()), **{k: round(v, 4) for k, v in metrics.items()})
+    state.record(
+        f"train_{stage}", fp, checkpoint=str(last.resolve()), **{k: round(v, 4) for k, v in metrics.items()}
+    )
     return fp
 
 
@@ -83,9 +102,18 @@ def _infer(run: DictConfig, cfg: DictConfig, common: list[str], state: DemoState
 
     name = f"{run.stage}_{run.retrieval}"
     out = Path(cfg.results_dir) / name
-    icfg = _compose("infer", [*common, f"stage={run.stage}", f"retrieval={run.retrieval}",
-                              f"predictions={out}/predictions.jsonl", f"paths.output_dir={out}",
-                              "progress=true", *cfg.infer_overrides])
+    icfg = _compose(
+        "infer",
+        [
+            *common,
+            f"stage={run.stage}",
+            f"retrieval={run.retrieval}",
+            f"predictions={out}/predictions.jsonl",
+            f"paths.output_dir={out}",
+            "progress=true",
+            *cfg.infer_overrides,
+        ],
+    )
     fp = _fingerprint(_relevant(icfg, ("generation", "retrieval", "split", "limit", "prompt")), upstream)
     if state.done(f"infer_{name}", fp) and (out / "metrics.json").is_file():
         print(f"[demo] infer {name}: up to date")
@@ -93,8 +121,11 @@ def _infer(run: DictConfig, cfg: DictConfig, common: list[str], state: DemoState
     if not state.done(f"infer_{name}", fp) and out.exists():
         shutil.rmtree(out)  # another checkpoint or settings: old predictions must not be resumed
     summary = run_infer(icfg)
-    info = {"tokens_per_s": summary["tokens_per_s"], "retrievals_per_report": summary["retrievals_per_report"],
-            "metrics_json": str(out / "metrics.json")}
+    info = {
+        "tokens_per_s": summary["tokens_per_s"],
+        "retrievals_per_report": summary["retrievals_per_report"],
+        "metrics_json": str(out / "metrics.json"),
+    }
     state.record(f"infer_{name}", fp, **info)
     return state.data[f"infer_{name}"]
 
@@ -103,8 +134,13 @@ def results_table(rows: list[dict[str, Any]]) -> str:
     head = ["model", "retrieval", *[c for c, _ in COLUMNS], "retrievals/report", "tokens/s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        values = [row["stage"], row["retrieval"], *[f"{row['metrics'][k]:.3f}" for _, k in COLUMNS],
-                  f"{row['retrievals_per_report']:.2f}", f"{row['tokens_per_s']:.0f}"]
+        values = [
+            row["stage"],
+            row["retrieval"],
+            *[f"{row['metrics'][k]:.3f}" for _, k in COLUMNS],
+            f"{row['retrievals_per_report']:.2f}",
+            f"{row['tokens_per_s']:.0f}",
+        ]
         lines.append("| " + " | ".join(values) + " |")
     return "\n".join(lines)
 
@@ -140,16 +176,23 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
     results = Path(cfg.results_dir)
     results.mkdir(parents=True, exist_ok=True)
     state = DemoState(results / "state.json")
-    common = [f"paths.root_dir={cfg.paths.root_dir}", f"paths.data_dir={cfg.paths.data_dir}",
-              f"paths.output_root={cfg.paths.output_root}", *cfg.overrides]
+    common = [
+        f"paths.root_dir={cfg.paths.root_dir}",
+        f"paths.data_dir={cfg.paths.data_dir}",
+        f"paths.output_root={cfg.paths.output_root}",
+        *cfg.overrides,
+    ]
     data_common = [c for c in common if not c.startswith("experiment=")]
     print("[demo] 1/6 prepare")
     summary = run_prepare(_compose("prepare", [*data_common, f"paths.output_dir={results}/prepare"]))
     print("[demo] 2/6 index")
-    index = run_index(_compose("index", [*data_common, f"paths.output_dir={results}/index", "index.progress=false"]))
+    index = run_index(
+        _compose("index", [*data_common, f"paths.output_dir={results}/index", "index.progress=false"])
+    )
     data_fp = _fingerprint(summary["generator"], summary.get("generator_version"))
-    index_fp = _fingerprint(index["encoder_id"], *(sha256_file(p) for p in index["paths"].values()
-                                                   if Path(p).is_file()))
+    index_fp = _fingerprint(
+        index["encoder_id"], *(sha256_file(p) for p in index["paths"].values() if Path(p).is_file())
+    )
     print("[demo] 3/6 train stage=base")
     base_fp = _train("base", cfg, common, state, data_fp)
     print("[demo] 4/6 train stage=rag")
@@ -157,16 +200,27 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
     print("[demo] 5/6 generate and evaluate")
     rows = []
     for run in cfg.runs:
-        info = _infer(run, cfg, common, state, _fingerprint(base_fp if run.stage == "base" else rag_fp, index_fp))
+        info = _infer(
+            run, cfg, common, state, _fingerprint(base_fp if run.stage == "base" else rag_fp, index_fp)
+        )
         metrics = json.loads(Path(info["metrics_json"]).read_text())
-        rows.append({"stage": run.stage, "retrieval": run.retrieval, "metrics": {k: metrics[k] for _, k in COLUMNS},
-                     "retrievals_per_report": info["retrievals_per_report"], "tokens_per_s": info["tokens_per_s"]})
+        rows.append(
+            {
+                "stage": run.stage,
+                "retrieval": run.retrieval,
+                "metrics": {k: metrics[k] for _, k in COLUMNS},
+                "retrievals_per_report": info["retrievals_per_report"],
+                "tokens_per_s": info["tokens_per_s"],
+            }
+        )
     print("[demo] 6/6 results")
     table = results_table(rows)
     write_json(results / "results.json", rows)
     with atomic_open(results / "results.md", "w", encoding="utf-8") as handle:
-        handle.write(f"# adaragct demo results\n\n{summary['counts']['valid']['volumes']} validation volumes of the "
-                     f"demo cohort; clinical F1 from the rule labeler against the cohort's labels.\n\n{table}\n")
+        handle.write(
+            f"# adaragct demo results\n\n{summary['counts']['valid']['volumes']} validation volumes of the "
+            f"demo cohort; clinical F1 from the rule labeler against the cohort's labels.\n\n{table}\n"
+        )
     _plot(rows, results / "results.png")
     print(table)
     print(f"[demo] written: {results / 'results.md'}, {results / 'results.png'}, {results / 'results.json'}")

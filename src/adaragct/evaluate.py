@@ -33,12 +33,22 @@ def main(cfg: DictConfig) -> dict:
     from adaragct.io import write_json
 
     opts = EvalOptions(
-        predictions=cfg.predictions, output=cfg.output.metrics_json, markdown=cfg.output.markdown,
-        labels_csv=cfg.labels_csv, references=cfg.references, label_references=cfg.label_references,
-        allow_missing=cfg.allow_missing, bootstrap=cfg.bootstrap.num_resamples, seed=cfg.bootstrap.seed,
-        labeler=cfg.labeler.name, radbert_checkpoint=cfg.labeler.radbert_checkpoint,
-        roberta_dir=cfg.labeler.roberta_dir, device=cfg.labeler.device, judge_model=cfg.judge.model_path,
-        judge_batch_size=cfg.judge.batch_size, meteor=cfg.meteor,
+        predictions=cfg.predictions,
+        output=cfg.output.metrics_json,
+        markdown=cfg.output.markdown,
+        labels_csv=cfg.labels_csv,
+        references=cfg.references,
+        label_references=cfg.label_references,
+        allow_missing=cfg.allow_missing,
+        bootstrap=cfg.bootstrap.num_resamples,
+        seed=cfg.bootstrap.seed,
+        labeler=cfg.labeler.name,
+        radbert_checkpoint=cfg.labeler.radbert_checkpoint,
+        roberta_dir=cfg.labeler.roberta_dir,
+        device=cfg.labeler.device,
+        judge_model=cfg.judge.model_path,
+        judge_batch_size=cfg.judge.batch_size,
+        meteor=cfg.meteor,
     )
     metrics = run_evaluation(opts)
     if cfg.compare_with:
@@ -50,15 +60,28 @@ def main(cfg: DictConfig) -> dict:
             raise ValueError("compare_with needs labels_csv (ground truth shared by both files)")
         labels = read_labels_csv(cfg.labels_csv)
         truth = {vid: row for vid, row in zip(labels.index, labels.to_numpy(), strict=True)}
-        labeler = build_labeler(cfg.labeler.name, checkpoint=cfg.labeler.radbert_checkpoint,
-                                roberta_dir=cfg.labeler.roberta_dir, device=cfg.labeler.device)
-        comparison = compare_predictions(cfg.predictions, cfg.compare_with, truth, labeler,
-                                         num_resamples=max(cfg.bootstrap.num_resamples, 1000),
-                                         seed=cfg.bootstrap.seed)
+        labeler = build_labeler(
+            cfg.labeler.name,
+            checkpoint=cfg.labeler.radbert_checkpoint,
+            roberta_dir=cfg.labeler.roberta_dir,
+            device=cfg.labeler.device,
+        )
+        comparison = compare_predictions(
+            cfg.predictions,
+            cfg.compare_with,
+            truth,
+            labeler,
+            num_resamples=max(cfg.bootstrap.num_resamples, 1000),
+            seed=cfg.bootstrap.seed,
+        )
         write_json(cfg.output.comparison_json, comparison)
         log.info("wrote %s", cfg.output.comparison_json)
-    log.info("clinical F1 %.4f, BLEU-4 %.4f -> %s", metrics["report_generation/clinical_f1"],
-             metrics["report_generation/bleu_4"], cfg.output.metrics_json)
+    log.info(
+        "clinical F1 %.4f, BLEU-4 %.4f -> %s",
+        metrics["report_generation/clinical_f1"],
+        metrics["report_generation/bleu_4"],
+        cfg.output.metrics_json,
+    )
     return metrics
 
 

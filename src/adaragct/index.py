@@ -27,7 +27,6 @@ from adaragct.retrieval.runtime import BANK_DIR, NEIGHBOURS_JSON
 log = logging.getLogger(__name__)
 
 
-
 def _sha(path: str | Path) -> str:
     from adaragct.retrieval.bank import sha256_file
 

@@ -54,7 +54,9 @@ def _prompt(cfg: DictConfig, ckpt_cfg: dict[str, Any]):
     return PromptConfig(**(trained or asked))
 
 
-def generate_split(cfg: DictConfig, model, tokenizer, prompt, volumes, retriever, writer, progress: bool) -> dict:
+def generate_split(
+    cfg: DictConfig, model, tokenizer, prompt, volumes, retriever, writer, progress: bool
+) -> dict:
     """Decode ``volumes`` in batches, appending each prediction; returns throughput figures."""
     import numpy as np
     import torch
@@ -73,23 +75,33 @@ def generate_split(cfg: DictConfig, model, tokenizer, prompt, volumes, retriever
     tokens = retrievals = 0
     start = time.perf_counter()
     for i in range(0, len(volumes), cfg.batch_size):
-        batch = volumes[i: i + cfg.batch_size]
-        visual = {s: torch.from_numpy(np.stack([v.visual[s] for v in batch])).to(device) for s in VISUAL_SLOTS}
+        batch = volumes[i : i + cfg.batch_size]
+        visual = {
+            s: torch.from_numpy(np.stack([v.visual[s] for v in batch])).to(device) for s in VISUAL_SLOTS
+        }
         ids = prompt_ids.expand(len(batch), -1)
         with torch.no_grad():
-            prefix = model.embed(ids, {s: x.to(next(model.projector.parameters()).dtype) for s, x in visual.items()})
+            prefix = model.embed(
+                ids, {s: x.to(next(model.projector.parameters()).dtype) for s, x in visual.items()}
+            )
         outputs = generator.generate(prefix, torch.ones_like(ids), [v.volume_id for v in batch])
         for volume, out in zip(batch, outputs, strict=True):
             writer.write(prediction_record(out, volume.report, settings, retriever.name))
             tokens, retrievals = tokens + len(out.token_ids), retrievals + out.retrieval_count
         bar.update(len(batch))
         elapsed = time.perf_counter() - start
-        bar.set_postfix(tok_s=f"{tokens / elapsed:.0f}", ret_per_report=f"{retrievals / (i + len(batch)):.2f}")
+        bar.set_postfix(
+            tok_s=f"{tokens / elapsed:.0f}", ret_per_report=f"{retrievals / (i + len(batch)):.2f}"
+        )
     bar.close()
     seconds = time.perf_counter() - start
-    return {"generated": len(volumes), "tokens": tokens, "seconds": round(seconds, 2),
-            "tokens_per_s": round(tokens / seconds, 1) if seconds else 0.0,
-            "retrievals_per_report": round(retrievals / len(volumes), 3) if volumes else 0.0}
+    return {
+        "generated": len(volumes),
+        "tokens": tokens,
+        "seconds": round(seconds, 2),
+        "tokens_per_s": round(tokens / seconds, 1) if seconds else 0.0,
+        "retrievals_per_report": round(retrievals / len(volumes), 3) if volumes else 0.0,
+    }
 
 
 def run_infer(cfg: DictConfig) -> dict[str, Any]:
@@ -115,23 +127,41 @@ def run_infer(cfg: DictConfig) -> dict[str, Any]:
     with PredictionWriter(path) as writer:
         todo = [v for v in mine if v.volume_id not in writer.done]
         log.info("[4/6] %d volumes, %d already in %s", len(mine), len(mine) - len(todo), path)
-        stats = generate_split(cfg, model, tokenizer, _prompt(cfg, ckpt_cfg), todo, retriever, writer,
-                               bool(cfg.progress) and rank == 0)
+        stats = generate_split(
+            cfg,
+            model,
+            tokenizer,
+            _prompt(cfg, ckpt_cfg),
+            todo,
+            retriever,
+            writer,
+            bool(cfg.progress) and rank == 0,
+        )
     if world > 1:
         log.info("[6/6] merging %d shards", world)
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         torch.distributed.barrier()
         if rank == 0:
-            merge_shards([shard_path(cfg.predictions, r, world) for r in range(world)],
-                         [v.volume_id for v in volumes], cfg.predictions)
+            merge_shards(
+                [shard_path(cfg.predictions, r, world) for r in range(world)],
+                [v.volume_id for v in volumes],
+                cfg.predictions,
+            )
         torch.distributed.destroy_process_group()
-    summary = {"predictions": str(cfg.predictions), "volumes": len(volumes), "skipped": len(mine) - len(todo),
-               "retrieval": retriever.name, **stats}
+    summary = {
+        "predictions": str(cfg.predictions),
+        "volumes": len(volumes),
+        "skipped": len(mine) - len(todo),
+        "retrieval": retriever.name,
+        **stats,
+    }
     if cfg.evaluate.enabled and rank == 0:
         summary["metrics"] = _evaluate(cfg, reuse=not todo)
-    print(f"infer[{retriever.name}]: {summary['generated']} generated, {summary['skipped']} already done, "
-          f"{summary['tokens_per_s']} tok/s, {summary['retrievals_per_report']} retrievals/report -> "
-          f"{summary['predictions']}")
+    print(
+        f"infer[{retriever.name}]: {summary['generated']} generated, {summary['skipped']} already done, "
+        f"{summary['tokens_per_s']} tok/s, {summary['retrievals_per_report']} retrievals/report -> "
+        f"{summary['predictions']}"
+    )
     return summary
 
 
@@ -147,8 +177,15 @@ def _evaluate(cfg: DictConfig, reuse: bool) -> dict[str, Any]:
     if reuse and out.is_file() and out.stat().st_mtime >= Path(cfg.predictions).stat().st_mtime:
         print(f"evaluate: predictions unchanged, kept {out}")
         return json.loads(out.read_text())
-    metrics = run_evaluation(EvalOptions(predictions=cfg.predictions, output=out, labels_csv=cfg.data.valid_labels_csv,
-                                         bootstrap=cfg.evaluate.bootstrap, meteor=cfg.evaluate.meteor))
+    metrics = run_evaluation(
+        EvalOptions(
+            predictions=cfg.predictions,
+            output=out,
+            labels_csv=cfg.data.valid_labels_csv,
+            bootstrap=cfg.evaluate.bootstrap,
+            meteor=cfg.evaluate.meteor,
+        )
+    )
     keys = ("report_generation/clinical_f1", "report_generation/bleu_4", "report_generation/rouge_l")
     print("evaluate: " + ", ".join(f"{k.split('/')[-1]} {metrics[k]:.4f}" for k in keys) + f" -> {out}")
     return metrics

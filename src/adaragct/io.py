@@ -51,8 +51,12 @@ def read_json(path: str | Path) -> Any:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
     except json.JSONDecodeError as err:
-        raise DataError(path, f"line {err.lineno} column {err.colno}", f"malformed JSON ({err.msg})",
-                        "repair or regenerate the file") from err
+        raise DataError(
+            path,
+            f"line {err.lineno} column {err.colno}",
+            f"malformed JSON ({err.msg})",
+            "repair or regenerate the file",
+        ) from err
 
 
 def read_jsonl(path: str | Path) -> list[Any]:
@@ -68,8 +72,12 @@ def read_jsonl(path: str | Path) -> list[Any]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as err:
-                raise DataError(path, f"line {lineno}", f"malformed JSON line ({err.msg})",
-                                "repair or delete that line (a rerun resumes where it stopped)") from err
+                raise DataError(
+                    path,
+                    f"line {lineno}",
+                    f"malformed JSON line ({err.msg})",
+                    "repair or delete that line (a rerun resumes where it stopped)",
+                ) from err
     return rows
 
 

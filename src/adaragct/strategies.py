@@ -11,8 +11,9 @@ from typing import Any
 GPU_ONLY = ("fsdp", "deepspeed")
 
 
-def resolve_strategy(name: str = "auto", *, accelerator: str = "auto", cuda_available: bool | None = None,
-                     **options: Any) -> Any:
+def resolve_strategy(
+    name: str = "auto", *, accelerator: str = "auto", cuda_available: bool | None = None, **options: Any
+) -> Any:
     """Return a Lightning strategy (or the string ``"auto"``) for ``strategy=<name>``.
 
     Args:

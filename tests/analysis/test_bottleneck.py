@@ -24,17 +24,31 @@ def test_known_spectra() -> None:
 
 
 def test_analyze_on_demo(small_demo: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    cfg = compose_config("analyze", [f"paths.data_dir={Path(small_demo['root']).parent}", f"out_dir={tmp_path}",
-                                     f"paths.output_dir={tmp_path}", "min_positives=3"], resolve=True)
+    cfg = compose_config(
+        "analyze",
+        [
+            f"paths.data_dir={Path(small_demo['root']).parent}",
+            f"out_dir={tmp_path}",
+            f"paths.output_dir={tmp_path}",
+            "min_positives=3",
+        ],
+        resolve=True,
+    )
     report = run_analyze(cfg)
     assert 0.85 <= report["spectrum"]["whole_ct"]["variance_share"][2] <= 0.95
     assert report["spectrum"]["lung"]["variance_share"][2] < 0.2
     lung = report["probe_auc"]["lung"]
     whole = report["probe_auc"]["whole_ct"]
-    shared = [f for f in ("Emphysema", "Lung nodule", "Atelectasis", "Lung opacity") if f in lung and f in whole]
+    shared = [
+        f for f in ("Emphysema", "Lung nodule", "Atelectasis", "Lung opacity") if f in lung and f in whole
+    ]
     assert shared and np.mean([lung[f] for f in shared]) > np.mean([whole[f] for f in shared])
-    assert {p.name for p in tmp_path.iterdir()} >= {"bottleneck.json", "bottleneck.md", "cumulative_variance.png",
-                                                    "probe_auc.png"}
+    assert {p.name for p in tmp_path.iterdir()} >= {
+        "bottleneck.json",
+        "bottleneck.md",
+        "cumulative_variance.png",
+        "probe_auc.png",
+    }
     assert "top-2 principal components hold" in capsys.readouterr().out
 
 

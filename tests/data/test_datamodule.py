@@ -31,14 +31,24 @@ def rag_data(small_demo: dict, tmp_path_factory: pytest.TempPathFactory) -> dict
     pool = [s for v in volumes[:5] for s in split_sentences(v.report)]
     out = tmp_path_factory.mktemp("ctx")
     for source in ("oracle", "retrieved"):
-        obj = {f"{v.volume_id}.nii.gz": [{"query_sentence": {"text": s},
-                                          "retrieved": [{"text": f"{source.upper()} {pool[(i + k) % len(pool)]}"}
-                                                        for k in range(3)]}
-                                         for i, s in enumerate(split_sentences(v.report))]
-               for v in volumes}
+        obj = {
+            f"{v.volume_id}.nii.gz": [
+                {
+                    "query_sentence": {"text": s},
+                    "retrieved": [
+                        {"text": f"{source.upper()} {pool[(i + k) % len(pool)]}"} for k in range(3)
+                    ],
+                }
+                for i, s in enumerate(split_sentences(v.report))
+            ]
+            for v in volumes
+        }
         (out / f"{source}.jsonl").write_text(json.dumps(obj))
-    return {**small_demo, "oracle_contexts": str(out / "oracle.jsonl"),
-            "retrieved_contexts": str(out / "retrieved.jsonl")}
+    return {
+        **small_demo,
+        "oracle_contexts": str(out / "oracle.jsonl"),
+        "retrieved_contexts": str(out / "retrieved.jsonl"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +57,17 @@ def tokenizer(small_demo: dict):
 
 
 def _module(data: dict, tokenizer, contexts: dict | None, **kwargs) -> ReportDataModule:
-    dm = ReportDataModule(data, tokenizer, PROMPT, batch_size=4, max_length=1024, val_fraction=0.2,
-                          stage_contexts=contexts, seed=7, **kwargs)
+    dm = ReportDataModule(
+        data,
+        tokenizer,
+        PROMPT,
+        batch_size=4,
+        max_length=1024,
+        val_fraction=0.2,
+        stage_contexts=contexts,
+        seed=7,
+        **kwargs,
+    )
     dm.setup("fit")
     return dm
 
@@ -79,7 +98,9 @@ def test_base_batch_prompt_and_target(small_demo: dict, tokenizer) -> None:
 
 
 def test_rag_batch_masks_context_spans_and_trains_rag(rag_data: dict, tokenizer) -> None:
-    dm = _module(rag_data, tokenizer, {"none_prob": 0.0, "oracle_ratio": 0.7, "max_sentences": 4, "per_sentence": 3})
+    dm = _module(
+        rag_data, tokenizer, {"none_prob": 0.0, "oracle_ratio": 0.7, "max_sentences": 4, "per_sentence": 3}
+    )
     batch = next(iter(dm.train_dataloader()))
     rag, start, end = (tokenizer.convert_tokens_to_ids(t) for t in (RAG_TOKEN, RET_START, RET_END))
     seen_spans = 0
@@ -90,13 +111,13 @@ def test_rag_batch_masks_context_spans_and_trains_rag(rag_data: dict, tokenizer)
         for pos in (ids == rag).nonzero().flatten().tolist():
             assert labels[pos] == rag, "[RAG] is trained"
             assert ids[pos + 1] == start
-            stop = pos + 1 + int((ids[pos + 1:] == end).nonzero()[0])
-            assert (labels[pos + 1: stop + 1] == IGNORE_INDEX).all(), "the injected span is masked"
+            stop = pos + 1 + int((ids[pos + 1 :] == end).nonzero()[0])
+            assert (labels[pos + 1 : stop + 1] == IGNORE_INDEX).all(), "the injected span is masked"
             assert labels[stop + 1] != IGNORE_INDEX, "the rewritten sentence is trained"
             seen_spans += 1
         shown = tokenizer.decode(ids[ids != tokenizer.pad_token_id])
         if ids.eq(rag).any():
-            print("\n" + shown[shown.index(RAG_TOKEN):][:300])
+            print("\n" + shown[shown.index(RAG_TOKEN) :][:300])
     assert seen_spans >= 4
 
 

@@ -29,7 +29,11 @@ from adaragct.prepare import run_prepare
 from tests.conftest import CONF_DIR, PROJECT_ROOT
 
 # the tiny LM pretraining is not what these tests check: a few steps keep three prepares cheap
-SMALL = ["data.generator.n_train_patients=240", "data.generator.n_valid_patients=60", "data.generator.tiny_lm_steps=5"]
+SMALL = [
+    "data.generator.n_train_patients=240",
+    "data.generator.n_valid_patients=60",
+    "data.generator.tiny_lm_steps=5",
+]
 
 
 def _config(data_dir: Path, *overrides: str):

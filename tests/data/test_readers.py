@@ -28,8 +28,16 @@ from adaragct.errors import DataError
 
 def _reports(path: Path, rows: list[tuple[str, str, str]]) -> Path:
     pd.DataFrame(
-        [{"VolumeName": v, "ClinicalInformation_EN": "", "Technique_EN": "", "Findings_EN": f, "Impressions_EN": i}
-         for v, f, i in rows]
+        [
+            {
+                "VolumeName": v,
+                "ClinicalInformation_EN": "",
+                "Technique_EN": "",
+                "Findings_EN": f,
+                "Impressions_EN": i,
+            }
+            for v, f, i in rows
+        ]
     ).to_csv(path, index=False)
     return path
 
@@ -41,8 +49,10 @@ def _labels(path: Path, ids: list[str], value: object = 0) -> Path:
 
 
 def test_reports_csv_builds_reference_and_normalises_ids(tmp_path: Path) -> None:
-    path = _reports(tmp_path / "r.csv", [("train_1_a_1.nii.gz", " Heart normal. ", " No effusion. "),
-                                         ("train_1_a_2", "Lungs clear.", "")])
+    path = _reports(
+        tmp_path / "r.csv",
+        [("train_1_a_1.nii.gz", " Heart normal. ", " No effusion. "), ("train_1_a_2", "Lungs clear.", "")],
+    )
     reports = read_reports_csv(path)
     assert list(reports.index) == ["train_1_a_1", "train_1_a_2"]
     assert reports.loc["train_1_a_1", "report"] == "Heart normal. No effusion."
@@ -106,8 +116,16 @@ def test_vlm3d_fixture(shared_data: Path) -> None:
 
 def test_vlm3d_duplicate_and_missing_field(tmp_path: Path) -> None:
     path = tmp_path / "sub.json"
-    path.write_text(json.dumps({"generated_reports": [{"input_image_name": "a.nii.gz", "report": "x"},
-                                                      {"input_image_name": "a", "report": "y"}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "generated_reports": [
+                    {"input_image_name": "a.nii.gz", "report": "x"},
+                    {"input_image_name": "a", "report": "y"},
+                ]
+            }
+        )
+    )
     with pytest.raises(DataError, match=r"generated_reports\[1\]\.input_image_name: duplicate volume id 'a'"):
         read_vlm3d_reports(path)
     path.write_text(json.dumps({"generated_reports": [{"input_image_name": "a"}]}))
@@ -123,8 +141,11 @@ def _npz(path: Path, ids: list[str], **arrays: np.ndarray) -> Path:
 def test_embeddings_both_layouts(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     clip = _npz(tmp_path / "c.npz", ["v_1_a_1", "v_2_a_1"], ct_clip_max=rng.normal(size=(2, 512)))
-    visd = _npz(tmp_path / "o.npz", ["v_2_a_1.nii.gz", "v_1_a_1.nii.gz"],
-                **{k: rng.normal(size=(2, 256)) for k in VISD_BOOST_KEYS})
+    visd = _npz(
+        tmp_path / "o.npz",
+        ["v_2_a_1.nii.gz", "v_1_a_1.nii.gz"],
+        **{k: rng.normal(size=(2, 256)) for k in VISD_BOOST_KEYS},
+    )
     whole = read_embeddings_npz(clip, ["ct_clip_max"], dim=512)
     organs = read_embeddings_npz(visd, VISD_BOOST_KEYS, dim=256)
     assert organs.ids == ("v_2_a_1", "v_1_a_1")
@@ -135,7 +156,9 @@ def test_embeddings_both_layouts(tmp_path: Path) -> None:
 def test_embeddings_dim_mismatch_nan_and_missing_key(tmp_path: Path) -> None:
     ids = ["v_1_a_1", "v_2_a_1"]
     with pytest.raises(DataError, match="array 'ct_clip_max': dimension 256, expected 512"):
-        read_embeddings_npz(_npz(tmp_path / "a.npz", ids, ct_clip_max=np.zeros((2, 256))), ["ct_clip_max"], 512)
+        read_embeddings_npz(
+            _npz(tmp_path / "a.npz", ids, ct_clip_max=np.zeros((2, 256))), ["ct_clip_max"], 512
+        )
     bad = np.zeros((2, 512))
     bad[1, 3] = np.nan
     with pytest.raises(DataError, match="1 rows contain NaN/inf, first volume v_2_a_1"):
@@ -143,7 +166,9 @@ def test_embeddings_dim_mismatch_nan_and_missing_key(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="array 'ct_clip_avg': missing"):
         read_embeddings_npz(_npz(tmp_path / "c.npz", ids, ct_clip_max=np.zeros((2, 512))), ["ct_clip_avg"])
     with pytest.raises(DataError, match="duplicate volume id 'v_1_a_1'"):
-        read_embeddings_npz(_npz(tmp_path / "d.npz", ["v_1_a_1", "v_1_a_1.nii.gz"], x=np.zeros((2, 4))), ["x"])
+        read_embeddings_npz(
+            _npz(tmp_path / "d.npz", ["v_1_a_1", "v_1_a_1.nii.gz"], x=np.zeros((2, 4))), ["x"]
+        )
 
 
 def test_truncated_npz(tmp_path: Path) -> None:
@@ -162,8 +187,12 @@ def test_volume_without_embedding_error_or_skip(tmp_path: Path, caplog: pytest.L
 
 
 def test_organ_reports_json(tmp_path: Path) -> None:
-    entry = {"image": "valid_1_a_1.nii.gz", "raw_report": "Heart normal.", "id": 0,
-             "organ_reports": {"lung": "", "heart": "Heart normal.", "esophagus": "", "aorta": "", "other": ""}}
+    entry = {
+        "image": "valid_1_a_1.nii.gz",
+        "raw_report": "Heart normal.",
+        "id": 0,
+        "organ_reports": {"lung": "", "heart": "Heart normal.", "esophagus": "", "aorta": "", "other": ""},
+    }
     path = tmp_path / "o.json"
     path.write_text(json.dumps([entry]))
     assert read_organ_reports_json(path)["valid_1_a_1"]["organ_reports"]["heart"] == "Heart normal."
@@ -177,7 +206,9 @@ def test_organ_reports_json(tmp_path: Path) -> None:
 
 
 def test_contexts_single_object_and_true_jsonl(tmp_path: Path) -> None:
-    entries = [{"query_sentence": {"text": " The heart is normal. "}, "retrieved": [{"text": "a"}, {"text": "b"}]}]
+    entries = [
+        {"query_sentence": {"text": " The heart is normal. "}, "retrieved": [{"text": "a"}, {"text": "b"}]}
+    ]
     single = tmp_path / "oracle_context_top3.jsonl"
     single.write_text(json.dumps({"train_1_a_1.nii.gz": entries}))
     lines = tmp_path / "true.jsonl"
@@ -192,19 +223,30 @@ def test_contexts_single_object_and_true_jsonl(tmp_path: Path) -> None:
 
 def test_sentence_database_and_embeddings(tmp_path: Path) -> None:
     db = tmp_path / "db.json"
-    db.write_text(json.dumps({"train_1_a_1.nii.gz": [
-        {"sentence_id": "0", "text": "Heart normal.", "organs": ["heart"], "normal": True},
-        {"sentence_id": "1", "text": "Nodule in the lung.", "organs": ["lung"], "normal": False}]}))
+    db.write_text(
+        json.dumps(
+            {
+                "train_1_a_1.nii.gz": [
+                    {"sentence_id": "0", "text": "Heart normal.", "organs": ["heart"], "normal": True},
+                    {"sentence_id": "1", "text": "Nodule in the lung.", "organs": ["lung"], "normal": False},
+                ]
+            }
+        )
+    )
     records = read_sentence_database(db)
-    assert [(r.volume_id, r.organs, r.normal) for r in records] == [("train_1_a_1", ("heart",), True),
-                                                                    ("train_1_a_1", ("lung",), False)]
+    assert [(r.volume_id, r.organs, r.normal) for r in records] == [
+        ("train_1_a_1", ("heart",), True),
+        ("train_1_a_1", ("lung",), False),
+    ]
     emb = tmp_path / "e.npz"
     np.savez(emb, embeddings=np.ones((2, 8), np.float32), sentence_ids=np.array(["0", "1"]))
     ids, mat = read_sentence_embeddings(emb, dim=8)
     assert ids == ["0", "1"] and mat.shape == (2, 8)
     with pytest.raises(DataError, match="dimension 8, expected 256"):
         read_sentence_embeddings(emb, dim=256)
-    db.write_text(json.dumps({"t_1_a_1": [{"sentence_id": "0", "text": "x", "organs": ["liver"], "normal": 1}]}))
+    db.write_text(
+        json.dumps({"t_1_a_1": [{"sentence_id": "0", "text": "x", "organs": ["liver"], "normal": 1}]})
+    )
     with pytest.raises(DataError, match=r"t_1_a_1\[0\]\.organs: unknown organs \['liver'\]"):
         read_sentence_database(db)
 

@@ -17,7 +17,9 @@ def manual_labels() -> pd.DataFrame:
     """The 800 hand-labelled CT-RATE reports (AccessionNo, report_text, 18 findings)."""
     path = SHARED_DATA / "ctrate_manual_labels" / "train.csv"
     if not path.is_file():
-        pytest.skip(f"hand-labelled reports not found at {path} (shared research data, not shipped with the project)")
+        pytest.skip(
+            f"hand-labelled reports not found at {path} (shared research data, not shipped with the project)"
+        )
     return pd.read_csv(path)
 
 
@@ -28,7 +30,6 @@ def vlm3d_dir() -> Path:
     if not (path / "ground_truth.json").is_file():
         pytest.skip(f"VLM3D example not found at {path} (shared research data, not shipped with the project)")
     return path
-
 
 
 CORPUS = [
@@ -47,8 +48,14 @@ def build_tokenizer(out_dir: Path, *, roberta_style: bool = False):
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.train_from_iterator(CORPUS, trainers.WordLevelTrainer(special_tokens=specials))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-                                   unk_token="<unk>", mask_token="<mask>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+    )
     fast.save_pretrained(out_dir)
     return fast
 
@@ -60,9 +67,18 @@ def build_tiny_llama(out_dir: Path) -> Path:
 
     tok = build_tokenizer(out_dir)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048,
-                         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     LlamaForCausalLM(config).save_pretrained(out_dir)
     return out_dir
 
@@ -72,9 +88,17 @@ def build_tiny_roberta(out_dir: Path) -> Path:
     from transformers import RobertaConfig
 
     tok = build_tokenizer(out_dir)
-    RobertaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                  num_attention_heads=2, max_position_embeddings=514, pad_token_id=tok.pad_token_id,
-                  bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id).save_pretrained(out_dir)
+    RobertaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=514,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    ).save_pretrained(out_dir)
     return out_dir
 
 

@@ -15,7 +15,24 @@ from adaragct.eval.bootstrap import (
 from adaragct.eval.clinical import Confusion, compute_clinical_metrics
 from adaragct.eval.text_metrics import bleu_stats, corpus_bleu, normalize_text, rouge_l_scores
 
-WORDS = ["the", "heart", "lung", "pleural", "effusion", "nodule", "normal", "no", "is", "are", "in", "of", "both", "lobe", "right", "left"]
+WORDS = [
+    "the",
+    "heart",
+    "lung",
+    "pleural",
+    "effusion",
+    "nodule",
+    "normal",
+    "no",
+    "is",
+    "are",
+    "in",
+    "of",
+    "both",
+    "lobe",
+    "right",
+    "left",
+]
 
 
 def _corpus(n: int, seed: int) -> tuple[list[str], list[str]]:
@@ -64,7 +81,7 @@ def test_paired_bootstrap_detects_a_real_difference_and_not_a_null_one() -> None
     rng = np.random.default_rng(5)
     good = rng.random(400) + 0.1
     bad = good - 0.1 + rng.normal(0, 0.01, 400)
-    mean = lambda v: (lambda w: w @ v / w.sum(1))  # noqa: E731
+    mean = lambda v: lambda w: w @ v / w.sum(1)  # noqa: E731
     res = paired_bootstrap(mean(bad), mean(good), 400, "x")
     assert res.difference == pytest.approx(0.1, abs=0.01) and res.p_value < 0.01
     assert res.ci_lower > 0

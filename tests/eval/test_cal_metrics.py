@@ -23,9 +23,24 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
 
+
 TASK = "report_generation"
-RELEASE_KEYS = [f"{TASK}/{k}" for k in ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "bleu_sacre", "rouge_l", "meteor",
-                                          "cider", "clinical_precision", "clinical_recall", "clinical_f1")]
+RELEASE_KEYS = [
+    f"{TASK}/{k}"
+    for k in (
+        "bleu_1",
+        "bleu_2",
+        "bleu_3",
+        "bleu_4",
+        "bleu_sacre",
+        "rouge_l",
+        "meteor",
+        "cider",
+        "clinical_precision",
+        "clinical_recall",
+        "clinical_f1",
+    )
+]
 
 
 @pytest.fixture
@@ -35,8 +50,15 @@ def release_case(tmp_path: Path, manual_labels: pd.DataFrame) -> tuple[Path, Pat
     rows = []
     for i, (acc, ref) in enumerate(zip(sub["AccessionNo"], sub["report_text"], strict=True)):
         pred = sub["report_text"].iloc[(i + 1) % len(sub)] if i % 3 else ref
-        rows.append({"image": f"{acc}.nii.gz", "generated_text": pred, "reference_text": ref,
-                     "task_type": "report_generation", "retrieval_count": 0})
+        rows.append(
+            {
+                "image": f"{acc}.nii.gz",
+                "generated_text": pred,
+                "reference_text": ref,
+                "task_type": "report_generation",
+                "retrieval_count": 0,
+            }
+        )
     rows[5]["generated_text"] = ""  # an empty generation is scored and counted
     labels = sub[["AccessionNo", *FINDINGS]]
     labels_csv = tmp_path / "labels.csv"
@@ -47,13 +69,21 @@ def release_case(tmp_path: Path, manual_labels: pd.DataFrame) -> tuple[Path, Pat
 def test_seed_command_writes_release_keys_and_cis_contain_estimates(release_case, tmp_path) -> None:
     pred, labels = release_case
     out = tmp_path / "metrics.json"
-    assert cal_metrics([str(pred), "--output", str(out), "--labels-csv", str(labels), "--bootstrap", "1000"]) == 0
+    assert (
+        cal_metrics([str(pred), "--output", str(out), "--labels-csv", str(labels), "--bootstrap", "1000"])
+        == 0
+    )
     metrics = json.loads(out.read_text())
     assert metrics["num_samples"] == 60
     for key in RELEASE_KEYS:
         assert key in metrics and f"overall/{key.split('/')[1]}" in metrics
     assert set(metrics[f"{TASK}/clinical_detailed"]) == set(FINDINGS)
-    assert set(metrics[f"{TASK}/clinical_detailed"]["Cardiomegaly"]) == {"precision", "recall", "f1", "support"}
+    assert set(metrics[f"{TASK}/clinical_detailed"]["Cardiomegaly"]) == {
+        "precision",
+        "recall",
+        "f1",
+        "support",
+    }
     assert metrics["llama_score"] is None and metrics[f"{TASK}/num_empty_predictions"] == 1
     for m in ("bleu_1", "bleu_4", "rouge_l", "clinical_precision", "clinical_recall", "clinical_f1"):
         lo, hi = metrics[f"{TASK}/{m}_ci_lower"], metrics[f"{TASK}/{m}_ci_upper"]
@@ -65,9 +95,11 @@ def test_seed_command_writes_release_keys_and_cis_contain_estimates(release_case
 
 
 def test_help_is_fast_and_imports_no_torch() -> None:
-    code = ("import sys, runpy; sys.argv=['x','--help']\n"
-            "try:\n runpy.run_module('adaragct.eval.cal_metrics', run_name='__main__')\n"
-            "except SystemExit: pass\nprint('torch' in sys.modules, 'transformers' in sys.modules)")
+    code = (
+        "import sys, runpy; sys.argv=['x','--help']\n"
+        "try:\n runpy.run_module('adaragct.eval.cal_metrics', run_name='__main__')\n"
+        "except SystemExit: pass\nprint('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "--labels-csv" in res.stdout and res.stdout.strip().endswith("False False")
 
@@ -78,8 +110,9 @@ def test_missing_label_ids_error_then_allow_missing(release_case, tmp_path) -> N
     frame.to_csv(labels, index=False)
     with pytest.raises(DataError, match=r"3 of 60 predicted volumes are missing, first: \['train_1'"):
         evaluate_predictions(EvalOptions(pred, tmp_path / "m.json", labels_csv=labels, meteor=False))
-    metrics = evaluate_predictions(EvalOptions(pred, tmp_path / "m.json", labels_csv=labels, meteor=False,
-                                               allow_missing=True))
+    metrics = evaluate_predictions(
+        EvalOptions(pred, tmp_path / "m.json", labels_csv=labels, meteor=False, allow_missing=True)
+    )
     assert metrics["num_samples"] == 57 and metrics["num_dropped_missing_labels"] == 3
     assert cal_metrics([str(pred), "--output", str(tmp_path / "x.json"), "--labels-csv", str(labels)]) == 2
 
@@ -91,13 +124,18 @@ def test_malformed_jsonl_names_the_line(tmp_path) -> None:
         read_predictions(path)
 
 
-@pytest.mark.parametrize(("row", "field"), [
-    ({"generated_text": "x", "reference_text": "y"}, "image"),
-    ({"image": "a", "reference_text": "y"}, "generated_text"),
-    ({"image": "a", "generated_text": 3, "reference_text": "y"}, "generated_text"),
-])
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        ({"generated_text": "x", "reference_text": "y"}, "image"),
+        ({"image": "a", "reference_text": "y"}, "generated_text"),
+        ({"image": "a", "generated_text": 3, "reference_text": "y"}, "generated_text"),
+    ],
+)
 def test_missing_or_bad_fields(tmp_path, row, field) -> None:
-    path = write_jsonl(tmp_path / "p.jsonl", [{"image": "z", "generated_text": "x", "reference_text": "y"}, row])
+    path = write_jsonl(
+        tmp_path / "p.jsonl", [{"image": "z", "generated_text": "x", "reference_text": "y"}, row]
+    )
     with pytest.raises(DataError, match=f"record 2 field '{field}'"):
         read_predictions(path)
 
@@ -106,8 +144,13 @@ def test_missing_references_and_duplicate_ids(tmp_path) -> None:
     no_refs = write_jsonl(tmp_path / "a.jsonl", [{"image": "a", "prediction": "x"}])
     with pytest.raises(DataError, match="reference_text"):
         evaluate_predictions(EvalOptions(no_refs, tmp_path / "m.json", meteor=False))
-    dups = write_jsonl(tmp_path / "b.jsonl", [{"image": "v_1.nii.gz", "prediction": "x", "reference": "y"},
-                                              {"image": "/d/v_1", "prediction": "x", "reference": "y"}])
+    dups = write_jsonl(
+        tmp_path / "b.jsonl",
+        [
+            {"image": "v_1.nii.gz", "prediction": "x", "reference": "y"},
+            {"image": "/d/v_1", "prediction": "x", "reference": "y"},
+        ],
+    )
     with pytest.raises(DataError, match="1 duplicate volume ids"):
         read_predictions(dups)
 
@@ -119,8 +162,15 @@ def test_vlm3d_layout_with_references_from_second_file(vlm3d_dir, tmp_path) -> N
     pred.write_text(json.dumps(truth))
     preds = attach_references(read_predictions(pred), vlm3d_dir / "ground_truth.json")
     assert len(preds) == 10 and preds.references[0].startswith("Findings:")
-    metrics = evaluate_predictions(EvalOptions(pred, tmp_path / "m.json", references=vlm3d_dir / "ground_truth.json",
-                                               labels_csv=vlm3d_dir / "ground_truth.csv", meteor=False))
+    metrics = evaluate_predictions(
+        EvalOptions(
+            pred,
+            tmp_path / "m.json",
+            references=vlm3d_dir / "ground_truth.json",
+            labels_csv=vlm3d_dir / "ground_truth.csv",
+            meteor=False,
+        )
+    )
     assert metrics["num_samples"] == 10
     nodule = metrics[f"{TASK}/clinical_detailed"]["Lung nodule"]
     # 6 volumes have a nodule; the one we replaced by a normal report is the only miss
@@ -130,9 +180,22 @@ def test_vlm3d_layout_with_references_from_second_file(vlm3d_dir, tmp_path) -> N
 def test_hydra_app_writes_outputs(release_case, tmp_path) -> None:
     pred, labels = release_case
     res = subprocess.run(
-        [sys.executable, "-m", "adaragct.evaluate", f"predictions={pred}", f"labels_csv={labels}",
-         f"paths.root_dir={tmp_path}", "meteor=false", "bootstrap.num_resamples=50", f"compare_with={pred}"],
-        capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
+        [
+            sys.executable,
+            "-m",
+            "adaragct.evaluate",
+            f"predictions={pred}",
+            f"labels_csv={labels}",
+            f"paths.root_dir={tmp_path}",
+            "meteor=false",
+            "bootstrap.num_resamples=50",
+            f"compare_with={pred}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PROJECT_ROOT,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     runs = list((tmp_path / "outputs" / "evaluate" / "runs").iterdir())
     files = {p.name for p in runs[0].iterdir()}

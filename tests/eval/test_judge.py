@@ -7,22 +7,28 @@ import pytest
 from adaragct.eval.judge import RUBRIC, LLMJudge, parse_score
 
 
-@pytest.mark.parametrize(("answer", "expected"), [
-    ("Score: 7/10. Minor differences in nodule size.", 7.0),
-    ("8 / 10", 8.0),
-    ("I would give this 10/10", 10.0),
-    ("Score 7.5/10", 7.5),
-    ("The report deserves 6 out of 10 because it misses the effusion.", 6.0),
-    ("9 OUT OF 10", 9.0),
-    ("5", 5.0),
-    ("  Score: 3.  ", 3.0),
-    ("0", 0.0),
-    ("Comparing 2 reports, I find several errors; overall 4/10.", 4.0),  # x/10 wins over the first number
-    ("Two findings are wrong, 14 mm nodule missed, rating 3", 3.0),  # 14 is out of range: first 0-10 number
-    ("The reports agree well.", None),
-    ("", None),
-    ("Score: 15", None),
-])
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("Score: 7/10. Minor differences in nodule size.", 7.0),
+        ("8 / 10", 8.0),
+        ("I would give this 10/10", 10.0),
+        ("Score 7.5/10", 7.5),
+        ("The report deserves 6 out of 10 because it misses the effusion.", 6.0),
+        ("9 OUT OF 10", 9.0),
+        ("5", 5.0),
+        ("  Score: 3.  ", 3.0),
+        ("0", 0.0),
+        ("Comparing 2 reports, I find several errors; overall 4/10.", 4.0),  # x/10 wins over the first number
+        (
+            "Two findings are wrong, 14 mm nodule missed, rating 3",
+            3.0,
+        ),  # 14 is out of range: first 0-10 number
+        ("The reports agree well.", None),
+        ("", None),
+        ("Score: 15", None),
+    ],
+)
 def test_parse_score(answer: str, expected: float | None) -> None:
     assert parse_score(answer) == expected
 

@@ -43,7 +43,12 @@ def test_loads_ct_rate_checkpoint_and_matches_original_module(radbert_files) -> 
     assert {"classifier.weight", "classifier.bias"} <= set(torch.load(ckpt, weights_only=True))
     labeler = build_labeler("radbert", checkpoint=ckpt, roberta_dir=roberta, batch_size=2)
     assert isinstance(labeler, Labeler)
-    texts = ["no pleural effusion .", "nodule in the right lung", "the heart is normal .", " ".join(["nodule"] * 700)]
+    texts = [
+        "no pleural effusion .",
+        "nodule in the right lung",
+        "the heart is normal .",
+        " ".join(["nodule"] * 700),
+    ]
     tok = AutoTokenizer.from_pretrained(roberta)
     expected = []
     with torch.no_grad():

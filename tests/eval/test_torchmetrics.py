@@ -11,11 +11,22 @@ from adaragct.eval.labelers.rules import RuleLabeler
 from adaragct.eval.text_metrics import bleu_stats, corpus_bleu, normalize_text
 from adaragct.eval.torchmetrics_metrics import ClinicalF1, CocoBleu4
 
-GEN = ["Minimal pericardial effusion. Cardiomegaly.", "No pleural effusion. Emphysema in both lungs.",
-       "A 4 mm nodule in the right upper lobe.", "", "Atelectasis in the left lower lobe; no consolidation.",
-       "Calcified atheroma plaques in the thoracic aorta."]
-REF = ["Cardiomegaly. Pleural effusion on the right.", "Emphysema in both lungs.", "Nodule in the left lung.",
-       "Normal study.", "Consolidation and atelectasis in the left lower lobe.", "Aortic wall calcification."]
+GEN = [
+    "Minimal pericardial effusion. Cardiomegaly.",
+    "No pleural effusion. Emphysema in both lungs.",
+    "A 4 mm nodule in the right upper lobe.",
+    "",
+    "Atelectasis in the left lower lobe; no consolidation.",
+    "Calcified atheroma plaques in the thoracic aorta.",
+]
+REF = [
+    "Cardiomegaly. Pleural effusion on the right.",
+    "Emphysema in both lungs.",
+    "Nodule in the left lung.",
+    "Normal study.",
+    "Consolidation and atelectasis in the left lower lobe.",
+    "Aortic wall calcification.",
+]
 
 
 def test_bleu4_metric_equals_offline_and_merges_like_ddp() -> None:

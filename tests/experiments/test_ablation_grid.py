@@ -16,16 +16,34 @@ from tests.conftest import PROJECT_ROOT
 # ~1-2 min on 2 shared cores (session fixtures: index + two tiny trainings; then two 4-cell grid runs)
 pytestmark = pytest.mark.slow
 
-CELLS = {f"generation.max_retrievals=2,generation.top_k={k},retrieval={r},seed=0"
-         for r in ("none", "adaptive") for k in (1, 3)}
+CELLS = {
+    f"generation.max_retrievals=2,generation.top_k={k},retrieval={r},seed=0"
+    for r in ("none", "adaptive")
+    for k in (1, 3)
+}
 
 
 def run_grid(output_root: Path, data_dir: Path, ckpt: Path) -> str:
     """The grid command a user types (4 cells, 2 volumes each, short reports); returns its stdout."""
-    command = [sys.executable, "-m", "adaragct.infer", "-m", "ablation=retrieval_grid", "grid_name=tiny_grid",
-               "retrieval=none,adaptive", "generation.top_k=1,3", "generation.max_retrievals=2", "limit=2",
-               "batch_size=2", "generation.max_new_tokens=16", "device=cpu", f"ckpt={ckpt}",
-               f"paths.output_root={output_root}", f"paths.data_dir={data_dir}", f"paths.cache_dir={data_dir}/cache"]
+    command = [
+        sys.executable,
+        "-m",
+        "adaragct.infer",
+        "-m",
+        "ablation=retrieval_grid",
+        "grid_name=tiny_grid",
+        "retrieval=none,adaptive",
+        "generation.top_k=1,3",
+        "generation.max_retrievals=2",
+        "limit=2",
+        "batch_size=2",
+        "generation.max_new_tokens=16",
+        "device=cpu",
+        f"ckpt={ckpt}",
+        f"paths.output_root={output_root}",
+        f"paths.data_dir={data_dir}",
+        f"paths.cache_dir={data_dir}/cache",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -58,7 +76,8 @@ def test_aggregate_writes_one_row_per_cell(grid) -> None:
     table = pd.read_csv(grid_dir / "grid_results.csv")
     assert result["cells"] == len(table) == 4
     assert set(zip(table["retrieval"], table["generation.top_k"], strict=True)) == {
-        (r, k) for r in ("none", "adaptive") for k in (1, 3)}
+        (r, k) for r in ("none", "adaptive") for k in (1, 3)
+    }
     assert (table["status"] == "done").all() and table["clin_f1"].between(0, 1).all()
     assert (table.loc[table.retrieval == "none", "retrievals_per_report"] == 0).all()
     assert (table["num_predictions"] == 2).all()

@@ -18,8 +18,14 @@ from omegaconf import OmegaConf
 from tests.conftest import CONF_DIR, compose_config, data_overrides, train_cfg
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").rglob("*.yaml"))
-SHRINK_INFER = ["model=tiny", "limit=2", "batch_size=2", "generation.max_new_tokens=24", "progress=false",
-                "device=cpu"]
+SHRINK_INFER = [
+    "model=tiny",
+    "limit=2",
+    "batch_size=2",
+    "generation.max_new_tokens=24",
+    "progress=false",
+    "device=cpu",
+]
 
 
 def test_every_experiment_is_covered() -> None:
@@ -28,26 +34,42 @@ def test_every_experiment_is_covered() -> None:
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_experiment_trains_and_infers_on_cpu(experiment: str, indexed_demo: Path, tiny_checkpoints: dict,
-                                             tmp_path: Path) -> None:
+def test_experiment_trains_and_infers_on_cpu(
+    experiment: str, indexed_demo: Path, tiny_checkpoints: dict, tmp_path: Path
+) -> None:
     from adaragct.infer import run_infer
     from adaragct.train import train
 
     stage = compose_config("train", [f"experiment={experiment}"], resolve=False).stage.name
     init = [f"stage.init_from={tiny_checkpoints['base']}"] if stage == "rag" else []
     cfg = train_cfg(tmp_path, indexed_demo, f"experiment={experiment}", *init)
-    assert cfg.trainer.accelerator == "cpu" and cfg.model.name == "tiny" and cfg.data.root == f"{indexed_demo}/demo"
+    assert (
+        cfg.trainer.accelerator == "cpu"
+        and cfg.model.name == "tiny"
+        and cfg.data.root == f"{indexed_demo}/demo"
+    )
     train(cfg)
     ckpt = tmp_path / "outputs" / "train" / f"tiny_{stage}" / "last"
     assert (ckpt / "adapter_model.safetensors").is_file() and (ckpt / "config.yaml").is_file()
     saved = OmegaConf.load(ckpt / "config.yaml")
-    assert saved.stage.name == stage and list(saved.tags) == list(cfg.tags)  # the experiment's own settings ran
+    assert saved.stage.name == stage and list(saved.tags) == list(
+        cfg.tags
+    )  # the experiment's own settings ran
     assert saved.stage.lora.r == cfg.stage.lora.r
 
     predictions = tmp_path / "infer" / "predictions.jsonl"
-    infer_cfg = compose_config("infer", [f"experiment={experiment}", *data_overrides(indexed_demo), *SHRINK_INFER,
-                                         f"ckpt={ckpt}", f"predictions={predictions}",
-                                         f"paths.output_dir={tmp_path}/infer", f"paths.cache_dir={indexed_demo}/cache"])
+    infer_cfg = compose_config(
+        "infer",
+        [
+            f"experiment={experiment}",
+            *data_overrides(indexed_demo),
+            *SHRINK_INFER,
+            f"ckpt={ckpt}",
+            f"predictions={predictions}",
+            f"paths.output_dir={tmp_path}/infer",
+            f"paths.cache_dir={indexed_demo}/cache",
+        ],
+    )
     summary = run_infer(infer_cfg)
     records = [json.loads(line) for line in predictions.read_text().splitlines()]
     assert len(records) == 2 == summary["generated"]

@@ -20,7 +20,9 @@ def _run_all():
 def test_key_lines_status_and_summary(tmp_path: Path) -> None:
     run_all = _run_all()
     ok, bad = tmp_path / "bench_ok.py", tmp_path / "bench_bad.py"
-    ok.write_text("print('step  seconds  ratio')\nprint('ours vs baseline: 3.5x (goal >= 2)')\nprint('noise 12')\n")
+    ok.write_text(
+        "print('step  seconds  ratio')\nprint('ours vs baseline: 3.5x (goal >= 2)')\nprint('noise 12')\n"
+    )
     bad.write_text("import sys\nprint('ratio numpy / faiss 0.9')\nsys.exit(3)\n")
     good, failed = run_all.run_benchmark(ok, timeout=60), run_all.run_benchmark(bad, timeout=60)
     assert (good.status, good.key_lines) == (0, ["ours vs baseline: 3.5x (goal >= 2)"])

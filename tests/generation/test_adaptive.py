@@ -13,8 +13,14 @@ from adaragct.generation import AdaptiveGenerator, GenerationSettings
 from adaragct.retrieval.retrievers import RetrievalQuery, RetrievalResult
 
 PROMPTS = [
-    "The heart is normal.", "Lungs:", "Mediastinum", "No pleural effusion was observed. The aorta",
-    "Bilateral", "A nodule of 5 mm", "Trachea and both main bronchi are open. There is", "Impression:",
+    "The heart is normal.",
+    "Lungs:",
+    "Mediastinum",
+    "No pleural effusion was observed. The aorta",
+    "Bilateral",
+    "A nodule of 5 mm",
+    "Trachea and both main bronchi are open. There is",
+    "Impression:",
 ]
 
 
@@ -30,8 +36,12 @@ class TableRetriever:
     def retrieve(self, query: RetrievalQuery) -> RetrievalResult:
         start = len(query.probe) % len(self.sentences)
         picked = [(start + i) % len(self.sentences) for i in range(query.top_k)]
-        return RetrievalResult(tuple(self.sentences[i] for i in picked), tuple(1.0 / (i + 1) for i in range(len(picked))),
-                               tuple(str(i) for i in picked), organ="lung")
+        return RetrievalResult(
+            tuple(self.sentences[i] for i in picked),
+            tuple(1.0 / (i + 1) for i in range(len(picked))),
+            tuple(str(i) for i in picked),
+            organ="lung",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +54,17 @@ def tokenizer(small_demo: dict):
 @pytest.fixture(scope="module")
 def lm(tokenizer) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.convert_tokens_to_ids(EOT))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.convert_tokens_to_ids(EOT),
+    )
     model = LlamaForCausalLM(config).eval()
     with torch.no_grad():  # larger weights than the default init, so greedy decoding is not a flat argmax
         for p in model.parameters():
@@ -73,9 +91,16 @@ def _hf_generate(lm, tokenizer, embeds, mask, penalty: float, suppress_rag: bool
     """HF greedy decoding; [RAG] suppressed as our loop does when it may not retrieve (retrieval=none)."""
     end = tokenizer.convert_tokens_to_ids(EOT)
     suppress = [tokenizer.convert_tokens_to_ids(RAG_TOKEN)] if suppress_rag else None
-    out = lm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=40, do_sample=False,
-                      repetition_penalty=penalty, eos_token_id=end, pad_token_id=tokenizer.pad_token_id,
-                      suppress_tokens=suppress)
+    out = lm.generate(
+        inputs_embeds=embeds,
+        attention_mask=mask,
+        max_new_tokens=40,
+        do_sample=False,
+        repetition_penalty=penalty,
+        eos_token_id=end,
+        pad_token_id=tokenizer.pad_token_id,
+        suppress_tokens=suppress,
+    )
     return [_strip(row.tolist(), end, tokenizer.pad_token_id) for row in out]
 
 
@@ -83,48 +108,73 @@ def test_retrieval_none_equals_hf_generate(lm, tokenizer) -> None:
     embeds, mask = _prefix(lm, tokenizer, PROMPTS)
     ids = [str(i) for i in range(8)]
     # no penalty: HF's batched generate is the reference
-    ours = AdaptiveGenerator(lm, tokenizer, None, GenerationSettings(max_new_tokens=40, repetition_penalty=1.0))
-    assert [o.token_ids for o in ours.generate(embeds, mask, ids)] == _hf_generate(lm, tokenizer, embeds, mask, 1.0)
+    ours = AdaptiveGenerator(
+        lm, tokenizer, None, GenerationSettings(max_new_tokens=40, repetition_penalty=1.0)
+    )
+    assert [o.token_ids for o in ours.generate(embeds, mask, ids)] == _hf_generate(
+        lm, tokenizer, embeds, mask, 1.0
+    )
     # penalty 1.2: transformers 5.24 skips the first <left-padding> generated tokens of a padded row when it
     # penalises after `inputs_embeds` (it mistakes them for prompt padding), so its per-row, unpadded run is the
     # faithful reference; our batch of 8 must equal every one of them
-    ours = AdaptiveGenerator(lm, tokenizer, None, GenerationSettings(max_new_tokens=40, repetition_penalty=1.2))
+    ours = AdaptiveGenerator(
+        lm, tokenizer, None, GenerationSettings(max_new_tokens=40, repetition_penalty=1.2)
+    )
     batched = ours.generate(embeds, mask, ids)
     for row, out in enumerate(batched):
         alone = embeds[row][mask[row].bool()][None]
-        assert out.token_ids == _hf_generate(lm, tokenizer, alone, torch.ones(alone.shape[:2], dtype=torch.long),
-                                             1.2)[0], f"row {row}"
+        assert (
+            out.token_ids
+            == _hf_generate(lm, tokenizer, alone, torch.ones(alone.shape[:2], dtype=torch.long), 1.2)[0]
+        ), f"row {row}"
     assert sum(len(o.token_ids) for o in batched) > 8 * 10
 
 
 def test_feeding_ignored_rag_equals_raw_greedy(lm, tokenizer) -> None:
     embeds, mask = _prefix(lm, tokenizer, PROMPTS)
     rag = tokenizer.convert_tokens_to_ids(RAG_TOKEN)
-    settings = GenerationSettings(max_new_tokens=40, repetition_penalty=1.0, rag_logit_bias=3.0, ignored_rag="feed")
+    settings = GenerationSettings(
+        max_new_tokens=40, repetition_penalty=1.0, rag_logit_bias=3.0, ignored_rag="feed"
+    )
     ours = AdaptiveGenerator(lm, tokenizer, None, settings).generate(embeds, mask, [str(i) for i in range(8)])
     hf = _hf_generate(lm, tokenizer, embeds, mask, 1.0, suppress_rag=False)
-    plain = AdaptiveGenerator(lm, tokenizer, None, GenerationSettings(max_new_tokens=40, repetition_penalty=1.0,
-                                                                      ignored_rag="feed"))
+    plain = AdaptiveGenerator(
+        lm, tokenizer, None, GenerationSettings(max_new_tokens=40, repetition_penalty=1.0, ignored_rag="feed")
+    )
     assert [o.token_ids for o in plain.generate(embeds, mask, [str(i) for i in range(8)])] == hf
     # the bias only applies when the row may retrieve: with retrieval=none it changes nothing
     assert [o.token_ids for o in ours] == hf
-    assert any(rag in ids for ids in hf), "the raw model must emit [RAG] somewhere for this test to mean anything"
+    assert any(rag in ids for ids in hf), (
+        "the raw model must emit [RAG] somewhere for this test to mean anything"
+    )
     assert all(RAG_TOKEN not in o.text for o in ours)
 
 
 def _adaptive(lm, tokenizer, prompts, **kwargs):
-    options = {"max_new_tokens": 48, "rag_logit_bias": 30.0, "max_retrievals": 2, "probe_max_tokens": 12,
-               "min_probe_chars": 3, "cooldown_tokens": 4} | kwargs
+    options = {
+        "max_new_tokens": 48,
+        "rag_logit_bias": 30.0,
+        "max_retrievals": 2,
+        "probe_max_tokens": 12,
+        "min_probe_chars": 3,
+        "cooldown_tokens": 4,
+    } | kwargs
     settings = GenerationSettings(**options)
-    retriever = TableRetriever(["The lungs are clear.", "Heart size is normal.", "No effusion.", "Aorta normal."])
+    retriever = TableRetriever(
+        ["The lungs are clear.", "Heart size is normal.", "No effusion.", "Aorta normal."]
+    )
     records = []
-    gen = AdaptiveGenerator(lm, tokenizer, retriever, settings, on_forward=lambda fed, lg: records.append((fed, lg)))
+    gen = AdaptiveGenerator(
+        lm, tokenizer, retriever, settings, on_forward=lambda fed, lg: records.append((fed, lg))
+    )
     embeds, mask = _prefix(lm, tokenizer, prompts)
     outputs = gen.generate(embeds, mask, [f"v{i}" for i in range(len(prompts))])
     return outputs, records, embeds, mask, gen.stats
 
 
-def _visible_sequence(output: list[int], log: list[dict], spans: list[tuple[int, ...]], upto: int) -> list[int]:
+def _visible_sequence(
+    output: list[int], log: list[dict], spans: list[tuple[int, ...]], upto: int
+) -> list[int]:
     """What a row's cache holds after its ``upto``-th injection: output tokens with the injected spans
     (``[RAG]`` + context) spliced in at their steps; probes are gone (rolled back)."""
     steps = [e["step"] for e in log if e["action"] == "retrieved"]

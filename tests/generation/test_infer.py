@@ -13,11 +13,24 @@ from tests.conftest import compose_config, data_overrides
 
 
 def _cfg(data_dir: Path, ckpt: Path, predictions: Path, retrieval: str = "adaptive", *extra: str):
-    return compose_config("infer", [*data_overrides(data_dir), f"paths.output_dir={predictions.parent}",
-                                    f"paths.cache_dir={data_dir}/cache",
-                                    f"ckpt={ckpt}", f"predictions={predictions}", f"retrieval={retrieval}",
-                                    "limit=6", "batch_size=4", "generation.max_new_tokens=24", "progress=false",
-                                    "generation.rag_logit_bias=50.0", "generation.min_probe_chars=1", *extra])
+    return compose_config(
+        "infer",
+        [
+            *data_overrides(data_dir),
+            f"paths.output_dir={predictions.parent}",
+            f"paths.cache_dir={data_dir}/cache",
+            f"ckpt={ckpt}",
+            f"predictions={predictions}",
+            f"retrieval={retrieval}",
+            "limit=6",
+            "batch_size=4",
+            "generation.max_new_tokens=24",
+            "progress=false",
+            "generation.rag_logit_bias=50.0",
+            "generation.min_probe_chars=1",
+            *extra,
+        ],
+    )
 
 
 def _lines(path: Path) -> list[dict]:
@@ -29,8 +42,15 @@ def test_predictions_have_the_release_fields_and_metrics(indexed_demo, tiny_chec
     rows = _lines(tmp_path / "p.jsonl")
     assert len(rows) == 6 == summary["generated"]
     for row in rows:
-        assert {"image", "generated_text", "reference_text", "task_type", "retrieval_count", "retrieval_log",
-                "decoding"} <= set(row)
+        assert {
+            "image",
+            "generated_text",
+            "reference_text",
+            "task_type",
+            "retrieval_count",
+            "retrieval_log",
+            "decoding",
+        } <= set(row)
         assert row["task_type"] == "report_generation" and row["reference_text"]
         assert "[RAG]" not in row["generated_text"]
         for entry in row["retrieval_log"]:
@@ -42,8 +62,9 @@ def test_predictions_have_the_release_fields_and_metrics(indexed_demo, tiny_chec
     assert metrics["num_samples"] == 6 and "report_generation/clinical_f1" in metrics
 
 
-def test_killed_run_resumes_to_the_uninterrupted_file(indexed_demo, tiny_checkpoints, tmp_path,
-                                                      monkeypatch) -> None:
+def test_killed_run_resumes_to_the_uninterrupted_file(
+    indexed_demo, tiny_checkpoints, tmp_path, monkeypatch
+) -> None:
     run_infer(_cfg(indexed_demo, tiny_checkpoints["rag"], tmp_path / "full.jsonl"))
     original = PredictionWriter.write
     calls = {"n": 0}
@@ -72,9 +93,24 @@ def test_seed_alias_maps_flags_to_overrides(indexed_demo, tiny_checkpoints, tmp_
     from adaragct.inference.inference_rag import main
 
     out = tmp_path / "alias.jsonl"
-    summary = main(["--checkpoint", str(tiny_checkpoints["base"]), "--output", str(out), "--no-rag",
-                    "--max-retrievals", "2", "--top-k", "2", f"paths.data_dir={indexed_demo}", "limit=3",
-                    "generation.max_new_tokens=16", "progress=false", "stage=base"])
+    summary = main(
+        [
+            "--checkpoint",
+            str(tiny_checkpoints["base"]),
+            "--output",
+            str(out),
+            "--no-rag",
+            "--max-retrievals",
+            "2",
+            "--top-k",
+            "2",
+            f"paths.data_dir={indexed_demo}",
+            "limit=3",
+            "generation.max_new_tokens=16",
+            "progress=false",
+            "stage=base",
+        ]
+    )
     rows = _lines(out)
     assert len(rows) == 3 and summary["retrieval"] == "none"
     assert rows[0]["decoding"]["max_retrievals"] == 2 and rows[0]["decoding"]["top_k"] == 2

@@ -30,11 +30,19 @@ def make_tokenizer(directory: Path):
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=[*MARKERS, *SPECIAL_TOKENS],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=[*MARKERS, *SPECIAL_TOKENS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(CORPUS * 5, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOT, pad_token="<|pad|>",
-                                   additional_special_tokens=list(SPECIAL_TOKENS))
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=EOT,
+        pad_token="<|pad|>",
+        additional_special_tokens=list(SPECIAL_TOKENS),
+    )
     fast.save_pretrained(str(directory))
     return fast
 
@@ -57,8 +65,15 @@ VISUAL_DIMS = {"whole_ct": 16, "lung": 8, "heart": 8, "esophagus": 8, "aorta": 8
 
 
 def model_cfg(tokenizer_dir: Path, **overrides) -> dict:
-    cfg = {"name": "tiny", "builder": "adaragct.models.builders.llama_tiny", "path": str(tokenizer_dir),
-           "dtype": "float32", "quantization": None, "gradient_checkpointing": False, "visual_dims": VISUAL_DIMS}
+    cfg = {
+        "name": "tiny",
+        "builder": "adaragct.models.builders.llama_tiny",
+        "path": str(tokenizer_dir),
+        "dtype": "float32",
+        "quantization": None,
+        "gradient_checkpointing": False,
+        "visual_dims": VISUAL_DIMS,
+    }
     return {**cfg, **overrides}
 
 
@@ -67,10 +82,21 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 
 def stage_cfg(name: str = "base", **overrides) -> dict:
     base = name == "base"
-    cfg = {"name": name, "lora": {"r": 128 if base else 32, "alpha": 256 if base else 64, "dropout": 0.05,
-                                  "target_modules": TARGETS},
-           "train_projector": base, "train_new_token_rows": True, "init_from": None,
-           "scheduler": {"warmup_steps": 2, "min_lr_ratio": 0.01}, "contexts": None, "rag_loss_weight": 1.0}
+    cfg = {
+        "name": name,
+        "lora": {
+            "r": 128 if base else 32,
+            "alpha": 256 if base else 64,
+            "dropout": 0.05,
+            "target_modules": TARGETS,
+        },
+        "train_projector": base,
+        "train_new_token_rows": True,
+        "init_from": None,
+        "scheduler": {"warmup_steps": 2, "min_lr_ratio": 0.01},
+        "contexts": None,
+        "rag_loss_weight": 1.0,
+    }
     return {**cfg, **overrides}
 
 
@@ -78,12 +104,21 @@ def random_visual(batch: int, seed: int = 0) -> dict:
     import torch
 
     rng = np.random.default_rng(seed)
-    return {s: torch.from_numpy(rng.standard_normal((batch, d)).astype(np.float32)) for s, d in VISUAL_DIMS.items()}
+    return {
+        s: torch.from_numpy(rng.standard_normal((batch, d)).astype(np.float32))
+        for s, d in VISUAL_DIMS.items()
+    }
 
 
-SENTENCES = ["The lungs are clear.", "No pleural effusion was observed.", "The heart size is normal.",
-             "Mild emphysema is present in both lungs.", "A small hiatal hernia is seen.",
-             "The aorta shows wall calcification.", "Coronary artery calcification is noted."]
+SENTENCES = [
+    "The lungs are clear.",
+    "No pleural effusion was observed.",
+    "The heart size is normal.",
+    "Mild emphysema is present in both lungs.",
+    "A small hiatal hernia is seen.",
+    "The aorta shows wall calcification.",
+    "Coronary artery calcification is noted.",
+]
 
 
 def write_tiny_cohort(root: Path, n_patients: int = 12, whole_dim: int = 16, organ_dim: int = 8) -> dict:
@@ -103,22 +138,45 @@ def write_tiny_cohort(root: Path, n_patients: int = 12, whole_dim: int = 16, org
         ids.append(vid)
         reports.append(chosen)
     (root / "emb").mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"VolumeName": [f"{v}.nii.gz" for v in ids], "ClinicalInformation_EN": "", "Technique_EN": "",
-                  "Findings_EN": [" ".join(r[:2]) for r in reports], "Impressions_EN": [r[2] for r in reports]}
-                 ).to_csv(root / "train_reports.csv", index=False)
-    np.savez(root / "emb" / "whole.npz", sample_ids=np.array(ids),
-             ct_clip_max=rng.standard_normal((len(ids), whole_dim)).astype(np.float32))
-    np.savez(root / "emb" / "organs.npz", sample_ids=np.array([f"{v}.nii.gz" for v in ids]),
-             **{o: rng.standard_normal((len(ids), organ_dim)).astype(np.float32)
-                for o in ("lung", "heart", "esophagus", "aorta")})
-    contexts = {vid: [{"query_sentence": {"text": s}, "retrieved": [{"text": t} for t in SENTENCES[:3]]}
-                      for s in report] for vid, report in zip(ids, reports, strict=True)}
+    pd.DataFrame(
+        {
+            "VolumeName": [f"{v}.nii.gz" for v in ids],
+            "ClinicalInformation_EN": "",
+            "Technique_EN": "",
+            "Findings_EN": [" ".join(r[:2]) for r in reports],
+            "Impressions_EN": [r[2] for r in reports],
+        }
+    ).to_csv(root / "train_reports.csv", index=False)
+    np.savez(
+        root / "emb" / "whole.npz",
+        sample_ids=np.array(ids),
+        ct_clip_max=rng.standard_normal((len(ids), whole_dim)).astype(np.float32),
+    )
+    np.savez(
+        root / "emb" / "organs.npz",
+        sample_ids=np.array([f"{v}.nii.gz" for v in ids]),
+        **{
+            o: rng.standard_normal((len(ids), organ_dim)).astype(np.float32)
+            for o in ("lung", "heart", "esophagus", "aorta")
+        },
+    )
+    contexts = {
+        vid: [
+            {"query_sentence": {"text": s}, "retrieved": [{"text": t} for t in SENTENCES[:3]]} for s in report
+        ]
+        for vid, report in zip(ids, reports, strict=True)
+    }
     for name in ("oracle.jsonl", "retrieved.jsonl"):
         (root / name).write_text(json.dumps(contexts))
-    return {"name": "tiny", "root": str(root), "train_reports_csv": str(root / "train_reports.csv"),
-            "valid_reports_csv": str(root / "train_reports.csv"),
-            "whole_embeddings": {"train": str(root / "emb/whole.npz"), "valid": str(root / "emb/whole.npz")},
-            "whole_key": "ct_clip_max",
-            "organ_embeddings": {"train": str(root / "emb/organs.npz"), "valid": str(root / "emb/organs.npz")},
-            "oracle_contexts": str(root / "oracle.jsonl"), "retrieved_contexts": str(root / "retrieved.jsonl"),
-            "missing_embedding": "error"}
+    return {
+        "name": "tiny",
+        "root": str(root),
+        "train_reports_csv": str(root / "train_reports.csv"),
+        "valid_reports_csv": str(root / "train_reports.csv"),
+        "whole_embeddings": {"train": str(root / "emb/whole.npz"), "valid": str(root / "emb/whole.npz")},
+        "whole_key": "ct_clip_max",
+        "organ_embeddings": {"train": str(root / "emb/organs.npz"), "valid": str(root / "emb/organs.npz")},
+        "oracle_contexts": str(root / "oracle.jsonl"),
+        "retrieved_contexts": str(root / "retrieved.jsonl"),
+        "missing_embedding": "error",
+    }

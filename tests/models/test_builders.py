@@ -21,7 +21,12 @@ REAL_DIMS = {"whole_ct": 512, "lung": 256, "heart": 256, "esophagus": 256, "aort
 def test_tiny_model_has_the_documented_shape(tokenizer) -> None:
     model = llama_tiny(tokenizer)
     cfg = model.config
-    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.intermediate_size) == (192, 3, 4, 512)
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.intermediate_size) == (
+        192,
+        3,
+        4,
+        512,
+    )
     assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
     # 3 layers x (4*192^2 attention + 3*192*512 MLP + 2*192 norms) + 2 * vocab * 192 + final norm
     expected = 3 * (4 * 192 * 192 + 3 * 192 * 512 + 2 * 192) + 2 * len(tokenizer) * 192 + 192
@@ -42,13 +47,16 @@ def test_tiny_model_is_seeded_and_leaves_the_global_rng_alone(tokenizer) -> None
 def test_added_rows_start_at_the_mean_embedding(tokenizer) -> None:
     model = llama_tiny(tokenizer)
     old = len(tokenizer)
-    tokenizer.add_special_tokens({"additional_special_tokens": ["<extra_a>", "<extra_b>"]},
-                                 replace_extra_special_tokens=False)
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": ["<extra_a>", "<extra_b>"]}, replace_extra_special_tokens=False
+    )
     add_special_tokens(model, tokenizer)
     for weight in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
         assert weight.shape[0] == old + 2
         torch.testing.assert_close(weight[old], weight[:old].mean(dim=0))
-    assert add_special_tokens(model, tokenizer) == [tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS]
+    assert add_special_tokens(model, tokenizer) == [
+        tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS
+    ]
     assert model.get_input_embeddings().weight.shape[0] == old + 2  # a second call grows nothing
 
 
@@ -75,14 +83,20 @@ def projector_count(hidden: int) -> int:
 
 @pytest.mark.parametrize(
     ("builder", "name", "total", "hidden", "kv", "inter", "layers"),
-    [(llama3_1_8b, "8b", 8_030_261_248, 4096, 1024, 14336, 32),
-     (llama3_3_70b, "70b", 70_553_706_496, 8192, 1024, 28672, 80)],
+    [
+        (llama3_1_8b, "8b", 8_030_261_248, 4096, 1024, 14336, 32),
+        (llama3_3_70b, "70b", 70_553_706_496, 8192, 1024, 28672, 80),
+    ],
 )
 def test_large_models_on_meta_device(builder, name, total, hidden, kv, inter, layers, capsys) -> None:
     assert sum(p.numel() for p in builder(device="meta").parameters()) == total
     tokenizer = llama3_tokenizer()
-    model_cfg = {"builder": f"adaragct.models.builders.{builder.__name__}", "path": None, "dtype": "bfloat16",
-                 "visual_dims": REAL_DIMS}
+    model_cfg = {
+        "builder": f"adaragct.models.builders.{builder.__name__}",
+        "path": None,
+        "dtype": "bfloat16",
+        "visual_dims": REAL_DIMS,
+    }
     rows = len(SPECIAL_TOKENS) * hidden * 2  # embed_tokens + lm_head rows of the 9 new tokens
     base = build_stage_model(model_cfg, stage_cfg("base"), tokenizer, device="meta")
     rag = build_stage_model(model_cfg, stage_cfg("rag"), tokenizer, device="meta")
@@ -91,11 +105,15 @@ def test_large_models_on_meta_device(builder, name, total, hidden, kv, inter, la
     rag_trainable, _ = count_parameters(rag)
     assert base_trainable == lora_count(hidden, kv, inter, layers, 128) + projector_count(hidden) + rows
     assert rag_trainable == lora_count(hidden, kv, inter, layers, 32) + rows
-    llm_total = sum(p.numel() for n, p in base.llm.named_parameters() if "lora_" not in n and "trainable_tokens" not in n)
+    llm_total = sum(
+        p.numel() for n, p in base.llm.named_parameters() if "lora_" not in n and "trainable_tokens" not in n
+    )
     assert llm_total == total + rows
     with capsys.disabled():
-        print(f"\n{name}: LLM {total:,} (+{rows:,} new-token rows); stage base trainable {base_trainable:,} "
-              f"of {base_total:,}; stage rag trainable {rag_trainable:,}")
+        print(
+            f"\n{name}: LLM {total:,} (+{rows:,} new-token rows); stage base trainable {base_trainable:,} "
+            f"of {base_total:,}; stage rag trainable {rag_trainable:,}"
+        )
 
 
 def test_large_model_without_weights_names_the_fix() -> None:
@@ -107,7 +125,9 @@ def test_large_model_without_weights_names_the_fix() -> None:
 def test_quantized_tiny_model_trains_a_lora(tokenizer_dir, tokenizer, quantization) -> None:
     from tests.models.conftest import model_cfg, random_visual
 
-    model = build_stage_model(model_cfg(tokenizer_dir, quantization=quantization), stage_cfg("base"), tokenizer)
+    model = build_stage_model(
+        model_cfg(tokenizer_dir, quantization=quantization), stage_cfg("base"), tokenizer
+    )
     linear = model.llm.base_model.model.model.layers[0].self_attn.q_proj.base_layer
     assert type(linear).__name__ == ("Linear4bit" if quantization == "4bit" else "Linear8bitLt")
     ids = torch.tensor([[tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS[:5]] + [10, 11, 12]])
@@ -122,7 +142,11 @@ def test_llama3_configs_carry_the_long_context_rope() -> None:
     for config in (llama3_1_8b_config(), llama3_3_70b_config()):
         rope = config.rope_parameters
         assert (rope["rope_type"], rope["factor"], rope["rope_theta"]) == ("llama3", 8.0, 500000.0)
-        assert (config.max_position_embeddings, config.num_key_value_heads, config.tie_word_embeddings) == (131072, 8, False)
+        assert (config.max_position_embeddings, config.num_key_value_heads, config.tie_word_embeddings) == (
+            131072,
+            8,
+            False,
+        )
 
 
 def test_local_weights_load_and_a_wrong_architecture_is_refused(tmp_path, tokenizer) -> None:
@@ -131,6 +155,8 @@ def test_local_weights_load_and_a_wrong_architecture_is_refused(tmp_path, tokeni
     model = llama_tiny(tokenizer)
     model.save_pretrained(str(tmp_path / "tiny"))
     loaded = build_llama(tiny_config(len(tokenizer)), tokenizer, path=tmp_path / "tiny")
-    assert torch.equal(loaded.model.layers[2].mlp.down_proj.weight, model.model.layers[2].mlp.down_proj.weight)
+    assert torch.equal(
+        loaded.model.layers[2].mlp.down_proj.weight, model.model.layers[2].mlp.down_proj.weight
+    )
     with pytest.raises(ValueError, match=r"hidden_size=192 but the builder expects 4096"):
         llama3_1_8b(tokenizer, path=tmp_path / "tiny")

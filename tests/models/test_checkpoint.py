@@ -15,14 +15,22 @@ from adaragct.models.checkpoint import load_checkpoint, load_release, read_relea
 from adaragct.models.vlm import build_stage_model
 from tests.models.conftest import model_cfg, random_visual, stage_cfg
 
-CHECKPOINT_FILES = {"adapter_config.json", "adapter_model.safetensors", "projector.safetensors",
-                    "new_token_rows.safetensors", "tokenizer.json", "tokenizer_config.json", "config.yaml"}
+CHECKPOINT_FILES = {
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "projector.safetensors",
+    "new_token_rows.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "config.yaml",
+}
 
 
 def _inputs(tokenizer) -> torch.Tensor:
     slots = [tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS[:5]]
-    return torch.tensor([[*slots, 30, 31, tokenizer.convert_tokens_to_ids("[RAG]"), 32],
-                         [33, *slots, 34, 35, 36]])
+    return torch.tensor(
+        [[*slots, 30, 31, tokenizer.convert_tokens_to_ids("[RAG]"), 32], [33, *slots, 34, 35, 36]]
+    )
 
 
 def _perturb(model, seed: int) -> None:
@@ -41,7 +49,9 @@ def _logits(model, ids) -> torch.Tensor:
 
 
 def _save(root: Path, model, tokenizer, model_c: dict, stage_c: dict) -> Path:
-    return save_checkpoint(root, "step-000007", model, tokenizer, yaml.safe_dump({"model": model_c, "stage": stage_c}))
+    return save_checkpoint(
+        root, "step-000007", model, tokenizer, yaml.safe_dump({"model": model_c, "stage": stage_c})
+    )
 
 
 def test_checkpoint_files_and_identical_reload_both_stages(tmp_path, tokenizer_dir, tokenizer) -> None:
@@ -89,8 +99,14 @@ def _write_release(tmp_path: Path, tokenizer_dir: Path, tokenizer) -> tuple[Path
 
     from adaragct.models.vlm import ReportModel
 
-    lora = LoraConfig(r=32, lora_alpha=64, lora_dropout=0.05, target_modules=stage_cfg("rag")["lora"]["target_modules"],
-                      task_type="CAUSAL_LM", init_lora_weights=False)
+    lora = LoraConfig(
+        r=32,
+        lora_alpha=64,
+        lora_dropout=0.05,
+        target_modules=stage_cfg("rag")["lora"]["target_modules"],
+        task_type="CAUSAL_LM",
+        init_lora_weights=False,
+    )
     rag_llm = get_peft_model(merged, lora)
     rag = ReportModel(rag_llm, base.projector, base.slot_token_ids, base.rag_token_id)
     with torch.no_grad():  # a trained [RAG] row, as the release's full embed/lm_head matrices carry
@@ -100,12 +116,22 @@ def _write_release(tmp_path: Path, tokenizer_dir: Path, tokenizer) -> tuple[Path
     step_dir = tmp_path / "adarag_step_500"
     step_dir.mkdir()
     raw = {n: p.detach().float().contiguous() for n, p in rag_llm.named_parameters() if "lora_" in n}
-    raw["base_model.model.model.embed_tokens.weight"] = rag_llm.get_input_embeddings().weight.detach().float().clone()
+    raw["base_model.model.model.embed_tokens.weight"] = (
+        rag_llm.get_input_embeddings().weight.detach().float().clone()
+    )
     raw["base_model.model.lm_head.weight"] = rag_llm.get_output_embeddings().weight.detach().float().clone()
     assert all(".default." in k for k in raw if "lora_" in k)
     save_file(raw, str(step_dir / "adapter_model.safetensors"))
-    config = {"r": 32, "lora_alpha": 64, "lora_dropout": 0.05, "target_modules": sorted(lora.target_modules),
-              "peft_type": "LORA", "task_type": "CAUSAL_LM", "_stage3_turn": True, "_rag": True}
+    config = {
+        "r": 32,
+        "lora_alpha": 64,
+        "lora_dropout": 0.05,
+        "target_modules": sorted(lora.target_modules),
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "_stage3_turn": True,
+        "_rag": True,
+    }
     (step_dir / "adapter_config.json").write_text(json.dumps(config))
     torch.save(base.projector.state_dict(), step_dir / "projector.pt")
     tokenizer.save_pretrained(str(step_dir))
@@ -140,4 +166,6 @@ def test_release_projector_is_read_without_pickle(tmp_path) -> None:
 
 def test_stage_rag_from_a_missing_base_names_the_fix(tmp_path, tokenizer_dir, tokenizer) -> None:
     with pytest.raises(FileNotFoundError, match="train stage=base first"):
-        build_stage_model(model_cfg(tokenizer_dir), stage_cfg("rag"), tokenizer, init_from=tmp_path / "nothing")
+        build_stage_model(
+            model_cfg(tokenizer_dir), stage_cfg("rag"), tokenizer, init_from=tmp_path / "nothing"
+        )

@@ -44,8 +44,12 @@ def test_rag_weight_changes_the_loss_and_the_accuracy_counts_rag_targets() -> No
 
 @pytest.mark.parametrize("stage", ["base", "rag"])
 def test_optimizer_holds_only_trainable_parameters(tokenizer_dir, tokenizer, stage) -> None:
-    module = ReportGenerationModule(model_cfg(tokenizer_dir), stage_cfg(stage), tokenizer,
-                                    optimizer=functools.partial(torch.optim.AdamW, lr=1e-3))
+    module = ReportGenerationModule(
+        model_cfg(tokenizer_dir),
+        stage_cfg(stage),
+        tokenizer,
+        optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
+    )
     module.configure_model()
     trainer = L.Trainer(max_steps=10, accelerator="cpu", logger=False, enable_checkpointing=False)
     module.trainer = trainer
@@ -54,7 +58,11 @@ def test_optimizer_holds_only_trainable_parameters(tokenizer_dir, tokenizer, sta
     trainable = {id(p) for p in module.parameters() if p.requires_grad}
     assert in_opt == trainable and len(trainable) > 0
     rows = {id(p) for n, p in module.named_parameters() if "trainable_tokens_delta" in n}
-    assert rows and rows <= {id(p) for p in opt.param_groups[1]["params"]} and opt.param_groups[1]["weight_decay"] == 0.0
+    assert (
+        rows
+        and rows <= {id(p) for p in opt.param_groups[1]["params"]}
+        and opt.param_groups[1]["weight_decay"] == 0.0
+    )
     names = [n for n, p in module.named_parameters() if p.requires_grad]
     assert any("lora_A" in n for n in names) and any("trainable_tokens_delta" in n for n in names)
     assert any(n.startswith("model.projector.") for n in names) == (stage == "base")
@@ -84,15 +92,31 @@ def test_schedule_counts_optimizer_steps_with_accumulation(tokenizer_dir, tokeni
     from adaragct.constants import SPECIAL_TOKENS
 
     ids = torch.tensor([tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS[:5]] + [20, 21, 22, 23])
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone(),
-             "visual": {k: v[0] for k, v in random_visual(1).items()}}
+    batch = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "labels": ids.clone(),
+        "visual": {k: v[0] for k, v in random_visual(1).items()},
+    }
     loader = DataLoader([batch] * 24, batch_size=2)
-    module = ReportGenerationModule(model_cfg(tokenizer_dir), stage_cfg("base", scheduler={"warmup_steps": 2, "min_lr_ratio": 0.01}),
-                                    tokenizer, optimizer=functools.partial(torch.optim.AdamW, lr=1e-3))
+    module = ReportGenerationModule(
+        model_cfg(tokenizer_dir),
+        stage_cfg("base", scheduler={"warmup_steps": 2, "min_lr_ratio": 0.01}),
+        tokenizer,
+        optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
+    )
     recorder = _LRRecorder()
-    trainer = L.Trainer(max_steps=6, accumulate_grad_batches=2, accelerator="cpu", logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, callbacks=[recorder],
-                        limit_val_batches=0, enable_model_summary=False)
+    trainer = L.Trainer(
+        max_steps=6,
+        accumulate_grad_batches=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[recorder],
+        limit_val_batches=0,
+        enable_model_summary=False,
+    )
     trainer.fit(module, train_dataloaders=loader)
     assert trainer.global_step == 6
     expected = [1e-3 * warmup_cosine(s, 2, 6, 0.01) for s in range(6)]
@@ -101,18 +125,28 @@ def test_schedule_counts_optimizer_steps_with_accumulation(tokenizer_dir, tokeni
 
 
 def test_hyperparameters_hold_no_modules(tokenizer_dir, tokenizer) -> None:
-    module = ReportGenerationModule(model_cfg(tokenizer_dir), stage_cfg("base"), tokenizer,
-                                    optimizer=functools.partial(torch.optim.AdamW, lr=1e-3))
+    module = ReportGenerationModule(
+        model_cfg(tokenizer_dir),
+        stage_cfg("base"),
+        tokenizer,
+        optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
+    )
     assert set(module.hparams) == {"model", "stage", "init_from"}
     flat = str(dict(module.hparams))
     assert "Tokenizer" not in flat and "Module" not in flat
 
 
 def test_warmup_longer_than_the_run_is_shortened_with_a_warning(tokenizer_dir, tokenizer, caplog) -> None:
-    module = ReportGenerationModule(model_cfg(tokenizer_dir), stage_cfg("base", scheduler={"warmup_steps": 500, "min_lr_ratio": 0.01}),
-                                    tokenizer, optimizer=functools.partial(torch.optim.AdamW, lr=1e-3))
+    module = ReportGenerationModule(
+        model_cfg(tokenizer_dir),
+        stage_cfg("base", scheduler={"warmup_steps": 500, "min_lr_ratio": 0.01}),
+        tokenizer,
+        optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
+    )
     module.configure_model()
     module.trainer = L.Trainer(max_steps=20, accelerator="cpu", logger=False, enable_checkpointing=False)
     scheduler = module.configure_optimizers()["lr_scheduler"]["scheduler"]
     assert "warmup_steps=500 >= 20" in caplog.text
-    assert scheduler.lr_lambdas[0](0) == pytest.approx(0.5) and scheduler.lr_lambdas[0](1) == pytest.approx(1.0)
+    assert scheduler.lr_lambdas[0](0) == pytest.approx(0.5) and scheduler.lr_lambdas[0](1) == pytest.approx(
+        1.0
+    )

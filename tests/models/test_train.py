@@ -14,8 +14,15 @@ from omegaconf import OmegaConf, open_dict
 from tests.conftest import CONF_DIR
 from tests.models.conftest import VISUAL_DIMS, write_tiny_cohort
 
-STEP_FILES = {"adapter_config.json", "adapter_model.safetensors", "projector.safetensors", "new_token_rows.safetensors",
-              "tokenizer.json", "tokenizer_config.json", "config.yaml"}
+STEP_FILES = {
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "projector.safetensors",
+    "new_token_rows.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "config.yaml",
+}
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +34,30 @@ def cohort(tmp_path_factory, tokenizer_dir) -> tuple[Path, dict]:
 def _cfg(root: Path, data: dict, tokenizer_dir: Path, *overrides: str):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[f"paths.root_dir={root}", f"paths.output_dir={root}/run", "debug=default",
-                                          f"model.path={tokenizer_dir}", "trainer.max_steps=4",
-                                          "trainer.val_check_interval=2", "stage.scheduler.warmup_steps=1",
-                                          "trainer.detect_anomaly=false", *overrides])
+        cfg = compose(
+            "train",
+            overrides=[
+                f"paths.root_dir={root}",
+                f"paths.output_dir={root}/run",
+                "debug=default",
+                f"model.path={tokenizer_dir}",
+                "trainer.max_steps=4",
+                "trainer.val_check_interval=2",
+                "stage.scheduler.warmup_steps=1",
+                "trainer.detect_anomaly=false",
+                *overrides,
+            ],
+        )
     with open_dict(cfg):
         cfg.data = OmegaConf.create(data)
         cfg.model.visual_dims = VISUAL_DIMS
-        cfg.logger = {"csv": {"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": f"{root}/run", "name": "csv"}}
+        cfg.logger = {
+            "csv": {
+                "_target_": "lightning.pytorch.loggers.CSVLogger",
+                "save_dir": f"{root}/run",
+                "name": "csv",
+            }
+        }
     return cfg
 
 
@@ -46,7 +69,9 @@ def _metrics(root: Path) -> list[dict[str, str]]:
 
 def _trainable_only(ckpt: Path) -> set[str]:
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    return {k for k in state if not any(s in k for s in ("lora_", "trainable_tokens_delta", "model.projector."))}
+    return {
+        k for k in state if not any(s in k for s in ("lora_", "trainable_tokens_delta", "model.projector."))
+    }
 
 
 def test_stage_base_writes_exactly_the_checkpoint_files(cohort, tokenizer_dir) -> None:
@@ -64,7 +89,14 @@ def test_stage_base_writes_exactly_the_checkpoint_files(cohort, tokenizer_dir) -
     assert saved.stage.name == "base" and saved.model.builder.endswith("llama_tiny")
     rows = _metrics(root)
     columns = set(rows[0])
-    assert {"train/loss", "val/loss", "train/lr", "train/tokens_per_s", "params/trainable", "params/total"} <= columns
+    assert {
+        "train/loss",
+        "val/loss",
+        "train/lr",
+        "train/tokens_per_s",
+        "params/trainable",
+        "params/total",
+    } <= columns
     assert sum(1 for r in rows if r["train/loss"]) == 4 and "val/loss" in metrics
 
 
@@ -80,8 +112,14 @@ def test_stage_rag_trains_from_the_base_checkpoint_and_resumes(cohort, tokenizer
     assert OmegaConf.load(ckpt_dir / "last" / "config.yaml").stage.init_from.endswith("tiny_base/step-000004")
     rows = _metrics(root)
     assert any(r.get("train/rag_token_acc") for r in rows)  # the rag batches carry [RAG] targets
-    resumed = _cfg(root, data, tokenizer_dir, "stage=rag", "trainer.max_steps=6",
-                   f"ckpt_path={ckpt_dir}/lightning/last.ckpt")
+    resumed = _cfg(
+        root,
+        data,
+        tokenizer_dir,
+        "stage=rag",
+        "trainer.max_steps=6",
+        f"ckpt_path={ckpt_dir}/lightning/last.ckpt",
+    )
     train(resumed)
     assert (ckpt_dir / "last").resolve().name == "step-000006"
     assert {p.name for p in ckpt_dir.iterdir()} >= {"step-000004", "step-000006"}
@@ -98,20 +136,45 @@ def test_fsdp_on_cpu_fails_at_start_with_the_fix(cohort, tokenizer_dir) -> None:
 def test_release_config_keys_map_onto_ours(tmp_path) -> None:
     from adaragct.train.train_rag import release_overrides
 
-    release = {"model_path": "/models/llama8b", "lora": {"r": 16, "alpha": 32, "dropout": 0.1},
-               "training": {"learning_rate": 3e-5, "warmup_steps": 100, "num_epochs": 2,
-                            "gradient_accumulation_steps": 4, "per_device_train_batch_size": 2, "bf16": True},
-               "output_dir": "/runs/x", "wandb_project": "adarag", "use_flash_attention": True}
+    release = {
+        "model_path": "/models/llama8b",
+        "lora": {"r": 16, "alpha": 32, "dropout": 0.1},
+        "training": {
+            "learning_rate": 3e-5,
+            "warmup_steps": 100,
+            "num_epochs": 2,
+            "gradient_accumulation_steps": 4,
+            "per_device_train_batch_size": 2,
+            "bf16": True,
+        },
+        "output_dir": "/runs/x",
+        "wandb_project": "adarag",
+        "use_flash_attention": True,
+    }
     overrides, ignored = release_overrides(release)
-    assert overrides == ["model.path=/models/llama8b", "stage.lora.r=16", "stage.lora.alpha=32",
-                         "stage.lora.dropout=0.1", "stage.optimizer.lr=3e-05", "stage.scheduler.warmup_steps=100",
-                         "trainer.max_epochs=2", "trainer.max_steps=-1", "trainer.accumulate_grad_batches=4",
-                         "datamodule.batch_size=2", "trainer.precision=bf16-mixed", "checkpoint_dir=/runs/x"]
+    assert overrides == [
+        "model.path=/models/llama8b",
+        "stage.lora.r=16",
+        "stage.lora.alpha=32",
+        "stage.lora.dropout=0.1",
+        "stage.optimizer.lr=3e-05",
+        "stage.scheduler.warmup_steps=100",
+        "trainer.max_epochs=2",
+        "trainer.max_steps=-1",
+        "trainer.accumulate_grad_batches=4",
+        "datamodule.batch_size=2",
+        "trainer.precision=bf16-mixed",
+        "checkpoint_dir=/runs/x",
+    ]
     assert ignored == ["wandb_project", "use_flash_attention"]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=adaragct_8b", f"paths.root_dir={tmp_path}", *overrides])
-    assert (cfg.stage.lora.r, cfg.trainer.accumulate_grad_batches, cfg.model.path) == (16, 4, "/models/llama8b")
+    assert (cfg.stage.lora.r, cfg.trainer.accumulate_grad_batches, cfg.model.path) == (
+        16,
+        4,
+        "/models/llama8b",
+    )
 
 
 def test_wandb_logger_is_offline_and_report_text_is_opt_in(tmp_path) -> None:
@@ -119,7 +182,9 @@ def test_wandb_logger_is_offline_and_report_text_is_opt_in(tmp_path) -> None:
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["logger=wandb", f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}"])
+        cfg = compose(
+            "train", overrides=["logger=wandb", f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}"]
+        )
     assert cfg.logger.log_report_text is False
     (logger,) = _loggers(cfg)
     assert type(logger).__name__ == "WandbLogger" and logger._offline is True

@@ -45,8 +45,13 @@ def participation_ratio(x: np.ndarray) -> float:
 
 
 def spectrum_summary(x: np.ndarray, ks: Iterable[int] = (1, 2, 5, 10)) -> dict[str, float | dict[int, float]]:
-    return {"n": int(x.shape[0]), "dim": int(x.shape[1]), "variance_share": variance_shares(x, ks),
-            "effective_rank": effective_rank(x), "participation_ratio": participation_ratio(x)}
+    return {
+        "n": int(x.shape[0]),
+        "dim": int(x.shape[1]),
+        "variance_share": variance_shares(x, ks),
+        "effective_rank": effective_rank(x),
+        "participation_ratio": participation_ratio(x),
+    }
 
 
 def cumulative_variance(x: np.ndarray) -> np.ndarray:
@@ -83,10 +88,23 @@ def probe_aucs(
     return out
 
 
-def probe_table(train: Mapping[str, np.ndarray], valid: Mapping[str, np.ndarray], train_y: np.ndarray,
-                valid_y: np.ndarray, findings: Sequence[str], min_positives: int = 5) -> dict[str, dict[str, float]]:
+def probe_table(
+    train: Mapping[str, np.ndarray],
+    valid: Mapping[str, np.ndarray],
+    train_y: np.ndarray,
+    valid_y: np.ndarray,
+    findings: Sequence[str],
+    min_positives: int = 5,
+) -> dict[str, dict[str, float]]:
     """``{slot: {finding: AUC}}`` for every slot present in both splits."""
     columns = list(range(len(findings)))
-    return {slot: {findings[j]: round(auc, 4) for j, auc in
-                   probe_aucs(train[slot], train_y, valid[slot], valid_y, columns, min_positives).items()}
-            for slot in train if slot in valid}
+    return {
+        slot: {
+            findings[j]: round(auc, 4)
+            for j, auc in probe_aucs(
+                train[slot], train_y, valid[slot], valid_y, columns, min_positives
+            ).items()
+        }
+        for slot in train
+        if slot in valid
+    }

@@ -43,8 +43,12 @@ class Embeddings:
         pos = self.index()
         missing = [v for v in volume_ids if v not in pos]
         if missing:
-            raise DataError(self.path, "sample_ids", f"{len(missing)} volumes have no embedding, first: {missing[:3]}",
-                            "re-extract embeddings for them, or set data.missing_embedding=skip")
+            raise DataError(
+                self.path,
+                "sample_ids",
+                f"{len(missing)} volumes have no embedding, first: {missing[:3]}",
+                "re-extract embeddings for them, or set data.missing_embedding=skip",
+            )
         return self.arrays[key][[pos[v] for v in volume_ids]]
 
 
@@ -55,7 +59,9 @@ def open_npz(path: Path, fix_missing: str) -> Any:
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(path, "file", f"not a readable NPZ ({err})", "re-create the file (it may be truncated)") from err
+        raise DataError(
+            path, "file", f"not a readable NPZ ({err})", "re-create the file (it may be truncated)"
+        ) from err
 
 
 def read_embeddings_npz(path: str | Path, keys: Iterable[str], dim: int | None = None) -> Embeddings:
@@ -69,25 +75,43 @@ def read_embeddings_npz(path: str | Path, keys: Iterable[str], dim: int | None =
     path = Path(path)
     with open_npz(path, "run `python -m adaragct.prepare` or fix conf/data") as npz:
         if "sample_ids" not in npz.files:
-            raise DataError(path, "array 'sample_ids'", "missing", "store the volume ids as a string array 'sample_ids'")
+            raise DataError(
+                path, "array 'sample_ids'", "missing", "store the volume ids as a string array 'sample_ids'"
+            )
         ids = tuple(normalize_volume_id(s) for s in npz["sample_ids"].astype(str))
         arrays = {}
         for key in keys:
             if key not in npz.files:
-                raise DataError(path, f"array '{key}'", f"missing (arrays present: {sorted(npz.files)})",
-                                "set the embedding key in conf/data (e.g. data.whole_key) or re-export")
+                raise DataError(
+                    path,
+                    f"array '{key}'",
+                    f"missing (arrays present: {sorted(npz.files)})",
+                    "set the embedding key in conf/data (e.g. data.whole_key) or re-export",
+                )
             arr = np.asarray(npz[key])
             if arr.ndim != 2 or arr.shape[0] != len(ids):
-                raise DataError(path, f"array '{key}'", f"shape {arr.shape} does not match {len(ids)} sample_ids",
-                                "store one row per sample id")
+                raise DataError(
+                    path,
+                    f"array '{key}'",
+                    f"shape {arr.shape} does not match {len(ids)} sample_ids",
+                    "store one row per sample id",
+                )
             if dim is not None and arr.shape[1] != dim:
-                raise DataError(path, f"array '{key}'", f"dimension {arr.shape[1]}, expected {dim}",
-                                "use the matching encoder or change the input dim in the config")
+                raise DataError(
+                    path,
+                    f"array '{key}'",
+                    f"dimension {arr.shape[1]}, expected {dim}",
+                    "use the matching encoder or change the input dim in the config",
+                )
             bad = ~np.isfinite(arr).all(axis=1)
             if bad.any():
                 first = ids[int(np.flatnonzero(bad)[0])]
-                raise DataError(path, f"array '{key}'", f"{int(bad.sum())} rows contain NaN/inf, first volume {first}",
-                                "re-extract those embeddings")
+                raise DataError(
+                    path,
+                    f"array '{key}'",
+                    f"{int(bad.sum())} rows contain NaN/inf, first volume {first}",
+                    "re-extract those embeddings",
+                )
             arrays[key] = arr.astype(np.float32, copy=False)
     _check_unique_ids(ids, path, "sample_ids")
     return Embeddings(path=path, ids=ids, arrays=arrays)
@@ -99,8 +123,12 @@ def _check_unique_ids(ids: Sequence[str], path: Path, field: str) -> None:
         if vid == "":
             raise DataError(path, field, "empty volume id", "fill in or remove the entry")
         if vid in seen:
-            raise DataError(path, field, f"duplicate volume id {vid!r}",
-                            "keep one entry per volume (ids are compared after dropping .nii.gz)")
+            raise DataError(
+                path,
+                field,
+                f"duplicate volume id {vid!r}",
+                "keep one entry per volume (ids are compared after dropping .nii.gz)",
+            )
         seen.add(vid)
 
 
@@ -119,10 +147,18 @@ def align_volumes(
         have = set(emb.ids)
         lost = [v for v in keep if v not in have]
         if lost and missing == "error":
-            raise DataError(emb.path, "sample_ids", f"{len(lost)} volumes have a report but no embedding, first: "
-                            f"{lost[:3]}", "re-extract them, or set data.missing_embedding=skip to drop them")
+            raise DataError(
+                emb.path,
+                "sample_ids",
+                f"{len(lost)} volumes have a report but no embedding, first: {lost[:3]}",
+                "re-extract them, or set data.missing_embedding=skip to drop them",
+            )
         if lost:
-            log.warning("%s: skipped %d volumes without an embedding (data.missing_embedding=skip)", emb.path, len(lost))
+            log.warning(
+                "%s: skipped %d volumes without an embedding (data.missing_embedding=skip)",
+                emb.path,
+                len(lost),
+            )
             keep = [v for v in keep if v in have]
     return keep
 
@@ -178,12 +214,18 @@ def read_contexts(path: str | Path) -> dict[str, dict[str, list[str]]]:
         items = []
         for lineno, row in enumerate(data, start=1):
             if isinstance(row, dict) and "sample_id" in row:
-                items.append((row["sample_id"], _require(row, "contexts", path, f"line {lineno}", "see SPEC 2.2")))
+                items.append(
+                    (row["sample_id"], _require(row, "contexts", path, f"line {lineno}", "see SPEC 2.2"))
+                )
             elif isinstance(row, dict) and len(row) == 1:
                 items.extend(row.items())
             else:
-                raise DataError(path, f"line {lineno}", "expected {sample_id: [...]} or {sample_id, contexts}",
-                                "see SPEC 2.2 for the context layout")
+                raise DataError(
+                    path,
+                    f"line {lineno}",
+                    "expected {sample_id: [...]} or {sample_id, contexts}",
+                    "see SPEC 2.2 for the context layout",
+                )
     else:
         raise DataError(path, "top level", f"unexpected {type(data).__name__}", "see SPEC 2.2")
     out: dict[str, dict[str, list[str]]] = {}
@@ -196,8 +238,13 @@ def read_contexts(path: str | Path) -> dict[str, dict[str, list[str]]]:
             raise DataError(path, f"sample {sample_id!r}", "expected a list of entries", fix)
         table: dict[str, list[str]] = {}
         for j, entry in enumerate(entries):
-            query = _require(_require(entry, "query_sentence", path, f"{vid}[{j}]", fix), "text", path,
-                             f"{vid}[{j}].query_sentence", fix)
+            query = _require(
+                _require(entry, "query_sentence", path, f"{vid}[{j}]", fix),
+                "text",
+                path,
+                f"{vid}[{j}].query_sentence",
+                fix,
+            )
             retrieved = _require(entry, "retrieved", path, f"{vid}[{j}]", fix)
             texts = [_require(r, "text", path, f"{vid}[{j}].retrieved", fix) for r in retrieved]
             table[context_key(query)] = [t for t in texts if isinstance(t, str) and t.strip()]
@@ -233,12 +280,23 @@ def read_sentence_database(path: str | Path) -> list[SentenceRecord]:
             organs = _require(s, "organs", path, where, fix)
             bad = [o for o in organs if o not in ORGANS] if isinstance(organs, list) else organs
             if not isinstance(organs, list) or bad:
-                raise DataError(path, f"{where}.organs", f"unknown organs {bad!r}", f"use only {list(ORGANS)}")
+                raise DataError(
+                    path, f"{where}.organs", f"unknown organs {bad!r}", f"use only {list(ORGANS)}"
+                )
             if sid in seen:
-                raise DataError(path, f"{where}.sentence_id", f"duplicate sentence id {sid!r}", "ids must be unique")
+                raise DataError(
+                    path, f"{where}.sentence_id", f"duplicate sentence id {sid!r}", "ids must be unique"
+                )
             seen.add(sid)
-            records.append(SentenceRecord(sid, vid, str(_require(s, "text", path, where, fix)), tuple(organs),
-                                          bool(_require(s, "normal", path, where, fix))))
+            records.append(
+                SentenceRecord(
+                    sid,
+                    vid,
+                    str(_require(s, "text", path, where, fix)),
+                    tuple(organs),
+                    bool(_require(s, "normal", path, where, fix)),
+                )
+            )
     return records
 
 
@@ -248,15 +306,25 @@ def read_sentence_embeddings(path: str | Path, dim: int | None = None) -> tuple[
     with open_npz(path, "run `python -m adaragct.index` or fix conf/data") as npz:
         for key in ("embeddings", "sentence_ids"):
             if key not in npz.files:
-                raise DataError(path, f"array '{key}'", "missing", "store 'embeddings' (M,d) and 'sentence_ids' (M,)")
+                raise DataError(
+                    path, f"array '{key}'", "missing", "store 'embeddings' (M,d) and 'sentence_ids' (M,)"
+                )
         emb = np.asarray(npz["embeddings"], dtype=np.float32)
         ids = [str(s) for s in npz["sentence_ids"].astype(str)]
     if emb.ndim != 2 or emb.shape[0] != len(ids):
-        raise DataError(path, "array 'embeddings'", f"shape {emb.shape} does not match {len(ids)} sentence_ids",
-                        "store one row per sentence id")
+        raise DataError(
+            path,
+            "array 'embeddings'",
+            f"shape {emb.shape} does not match {len(ids)} sentence_ids",
+            "store one row per sentence id",
+        )
     if dim is not None and emb.shape[1] != dim:
-        raise DataError(path, "array 'embeddings'", f"dimension {emb.shape[1]}, expected {dim}",
-                        "embed the database with the configured encoder")
+        raise DataError(
+            path,
+            "array 'embeddings'",
+            f"dimension {emb.shape[1]}, expected {dim}",
+            "embed the database with the configured encoder",
+        )
     if not np.isfinite(emb).all():
         raise DataError(path, "array 'embeddings'", "contains NaN/inf", "re-encode the sentences")
     if len(set(ids)) != len(ids):
@@ -280,8 +348,10 @@ def read_image_neighbours(path: str | Path) -> dict[str, dict[str, list[str]]]:
             if organ not in ORGANS:
                 raise DataError(path, f"{vid_raw}.{organ}", "unknown organ", f"use only {list(ORGANS)}")
             fix = "each neighbour is {image_id: ...} (SPEC 2.2)"
-            table[organ] = [normalize_volume_id(_require(n, "image_id", path, f"{vid_raw}.{organ}", fix))
-                            for n in neighbours]
+            table[organ] = [
+                normalize_volume_id(_require(n, "image_id", path, f"{vid_raw}.{organ}", fix))
+                for n in neighbours
+            ]
         if vid in out:
             raise DataError(path, f"{vid_raw}", "duplicate volume id", "keep one entry per volume")
         out[vid] = table

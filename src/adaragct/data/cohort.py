@@ -34,10 +34,15 @@ def _reports(data_cfg: Mapping[str, Any], split: str) -> dict[str, str]:
     if csv_path:
         return read_reports_csv(csv_path)["report"].to_dict()
     # the bundle ships validation references inside the organ-reports JSON only
-    return {vid: entry["raw_report"] for vid, entry in read_organ_reports_json(data_cfg["valid_organ_reports_json"]).items()}
+    return {
+        vid: entry["raw_report"]
+        for vid, entry in read_organ_reports_json(data_cfg["valid_organ_reports_json"]).items()
+    }
 
 
-def load_split(data_cfg: Mapping[str, Any], split: str, visual_dims: Mapping[str, int] | None = None) -> list[Volume]:
+def load_split(
+    data_cfg: Mapping[str, Any], split: str, visual_dims: Mapping[str, int] | None = None
+) -> list[Volume]:
     """Volumes of ``split`` ("train" or "valid") in reports order, with embeddings checked and aligned.
 
     A volume with a report but no embedding follows ``data.missing_embedding`` (error, or skip with a logged

@@ -29,26 +29,38 @@ ID_COLUMNS = ("VolumeName", "AccessionNo")
 def _read_csv(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
-        raise DataError(path, "file", "does not exist", "check the path in conf/data or run the prepare stage")
+        raise DataError(
+            path, "file", "does not exist", "check the path in conf/data or run the prepare stage"
+        )
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise DataError(path, "CSV", f"cannot be parsed ({err})", "repair the file (expected a comma-separated CSV)") from err
+        raise DataError(
+            path, "CSV", f"cannot be parsed ({err})", "repair the file (expected a comma-separated CSV)"
+        ) from err
 
 
 def _id_column(frame: pd.DataFrame, path: Path) -> str:
     for name in ID_COLUMNS:
         if name in frame.columns:
             return name
-    raise DataError(path, "column 'VolumeName'", "missing (no VolumeName or AccessionNo column)",
-                    "add the volume id column, see SPEC 2.1")
+    raise DataError(
+        path,
+        "column 'VolumeName'",
+        "missing (no VolumeName or AccessionNo column)",
+        "add the volume id column, see SPEC 2.1",
+    )
 
 
 def _check_unique(ids: pd.Series, path: Path, column: str) -> None:
     dup = ids[ids.duplicated()]
     if len(dup):
-        raise DataError(path, f"column '{column}'", f"{len(dup)} duplicate volume ids, first: {dup.iloc[0]!r}",
-                        "keep one row per volume (ids are compared after dropping .nii.gz)")
+        raise DataError(
+            path,
+            f"column '{column}'",
+            f"{len(dup)} duplicate volume ids, first: {dup.iloc[0]!r}",
+            "keep one row per volume (ids are compared after dropping .nii.gz)",
+        )
 
 
 def reference_report(findings: str, impressions: str) -> str:
@@ -68,13 +80,22 @@ def read_reports_csv(path: str | Path, *, drop_empty: bool = True) -> pd.DataFra
     frame = _read_csv(path)
     for column in ("VolumeName", "Findings_EN", "Impressions_EN"):
         if column not in frame.columns:
-            raise DataError(path, f"column '{column}'", "missing",
-                            f"a CT-RATE reports CSV needs the columns {', '.join(REPORT_COLUMNS)} (SPEC 2.1)")
+            raise DataError(
+                path,
+                f"column '{column}'",
+                "missing",
+                f"a CT-RATE reports CSV needs the columns {', '.join(REPORT_COLUMNS)} (SPEC 2.1)",
+            )
     ids = frame["VolumeName"].map(normalize_volume_id)
-    report = [reference_report(f, i) for f, i in zip(frame["Findings_EN"], frame["Impressions_EN"], strict=True)]
+    report = [
+        reference_report(f, i) for f, i in zip(frame["Findings_EN"], frame["Impressions_EN"], strict=True)
+    ]
     out = pd.DataFrame(
-        {"findings": frame["Findings_EN"].str.strip(), "impressions": frame["Impressions_EN"].str.strip(),
-         "report": report},
+        {
+            "findings": frame["Findings_EN"].str.strip(),
+            "impressions": frame["Impressions_EN"].str.strip(),
+            "report": report,
+        },
     )
     for extra in ("ClinicalInformation_EN", "Technique_EN"):
         if extra in frame.columns:
@@ -84,8 +105,12 @@ def read_reports_csv(path: str | Path, *, drop_empty: bool = True) -> pd.DataFra
     if empty.any():
         if not drop_empty:
             first = int(np.flatnonzero(empty)[0]) + 2  # +1 header, +1 one-based
-            raise DataError(path, f"line {first}", f"{int(empty.sum())} rows with an empty id or report",
-                            "fill them in, or read with drop_empty=True to skip them")
+            raise DataError(
+                path,
+                f"line {first}",
+                f"{int(empty.sum())} rows with an empty id or report",
+                "fill them in, or read with drop_empty=True to skip them",
+            )
         log.warning("%s: dropped %d rows with an empty VolumeName or report", path, int(empty.sum()))
         out = out[~empty]
     _check_unique(out.index.to_series(), path, "VolumeName")
@@ -103,8 +128,12 @@ def read_labels_csv(path: str | Path) -> pd.DataFrame:
     id_col = _id_column(frame, path)
     missing = [f for f in FINDINGS if f not in frame.columns]
     if missing:
-        raise DataError(path, f"column '{missing[0]}'", f"missing ({len(missing)} of the 18 findings absent)",
-                        "the labels CSV needs the 18 CT-RATE findings as columns, see SPEC 2.1")
+        raise DataError(
+            path,
+            f"column '{missing[0]}'",
+            f"missing ({len(missing)} of the 18 findings absent)",
+            "the labels CSV needs the 18 CT-RATE findings as columns, see SPEC 2.1",
+        )
     values = np.zeros((len(frame), len(FINDINGS)), dtype=np.int8)
     for j, finding in enumerate(FINDINGS):
         col = frame[finding].str.strip()
@@ -112,12 +141,18 @@ def read_labels_csv(path: str | Path) -> pd.DataFrame:
         bad = ~numeric.isin([0, 1])
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(path, f"column '{finding}' line {row + 2}",
-                            f"value {col.iloc[row]!r} is not 0/1", "labels must be 0 or 1 (1.0 is accepted)")
+            raise DataError(
+                path,
+                f"column '{finding}' line {row + 2}",
+                f"value {col.iloc[row]!r} is not 0/1",
+                "labels must be 0 or 1 (1.0 is accepted)",
+            )
         values[:, j] = numeric.to_numpy().astype(np.int8)
     ids = frame[id_col].map(normalize_volume_id)
     if (ids == "").any():
         row = int(np.flatnonzero((ids == "").to_numpy())[0])
-        raise DataError(path, f"column '{id_col}' line {row + 2}", "empty volume id", "fill in or delete the row")
+        raise DataError(
+            path, f"column '{id_col}' line {row + 2}", "empty volume id", "fill in or delete the row"
+        )
     _check_unique(ids, path, id_col)
     return pd.DataFrame(values, index=pd.Index(ids, name="volume_id"), columns=list(FINDINGS))

@@ -40,8 +40,14 @@ class ContextRoll:
         per_sentence: contexts per span (shuffled, space-joined).
     """
 
-    def __init__(self, sources: Mapping[str, Mapping[str, Mapping[str, list[str]]]], none_prob: float = 0.0,
-                 oracle_ratio: float = 0.7, max_sentences: int = 4, per_sentence: int = 3) -> None:
+    def __init__(
+        self,
+        sources: Mapping[str, Mapping[str, Mapping[str, list[str]]]],
+        none_prob: float = 0.0,
+        oracle_ratio: float = 0.7,
+        max_sentences: int = 4,
+        per_sentence: int = 3,
+    ) -> None:
         if not (0.0 <= none_prob <= 1.0 and 0.0 <= oracle_ratio <= 1.0):
             raise ValueError("conf/stage: contexts.none_prob and contexts.oracle_ratio must be in [0, 1]")
         self.sources, self.none_prob, self.oracle_ratio = sources, none_prob, oracle_ratio
@@ -49,10 +55,15 @@ class ContextRoll:
 
     def source_probs(self) -> dict[str, float]:
         with_ctx = 1.0 - self.none_prob
-        return {"none": self.none_prob, "oracle": with_ctx * self.oracle_ratio,
-                "retrieved": with_ctx * (1.0 - self.oracle_ratio)}
+        return {
+            "none": self.none_prob,
+            "oracle": with_ctx * self.oracle_ratio,
+            "retrieved": with_ctx * (1.0 - self.oracle_ratio),
+        }
 
-    def __call__(self, volume_id: str, sentences: Sequence[str], rng: np.random.Generator) -> tuple[str, dict[int, list[str]]]:
+    def __call__(
+        self, volume_id: str, sentences: Sequence[str], rng: np.random.Generator
+    ) -> tuple[str, dict[int, list[str]]]:
         probs = self.source_probs()
         source = str(rng.choice(CONTEXT_SOURCES, p=[probs[s] for s in CONTEXT_SOURCES]))
         if source == "none":
@@ -73,9 +84,22 @@ class ContextRoll:
 class ReportDataset(Dataset):
     """Tokenised (visual, prompt, target) samples; contexts are rolled per item when ``roll`` is given."""
 
-    def __init__(self, volumes: Sequence[Volume], tokenizer, prompt: PromptConfig, max_length: int,
-                 roll: ContextRoll | None = None, seed: int = 0) -> None:
-        self.volumes, self.tokenizer, self.max_length, self.roll, self.seed = volumes, tokenizer, max_length, roll, seed
+    def __init__(
+        self,
+        volumes: Sequence[Volume],
+        tokenizer,
+        prompt: PromptConfig,
+        max_length: int,
+        roll: ContextRoll | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.volumes, self.tokenizer, self.max_length, self.roll, self.seed = (
+            volumes,
+            tokenizer,
+            max_length,
+            roll,
+            seed,
+        )
         self.prompt_text = build_prompt(prompt)
         self.sentences = [split_sentences(v.report) for v in volumes] if roll is not None else None
         self.epoch = 0
@@ -92,15 +116,22 @@ class ReportDataset(Dataset):
             source, contexts = self.roll(volume.volume_id, sentences, rng)
         else:
             sentences = [volume.report]  # stage base: the report as one segment (tokenised as a whole)
-        input_ids, labels = encode_example(self.tokenizer, self.prompt_text, target_segments(sentences, contexts))
+        input_ids, labels = encode_example(
+            self.tokenizer, self.prompt_text, target_segments(sentences, contexts)
+        )
         if len(input_ids) > self.max_length:
-            raise ValueError(f"volume {volume.volume_id}: {len(input_ids)} tokens > datamodule.max_length="
-                             f"{self.max_length}; raise datamodule.max_length (samples are never silently cut)")
+            raise ValueError(
+                f"volume {volume.volume_id}: {len(input_ids)} tokens > datamodule.max_length="
+                f"{self.max_length}; raise datamodule.max_length (samples are never silently cut)"
+            )
         return {
             "volume_id": volume.volume_id,
             "input_ids": torch.tensor(input_ids, dtype=torch.long),
             "labels": torch.tensor(labels, dtype=torch.long),
-            "visual": {slot: torch.from_numpy(np.asarray(volume.visual[slot], dtype=np.float32)) for slot in VISUAL_SLOTS},
+            "visual": {
+                slot: torch.from_numpy(np.asarray(volume.visual[slot], dtype=np.float32))
+                for slot in VISUAL_SLOTS
+            },
             "context_source": source,
             "n_contexts": len(contexts),
         }
@@ -148,10 +179,22 @@ class ReportDataModule(LightningDataModule):
         visual_dims: expected input dims per slot (checked on load).
     """
 
-    def __init__(self, data_cfg: Mapping[str, Any], tokenizer, prompt: PromptConfig, *, batch_size: int = 8,
-                 num_workers: int = 0, max_length: int = 1024, val_fraction: float = 0.1, split_seed: int = 0,
-                 stage_contexts: Mapping[str, Any] | None = None, seed: int = 0,
-                 visual_dims: Mapping[str, int] | None = None, pin_memory: bool = False) -> None:
+    def __init__(
+        self,
+        data_cfg: Mapping[str, Any],
+        tokenizer,
+        prompt: PromptConfig,
+        *,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        max_length: int = 1024,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        stage_contexts: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        visual_dims: Mapping[str, int] | None = None,
+        pin_memory: bool = False,
+    ) -> None:
         super().__init__()
         self.data_cfg, self.tokenizer, self.prompt = data_cfg, tokenizer, prompt
         self.batch_size, self.num_workers, self.max_length = batch_size, num_workers, max_length
@@ -166,10 +209,21 @@ class ReportDataModule(LightningDataModule):
         if not self.stage_contexts:
             return None
         ctx = dict(self.stage_contexts)
-        sources = {"oracle": read_contexts(self.data_cfg["oracle_contexts"]) if ctx.get("oracle_ratio", 0) > 0 else {},
-                   "retrieved": read_contexts(self.data_cfg["retrieved_contexts"]) if ctx.get("oracle_ratio", 0) < 1 else {}}
-        return ContextRoll(sources, none_prob=ctx.get("none_prob", 0.0), oracle_ratio=ctx.get("oracle_ratio", 0.7),
-                           max_sentences=ctx.get("max_sentences", 4), per_sentence=ctx.get("per_sentence", 3))
+        sources = {
+            "oracle": read_contexts(self.data_cfg["oracle_contexts"])
+            if ctx.get("oracle_ratio", 0) > 0
+            else {},
+            "retrieved": read_contexts(self.data_cfg["retrieved_contexts"])
+            if ctx.get("oracle_ratio", 0) < 1
+            else {},
+        }
+        return ContextRoll(
+            sources,
+            none_prob=ctx.get("none_prob", 0.0),
+            oracle_ratio=ctx.get("oracle_ratio", 0.7),
+            max_sentences=ctx.get("max_sentences", 4),
+            per_sentence=ctx.get("per_sentence", 3),
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -177,10 +231,13 @@ class ReportDataModule(LightningDataModule):
         volumes = load_split(self.data_cfg, "train", self.visual_dims)
         train_idx, val_idx = patient_split([v.volume_id for v in volumes], self.val_fraction, self.split_seed)
         roll = self._roll()
-        make = lambda idx, r: ReportDataset([volumes[i] for i in idx], self.tokenizer, self.prompt,  # noqa: E731
-                                            self.max_length, r, self.seed)
+
+        def subset(indices: list[int]) -> ReportDataset:
+            items = [volumes[i] for i in indices]
+            return ReportDataset(items, self.tokenizer, self.prompt, self.max_length, roll, self.seed)
+
         # validation rolls contexts too (same mixture), with its own fixed draws: val loss tracks the rag task
-        self.train_set, self.val_set = make(train_idx, roll), make(val_idx, roll)
+        self.train_set, self.val_set = subset(train_idx), subset(val_idx)
         log.info("datamodule: %d train / %d val volumes (patient-level split)", len(train_idx), len(val_idx))
 
     def set_epoch(self, epoch: int) -> None:
@@ -190,9 +247,16 @@ class ReportDataModule(LightningDataModule):
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          collate_fn=_Collator(self.tokenizer.pad_token_id), generator=generator,
-                          pin_memory=self.pin_memory, persistent_workers=False)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=_Collator(self.tokenizer.pad_token_id),
+            generator=generator,
+            pin_memory=self.pin_memory,
+            persistent_workers=False,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

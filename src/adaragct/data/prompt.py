@@ -32,8 +32,10 @@ class PromptConfig:
     def __post_init__(self) -> None:
         for slot, token in SLOT_TOKENS.items():
             if "{" + slot + "}" not in self.embeddings_sentence:
-                raise ValueError(f"conf/prompt: embeddings_sentence lacks the {{{slot}}} field for {token}; "
-                                 "every visual slot needs exactly one placeholder")
+                raise ValueError(
+                    f"conf/prompt: embeddings_sentence lacks the {{{slot}}} field for {token}; "
+                    "every visual slot needs exactly one placeholder"
+                )
 
 
 def _turn(role: str, text: str) -> str:

@@ -42,10 +42,16 @@ def read_vlm3d_reports(path: str | Path) -> dict[str, str]:
                 raise DataError(path, f"generated_reports[{i}].{key}", "missing", fix)
         vid = normalize_volume_id(entry["input_image_name"])
         if not vid:
-            raise DataError(path, f"generated_reports[{i}].input_image_name", "empty id", "fill in the volume name")
+            raise DataError(
+                path, f"generated_reports[{i}].input_image_name", "empty id", "fill in the volume name"
+            )
         if vid in out:
-            raise DataError(path, f"generated_reports[{i}].input_image_name", f"duplicate volume id {vid!r}",
-                            "submit one report per volume")
+            raise DataError(
+                path,
+                f"generated_reports[{i}].input_image_name",
+                f"duplicate volume id {vid!r}",
+                "submit one report per volume",
+            )
         if not isinstance(entry["report"], str):
             raise DataError(path, f"generated_reports[{i}].report", "not a string", fix)
         out[vid] = entry["report"]

@@ -32,7 +32,9 @@ def resample_weights(n: int, num_resamples: int, seed: int = 42) -> np.ndarray:
     return weights
 
 
-def bleu_from_weighted(stats: BleuStats, weights: np.ndarray, orders: tuple[int, ...] = (1, 4)) -> dict[int, np.ndarray]:
+def bleu_from_weighted(
+    stats: BleuStats, weights: np.ndarray, orders: tuple[int, ...] = (1, 4)
+) -> dict[int, np.ndarray]:
     """Corpus BLEU-k of each resample (vectorised pycocoevalcap formula)."""
     correct = weights @ stats.correct.astype(np.float64)
     guess = weights @ stats.guess.astype(np.float64)
@@ -51,13 +53,21 @@ def bleu_from_weighted(stats: BleuStats, weights: np.ndarray, orders: tuple[int,
 
 def clinical_from_weighted(conf: Confusion, weights: np.ndarray) -> dict[str, np.ndarray]:
     """Support-weighted P/R/F1 of each resample."""
-    res = prf_from_counts(weights @ conf.tp.astype(np.float64), weights @ conf.fp.astype(np.float64),
-                          weights @ conf.fn.astype(np.float64))
-    return {"clinical_precision": res["weighted_p"], "clinical_recall": res["weighted_r"],
-            "clinical_f1": res["weighted_f1"]}
+    res = prf_from_counts(
+        weights @ conf.tp.astype(np.float64),
+        weights @ conf.fp.astype(np.float64),
+        weights @ conf.fn.astype(np.float64),
+    )
+    return {
+        "clinical_precision": res["weighted_p"],
+        "clinical_recall": res["weighted_r"],
+        "clinical_f1": res["weighted_f1"],
+    }
 
 
-def resampled_metrics(stats: BleuStats, rouge: np.ndarray, conf: Confusion, weights: np.ndarray) -> dict[str, np.ndarray]:
+def resampled_metrics(
+    stats: BleuStats, rouge: np.ndarray, conf: Confusion, weights: np.ndarray
+) -> dict[str, np.ndarray]:
     """Every bootstrapped metric for each resample: {metric: (B,)}."""
     bleu = bleu_from_weighted(stats, weights)
     out = {"bleu_1": bleu[1], "bleu_4": bleu[4], "rouge_l": weights @ rouge / weights.sum(1)}
@@ -81,11 +91,21 @@ def summarise(samples: np.ndarray, alpha: float = 0.05) -> Interval:
     return Interval(float(lo), float(hi), float(np.mean(samples)), float(np.std(samples, ddof=1)))
 
 
-def bootstrap_intervals(stats: BleuStats, rouge: np.ndarray, conf: Confusion, *, num_resamples: int = 1000,
-                        seed: int = 42, alpha: float = 0.05) -> dict[str, Interval]:
+def bootstrap_intervals(
+    stats: BleuStats,
+    rouge: np.ndarray,
+    conf: Confusion,
+    *,
+    num_resamples: int = 1000,
+    seed: int = 42,
+    alpha: float = 0.05,
+) -> dict[str, Interval]:
     """95% percentile CIs for BLEU-1/4, ROUGE-L and clinical P/R/F1 over ``num_resamples`` resamples."""
     weights = resample_weights(len(rouge), num_resamples, seed)
-    return {name: summarise(values, alpha) for name, values in resampled_metrics(stats, rouge, conf, weights).items()}
+    return {
+        name: summarise(values, alpha)
+        for name, values in resampled_metrics(stats, rouge, conf, weights).items()
+    }
 
 
 @dataclass(frozen=True)
@@ -99,8 +119,15 @@ class PairedResult:
     p_value: float
 
 
-def paired_bootstrap(metric_a: Callable[[np.ndarray], np.ndarray], metric_b: Callable[[np.ndarray], np.ndarray],
-                     n: int, name: str, *, num_resamples: int = 1000, seed: int = 42) -> PairedResult:
+def paired_bootstrap(
+    metric_a: Callable[[np.ndarray], np.ndarray],
+    metric_b: Callable[[np.ndarray], np.ndarray],
+    n: int,
+    name: str,
+    *,
+    num_resamples: int = 1000,
+    seed: int = 42,
+) -> PairedResult:
     """Paired bootstrap: both systems are scored on the *same* resampled volumes.
 
     Args:

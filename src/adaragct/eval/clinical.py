@@ -30,8 +30,11 @@ class Confusion:
         truth = np.asarray(truth, dtype=bool)
         if predicted.shape != truth.shape:
             raise ValueError(f"label shapes differ: predicted {predicted.shape}, truth {truth.shape}")
-        return cls((predicted & truth).astype(np.int8), (predicted & ~truth).astype(np.int8),
-                   (~predicted & truth).astype(np.int8))
+        return cls(
+            (predicted & truth).astype(np.int8),
+            (predicted & ~truth).astype(np.int8),
+            (~predicted & truth).astype(np.int8),
+        )
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -102,8 +105,12 @@ def compute_clinical_metrics(predicted: np.ndarray, truth: np.ndarray) -> Clinic
     tp, fp, fn = conf.tp.sum(0), conf.fp.sum(0), conf.fn.sum(0)
     res = prf_from_counts(tp, fp, fn)
     per_finding = {
-        finding: {"precision": float(res["precision"][j]), "recall": float(res["recall"][j]),
-                  "f1": float(res["f1"][j]), "support": int(res["support"][j])}
+        finding: {
+            "precision": float(res["precision"][j]),
+            "recall": float(res["recall"][j]),
+            "f1": float(res["f1"][j]),
+            "support": int(res["support"][j]),
+        }
         for j, finding in enumerate(FINDINGS)
     }
     return ClinicalMetrics(

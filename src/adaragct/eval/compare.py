@@ -22,7 +22,9 @@ from adaragct.eval.text_metrics import bleu_stats, normalize_text, rouge_l_score
 def _system(path: str | Path, order: list[str], truth: np.ndarray, labeler: Labeler):
     preds = read_predictions(path)
     if preds.references is None:
-        raise DataError(path, "field 'reference_text'", "missing", "compare files that carry their references")
+        raise DataError(
+            path, "field 'reference_text'", "missing", "compare files that carry their references"
+        )
     pos = {vid: i for i, vid in enumerate(preds.ids)}
     rows = [pos[v] for v in order]
     hyp = [normalize_text(preds.predictions[i]) for i in rows]
@@ -32,8 +34,15 @@ def _system(path: str | Path, order: list[str], truth: np.ndarray, labeler: Labe
     return lambda w, name: resampled_metrics(stats, rouge, conf, w)[name]
 
 
-def compare_predictions(path_a: str | Path, path_b: str | Path, truth_by_id: dict[str, np.ndarray],
-                        labeler: Labeler, *, num_resamples: int = 1000, seed: int = 42) -> dict[str, Any]:
+def compare_predictions(
+    path_a: str | Path,
+    path_b: str | Path,
+    truth_by_id: dict[str, np.ndarray],
+    labeler: Labeler,
+    *,
+    num_resamples: int = 1000,
+    seed: int = 42,
+) -> dict[str, Any]:
     """Paired bootstrap of B minus A for BLEU-1/4, ROUGE-L and clinical P/R/F1.
 
     Args:
@@ -47,20 +56,38 @@ def compare_predictions(path_a: str | Path, path_b: str | Path, truth_by_id: dic
     ids_a, ids_b = set(read_predictions(path_a).ids), set(read_predictions(path_b).ids)
     if ids_a != ids_b:
         only = sorted(ids_a ^ ids_b)
-        raise DataError(path_b, "volume ids", f"{len(only)} volumes are in only one of the two files, first: "
-                        f"{only[:5]}", "compare predictions of the same volumes")
+        raise DataError(
+            path_b,
+            "volume ids",
+            f"{len(only)} volumes are in only one of the two files, first: {only[:5]}",
+            "compare predictions of the same volumes",
+        )
     order = sorted(ids_a)
     missing = [v for v in order if v not in truth_by_id]
     if missing:
-        raise DataError(path_a, "volume ids", f"{len(missing)} volumes have no ground truth, first: {missing[:5]}",
-                        "pass the labels CSV of the same split")
+        raise DataError(
+            path_a,
+            "volume ids",
+            f"{len(missing)} volumes have no ground truth, first: {missing[:5]}",
+            "pass the labels CSV of the same split",
+        )
     truth = np.stack([truth_by_id[v] for v in order])
     metric_a = _system(path_a, order, truth, labeler)
     metric_b = _system(path_b, order, truth, labeler)
     out: dict[str, Any] = {"num_samples": len(order)}
     for name in BOOTSTRAP_METRICS:
-        res = paired_bootstrap(lambda w, n=name: metric_a(w, n), lambda w, n=name: metric_b(w, n), len(order), name,
-                               num_resamples=num_resamples, seed=seed)
-        out[name] = {"difference": res.difference, "ci_lower": res.ci_lower, "ci_upper": res.ci_upper,
-                     "p_value": res.p_value}
+        res = paired_bootstrap(
+            lambda w, n=name: metric_a(w, n),
+            lambda w, n=name: metric_b(w, n),
+            len(order),
+            name,
+            num_resamples=num_resamples,
+            seed=seed,
+        )
+        out[name] = {
+            "difference": res.difference,
+            "ci_lower": res.ci_lower,
+            "ci_upper": res.ci_upper,
+            "p_value": res.p_value,
+        }
     return out

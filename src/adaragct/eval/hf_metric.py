@@ -19,7 +19,9 @@ from adaragct.eval.clinical import compute_clinical_metrics
 from adaragct.eval.labelers.rules import RuleLabeler
 from adaragct.eval.text_metrics import compute_text_metrics
 
-_DESCRIPTION = "AdaRAG-CT report-generation metrics: pycocoevalcap-identical BLEU/ROUGE-L/CIDEr-D + clinical P/R/F1."
+_DESCRIPTION = (
+    "AdaRAG-CT report-generation metrics: pycocoevalcap-identical BLEU/ROUGE-L/CIDEr-D + clinical P/R/F1."
+)
 _KWARGS = "predictions: list of generated reports; references: list of reference reports (one each)."
 
 
@@ -28,9 +30,12 @@ class AdaRagCTMetrics(evaluate.Metric):
 
     def _info(self) -> evaluate.MetricInfo:
         return evaluate.MetricInfo(
-            description=_DESCRIPTION, citation="", inputs_description=_KWARGS,
-            features=datasets.Features({"predictions": datasets.Value("string"),
-                                        "references": datasets.Value("string")}),
+            description=_DESCRIPTION,
+            citation="",
+            inputs_description=_KWARGS,
+            features=datasets.Features(
+                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
+            ),
         )
 
     def _compute(self, predictions: list[str], references: list[str]) -> dict[str, float]:
@@ -38,7 +43,14 @@ class AdaRagCTMetrics(evaluate.Metric):
         labeler = RuleLabeler()
         clinical = compute_clinical_metrics(labeler.labels(predictions), labeler.labels(references))
         out = {f"bleu_{k + 1}": b for k, b in enumerate(text.bleu)}
-        out.update({"rouge_l": text.rouge_l, "cider": text.cider, "bleu_sacre": text.bleu_sacre,
-                    "clinical_precision": clinical.weighted["p"], "clinical_recall": clinical.weighted["r"],
-                    "clinical_f1": clinical.weighted["f1"]})
+        out.update(
+            {
+                "rouge_l": text.rouge_l,
+                "cider": text.cider,
+                "bleu_sacre": text.bleu_sacre,
+                "clinical_precision": clinical.weighted["p"],
+                "clinical_recall": clinical.weighted["r"],
+                "clinical_f1": clinical.weighted["f1"],
+            }
+        )
         return out

@@ -59,7 +59,7 @@ def parse_score(answer: str) -> float | None:
 
 
 def _number_at(text: str, match: re.Match) -> float:
-    number = re.match(r"\d+(?:\.\d+)?", text[match.start(1):])
+    number = re.match(r"\d+(?:\.\d+)?", text[match.start(1) :])
     value = float(number.group(0)) if number else float(match.group(1))
     return min(value, 10.0)
 
@@ -80,8 +80,9 @@ def build_prompts(tokenizer, generated: Sequence[str], references: Sequence[str]
     for gen, ref in zip(generated, references, strict=True):
         content = RUBRIC.format(reference=ref.strip(), generated=gen.strip() or "(empty report)")
         if getattr(tokenizer, "chat_template", None):
-            content = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
-                                                    add_generation_prompt=True)
+            content = tokenizer.apply_chat_template(
+                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+            )
         prompts.append(content)
     return prompts
 
@@ -96,15 +97,23 @@ class LLMJudge:
         max_new_tokens: answer budget (256 in the protocol).
     """
 
-    def __init__(self, model_path: str | Path, *, device: str = "cpu", batch_size: int = 4,
-                 max_new_tokens: int = MAX_NEW_TOKENS) -> None:
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        device: str = "cpu",
+        batch_size: int = 4,
+        max_new_tokens: int = MAX_NEW_TOKENS,
+    ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
         self.tokenizer.padding_side = "left"  # decoder-only batching: answers must start right after prompts
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(str(model_path), local_files_only=True).to(device).eval()
+        self.model = (
+            AutoModelForCausalLM.from_pretrained(str(model_path), local_files_only=True).to(device).eval()
+        )
         self.device = device
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
@@ -117,11 +126,17 @@ class LLMJudge:
         out: list[str] = []
         for start in range(0, len(prompts), self.batch_size):
             batch = prompts[start : start + self.batch_size]
-            enc = self.tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            enc = self.tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(
+                self.device
+            )
             with torch.no_grad():
-                tokens = self.model.generate(**enc, do_sample=False, max_new_tokens=self.max_new_tokens,
-                                             pad_token_id=self.tokenizer.pad_token_id)
-            new = tokens[:, enc["input_ids"].shape[1]:]
+                tokens = self.model.generate(
+                    **enc,
+                    do_sample=False,
+                    max_new_tokens=self.max_new_tokens,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
+            new = tokens[:, enc["input_ids"].shape[1] :]
             out.extend(self.tokenizer.batch_decode(new, skip_special_tokens=True))
         return out
 

@@ -46,7 +46,9 @@ class PredictionSet:
     def subset(self, keep: list[int]) -> PredictionSet:
         """The rows at ``keep``, in that order."""
         refs = None if self.references is None else [self.references[i] for i in keep]
-        return PredictionSet(self.path, [self.ids[i] for i in keep], [self.predictions[i] for i in keep], refs)
+        return PredictionSet(
+            self.path, [self.ids[i] for i in keep], [self.predictions[i] for i in keep], refs
+        )
 
 
 def _first(row: dict, fields: tuple[str, ...]) -> str | None:
@@ -64,8 +66,12 @@ def _check_unique(ids: list[str], path: Path, field: str) -> None:
             dups.append(vid)
         seen.add(vid)
     if dups:
-        raise DataError(path, field, f"{len(dups)} duplicate volume ids, first: {dups[:3]}",
-                        "keep one prediction per volume (ids are compared after dropping .nii.gz)")
+        raise DataError(
+            path,
+            field,
+            f"{len(dups)} duplicate volume ids, first: {dups[:3]}",
+            "keep one prediction per volume (ids are compared after dropping .nii.gz)",
+        )
 
 
 def _read_jsonl_rows(path: Path, rows: list) -> PredictionSet:
@@ -74,27 +80,43 @@ def _read_jsonl_rows(path: Path, rows: list) -> PredictionSet:
     for lineno, row in enumerate(rows, start=1):
         where = f"record {lineno}"
         if not isinstance(row, dict):
-            raise DataError(path, where, f"is a {type(row).__name__}, not a JSON object",
-                            "write one JSON object per line")
+            raise DataError(
+                path, where, f"is a {type(row).__name__}, not a JSON object", "write one JSON object per line"
+            )
         id_field = _first(row, ID_FIELDS)
         if id_field is None:
-            raise DataError(path, f"{where} field 'image'", "missing (no image/volume_id/id field)",
-                            "give every record the volume id in 'image'")
+            raise DataError(
+                path,
+                f"{where} field 'image'",
+                "missing (no image/volume_id/id field)",
+                "give every record the volume id in 'image'",
+            )
         pred_field = _first(row, PREDICTION_FIELDS)
         if pred_field is None:
-            raise DataError(path, f"{where} field 'generated_text'", "missing (no generated_text/prediction)",
-                            "give every record its generated report in 'generated_text'")
+            raise DataError(
+                path,
+                f"{where} field 'generated_text'",
+                "missing (no generated_text/prediction)",
+                "give every record its generated report in 'generated_text'",
+            )
         ref_field = _first(row, REFERENCE_FIELDS)
         if has_refs is None:
             has_refs = ref_field is not None
         elif has_refs != (ref_field is not None):
-            raise DataError(path, f"{where} field 'reference_text'",
-                            "present in some records and missing in others",
-                            "give every record its reference report, or none of them")
+            raise DataError(
+                path,
+                f"{where} field 'reference_text'",
+                "present in some records and missing in others",
+                "give every record its reference report, or none of them",
+            )
         for field in (pred_field, ref_field):
             if field is not None and not isinstance(row[field], str):
-                raise DataError(path, f"{where} field '{field}'", f"is a {type(row[field]).__name__}, not text",
-                                "store reports as JSON strings")
+                raise DataError(
+                    path,
+                    f"{where} field '{field}'",
+                    f"is a {type(row[field]).__name__}, not text",
+                    "store reports as JSON strings",
+                )
         ids.append(normalize_volume_id(row[id_field]))
         preds.append(row[pred_field])
         if ref_field is not None:
@@ -106,15 +128,22 @@ def _read_jsonl_rows(path: Path, rows: list) -> PredictionSet:
 def _read_vlm3d(path: Path, doc: dict) -> PredictionSet:
     reports = doc.get("generated_reports")
     if not isinstance(reports, list):
-        raise DataError(path, "key 'generated_reports'", "missing or not a list",
-                        "use the VLM3D layout {name, type, generated_reports: [{input_image_name, report}], version}")
+        raise DataError(
+            path,
+            "key 'generated_reports'",
+            "missing or not a list",
+            "use the VLM3D layout {name, type, generated_reports: [{input_image_name, report}], version}",
+        )
     ids, preds = [], []
     for i, item in enumerate(reports):
         if not isinstance(item, dict) or "input_image_name" not in item or "report" not in item:
-            raise DataError(path, f"generated_reports[{i}]", "needs 'input_image_name' and 'report'",
-                            "fix that entry")
+            raise DataError(
+                path, f"generated_reports[{i}]", "needs 'input_image_name' and 'report'", "fix that entry"
+            )
         if not isinstance(item["report"], str):
-            raise DataError(path, f"generated_reports[{i}].report", "is not text", "store the report as a string")
+            raise DataError(
+                path, f"generated_reports[{i}].report", "is not text", "store the report as a string"
+            )
         ids.append(normalize_volume_id(item["input_image_name"]))
         preds.append(item["report"])
     _check_unique(ids, path, "key 'input_image_name'")
@@ -125,15 +154,21 @@ def read_predictions(path: str | Path) -> PredictionSet:
     """Read a predictions file in any supported layout (JSONL, or VLM3D JSON detected by its keys)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(path, "file", "does not exist", "pass the predictions file written by the infer stage")
+        raise DataError(
+            path, "file", "does not exist", "pass the predictions file written by the infer stage"
+        )
     text = path.read_text(encoding="utf-8")
     stripped = text.lstrip()
     if stripped.startswith("{") and '"generated_reports"' in text:
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as err:
-            raise DataError(path, f"line {err.lineno} column {err.colno}", f"malformed JSON ({err.msg})",
-                            "repair the file") from err
+            raise DataError(
+                path,
+                f"line {err.lineno} column {err.colno}",
+                f"malformed JSON ({err.msg})",
+                "repair the file",
+            ) from err
         if isinstance(doc, dict):
             return _read_vlm3d(path, doc)
     rows = read_jsonl(path)  # line-numbered errors for malformed lines
@@ -148,6 +183,10 @@ def attach_references(preds: PredictionSet, references_path: str | Path) -> Pred
     by_id = dict(zip(refs.ids, refs.predictions if refs.references is None else refs.references, strict=True))
     missing = [vid for vid in preds.ids if vid not in by_id]
     if missing:
-        raise DataError(references_path, "ids", f"{len(missing)} predicted volumes have no reference, first: "
-                        f"{missing[:3]}", "pass the reference file of the same volumes")
+        raise DataError(
+            references_path,
+            "ids",
+            f"{len(missing)} predicted volumes have no reference, first: {missing[:3]}",
+            "pass the reference file of the same volumes",
+        )
     return PredictionSet(preds.path, preds.ids, preds.predictions, [by_id[v] for v in preds.ids])

@@ -18,8 +18,19 @@ from adaragct.eval.clinical import ClinicalMetrics
 from adaragct.eval.text_metrics import TextMetrics
 
 TASK = "report_generation"
-HEADLINE = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "bleu_sacre", "rouge_l", "meteor", "cider",
-            "clinical_precision", "clinical_recall", "clinical_f1")
+HEADLINE = (
+    "bleu_1",
+    "bleu_2",
+    "bleu_3",
+    "bleu_4",
+    "bleu_sacre",
+    "rouge_l",
+    "meteor",
+    "cider",
+    "clinical_precision",
+    "clinical_recall",
+    "clinical_f1",
+)
 
 
 def _clean(value: float | None) -> float | None:
@@ -29,16 +40,32 @@ def _clean(value: float | None) -> float | None:
     return float(value)
 
 
-def build_metrics_dict(*, num_samples: int, text: TextMetrics, clinical: ClinicalMetrics,
-                       intervals: dict[str, Interval] | None = None, llama_score: float | None = None,
-                       judge_unparseable: int | None = None, duplicate_rate: float = 0.0,
-                       num_empty_predictions: int = 0, num_dropped_missing_labels: int = 0,
-                       labeler: str = "rule", ground_truth: str = "labels_csv") -> dict[str, Any]:
+def build_metrics_dict(
+    *,
+    num_samples: int,
+    text: TextMetrics,
+    clinical: ClinicalMetrics,
+    intervals: dict[str, Interval] | None = None,
+    llama_score: float | None = None,
+    judge_unparseable: int | None = None,
+    duplicate_rate: float = 0.0,
+    num_empty_predictions: int = 0,
+    num_dropped_missing_labels: int = 0,
+    labeler: str = "rule",
+    ground_truth: str = "labels_csv",
+) -> dict[str, Any]:
     """Assemble the metrics JSON object."""
     scalars = {
-        "bleu_1": text.bleu[0], "bleu_2": text.bleu[1], "bleu_3": text.bleu[2], "bleu_4": text.bleu[3],
-        "bleu_sacre": text.bleu_sacre, "rouge_l": text.rouge_l, "meteor": text.meteor, "cider": text.cider,
-        "clinical_precision": clinical.weighted["p"], "clinical_recall": clinical.weighted["r"],
+        "bleu_1": text.bleu[0],
+        "bleu_2": text.bleu[1],
+        "bleu_3": text.bleu[2],
+        "bleu_4": text.bleu[3],
+        "bleu_sacre": text.bleu_sacre,
+        "rouge_l": text.rouge_l,
+        "meteor": text.meteor,
+        "cider": text.cider,
+        "clinical_precision": clinical.weighted["p"],
+        "clinical_recall": clinical.weighted["r"],
         "clinical_f1": clinical.weighted["f1"],
     }
     out: dict[str, Any] = {"num_samples": int(num_samples)}
@@ -76,8 +103,12 @@ def _fmt(value: Any) -> str:
 
 def markdown_table(metrics: dict[str, Any]) -> str:
     """Headline table and per-finding table, as markdown."""
-    lines = [f"# Evaluation ({metrics['num_samples']} volumes, labeler: {metrics.get('labeler', '?')})", "",
-             "| metric | value | 95% CI |", "|---|---|---|"]
+    lines = [
+        f"# Evaluation ({metrics['num_samples']} volumes, labeler: {metrics.get('labeler', '?')})",
+        "",
+        "| metric | value | 95% CI |",
+        "|---|---|---|",
+    ]
     for name in (*HEADLINE, "crg", "duplicate_rate"):
         value = metrics.get(f"{TASK}/{name}")
         lo, hi = metrics.get(f"{TASK}/{name}_ci_lower"), metrics.get(f"{TASK}/{name}_ci_upper")
@@ -92,6 +123,8 @@ def markdown_table(metrics: dict[str, Any]) -> str:
     for finding in FINDINGS:
         row = detailed.get(finding)
         if row:
-            lines.append(f"| {finding} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | "
-                         f"{row['support']} |")
+            lines.append(
+                f"| {finding} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | "
+                f"{row['support']} |"
+            )
     return "\n".join(lines) + "\n"

@@ -60,21 +60,28 @@ class EvalOptions:
     markdown: str | Path | None = None
 
 
-def _align_labels(preds: PredictionSet, labels_csv: Path, allow_missing: bool) -> tuple[PredictionSet, np.ndarray, int]:
+def _align_labels(
+    preds: PredictionSet, labels_csv: Path, allow_missing: bool
+) -> tuple[PredictionSet, np.ndarray, int]:
     from adaragct.data.ctrate import read_labels_csv
 
     labels = read_labels_csv(labels_csv)
     present = [i for i, vid in enumerate(preds.ids) if vid in labels.index]
     missing = [vid for vid in preds.ids if vid not in labels.index]
     if missing and not allow_missing:
-        raise DataError(labels_csv, "volume ids", f"{len(missing)} of {len(preds)} predicted volumes are missing, "
-                        f"first: {missing[:5]}",
-                        "pass the labels CSV of the same split, or --allow-missing to score only labelled volumes")
+        raise DataError(
+            labels_csv,
+            "volume ids",
+            f"{len(missing)} of {len(preds)} predicted volumes are missing, first: {missing[:5]}",
+            "pass the labels CSV of the same split, or --allow-missing to score only labelled volumes",
+        )
     if missing:
         log.warning("%d predicted volumes have no labels in %s and were dropped", len(missing), labels_csv)
         preds = preds.subset(present)
     if not len(preds):
-        raise DataError(labels_csv, "volume ids", "no predicted volume has labels", "check the split of the CSV")
+        raise DataError(
+            labels_csv, "volume ids", "no predicted volume has labels", "check the split of the CSV"
+        )
     return preds, labels.loc[preds.ids].to_numpy(dtype=np.int8), len(missing)
 
 
@@ -84,10 +91,15 @@ def evaluate_predictions(opts: EvalOptions) -> dict[str, Any]:
     if opts.references is not None:
         preds = attach_references(preds, opts.references)
     if preds.references is None:
-        raise DataError(opts.predictions, "field 'reference_text'", "missing: the file holds no references",
-                        "add reference_text to each record or pass the references file (--references)")
-    labeler = build_labeler(opts.labeler, checkpoint=opts.radbert_checkpoint, roberta_dir=opts.roberta_dir,
-                            device=opts.device)
+        raise DataError(
+            opts.predictions,
+            "field 'reference_text'",
+            "missing: the file holds no references",
+            "add reference_text to each record or pass the references file (--references)",
+        )
+    labeler = build_labeler(
+        opts.labeler, checkpoint=opts.radbert_checkpoint, roberta_dir=opts.roberta_dir, device=opts.device
+    )
     dropped = 0
     if opts.labels_csv is not None and not opts.label_references:
         preds, truth, dropped = _align_labels(preds, Path(opts.labels_csv), opts.allow_missing)
@@ -100,20 +112,33 @@ def evaluate_predictions(opts: EvalOptions) -> dict[str, Any]:
     clinical = compute_clinical_metrics(predicted, truth)
     intervals = None
     if opts.bootstrap > 0:
-        intervals = bootstrap_intervals(text.stats, text.rouge_per_sample, clinical.confusion,
-                                        num_resamples=opts.bootstrap, seed=opts.seed)
+        intervals = bootstrap_intervals(
+            text.stats,
+            text.rouge_per_sample,
+            clinical.confusion,
+            num_resamples=opts.bootstrap,
+            seed=opts.seed,
+        )
     llama, unparseable = None, None
     if opts.judge_model is not None:
         from adaragct.eval.judge import LLMJudge
 
         result = LLMJudge(opts.judge_model, device=opts.device, batch_size=opts.judge_batch_size).score(
-            preds.predictions, preds.references)
+            preds.predictions, preds.references
+        )
         llama, unparseable = result.mean_score, result.num_unparseable
     return build_metrics_dict(
-        num_samples=len(preds), text=text, clinical=clinical, intervals=intervals, llama_score=llama,
-        judge_unparseable=unparseable, duplicate_rate=duplicate_rate(preds.predictions),
-        num_empty_predictions=sum(not p.strip() for p in preds.predictions), num_dropped_missing_labels=dropped,
-        labeler=labeler.name, ground_truth=ground_truth,
+        num_samples=len(preds),
+        text=text,
+        clinical=clinical,
+        intervals=intervals,
+        llama_score=llama,
+        judge_unparseable=unparseable,
+        duplicate_rate=duplicate_rate(preds.predictions),
+        num_empty_predictions=sum(not p.strip() for p in preds.predictions),
+        num_dropped_missing_labels=dropped,
+        labeler=labeler.name,
+        ground_truth=ground_truth,
     )
 
 

@@ -77,7 +77,9 @@ def bleu_stats(predictions: Sequence[str], references: Sequence[str], n: int = B
     return BleuStats(correct, guess, testlen, reflen)
 
 
-def bleu_from_totals(correct: Sequence[float], guess: Sequence[float], testlen: float, reflen: float) -> list[float]:
+def bleu_from_totals(
+    correct: Sequence[float], guess: Sequence[float], testlen: float, reflen: float
+) -> list[float]:
     """Corpus BLEU-1..n from summed statistics, in pycocoevalcap's exact order of operations."""
     bleus = []
     bleu = 1.0
@@ -92,8 +94,12 @@ def bleu_from_totals(correct: Sequence[float], guess: Sequence[float], testlen: 
 
 def corpus_bleu(stats: BleuStats) -> list[float]:
     """BLEU-1..4 over all samples (pycocoevalcap ``Bleu(4)``)."""
-    return bleu_from_totals(stats.correct.sum(0).tolist(), stats.guess.sum(0).tolist(),
-                            int(stats.testlen.sum()), int(stats.reflen.sum()))
+    return bleu_from_totals(
+        stats.correct.sum(0).tolist(),
+        stats.guess.sum(0).tolist(),
+        int(stats.testlen.sum()),
+        int(stats.reflen.sum()),
+    )
 
 
 def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
@@ -111,7 +117,9 @@ def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
     return len(b) - v.bit_count()
 
 
-def rouge_l_scores(predictions: Sequence[str], references: Sequence[str], beta: float = ROUGE_BETA) -> np.ndarray:
+def rouge_l_scores(
+    predictions: Sequence[str], references: Sequence[str], beta: float = ROUGE_BETA
+) -> np.ndarray:
     """Per-sample ROUGE-L F (pycocoevalcap ``Rouge``: LCS precision/recall, beta 1.2)."""
     out = np.zeros(len(predictions), dtype=np.float64)
     for i, (pred, ref) in enumerate(zip(predictions, references, strict=True)):
@@ -124,7 +132,9 @@ def rouge_l_scores(predictions: Sequence[str], references: Sequence[str], beta: 
     return out
 
 
-def _cider_vector(counts: Counter, doc_freq: dict, ref_len: float, n: int) -> tuple[list[dict], list[float], int]:
+def _cider_vector(
+    counts: Counter, doc_freq: dict, ref_len: float, n: int
+) -> tuple[list[dict], list[float], int]:
     vec: list[dict] = [{} for _ in range(n)]
     norm = [0.0] * n
     length = 0
@@ -138,8 +148,9 @@ def _cider_vector(counts: Counter, doc_freq: dict, ref_len: float, n: int) -> tu
     return vec, [np.sqrt(x) for x in norm], length
 
 
-def cider_d_scores(predictions: Sequence[str], references: Sequence[str], n: int = BLEU_N,
-                   sigma: float = CIDER_SIGMA) -> np.ndarray:
+def cider_d_scores(
+    predictions: Sequence[str], references: Sequence[str], n: int = BLEU_N, sigma: float = CIDER_SIGMA
+) -> np.ndarray:
     """Per-sample CIDEr-D of pycocoevalcap ``Cider`` (document frequencies from the references of this corpus)."""
     pred_counts = [_ngrams(p.split(), n) for p in predictions]
     ref_counts = [_ngrams(r.split(), n) for r in references]
@@ -211,8 +222,9 @@ class TextMetrics:
     cider_per_sample: np.ndarray
 
 
-def compute_text_metrics(predictions: Sequence[str], references: Sequence[str], *,
-                         with_meteor: bool = True) -> TextMetrics:
+def compute_text_metrics(
+    predictions: Sequence[str], references: Sequence[str], *, with_meteor: bool = True
+) -> TextMetrics:
     """Compute every text metric on normalised text (strip + lower, empty -> " ")."""
     preds = [normalize_text(p) for p in predictions]
     refs = [normalize_text(r) for r in references]
@@ -220,7 +232,12 @@ def compute_text_metrics(predictions: Sequence[str], references: Sequence[str], 
     rouge = rouge_l_scores(preds, refs)
     cider = cider_d_scores(preds, refs)
     return TextMetrics(
-        bleu=corpus_bleu(stats), rouge_l=float(np.mean(rouge)), cider=float(np.mean(cider)),
-        bleu_sacre=sacrebleu_score(preds, refs), meteor=meteor_score(preds, refs) if with_meteor else None,
-        stats=stats, rouge_per_sample=rouge, cider_per_sample=cider,
+        bleu=corpus_bleu(stats),
+        rouge_l=float(np.mean(rouge)),
+        cider=float(np.mean(cider)),
+        bleu_sacre=sacrebleu_score(preds, refs),
+        meteor=meteor_score(preds, refs) if with_meteor else None,
+        stats=stats,
+        rouge_per_sample=rouge,
+        cider_per_sample=cider,
     )

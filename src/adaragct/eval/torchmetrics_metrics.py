@@ -83,5 +83,7 @@ class CocoBleu4(Metric):
 
     def compute(self) -> torch.Tensor:
         """BLEU-4 of everything seen."""
-        bleu = bleu_from_totals(self.correct.tolist(), self.guess.tolist(), int(self.testlen), int(self.reflen))
+        bleu = bleu_from_totals(
+            self.correct.tolist(), self.guess.tolist(), int(self.testlen), int(self.reflen)
+        )
         return torch.tensor(float(np.float64(bleu[3])), dtype=torch.float64)

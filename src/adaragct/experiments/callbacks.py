@@ -69,8 +69,11 @@ class GridCellCallback(Callback):
         self._before = _state(self._output(config))
         cell = HydraConfig.get().job.override_dirname or "(no overrides)"
         if self._before[0]:
-            print(f"grid cell {cell}: {self._output(config)} exists ({self._before[0]} records); resuming from it "
-                  "(only what is missing is computed)", flush=True)
+            print(
+                f"grid cell {cell}: {self._output(config)} exists ({self._before[0]} records); resuming from it "
+                "(only what is missing is computed)",
+                flush=True,
+            )
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         hydra_cfg = HydraConfig.get()
@@ -99,24 +102,35 @@ class GridCellCallback(Callback):
         }
         write_json(cell_dir / CELL_JSON, record)
         if status == "skipped":
-            print(f"grid cell {hydra_cfg.job.override_dirname}: already finished, skipped "
-                  f"(nothing new written, {after[0]} records kept)", flush=True)
+            print(
+                f"grid cell {hydra_cfg.job.override_dirname}: already finished, skipped "
+                f"(nothing new written, {after[0]} records kept)",
+                flush=True,
+            )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not self._statuses:  # jobs ran in other processes (launcher=slurm): each wrote its own cell.json
-            print(f"grid {OmegaConf.select(config, 'grid_name')}: cells ran remotely; per-cell status in "
-                  f"{config.hydra.sweep.dir}/<cell>/{CELL_JSON}", flush=True)
+            print(
+                f"grid {OmegaConf.select(config, 'grid_name')}: cells ran remotely; per-cell status in "
+                f"{config.hydra.sweep.dir}/<cell>/{CELL_JSON}",
+                flush=True,
+            )
             return
         counts = {s: self._statuses.count(s) for s in ("ran", "skipped", "failed")}
-        print(f"grid {OmegaConf.select(config, 'grid_name')}: {len(self._statuses)} cells, {counts['ran']} ran, "
-              f"{counts['skipped']} skipped (already finished), {counts['failed']} failed -> "
-              f"{config.hydra.sweep.dir}", flush=True)
+        print(
+            f"grid {OmegaConf.select(config, 'grid_name')}: {len(self._statuses)} cells, {counts['ran']} ran, "
+            f"{counts['skipped']} skipped (already finished), {counts['failed']} failed -> "
+            f"{config.hydra.sweep.dir}",
+            flush=True,
+        )
 
 
 def _plain(value: Any) -> Any:
     """JSON-safe copy of an app's return value (drops what json cannot hold, e.g. tensors)."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items() if not k.startswith("report_generation/clinical_d")}
+        return {
+            str(k): _plain(v) for k, v in value.items() if not k.startswith("report_generation/clinical_d")
+        }
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     if value is None or isinstance(value, bool | int | float | str):

@@ -47,8 +47,12 @@ def resolve_grid_dir(grid: str, output_root: str | Path) -> Path:
     candidate = Path(grid)
     path = candidate if candidate.is_dir() or "/" in grid else Path(output_root) / "grids" / grid
     if not path.is_dir():
-        raise DataError(path, "grid folder", "does not exist",
-                        "pass grid=<name> of a grid run under outputs/grids or grid=<path to its folder>")
+        raise DataError(
+            path,
+            "grid folder",
+            "does not exist",
+            "pass grid=<name> of a grid run under outputs/grids or grid=<path to its folder>",
+        )
     return path.resolve()
 
 
@@ -79,8 +83,12 @@ def trace_figures(predictions: Path) -> tuple[int, float | None]:
             try:
                 counts.append(int(json.loads(line).get("retrieval_count", 0)))
             except (json.JSONDecodeError, AttributeError, ValueError) as err:
-                raise DataError(predictions, f"line {lineno}", f"not a prediction record ({err})",
-                                "delete the line; rerunning the grid regenerates the volume") from err
+                raise DataError(
+                    predictions,
+                    f"line {lineno}",
+                    f"not a prediction record ({err})",
+                    "delete the line; rerunning the grid regenerates the volume",
+                ) from err
     return len(counts), (sum(counts) / len(counts) if counts else None)
 
 
@@ -93,9 +101,16 @@ def read_cell(cell_dir: Path) -> Cell:
     n_pred, per_report = trace_figures(predictions)
     summary = info.get("summary") or {}
     status = "done" if metrics is not None else ("failed" if info.get("status") == "failed" else "missing")
-    return Cell(path=cell_dir, params=_swept(cell_dir), metrics=metrics, retrievals_per_report=per_report,
-                num_predictions=n_pred, tokens_per_s=summary.get("tokens_per_s"), status=status,
-                extra={"grid_name": info.get("grid_name")})
+    return Cell(
+        path=cell_dir,
+        params=_swept(cell_dir),
+        metrics=metrics,
+        retrievals_per_report=per_report,
+        num_predictions=n_pred,
+        tokens_per_s=summary.get("tokens_per_s"),
+        status=status,
+        extra={"grid_name": info.get("grid_name")},
+    )
 
 
 def find_cells(grid_dir: Path) -> list[Cell]:

@@ -99,8 +99,9 @@ class AdaptiveGenerator:
         settings: decoding settings.
     """
 
-    def __init__(self, lm, tokenizer, retriever=None, settings: GenerationSettings | None = None,
-                 on_forward=None) -> None:
+    def __init__(
+        self, lm, tokenizer, retriever=None, settings: GenerationSettings | None = None, on_forward=None
+    ) -> None:
         self.lm, self.tokenizer, self.settings = lm, tokenizer, settings or GenerationSettings()
         # on_forward(fed, logits): called after every chunk with [(volume_id, tokens fed)] per active row; lets
         # tests and profilers see the logits right after an injection without changing the loop
@@ -108,18 +109,26 @@ class AdaptiveGenerator:
         self.retriever = None if retriever is None or getattr(retriever, "name", "") == "none" else retriever
         ids = tokenizer.convert_tokens_to_ids([RAG_TOKEN, RET_START, RET_END, EOT])
         if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
-            raise ValueError(f"tokenizer lacks one of {RAG_TOKEN}, {RET_START}, {RET_END}, {EOT}; build the model "
-                             "with adaragct's special tokens")
+            raise ValueError(
+                f"tokenizer lacks one of {RAG_TOKEN}, {RET_START}, {RET_END}, {EOT}; build the model "
+                "with adaragct's special tokens"
+            )
         self.rag_id, self.end_id = ids[0], ids[3]
         self.space_id = tokenizer.encode(" ", add_special_tokens=False)[-1]
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.end_id
-        self.stats = {"forward_passes": 0, "seconds": 0.0, "generated_tokens": 0, "dropped_columns": 0,
-                      "split_forwards": 0}
+        self.stats = {
+            "forward_passes": 0,
+            "seconds": 0.0,
+            "generated_tokens": 0,
+            "dropped_columns": 0,
+            "split_forwards": 0,
+        }
 
     # ---------------------------------------------------------------- public
     @torch.no_grad()
-    def generate(self, prefix_embeds: torch.Tensor, prefix_mask: torch.Tensor,
-                 volume_ids: Sequence[str]) -> list[RowOutput]:
+    def generate(
+        self, prefix_embeds: torch.Tensor, prefix_mask: torch.Tensor, volume_ids: Sequence[str]
+    ) -> list[RowOutput]:
         """Decode every row to its end token or ``max_new_tokens``; returns outputs in input order."""
         start = time.perf_counter()
         from transformers import DynamicCache
@@ -127,7 +136,9 @@ class AdaptiveGenerator:
         cache = DynamicCache(config=self.lm.config)
         mask = prefix_mask.long()
         positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
-        logits = self._forward(inputs_embeds=prefix_embeds, attention_mask=mask, position_ids=positions, cache=cache)
+        logits = self._forward(
+            inputs_embeds=prefix_embeds, attention_mask=mask, position_ids=positions, cache=cache
+        )
         rows = [_Row(vid, count=int(n)) for vid, n in zip(volume_ids, mask.sum(-1).tolist(), strict=True)]
         active = list(range(len(rows)))
         seen = SeenTokens(len(rows), logits.shape[-1], logits.device)
@@ -155,17 +166,23 @@ class AdaptiveGenerator:
         return out.logits[:, -1].float()
 
     def _may_retrieve(self, row: _Row) -> bool:
-        return (self.retriever is not None and row.retrievals < self.settings.max_retrievals
-                and row.cooldown == 0)
+        return (
+            self.retriever is not None and row.retrievals < self.settings.max_retrievals and row.cooldown == 0
+        )
 
-    def _decide(self, logits: torch.Tensor, rows: list[_Row], seen: SeenTokens, mask: torch.Tensor,
-                active: list[int]) -> None:
+    def _decide(
+        self, logits: torch.Tensor, rows: list[_Row], seen: SeenTokens, mask: torch.Tensor, active: list[int]
+    ) -> None:
         """Choose each active row's pending tokens from its logits (B_active, V)."""
         scores = seen.apply(logits, self.settings.repetition_penalty).clone()
-        bias = torch.tensor([self.settings.rag_logit_bias if self._may_retrieve(r) and not r.probing else 0.0
-                             for r in rows], device=scores.device)
+        bias = torch.tensor(
+            [self.settings.rag_logit_bias if self._may_retrieve(r) and not r.probing else 0.0 for r in rows],
+            device=scores.device,
+        )
         scores[:, self.rag_id] += bias
-        barred = [r.probing or (self.settings.ignored_rag == "suppress" and not self._may_retrieve(r)) for r in rows]
+        barred = [
+            r.probing or (self.settings.ignored_rag == "suppress" and not self._may_retrieve(r)) for r in rows
+        ]
         barred = torch.tensor(barred, device=scores.device)
         scores[:, self.rag_id] = scores[:, self.rag_id].masked_fill(barred, float("-inf"))
         for j, (row, token) in enumerate(zip(rows, scores.argmax(-1).tolist(), strict=True)):
@@ -216,8 +233,9 @@ class AdaptiveGenerator:
             from adaragct.retrieval.retrievers import RetrievalQuery
 
             text_so_far = self._text(row.output)
-            result = self.retriever.retrieve(RetrievalQuery(row.volume_id, text_so_far, probe_text,
-                                                            top_k=self.settings.top_k))
+            result = self.retriever.retrieve(
+                RetrievalQuery(row.volume_id, text_so_far, probe_text, top_k=self.settings.top_k)
+            )
         if result is None or len(result) == 0:
             entry["action"] = "cancelled" if result is None else "empty"
             row.log.append(entry)
@@ -227,9 +245,14 @@ class AdaptiveGenerator:
         span = context_span(result.texts)
         row.pending = [self.rag_id, *self.tokenizer.encode(span, add_special_tokens=False)]
         row.retrievals += 1
-        entry.update(action="retrieved", organ=result.organ, sentence_ids=list(result.sentence_ids),
-                     scores=[round(float(s), 6) for s in result.scores], context=list(result.texts),
-                     ctx_preview=span[len(RET_START):][:160])
+        entry.update(
+            action="retrieved",
+            organ=result.organ,
+            sentence_ids=list(result.sentence_ids),
+            scores=[round(float(s), 6) for s in result.scores],
+            context=list(result.texts),
+            ctx_preview=span[len(RET_START) :][:160],
+        )
         row.log.append(entry)
 
     # ------------------------------------------------------------------ cache
@@ -248,7 +271,9 @@ class AdaptiveGenerator:
         full_mask = torch.cat([mask, chunk_mask], dim=1)
         single = chunk_mask[:, :-1].sum(dim=1) == 0  # rows that feed exactly one token
         if width == 1 or bool(single.all()) or not bool(single.any()) or not kv.supported(cache):
-            logits = self._forward(input_ids=ids, attention_mask=full_mask, position_ids=positions, cache=cache)
+            logits = self._forward(
+                input_ids=ids, attention_mask=full_mask, position_ids=positions, cache=cache
+            )
         else:
             logits = self._split_forward(ids, mask, chunk_mask, positions, single, cache)
         if self.on_forward is not None:
@@ -272,9 +297,9 @@ class AdaptiveGenerator:
         positions = counts[:, None].repeat(1, width)
         for j, row in enumerate(rows):
             k = len(row.pending)
-            ids[j, width - k:] = torch.tensor(row.pending, device=device)
-            chunk_mask[j, width - k:] = 1
-            positions[j, width - k:] += torch.arange(k, device=device)
+            ids[j, width - k :] = torch.tensor(row.pending, device=device)
+            chunk_mask[j, width - k :] = 1
+            positions[j, width - k :] += torch.arange(k, device=device)
             if row.probing:
                 row.probe_cols.extend(range(base + width - k, base + width))
             row.count += k
@@ -287,9 +312,13 @@ class AdaptiveGenerator:
         parts, logits = [], None
         for rows, cols in ((single.nonzero().flatten(), 1), ((~single).nonzero().flatten(), width)):
             sub = kv.sub_cache(cache, rows, self.lm.config)
-            sub_mask = torch.cat([mask[rows], chunk_mask[rows, width - cols:]], dim=1)
-            out = self._forward(input_ids=ids[rows, width - cols:], attention_mask=sub_mask,
-                                position_ids=positions[rows, width - cols:], cache=sub)
+            sub_mask = torch.cat([mask[rows], chunk_mask[rows, width - cols :]], dim=1)
+            out = self._forward(
+                input_ids=ids[rows, width - cols :],
+                attention_mask=sub_mask,
+                position_ids=positions[rows, width - cols :],
+                cache=sub,
+            )
             logits = out.new_empty((ids.shape[0], out.shape[1])) if logits is None else logits
             logits[rows] = out
             parts.append((rows, sub, cols))
@@ -308,8 +337,11 @@ class AdaptiveGenerator:
 
     # ----------------------------------------------------------------- output
     def _text(self, token_ids: list[int]) -> str:
-        return self.tokenizer.decode([t for t in token_ids if t != self.rag_id], skip_special_tokens=True).strip()
+        return self.tokenizer.decode(
+            [t for t in token_ids if t != self.rag_id], skip_special_tokens=True
+        ).strip()
 
     def _finish(self, row: _Row) -> RowOutput:
-        return RowOutput(row.volume_id, list(row.output), self._text(row.output), row.retrievals, row.log,
-                         row.hit_end)
+        return RowOutput(
+            row.volume_id, list(row.output), self._text(row.output), row.retrievals, row.log, row.hit_end
+        )

@@ -28,8 +28,9 @@ def sub_cache(cache, rows: torch.Tensor, config):
     """A new cache holding copies of ``rows`` of every layer (for a forward over those rows only)."""
     from transformers import DynamicCache
 
-    return DynamicCache(ddp_cache_data=[(layer.keys[rows], layer.values[rows]) for layer in cache.layers],
-                        config=config)
+    return DynamicCache(
+        ddp_cache_data=[(layer.keys[rows], layer.values[rows]) for layer in cache.layers], config=config
+    )
 
 
 def append_columns(cache, parts: list[tuple[torch.Tensor, object, int]], width: int) -> None:
@@ -40,8 +41,8 @@ def append_columns(cache, parts: list[tuple[torch.Tensor, object, int]], width: 
         new_k = layer.keys.new_zeros((b, h, width, d))
         new_v = layer.values.new_zeros((b, h, width, d))
         for rows, sub, filled in parts:
-            new_k[rows, :, width - filled:] = sub.layers[i].keys[:, :, -filled:]
-            new_v[rows, :, width - filled:] = sub.layers[i].values[:, :, -filled:]
+            new_k[rows, :, width - filled :] = sub.layers[i].keys[:, :, -filled:]
+            new_v[rows, :, width - filled :] = sub.layers[i].values[:, :, -filled:]
         layer.keys = torch.cat([layer.keys, new_k], dim=2)
         layer.values = torch.cat([layer.values, new_v], dim=2)
 
@@ -54,7 +55,7 @@ def repack(cache, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     length = mask.shape[1]
     keep = int(mask.sum(dim=1).max())
     sorted_mask, order = torch.sort(mask, dim=1, stable=True)  # zeros first; live columns keep their order
-    order, new_mask = order[:, length - keep:], sorted_mask[:, length - keep:]
+    order, new_mask = order[:, length - keep :], sorted_mask[:, length - keep :]
     for layer in cache.layers:
         index = order[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[3])
         layer.keys = layer.keys.gather(2, index)

@@ -76,10 +76,16 @@ def read_done_ids(path: str | Path) -> set[str]:
             try:
                 image = json.loads(line)["image"]
             except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise DataError(path, f"line {lineno}", f"not a prediction record ({err})",
-                                "delete the line or the file; the rerun regenerates what is missing") from err
+                raise DataError(
+                    path,
+                    f"line {lineno}",
+                    f"not a prediction record ({err})",
+                    "delete the line or the file; the rerun regenerates what is missing",
+                ) from err
             if image in done:
-                raise DataError(path, f"line {lineno}", f"duplicate volume {image!r}", "delete one of the two lines")
+                raise DataError(
+                    path, f"line {lineno}", f"duplicate volume {image!r}", "delete one of the two lines"
+                )
             done.add(image)
     return done
 
@@ -140,12 +146,18 @@ def merge_shards(shards: Iterable[str | Path], order: Sequence[str], out: str | 
                 if line.strip():
                     image = json.loads(line)["image"]
                     if image in records:
-                        raise DataError(path, f"volume {image!r}", "appears in two shards", "delete one shard")
+                        raise DataError(
+                            path, f"volume {image!r}", "appears in two shards", "delete one shard"
+                        )
                     records[image] = line if line.endswith("\n") else line + "\n"
     missing = [vid for vid in order if vid not in records]
     if missing:
-        raise DataError(out, "volumes", f"{len(missing)} volumes missing from the shards, first {missing[:3]}",
-                        "rerun inference; it resumes and fills them in")
+        raise DataError(
+            out,
+            "volumes",
+            f"{len(missing)} volumes missing from the shards, first {missing[:3]}",
+            "rerun inference; it resumes and fills them in",
+        )
     with atomic_open(out, "w", encoding="utf-8") as handle:
         for vid in order:
             handle.write(records[vid])

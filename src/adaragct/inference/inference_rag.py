@@ -15,9 +15,15 @@ from typing import Any
 
 
 def to_overrides(args: argparse.Namespace) -> list[str]:
-    mode = "none" if args.no_rag else "oracle" if args.oracle else "text2text" if args.text2text else "adaptive"
-    overrides = [f"ckpt={Path(args.checkpoint).resolve()}", f"predictions={Path(args.output).resolve()}",
-                 f"retrieval={mode}", f"paths.output_dir={Path(args.output).resolve().parent}"]
+    mode = (
+        "none" if args.no_rag else "oracle" if args.oracle else "text2text" if args.text2text else "adaptive"
+    )
+    overrides = [
+        f"ckpt={Path(args.checkpoint).resolve()}",
+        f"predictions={Path(args.output).resolve()}",
+        f"retrieval={mode}",
+        f"paths.output_dir={Path(args.output).resolve().parent}",
+    ]
     if args.top_k is not None:
         overrides.append(f"generation.top_k={args.top_k}")
     if args.max_retrievals is not None:
@@ -26,14 +32,21 @@ def to_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m adaragct.inference.inference_rag", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="checkpoint directory (ours: outputs/train/<run>/last)")
+    parser = argparse.ArgumentParser(
+        prog="python -m adaragct.inference.inference_rag",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--checkpoint", required=True, help="checkpoint directory (ours: outputs/train/<run>/last)"
+    )
     parser.add_argument("--output", required=True, help="predictions JSONL (resumed if it exists)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--no-rag", action="store_true", help="plain decoding, no retrieval")
     mode.add_argument("--oracle", action="store_true", help="precomputed oracle contexts")
-    mode.add_argument("--text2text", action="store_true", help="whole-bank text retrieval, no organ/image filter")
+    mode.add_argument(
+        "--text2text", action="store_true", help="whole-bank text retrieval, no organ/image filter"
+    )
     parser.add_argument("--top-k", type=int, default=None, help="sentences per retrieval (default 3)")
     parser.add_argument("--max-retrievals", type=int, default=None, help="retrievals per report (default 8)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for conf/infer.yaml")

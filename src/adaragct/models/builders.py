@@ -28,18 +28,40 @@ LLAMA3_PAD = "<|finetune_right_pad_id|>"
 
 def tiny_config(vocab_size: int) -> LlamaConfig:
     """Hidden 192, 3 layers, 4 heads, intermediate 512: ~1.7M parameters with a ~1k BPE vocabulary (SPEC 8)."""
-    return LlamaConfig(vocab_size=vocab_size, hidden_size=192, intermediate_size=512, num_hidden_layers=3,
-                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048,
-                       rope_theta=10000.0, tie_word_embeddings=False)
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=192,
+        intermediate_size=512,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=2048,
+        rope_theta=10000.0,
+        tie_word_embeddings=False,
+    )
 
 
 def _llama3_config(hidden: int, layers: int, heads: int, intermediate: int) -> LlamaConfig:
     return LlamaConfig(
-        vocab_size=128256, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=8, max_position_embeddings=131072, rms_norm_eps=1e-5,
-        rope_theta=500000.0, tie_word_embeddings=False, bos_token_id=128000, eos_token_id=[128001, 128008, 128009],
-        rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                      "original_max_position_embeddings": 8192},
+        vocab_size=128256,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=8,
+        max_position_embeddings=131072,
+        rms_norm_eps=1e-5,
+        rope_theta=500000.0,
+        tie_word_embeddings=False,
+        bos_token_id=128000,
+        eos_token_id=[128001, 128008, 128009],
+        rope_scaling={
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        },
     )
 
 
@@ -57,8 +79,10 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     """The model's tokenizer from a local directory, with the SPEC 4 special tokens and a pad token present."""
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"tokenizer directory {path} not found (fix: for model=tiny run "
-                                "`python -m adaragct.prepare data=demo`; for 8b/70b set paths.llm_8b_dir/llm_70b_dir)")
+        raise FileNotFoundError(
+            f"tokenizer directory {path} not found (fix: for model=tiny run "
+            "`python -m adaragct.prepare data=demo`; for 8b/70b set paths.llm_8b_dir/llm_70b_dir)"
+        )
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     ensure_special_tokens(tokenizer)
     return tokenizer
@@ -68,8 +92,12 @@ def ensure_special_tokens(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """Add the SPEC 4 tokens (and a pad token) to the tokenizer if missing; return the SPEC 4 token ids."""
     missing = [t for t in SPECIAL_TOKENS if t not in tokenizer.get_vocab()]
     if missing:
-        tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
-    if tokenizer.pad_token is None:  # Llama-3.1/3.3 ship a reserved pad token: use it rather than grow the vocab
+        tokenizer.add_special_tokens(
+            {"additional_special_tokens": missing}, replace_extra_special_tokens=False
+        )
+    if (
+        tokenizer.pad_token is None
+    ):  # Llama-3.1/3.3 ship a reserved pad token: use it rather than grow the vocab
         vocab = tokenizer.get_vocab()
         tokenizer.add_special_tokens({"pad_token": LLAMA3_PAD if LLAMA3_PAD in vocab else PAD_TOKEN})
     return new_token_ids(tokenizer)
@@ -105,8 +133,12 @@ def _quantization_config(quantization: str | None, dtype: torch.dtype) -> Any:
     from transformers import BitsAndBytesConfig
 
     if quantization == "4bit":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=dtype)
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+        )
     if quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     raise ValueError(f"conf/model: quantization={quantization!r} (expected null, 4bit or 8bit)")
@@ -121,17 +153,33 @@ def _match_checkpoint(config: LlamaConfig, path: Path) -> LlamaConfig:
     import json
 
     found = json.loads((path / "config.json").read_text())
-    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size"):
+    for key in (
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "intermediate_size",
+    ):
         if key in found and found[key] != getattr(config, key):
-            raise ValueError(f"{path}/config.json: {key}={found[key]} but the builder expects {getattr(config, key)} "
-                             "(fix: point model.path at the model the builder names, or pick the matching model=)")
+            raise ValueError(
+                f"{path}/config.json: {key}={found[key]} but the builder expects {getattr(config, key)} "
+                "(fix: point model.path at the model the builder names, or pick the matching model=)"
+            )
     config.vocab_size = int(found.get("vocab_size", config.vocab_size))
     return config
 
 
-def build_llama(config: LlamaConfig, tokenizer: PreTrainedTokenizerBase | None = None, *, path: str | Path | None = None,
-                device: str | torch.device | None = None, dtype: str = "float32", quantization: str | None = None,
-                gradient_checkpointing: bool = False, seed: int | None = None) -> LlamaForCausalLM:
+def build_llama(
+    config: LlamaConfig,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    *,
+    path: str | Path | None = None,
+    device: str | torch.device | None = None,
+    dtype: str = "float32",
+    quantization: str | None = None,
+    gradient_checkpointing: bool = False,
+    seed: int | None = None,
+) -> LlamaForCausalLM:
     """Build ``config`` on ``device`` (``meta``: no weights), or load it from ``path`` (weights never built twice).
 
     ``from_pretrained`` creates the model on the meta device and streams weights in, so an 8B/70B is never
@@ -141,8 +189,9 @@ def build_llama(config: LlamaConfig, tokenizer: PreTrainedTokenizerBase | None =
     quant = _quantization_config(quantization, torch_dtype)
     if path is not None:
         config = _match_checkpoint(config, Path(path))
-        model = LlamaForCausalLM.from_pretrained(str(path), config=config, dtype=torch_dtype,
-                                                 quantization_config=quant, local_files_only=True)
+        model = LlamaForCausalLM.from_pretrained(
+            str(path), config=config, dtype=torch_dtype, quantization_config=quant, local_files_only=True
+        )
     elif str(device) == "meta":
         with torch.device("meta"):
             model = LlamaForCausalLM(config).to(torch_dtype)
@@ -163,7 +212,9 @@ def build_llama(config: LlamaConfig, tokenizer: PreTrainedTokenizerBase | None =
     return model
 
 
-def llama_tiny(tokenizer: PreTrainedTokenizerBase, *, path: str | Path | None = None, **kwargs: Any) -> LlamaForCausalLM:
+def llama_tiny(
+    tokenizer: PreTrainedTokenizerBase, *, path: str | Path | None = None, **kwargs: Any
+) -> LlamaForCausalLM:
     """The tiny Llama: loaded from ``path`` when it holds weights (the demo's pretrained tiny LM, written by the
     prepare stage), else random-initialised with a fixed seed (``path`` is then just a tokenizer directory), so
     stage=rag rebuilds exactly the base that stage=base trained on."""
@@ -177,18 +228,34 @@ def _require_weights(path: str | Path | None, device: Any, name: str) -> str | N
     if str(device) == "meta":
         return None
     if path is None or not (Path(path) / "config.json").is_file():
-        raise FileNotFoundError(f"model={name}: no weights at {path} (config.json missing; fix: download the model "
-                                f"once and set paths.llm_{name}_dir or ADARAGCT_LLAMA_{name.upper()}_DIR)")
+        raise FileNotFoundError(
+            f"model={name}: no weights at {path} (config.json missing; fix: download the model "
+            f"once and set paths.llm_{name}_dir or ADARAGCT_LLAMA_{name.upper()}_DIR)"
+        )
     return str(path)
 
 
-def llama3_1_8b(tokenizer: PreTrainedTokenizerBase | None = None, *, path: str | Path | None = None,
-                device: Any = None, **kwargs: Any) -> LlamaForCausalLM:
+def llama3_1_8b(
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    *,
+    path: str | Path | None = None,
+    device: Any = None,
+    **kwargs: Any,
+) -> LlamaForCausalLM:
     """Llama-3.1-8B-Instruct from a local directory (or on the meta device, for size checks)."""
-    return build_llama(llama3_1_8b_config(), tokenizer, path=_require_weights(path, device, "8b"), device=device, **kwargs)
+    return build_llama(
+        llama3_1_8b_config(), tokenizer, path=_require_weights(path, device, "8b"), device=device, **kwargs
+    )
 
 
-def llama3_3_70b(tokenizer: PreTrainedTokenizerBase | None = None, *, path: str | Path | None = None,
-                 device: Any = None, **kwargs: Any) -> LlamaForCausalLM:
+def llama3_3_70b(
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    *,
+    path: str | Path | None = None,
+    device: Any = None,
+    **kwargs: Any,
+) -> LlamaForCausalLM:
     """Llama-3.3-70B-Instruct from a local directory (or on the meta device, for size checks)."""
-    return build_llama(llama3_3_70b_config(), tokenizer, path=_require_weights(path, device, "70b"), device=device, **kwargs)
+    return build_llama(
+        llama3_3_70b_config(), tokenizer, path=_require_weights(path, device, "70b"), device=device, **kwargs
+    )

@@ -43,7 +43,8 @@ def _token_rows(llm: torch.nn.Module) -> dict[str, torch.Tensor]:
         deltas = getattr(module, "trainable_tokens_delta", None)
         if deltas is not None and "default" in deltas:
             rows[name.rsplit(".", 2)[-2] if name.endswith("token_adapter") else name.rsplit(".", 1)[-1]] = (
-                deltas["default"].detach().float().cpu().contiguous())
+                deltas["default"].detach().float().cpu().contiguous()
+            )
     return rows
 
 
@@ -87,8 +88,10 @@ def read_release_projector(path: str | Path) -> dict[str, torch.Tensor]:
     state = torch.load(str(path), map_location="cpu", weights_only=True)
     expected = {f"{s}.{i}.{p}" for s in VISUAL_SLOTS for i in (0, 2) for p in ("weight", "bias")}
     if set(state) != expected:
-        raise ValueError(f"{path}: keys {sorted(set(state) ^ expected)[:6]} differ from the projector layout "
-                         "{slot}.{0,2}.{weight,bias} (fix: pass the release's base or step directory)")
+        raise ValueError(
+            f"{path}: keys {sorted(set(state) ^ expected)[:6]} differ from the projector layout "
+            "{slot}.{0,2}.{weight,bias} (fix: pass the release's base or step directory)"
+        )
     return state
 
 
@@ -106,13 +109,17 @@ def merge_base_checkpoint(llm: Any, projector: VisualProjector, ckpt_dir: str | 
         projector.load_state_dict(load_file(str(ckpt_dir / "projector.safetensors")))
     elif (ckpt_dir / "projector.pt").is_file() and (ckpt_dir / "config.json").is_file():
         if Path(str(llm.name_or_path)).resolve() != ckpt_dir:
-            raise ValueError(f"stage.init_from={ckpt_dir} is a merged release base model, but the LLM came from "
-                             f"{llm.name_or_path} (fix: set model.path={ckpt_dir} too)")
+            raise ValueError(
+                f"stage.init_from={ckpt_dir} is a merged release base model, but the LLM came from "
+                f"{llm.name_or_path} (fix: set model.path={ckpt_dir} too)"
+            )
         projector.load_state_dict(read_release_projector(ckpt_dir / "projector.pt"))
     else:
-        raise FileNotFoundError(f"stage.init_from={ckpt_dir}: no stage=base checkpoint there (expected "
-                                "adapter_config.json + projector.safetensors, or the release's projector.pt + "
-                                "config.json; fix: train stage=base first or point init_from at its `last`)")
+        raise FileNotFoundError(
+            f"stage.init_from={ckpt_dir}: no stage=base checkpoint there (expected "
+            "adapter_config.json + projector.safetensors, or the release's projector.pt + "
+            "config.json; fix: train stage=base first or point init_from at its `last`)"
+        )
     return llm
 
 
@@ -132,14 +139,21 @@ def load_checkpoint(ckpt_dir: str | Path, *, device: str | None = None) -> tuple
     result = set_peft_model_state_dict(model.llm, load_file(str(ckpt_dir / "adapter_model.safetensors")))
     missing = [k for k in result.missing_keys if "lora_" in k or "trainable_tokens" in k]
     if missing or result.unexpected_keys:
-        raise ValueError(f"{ckpt_dir}/adapter_model.safetensors: missing {missing[:4]} unexpected "
-                         f"{list(result.unexpected_keys)[:4]} (fix: the checkpoint and config.yaml disagree)")
+        raise ValueError(
+            f"{ckpt_dir}/adapter_model.safetensors: missing {missing[:4]} unexpected "
+            f"{list(result.unexpected_keys)[:4]} (fix: the checkpoint and config.yaml disagree)"
+        )
     model.projector.load_state_dict(load_file(str(ckpt_dir / "projector.safetensors")))
     return model.eval(), tokenizer, cfg
 
 
-def load_release(base_dir: str | Path, step_dir: str | Path | None = None, *,
-                 visual_dims: dict[str, int] | None = None, dtype: str = "float32") -> tuple[Any, Any]:
+def load_release(
+    base_dir: str | Path,
+    step_dir: str | Path | None = None,
+    *,
+    visual_dims: dict[str, int] | None = None,
+    dtype: str = "float32",
+) -> tuple[Any, Any]:
     """The release's model: merged base (+ the AdaRAG step's LoRA and full embed/lm_head matrices).
 
     Args:
@@ -167,8 +181,14 @@ def load_release(base_dir: str | Path, step_dir: str | Path | None = None, *,
         raw = json.loads((Path(step_dir) / "adapter_config.json").read_text())
         extras = {k: raw.pop(k) for k in list(raw) if k.startswith("_")}
         log.info("release adapter %s: extra keys %s", step_dir, extras)
-        config = LoraConfig(r=raw["r"], lora_alpha=raw["lora_alpha"], lora_dropout=raw.get("lora_dropout", 0.0),
-                            target_modules=sorted(raw["target_modules"]), bias="none", task_type="CAUSAL_LM")
+        config = LoraConfig(
+            r=raw["r"],
+            lora_alpha=raw["lora_alpha"],
+            lora_dropout=raw.get("lora_dropout", 0.0),
+            target_modules=sorted(raw["target_modules"]),
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
         llm = get_peft_model(llm, config)
         _load_release_adapter(llm, Path(step_dir) / "adapter_model.safetensors")
     slot_ids = {s: tokenizer.convert_tokens_to_ids(t) for s, t in SLOT_TOKENS.items()}
@@ -184,17 +204,23 @@ def _load_release_adapter(llm: Any, path: Path) -> None:
     loaded = set()
     with torch.no_grad():
         for key, value in tensors.items():
-            target = next((w for part, w in full.items() if f".{part}." in key or key.startswith(f"{part}.")), None)
+            target = next(
+                (w for part, w in full.items() if f".{part}." in key or key.startswith(f"{part}.")), None
+            )
             if "lora_" in key:
                 if key not in params:
-                    raise ValueError(f"{path}: key {key} matches no LoRA parameter (fix: check r/target_modules "
-                                     "in adapter_config.json)")
+                    raise ValueError(
+                        f"{path}: key {key} matches no LoRA parameter (fix: check r/target_modules "
+                        "in adapter_config.json)"
+                    )
                 params[key].copy_(value)
                 loaded.add(key)
             elif target is not None:
                 if target.shape != value.shape:
-                    raise ValueError(f"{path}: {key} has shape {tuple(value.shape)}, the model {tuple(target.shape)}"
-                                     " (fix: use the step directory's tokenizer with the matching base)")
+                    raise ValueError(
+                        f"{path}: {key} has shape {tuple(value.shape)}, the model {tuple(target.shape)}"
+                        " (fix: use the step directory's tokenizer with the matching base)"
+                    )
                 target.copy_(value)
             else:
                 raise ValueError(f"{path}: unexpected key {key}")

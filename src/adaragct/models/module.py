@@ -49,11 +49,19 @@ class ReportGenerationModule(LightningModule):
         device: ``"meta"`` builds without weights (size checks only).
     """
 
-    def __init__(self, model_cfg: Mapping[str, Any], stage_cfg: Mapping[str, Any], tokenizer: Any,
-                 optimizer: Callable[..., torch.optim.Optimizer], init_from: str | None = None,
-                 device: str | None = None) -> None:
+    def __init__(
+        self,
+        model_cfg: Mapping[str, Any],
+        stage_cfg: Mapping[str, Any],
+        tokenizer: Any,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        init_from: str | None = None,
+        device: str | None = None,
+    ) -> None:
         super().__init__()
-        self.save_hyperparameters({"model": dict(model_cfg), "stage": dict(stage_cfg), "init_from": init_from})
+        self.save_hyperparameters(
+            {"model": dict(model_cfg), "stage": dict(stage_cfg), "init_from": init_from}
+        )
         self.model_cfg, self.stage_cfg, self.tokenizer = dict(model_cfg), dict(stage_cfg), tokenizer
         self.optimizer_factory, self.init_from, self.build_device = optimizer, init_from, device
         self.model = None
@@ -62,13 +70,22 @@ class ReportGenerationModule(LightningModule):
 
     def configure_model(self) -> None:
         if self.model is None:
-            self.model = build_stage_model(self.model_cfg, self.stage_cfg, self.tokenizer,
-                                           device=self.build_device, init_from=self.init_from)
+            self.model = build_stage_model(
+                self.model_cfg,
+                self.stage_cfg,
+                self.tokenizer,
+                device=self.build_device,
+                init_from=self.init_from,
+            )
 
     def _step(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = self.model(batch["input_ids"], batch["attention_mask"], batch["visual"])
-        return report_loss(logits, batch["labels"], self.model.rag_token_id,
-                           float(self.stage_cfg.get("rag_loss_weight", 1.0)))
+        return report_loss(
+            logits,
+            batch["labels"],
+            self.model.rag_token_id,
+            float(self.stage_cfg.get("rag_loss_weight", 1.0)),
+        )
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         loss, stats = self._step(batch)
@@ -78,7 +95,11 @@ class ReportGenerationModule(LightningModule):
             self.log("train/rag_token_acc", stats["rag_token_acc"], batch_size=size)
         now = time.perf_counter()
         if self._tick is not None:
-            self.log("train/tokens_per_s", batch["attention_mask"].sum().float() / (now - self._tick), batch_size=size)
+            self.log(
+                "train/tokens_per_s",
+                batch["attention_mask"].sum().float() / (now - self._tick),
+                batch_size=size,
+            )
         self._tick = now
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=size)
         return loss
@@ -110,11 +131,21 @@ class ReportGenerationModule(LightningModule):
         sched = self.stage_cfg["scheduler"]
         warmup, floor = int(sched["warmup_steps"]), float(sched["min_lr_ratio"])
         if warmup >= total:  # debug runs (a few steps) with a paper config: shorten warmup, loudly
-            log.warning("conf/stage: scheduler.warmup_steps=%d >= %d optimizer steps of this run; using %d "
-                        "(fix: lower stage.scheduler.warmup_steps or raise trainer.max_steps)", warmup, total, total // 10)
+            log.warning(
+                "conf/stage: scheduler.warmup_steps=%d >= %d optimizer steps of this run; using %d "
+                "(fix: lower stage.scheduler.warmup_steps or raise trainer.max_steps)",
+                warmup,
+                total,
+                total // 10,
+            )
             warmup = total // 10
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, warmup, total, floor))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: warmup_cosine(s, warmup, total, floor)
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep only trainable tensors in Lightning's ``.ckpt`` (resume state), never the frozen base."""

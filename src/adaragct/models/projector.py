@@ -27,19 +27,28 @@ class VisualProjector(nn.ModuleDict):
     def __init__(self, visual_dims: Mapping[str, int], hidden_size: int) -> None:
         missing = [s for s in VISUAL_SLOTS if s not in visual_dims]
         if missing:
-            raise ValueError(f"conf/model: visual_dims lacks {missing} (expected all of {list(VISUAL_SLOTS)})")
-        super().__init__({
-            slot: nn.Sequential(nn.Linear(int(visual_dims[slot]), hidden_size), nn.GELU(),
-                                nn.Linear(hidden_size, hidden_size))
-            for slot in VISUAL_SLOTS
-        })
+            raise ValueError(
+                f"conf/model: visual_dims lacks {missing} (expected all of {list(VISUAL_SLOTS)})"
+            )
+        super().__init__(
+            {
+                slot: nn.Sequential(
+                    nn.Linear(int(visual_dims[slot]), hidden_size),
+                    nn.GELU(),
+                    nn.Linear(hidden_size, hidden_size),
+                )
+                for slot in VISUAL_SLOTS
+            }
+        )
 
     def forward(self, visual: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:  # type: ignore[override]
         """``{slot: (B, d_slot)}`` -> ``{slot: (B, H)}``."""
         return {slot: mlp(visual[slot].to(mlp[0].weight.dtype)) for slot, mlp in self.items()}
 
 
-def placeholder_positions(input_ids: torch.Tensor, slot_token_ids: Mapping[str, int]) -> dict[str, torch.Tensor]:
+def placeholder_positions(
+    input_ids: torch.Tensor, slot_token_ids: Mapping[str, int]
+) -> dict[str, torch.Tensor]:
     """Column of each slot's placeholder in every row; an error unless each row has exactly one of each.
 
     Silent misplacement (a truncated prompt, a tokenizer that split ``<lung>``) would train the model on the
@@ -51,14 +60,20 @@ def placeholder_positions(input_ids: torch.Tensor, slot_token_ids: Mapping[str, 
         counts = hits.sum(dim=1)
         if not bool((counts == 1).all()):
             bad = torch.nonzero(counts != 1).flatten().tolist()
-            raise ValueError(f"rows {bad} have {counts[bad].tolist()} placeholders for slot {slot!r} (token id "
-                             f"{token_id}); each row needs exactly one (check the prompt and the tokenizer's special tokens)")
+            raise ValueError(
+                f"rows {bad} have {counts[bad].tolist()} placeholders for slot {slot!r} (token id "
+                f"{token_id}); each row needs exactly one (check the prompt and the tokenizer's special tokens)"
+            )
         positions[slot] = hits.int().argmax(dim=1)
     return positions
 
 
-def project_visual_slots(inputs_embeds: torch.Tensor, input_ids: torch.Tensor, projected: Mapping[str, torch.Tensor],
-                         slot_token_ids: Mapping[str, int]) -> torch.Tensor:
+def project_visual_slots(
+    inputs_embeds: torch.Tensor,
+    input_ids: torch.Tensor,
+    projected: Mapping[str, torch.Tensor],
+    slot_token_ids: Mapping[str, int],
+) -> torch.Tensor:
     """Return ``inputs_embeds`` with each placeholder's embedding replaced by its slot's projection.
 
     Args:

@@ -33,8 +33,17 @@ def _batches(ids: list[list[int]], batch_size: int, pad_id: int, generator: torc
             yield input_ids, (labels != -100).long(), labels
 
 
-def pretrain_tiny_lm(texts: Sequence[str], tokenizer_dir: str | Path, out_dir: str | Path, *, steps: int = 200,
-                     batch_size: int = 16, lr: float = 3e-3, warmup: int = 20, seed: int = 0) -> dict[str, float]:
+def pretrain_tiny_lm(
+    texts: Sequence[str],
+    tokenizer_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    steps: int = 200,
+    batch_size: int = 16,
+    lr: float = 3e-3,
+    warmup: int = 20,
+    seed: int = 0,
+) -> dict[str, float]:
     """Train the tiny Llama (``builders.tiny_config``) on ``texts`` (each followed by the end token); save it.
 
     Returns the first and last training loss. The model and its tokenizer are written to ``out_dir``
@@ -52,8 +61,12 @@ def pretrain_tiny_lm(texts: Sequence[str], tokenizer_dir: str | Path, out_dir: s
     end = tokenizer.eos_token or ""
     ids = [tokenizer.encode(t.strip() + end, add_special_tokens=False) for t in texts]
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * (
-        0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: (
+            min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+        ),
+    )
     batches = _batches(ids, batch_size, tokenizer.pad_token_id, torch.Generator().manual_seed(seed))
     losses = []
     model.train()
@@ -71,4 +84,7 @@ def pretrain_tiny_lm(texts: Sequence[str], tokenizer_dir: str | Path, out_dir: s
     with atomic_dir(out_dir) as tmp:
         model.eval().save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
-    return {"first_loss": round(losses[0], 4), "last_loss": round(sum(losses[-10:]) / min(10, len(losses)), 4)}
+    return {
+        "first_loss": round(losses[0], 4),
+        "last_loss": round(sum(losses[-10:]) / min(10, len(losses)), 4),
+    }

@@ -36,8 +36,9 @@ class ReportModel(nn.Module):
         rag_token_id: id of ``[RAG]`` (loss weight and accuracy).
     """
 
-    def __init__(self, llm: nn.Module, projector: VisualProjector, slot_token_ids: Mapping[str, int],
-                 rag_token_id: int) -> None:
+    def __init__(
+        self, llm: nn.Module, projector: VisualProjector, slot_token_ids: Mapping[str, int], rag_token_id: int
+    ) -> None:
         super().__init__()
         self.llm, self.projector = llm, projector
         self.slot_token_ids, self.rag_token_id = dict(slot_token_ids), rag_token_id
@@ -47,15 +48,17 @@ class ReportModel(nn.Module):
         embeds = self.llm.get_input_embeddings()(input_ids)
         return project_visual_slots(embeds, input_ids, self.projector(visual), self.slot_token_ids)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                visual: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, visual: Mapping[str, torch.Tensor]
+    ) -> torch.Tensor:
         """(B, T, V) logits."""
         embeds = self.embed(input_ids, visual)
         return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).logits
 
 
-def report_loss(logits: torch.Tensor, labels: torch.Tensor, rag_token_id: int,
-                rag_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def report_loss(
+    logits: torch.Tensor, labels: torch.Tensor, rag_token_id: int, rag_weight: float = 1.0
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Next-token cross-entropy over labelled positions, ``[RAG]`` targets weighted by ``rag_weight``.
 
     The mean is weighted (sum of w * ce / sum of w), so ``rag_weight=1`` is the plain token mean and a larger
@@ -66,8 +69,9 @@ def report_loss(logits: torch.Tensor, labels: torch.Tensor, rag_token_id: int,
         batch has none) and ``tokens`` (labelled tokens).
     """
     shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]
-    ce = nn.functional.cross_entropy(shift_logits.transpose(1, 2), shift_labels, ignore_index=IGNORE_INDEX,
-                                     reduction="none")
+    ce = nn.functional.cross_entropy(
+        shift_logits.transpose(1, 2), shift_labels, ignore_index=IGNORE_INDEX, reduction="none"
+    )
     valid = shift_labels != IGNORE_INDEX
     is_rag = shift_labels == rag_token_id
     weights = valid.float() + is_rag.float() * (rag_weight - 1.0)
@@ -89,13 +93,25 @@ def lora_config(lora: Mapping[str, Any], new_token_ids: list[int] | None):
     from peft import LoraConfig
 
     tokens = {"embed_tokens": list(new_token_ids), "lm_head": list(new_token_ids)} if new_token_ids else None
-    return LoraConfig(r=int(lora["r"]), lora_alpha=int(lora["alpha"]), lora_dropout=float(lora.get("dropout", 0.0)),
-                      target_modules=list(lora["target_modules"]), bias="none", task_type="CAUSAL_LM",
-                      trainable_token_indices=tokens)
+    return LoraConfig(
+        r=int(lora["r"]),
+        lora_alpha=int(lora["alpha"]),
+        lora_dropout=float(lora.get("dropout", 0.0)),
+        target_modules=list(lora["target_modules"]),
+        bias="none",
+        task_type="CAUSAL_LM",
+        trainable_token_indices=tokens,
+    )
 
 
-def build_stage_model(model_cfg: Mapping[str, Any], stage_cfg: Mapping[str, Any], tokenizer, *,
-                      device: str | torch.device | None = None, init_from: str | Path | None = None) -> ReportModel:
+def build_stage_model(
+    model_cfg: Mapping[str, Any],
+    stage_cfg: Mapping[str, Any],
+    tokenizer,
+    *,
+    device: str | torch.device | None = None,
+    init_from: str | Path | None = None,
+) -> ReportModel:
     """Build the LLM from its builder, merge a base checkpoint (stage rag), add a fresh LoRA, set trainability.
 
     Args:
@@ -111,15 +127,25 @@ def build_stage_model(model_cfg: Mapping[str, Any], stage_cfg: Mapping[str, Any]
     from adaragct.models.checkpoint import merge_base_checkpoint
 
     builder = resolve_builder(model_cfg["builder"])
-    llm = builder(tokenizer, path=model_cfg.get("path"), device=device, dtype=model_cfg.get("dtype", "float32"),
-                  quantization=model_cfg.get("quantization"),
-                  gradient_checkpointing=bool(model_cfg.get("gradient_checkpointing", False)))
+    llm = builder(
+        tokenizer,
+        path=model_cfg.get("path"),
+        device=device,
+        dtype=model_cfg.get("dtype", "float32"),
+        quantization=model_cfg.get("quantization"),
+        gradient_checkpointing=bool(model_cfg.get("gradient_checkpointing", False)),
+    )
     projector = VisualProjector(model_cfg["visual_dims"], llm.config.hidden_size)
-    projector.to(device=llm.get_input_embeddings().weight.device, dtype=getattr(torch, model_cfg.get("dtype", "float32")))
+    projector.to(
+        device=llm.get_input_embeddings().weight.device,
+        dtype=getattr(torch, model_cfg.get("dtype", "float32")),
+    )
     if init_from is not None:
         llm = merge_base_checkpoint(llm, projector, init_from)
     if model_cfg.get("quantization"):
-        llm = prepare_model_for_kbit_training(llm, use_gradient_checkpointing=bool(model_cfg.get("gradient_checkpointing")))
+        llm = prepare_model_for_kbit_training(
+            llm, use_gradient_checkpointing=bool(model_cfg.get("gradient_checkpointing"))
+        )
     llm.requires_grad_(False)
     ids = new_token_ids(tokenizer) if stage_cfg.get("train_new_token_rows", True) else None
     llm = get_peft_model(llm, lora_config(stage_cfg["lora"], ids))

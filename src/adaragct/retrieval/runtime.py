@@ -14,8 +14,12 @@ BANK_DIR = "bank"
 NEIGHBOURS_JSON = "img2img_top20.json"
 
 
-def load_retriever(retrieval_cfg: Mapping[str, Any], data_cfg: Mapping[str, Any], encoder_cfg: Mapping[str, Any],
-                   bank_device: str = "auto"):
+def load_retriever(
+    retrieval_cfg: Mapping[str, Any],
+    data_cfg: Mapping[str, Any],
+    encoder_cfg: Mapping[str, Any],
+    bank_device: str = "auto",
+):
     """The retriever of ``conf/retrieval`` with its runtime objects (contexts, or bank + encoder + neighbours)."""
     from adaragct.retrieval.retrievers import build_retriever
 
@@ -36,7 +40,8 @@ def load_retriever(retrieval_cfg: Mapping[str, Any], data_cfg: Mapping[str, Any]
     # probes are new text every time: encode them directly (the disk cache is for the corpus, see index)
     encoder = instantiate(encoder_cfg)
     records, emb = read_corpus(root / DATABASE_JSON, root / DATABASE_NPZ, dim=encoder.dim)
-    bank = SentenceBank.load(root / BANK_DIR, records, emb, encoder_id=encoder.encoder_id, dim=encoder.dim,
-                             device=bank_device)
+    bank = SentenceBank.load(
+        root / BANK_DIR, records, emb, encoder_id=encoder.encoder_id, dim=encoder.dim, device=bank_device
+    )
     neighbours = read_image_neighbours(root / NEIGHBOURS_JSON)
     return build_retriever(retrieval_cfg, bank=bank, encoder=encoder, neighbours=neighbours)

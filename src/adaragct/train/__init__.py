@@ -56,8 +56,13 @@ def _callbacks(cfg: DictConfig, tokenizer: Any, config_yaml: str) -> list[Any]:
     every = int(cfg.trainer.get("val_check_interval") or 0) or None
     return [
         TrainableCheckpoint(cfg.checkpoint_dir, tokenizer, config_yaml, every_n_steps=every),
-        ModelCheckpoint(dirpath=Path(cfg.checkpoint_dir) / "lightning", filename="resume", save_last=True,
-                        save_top_k=0, every_n_train_steps=every),
+        ModelCheckpoint(
+            dirpath=Path(cfg.checkpoint_dir) / "lightning",
+            filename="resume",
+            save_last=True,
+            save_top_k=0,
+            every_n_train_steps=every,
+        ),
         ContextEpochCallback(),
     ]
 
@@ -83,13 +88,25 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # 3. data: stage=rag rolls contexts per sample (cfg.stage.contexts), stage=base has none
     log.info("instantiating %s", ReportDataModule.__qualname__)
     contexts = OmegaConf.to_container(cfg.stage.contexts) if cfg.stage.get("contexts") else None
-    datamodule = ReportDataModule(cfg.data, tokenizer, PromptConfig(**cfg.prompt), **cfg.datamodule,
-                                  stage_contexts=contexts, seed=cfg.seed, visual_dims=dict(cfg.model.visual_dims))
+    datamodule = ReportDataModule(
+        cfg.data,
+        tokenizer,
+        PromptConfig(**cfg.prompt),
+        **cfg.datamodule,
+        stage_contexts=contexts,
+        seed=cfg.seed,
+        visual_dims=dict(cfg.model.visual_dims),
+    )
 
     # 4. model: built lazily in configure_model (under the strategy); stage=rag merges stage.init_from first
     init_from = cfg.stage.get("init_from") if cfg.stage.name == "rag" else None
-    module = ReportGenerationModule(OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.stage),
-                                    tokenizer, optimizer=_instantiate(cfg.stage.optimizer), init_from=init_from)
+    module = ReportGenerationModule(
+        OmegaConf.to_container(cfg.model),
+        OmegaConf.to_container(cfg.stage),
+        tokenizer,
+        optimizer=_instantiate(cfg.stage.optimizer),
+        init_from=init_from,
+    )
 
     # 5. strategy: fsdp/deepspeed on a CPU run fail here, before any model is built
     strategy = _instantiate(cfg.strategy, accelerator=cfg.trainer.accelerator)
@@ -100,8 +117,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     # 7. trainer
     log.info("instantiating lightning.pytorch.Trainer")
-    trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer), strategy=strategy, logger=loggers or False,
-                        callbacks=callbacks, default_root_dir=cfg.paths.output_dir)
+    trainer = L.Trainer(
+        **OmegaConf.to_container(cfg.trainer),
+        strategy=strategy,
+        logger=loggers or False,
+        callbacks=callbacks,
+        default_root_dir=cfg.paths.output_dir,
+    )
 
     # 8. fit (ckpt_path resumes from a Lightning checkpoint of this run)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -109,8 +131,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # 9. summary
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     last = Path(cfg.checkpoint_dir) / "last"
-    log.info("done: %d optimizer steps, metrics %s; checkpoint %s -> %s", trainer.global_step,
-             {k: round(v, 4) for k, v in metrics.items()}, last, last.resolve() if last.exists() else None)
+    log.info(
+        "done: %d optimizer steps, metrics %s; checkpoint %s -> %s",
+        trainer.global_step,
+        {k: round(v, 4) for k, v in metrics.items()},
+        last,
+        last.resolve() if last.exists() else None,
+    )
     return metrics
 
 

@@ -21,8 +21,15 @@ class TrainableCheckpoint(Callback):
         every_n_steps: optimizer steps between checkpoints (``None``: only at the end).
     """
 
-    def __init__(self, dirpath: str | Path, tokenizer: Any, config_yaml: str, every_n_steps: int | None = None) -> None:
-        self.dirpath, self.tokenizer, self.config_yaml, self.every = Path(dirpath), tokenizer, config_yaml, every_n_steps
+    def __init__(
+        self, dirpath: str | Path, tokenizer: Any, config_yaml: str, every_n_steps: int | None = None
+    ) -> None:
+        self.dirpath, self.tokenizer, self.config_yaml, self.every = (
+            Path(dirpath),
+            tokenizer,
+            config_yaml,
+            every_n_steps,
+        )
         self.saved_step = -1
 
     @rank_zero_only

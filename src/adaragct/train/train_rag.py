@@ -24,16 +24,32 @@ from pathlib import Path
 from typing import Any
 
 KEY_MAP: dict[str, str] = {
-    "model_path": "model.path", "model_name_or_path": "model.path", "base_model": "model.path",
-    "llm_path": "model.path", "base_checkpoint": "stage.init_from", "stage2_checkpoint": "stage.init_from",
-    "init_from": "stage.init_from", "lora_r": "stage.lora.r", "r": "stage.lora.r", "lora_alpha": "stage.lora.alpha",
-    "alpha": "stage.lora.alpha", "lora_dropout": "stage.lora.dropout", "lr": "stage.optimizer.lr",
-    "learning_rate": "stage.optimizer.lr", "weight_decay": "stage.optimizer.weight_decay",
-    "warmup_steps": "stage.scheduler.warmup_steps", "max_steps": "trainer.max_steps",
-    "num_epochs": "trainer.max_epochs", "epochs": "trainer.max_epochs", "batch_size": "datamodule.batch_size",
-    "per_device_train_batch_size": "datamodule.batch_size", "gradient_accumulation_steps":
-    "trainer.accumulate_grad_batches", "grad_accum": "trainer.accumulate_grad_batches",
-    "max_grad_norm": "trainer.gradient_clip_val", "output_dir": "checkpoint_dir", "seed": "seed",
+    "model_path": "model.path",
+    "model_name_or_path": "model.path",
+    "base_model": "model.path",
+    "llm_path": "model.path",
+    "base_checkpoint": "stage.init_from",
+    "stage2_checkpoint": "stage.init_from",
+    "init_from": "stage.init_from",
+    "lora_r": "stage.lora.r",
+    "r": "stage.lora.r",
+    "lora_alpha": "stage.lora.alpha",
+    "alpha": "stage.lora.alpha",
+    "lora_dropout": "stage.lora.dropout",
+    "lr": "stage.optimizer.lr",
+    "learning_rate": "stage.optimizer.lr",
+    "weight_decay": "stage.optimizer.weight_decay",
+    "warmup_steps": "stage.scheduler.warmup_steps",
+    "max_steps": "trainer.max_steps",
+    "num_epochs": "trainer.max_epochs",
+    "epochs": "trainer.max_epochs",
+    "batch_size": "datamodule.batch_size",
+    "per_device_train_batch_size": "datamodule.batch_size",
+    "gradient_accumulation_steps": "trainer.accumulate_grad_batches",
+    "grad_accum": "trainer.accumulate_grad_batches",
+    "max_grad_norm": "trainer.gradient_clip_val",
+    "output_dir": "checkpoint_dir",
+    "seed": "seed",
 }
 
 
@@ -72,7 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     """Parse ``--config`` (+ extra Hydra overrides), report what is used and ignored, run the train app."""
     import yaml
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", required=True, help="the release's training YAML")
     parser.add_argument("--experiment", default="adaragct_8b", help="our experiment config to start from")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides (ours), applied last")
@@ -89,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     # run the real Hydra app (run folder, logging, config resolution) with the mapped overrides
     sys.argv = [sys.argv[0], f"experiment={args.experiment}", *overrides, *args.overrides]
     train_main()
+
 
 if __name__ == "__main__":
     main()

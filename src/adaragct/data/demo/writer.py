@@ -158,9 +158,15 @@ def write_demo(data: Mapping[str, Any], force: bool = False) -> dict[str, Any]:
     log.info("[5/6] pretraining the tiny LM on the train reports (%s steps)", generator["tiny_lm_steps"])
     from adaragct.models.tiny_lm import pretrain_tiny_lm
 
-    lm_losses = pretrain_tiny_lm(sorted(set(train.volume_reports())), paths["tokenizer_dir"], paths["tiny_lm_dir"],
-                                 steps=int(generator["tiny_lm_steps"]), batch_size=int(generator["tiny_lm_batch_size"]),
-                                 lr=float(generator["tiny_lm_lr"]), seed=int(generator["seed"]))
+    lm_losses = pretrain_tiny_lm(
+        sorted(set(train.volume_reports())),
+        paths["tokenizer_dir"],
+        paths["tiny_lm_dir"],
+        steps=int(generator["tiny_lm_steps"]),
+        batch_size=int(generator["tiny_lm_batch_size"]),
+        lr=float(generator["tiny_lm_lr"]),
+        seed=int(generator["seed"]),
+    )
     log.info("[6/6] checking the cohort (text variety, bottleneck, organ probes)")
     summary = cohort_summary(splits, tagged, str(data.get("whole_key", "ct_clip_max")))
     summary["tiny_lm"] = lm_losses

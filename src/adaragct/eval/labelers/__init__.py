@@ -21,8 +21,14 @@ class Labeler(Protocol):
     def labels(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-def build_labeler(kind: str, *, checkpoint: str | Path | None = None, roberta_dir: str | Path | None = None,
-                  device: str = "cpu", batch_size: int = 16) -> Labeler:
+def build_labeler(
+    kind: str,
+    *,
+    checkpoint: str | Path | None = None,
+    roberta_dir: str | Path | None = None,
+    device: str = "cpu",
+    batch_size: int = 16,
+) -> Labeler:
     """Build a labeler by name: ``rule`` (offline, default) or ``radbert`` (the CT-RATE classifier).
 
     Args:
@@ -38,8 +44,10 @@ def build_labeler(kind: str, *, checkpoint: str | Path | None = None, roberta_di
         return RuleLabeler()
     if kind == "radbert":
         if checkpoint is None or roberta_dir is None:
-            raise ValueError("labeler=radbert needs a checkpoint (RadBertClassifier.pth) and a local RoBERTa "
-                             "directory (roberta_dir); use labeler=rule to score offline without them")
+            raise ValueError(
+                "labeler=radbert needs a checkpoint (RadBertClassifier.pth) and a local RoBERTa "
+                "directory (roberta_dir); use labeler=rule to score offline without them"
+            )
         from adaragct.eval.labelers.radbert import RadBertLabeler
 
         return RadBertLabeler(checkpoint, roberta_dir, device=device, batch_size=batch_size)

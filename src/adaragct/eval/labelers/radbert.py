@@ -49,8 +49,12 @@ def _extract_state_dict(obj: object, path: Path) -> dict:
                 break
         # Checkpoints saved from DataParallel carry a "module." prefix.
         return {k.removeprefix("module."): v for k, v in obj.items()}
-    raise DataError(path, "checkpoint", f"holds a {type(obj).__name__}, not a state dict",
-                    "pass the CT-RATE RadBertClassifier.pth (a state dict with bert.* and classifier.* keys)")
+    raise DataError(
+        path,
+        "checkpoint",
+        f"holds a {type(obj).__name__}, not a state dict",
+        "pass the CT-RATE RadBertClassifier.pth (a state dict with bert.* and classifier.* keys)",
+    )
 
 
 class RadBertLabeler:
@@ -65,8 +69,9 @@ class RadBertLabeler:
 
     name = "radbert"
 
-    def __init__(self, checkpoint: str | Path, roberta_dir: str | Path, *, device: str = "cpu",
-                 batch_size: int = 16) -> None:
+    def __init__(
+        self, checkpoint: str | Path, roberta_dir: str | Path, *, device: str = "cpu", batch_size: int = 16
+    ) -> None:
         import torch
         from transformers import AutoTokenizer
 
@@ -74,8 +79,12 @@ class RadBertLabeler:
         if not checkpoint.is_file():
             raise DataError(checkpoint, "file", "does not exist", "pass the path of RadBertClassifier.pth")
         if not (roberta_dir / "config.json").is_file():
-            raise DataError(roberta_dir, "config.json", "missing",
-                            "pass a local RoBERTa directory (save_pretrained output: config + tokenizer)")
+            raise DataError(
+                roberta_dir,
+                "config.json",
+                "missing",
+                "pass a local RoBERTa directory (save_pretrained output: config + tokenizer)",
+            )
         self.tokenizer = AutoTokenizer.from_pretrained(str(roberta_dir), local_files_only=True)
         self.model = build_radbert_module(roberta_dir)
         state = _extract_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True), checkpoint)
@@ -84,9 +93,12 @@ class RadBertLabeler:
         missing, unexpected = self.model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.endswith("position_ids")]
         if missing or unexpected:
-            raise DataError(checkpoint, "state dict keys",
-                            f"do not match the classifier (missing {missing[:3]}, unexpected {unexpected[:3]})",
-                            "use the CT-RATE RadBertClassifier.pth with the RoBERTa it was trained on")
+            raise DataError(
+                checkpoint,
+                "state dict keys",
+                f"do not match the classifier (missing {missing[:3]}, unexpected {unexpected[:3]})",
+                "use the CT-RATE RadBertClassifier.pth with the RoBERTa it was trained on",
+            )
         self.device = torch.device(device)
         self.model.to(self.device).eval()
         self.batch_size = batch_size
@@ -99,8 +111,9 @@ class RadBertLabeler:
         with torch.no_grad():
             for start in range(0, len(texts), self.batch_size):
                 batch = [t if t else " " for t in texts[start : start + self.batch_size]]
-                enc = self.tokenizer(batch, padding=True, truncation=True, max_length=MAX_TOKENS,
-                                     return_tensors="pt").to(self.device)
+                enc = self.tokenizer(
+                    batch, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
+                ).to(self.device)
                 logits = self.model(enc["input_ids"], enc["attention_mask"])
                 out[start : start + len(batch)] = torch.sigmoid(logits).float().cpu().numpy()
         return out
