@@ -1,4 +1,4 @@
-"""Shared fixtures: the hand-labelled CT-RATE reports from ../shared/data (skipped when absent) and tiny local
+"""Shared fixtures: the hand-labelled CT-RATE reports (via the root ``shared_data`` fixture, skipped when absent) and tiny local
 models (a WordLevel tokenizer trained here, a random Llama and a random RoBERTa) built in a temporary folder."""
 
 from __future__ import annotations
@@ -8,28 +8,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
-
 
 @pytest.fixture(scope="session")
-def manual_labels() -> pd.DataFrame:
+def manual_labels(shared_data: Path) -> pd.DataFrame:
     """The 800 hand-labelled CT-RATE reports (AccessionNo, report_text, 18 findings)."""
-    path = SHARED_DATA / "ctrate_manual_labels" / "train.csv"
-    if not path.is_file():
-        pytest.skip(
-            f"hand-labelled reports not found at {path} (shared research data, not shipped with the project)"
-        )
-    return pd.read_csv(path)
+    return pd.read_csv(shared_data / "ctrate_manual_labels" / "train.csv")
 
 
 @pytest.fixture(scope="session")
-def vlm3d_dir() -> Path:
+def vlm3d_dir(shared_data: Path) -> Path:
     """The VLM3D challenge's evaluation fixture."""
-    path = SHARED_DATA / "vlm3d_reportgen_example"
-    if not (path / "ground_truth.json").is_file():
-        pytest.skip(f"VLM3D example not found at {path} (shared research data, not shipped with the project)")
-    return path
+    return shared_data / "vlm3d_reportgen_example"
 
 
 CORPUS = [

@@ -61,6 +61,17 @@ def tokenizer(tokenizer_dir):
     return load_tokenizer(tokenizer_dir)
 
 
+# the files of one checkpoint directory of ours (step-N / last)
+CHECKPOINT_FILES = {
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "projector.safetensors",
+    "new_token_rows.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "config.yaml",
+}
+
 VISUAL_DIMS = {"whole_ct": 16, "lung": 8, "heart": 8, "esophagus": 8, "aorta": 8}
 
 

@@ -13,17 +13,7 @@ from safetensors.torch import load_file, save_file
 from adaragct.constants import SPECIAL_TOKENS, VISUAL_SLOTS
 from adaragct.models.checkpoint import load_checkpoint, load_release, read_release_projector, save_checkpoint
 from adaragct.models.vlm import build_stage_model
-from tests.models.conftest import model_cfg, random_visual, stage_cfg
-
-CHECKPOINT_FILES = {
-    "adapter_config.json",
-    "adapter_model.safetensors",
-    "projector.safetensors",
-    "new_token_rows.safetensors",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "config.yaml",
-}
+from tests.models.conftest import CHECKPOINT_FILES, model_cfg, random_visual, stage_cfg
 
 
 def _inputs(tokenizer) -> torch.Tensor:

@@ -12,17 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf, open_dict
 
 from tests.conftest import CONF_DIR
-from tests.models.conftest import VISUAL_DIMS, write_tiny_cohort
-
-STEP_FILES = {
-    "adapter_config.json",
-    "adapter_model.safetensors",
-    "projector.safetensors",
-    "new_token_rows.safetensors",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "config.yaml",
-}
+from tests.models.conftest import CHECKPOINT_FILES, VISUAL_DIMS, write_tiny_cohort
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +72,7 @@ def test_stage_base_writes_exactly_the_checkpoint_files(cohort, tokenizer_dir) -
     ckpt_dir = root / "outputs" / "train" / "tiny_base"
     assert {p.name for p in ckpt_dir.iterdir()} == {"last", "step-000002", "step-000004", "lightning"}
     assert (ckpt_dir / "last").resolve() == (ckpt_dir / "step-000004").resolve()
-    assert {p.name for p in (ckpt_dir / "step-000004").iterdir()} == STEP_FILES
+    assert {p.name for p in (ckpt_dir / "step-000004").iterdir()} == CHECKPOINT_FILES
     assert {p.name for p in (ckpt_dir / "lightning").iterdir()} == {"last.ckpt"}
     assert _trainable_only(ckpt_dir / "lightning" / "last.ckpt") == set()  # no frozen base weights pickled
     saved = OmegaConf.load(ckpt_dir / "last" / "config.yaml")
@@ -108,7 +98,7 @@ def test_stage_rag_trains_from_the_base_checkpoint_and_resumes(cohort, tokenizer
         train(_cfg(root, data, tokenizer_dir, "stage=base"))
     train(_cfg(root, data, tokenizer_dir, "stage=rag"))
     ckpt_dir = root / "outputs" / "train" / "tiny_rag"
-    assert {p.name for p in (ckpt_dir / "last").iterdir()} == STEP_FILES
+    assert {p.name for p in (ckpt_dir / "last").iterdir()} == CHECKPOINT_FILES
     assert OmegaConf.load(ckpt_dir / "last" / "config.yaml").stage.init_from.endswith("tiny_base/step-000004")
     rows = _metrics(root)
     assert any(r.get("train/rag_token_acc") for r in rows)  # the rag batches carry [RAG] targets

@@ -7,7 +7,6 @@ its overrides minus the keys the grid excludes from folder names (``hydra.job.co
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from adaragct.errors import DataError
-from adaragct.io import read_json
+from adaragct.io import read_json, read_jsonl
 
 # table column -> metrics.json key (SPEC 6; src/adaragct/eval/report.py)
 METRIC_COLUMNS = {
@@ -75,20 +74,19 @@ def trace_figures(predictions: Path) -> tuple[int, float | None]:
     """(number of predictions, mean ``retrieval_count`` per report) of a predictions JSONL."""
     if not predictions.is_file():
         return 0, None
-    counts: list[int] = []
-    with open(predictions, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                counts.append(int(json.loads(line).get("retrieval_count", 0)))
-            except (json.JSONDecodeError, AttributeError, ValueError) as err:
-                raise DataError(
-                    predictions,
-                    f"line {lineno}",
-                    f"not a prediction record ({err})",
-                    "delete the line; rerunning the grid regenerates the volume",
-                ) from err
+    counts = []
+    for lineno, record in enumerate(
+        read_jsonl(predictions), start=1
+    ):  # malformed lines: DataError with the line
+        try:
+            counts.append(int(record.get("retrieval_count", 0)))
+        except (AttributeError, ValueError) as err:
+            raise DataError(
+                predictions,
+                f"record {lineno}",
+                f"not a prediction record ({err})",
+                "delete the line; rerunning the grid regenerates the volume",
+            ) from err
     return len(counts), (sum(counts) / len(counts) if counts else None)
 
 
