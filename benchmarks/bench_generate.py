@@ -1,31 +1,56 @@
-"""Generation throughput: retrieval=none vs adaptive vs a re-prefill baseline, at batch 1, 8 and 16.
+"""Generation throughput: retrieval=none vs adaptive vs a re-prefill baseline, at batch 1, 8 and 16 (issue 6).
 
-    make bench-generate        (needs the demo cohort and index: make index)
+    make bench-generate            # the demo's trained tiny model, this machine (needs make demo or make index)
+    python benchmarks/bench_generate.py --model llama8b-random --device cuda --dtype bf16 --batches 16 \\
+        --random-encoder DIR --json results.json        # the GPU figure of docs/performance.md
 
-The model is the tiny Llama of ``model=tiny``: the demo's trained stage-rag checkpoint when it exists (it writes
-report sentences and asks for context where it learned to), else random weights with a ``[RAG]`` logit bias so
-that it asks at a steady rate. The retriever is the real adaptive retriever over the demo index. The baseline is what a loop without cache injection does: after every
-injection it re-runs the whole sequence (prefix, text so far and contexts) for the batch. Goals (issue 6):
+Models (``--model``):
+  trained         the demo's stage-rag checkpoint (model=tiny): it writes report sentences and asks for context
+                  where it learned to. The default when ``make demo`` has run.
+  tiny-random     the tiny Llama shape with random weights (the default when no checkpoint exists).
+  llama8b-random  the Llama-3.1-8B shape (32 layers, hidden 4096, 128,256-token vocabulary) with random weights.
+A random model knows no sentences, so its decisions follow a schedule over position ids, added to its logits:
+a '.' every 14 positions and a ``[RAG]`` every 60 (rows start at different positions, so they ask at different
+steps). Everything else is real: the shape's full forward (all 128,256 logits are computed; ids the demo tokenizer
+lacks are dropped after), the retrieval, the cache surgery.
+
+Retriever: the real adaptive retriever over the demo index (packaged MiniLM). ``--random-encoder DIR`` instead
+builds a MiniLM-shaped encoder with random weights from DIR (config.json + tokenizer files) and re-indexes the
+demo sentence database with it: same compute per probe, for machines without the packaged model. The retriever's
+probe memo is cleared before every timed run, so each starts cold.
+
+Modes: ``none``; ``adaptive`` (injections run over the injecting rows alone: ``split_injections``);
+``adaptive-padded`` (one padded forward per injection step; ``--modes``); ``re-prefill``, the baseline of a loop
+without KV-cache injection: identical decisions, but after every injection the whole batch's sequences (prefix,
+text so far, contexts) are re-run from scratch.
+
+Columns: ``out tok/s`` counts report tokens (what a user gets); ``dec tok/s`` adds the probe tokens decoded after
+``[RAG]`` and rolled back, i.e. everything the model decoded; ``s/report`` is wall time per report. Goals (issue 6):
 adaptive >= 0.8x none at batch 16; adaptive >= 3x re-prefill; batch 16 >= 5x batch 1.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import shutil
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from adaragct.constants import RAG_TOKEN  # noqa: E402
 from adaragct.generation import AdaptiveGenerator, GenerationSettings  # noqa: E402
 
-N_REPORTS, MAX_NEW, BIAS = 16, 300, 2.5
+DOT_EVERY, RAG_EVERY = 14, 60  # random models: a sentence end / a context request every this many positions
 
 
 class RePrefillGenerator(AdaptiveGenerator):
@@ -43,9 +68,9 @@ class RePrefillGenerator(AdaptiveGenerator):
     def _feed(self, rows, mask, cache):
         injecting = any(len(r.pending) > 1 for r in rows)
         width = max(len(r.pending) for r in rows)
-        chunk = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        chunk = torch.full((len(rows), width), self.pad_id, dtype=torch.long, device=mask.device)
         for j, r in enumerate(rows):
-            chunk[j, width - len(r.pending) :] = torch.tensor(r.pending)
+            chunk[j, width - len(r.pending) :] = torch.tensor(r.pending, device=mask.device)
         self._embeds = torch.cat([self._embeds, self.lm.get_input_embeddings()(chunk)], dim=1)
         mask, logits = super()._feed(rows, mask, cache)
         if injecting:
@@ -60,116 +85,337 @@ class RePrefillGenerator(AdaptiveGenerator):
         return mask, logits
 
 
-def _setup():
+@dataclass
+class Setup:
+    lm: torch.nn.Module
+    tokenizer: object
+    retriever: object
+    embeds: torch.Tensor  # (n_reports, prefix_len, hidden), left-padded
+    mask: torch.Tensor  # (n_reports, prefix_len)
+    volume_ids: list[str]
+    label: str
+
+
+def _compose(overrides: list[str]):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("infer", overrides=[f"paths.root_dir={ROOT}", "paths.output_dir=/tmp", *overrides])
+    OmegaConf.resolve(cfg)
+    return cfg
+
+
+def _trained(cfg, n: int, device: str, dtype: torch.dtype) -> Setup:
+    import numpy as np
+
+    from adaragct.constants import VISUAL_SLOTS
+    from adaragct.data.cohort import load_split
+    from adaragct.data.prompt import build_prompt
+    from adaragct.infer import _prompt, load_generation_model
     from adaragct.retrieval.runtime import load_retriever
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("infer", overrides=[f"paths.root_dir={ROOT}", "paths.output_dir=/tmp"])
-    OmegaConf.resolve(cfg)
+    model, tokenizer, ckpt_cfg = load_generation_model(cfg.ckpt, device)
+    model = model.to(dtype)
+    ids = tokenizer.encode(build_prompt(_prompt(cfg, ckpt_cfg)), add_special_tokens=False)
+    volumes = load_split(cfg.data, "valid")[:n]
+    visual = {
+        s: torch.tensor(np.stack([v.visual[s] for v in volumes]), device=device, dtype=dtype)
+        for s in VISUAL_SLOTS
+    }
+    with torch.no_grad():
+        embeds = model.embed(torch.tensor([ids], device=device).expand(n, -1), visual)
     retriever = load_retriever(cfg.retrieval, cfg.data, cfg.encoder)
-    visual = None
-    if Path(cfg.ckpt).is_dir():
-        from adaragct.constants import VISUAL_SLOTS
-        from adaragct.data.cohort import load_split
-        from adaragct.data.prompt import build_prompt
-        from adaragct.infer import _prompt, load_generation_model
+    mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=device)
+    return Setup(
+        model.llm, tokenizer, retriever, embeds, mask, [v.volume_id for v in volumes], f"trained {cfg.ckpt}"
+    )
 
-        model, tokenizer, ckpt_cfg = load_generation_model(cfg.ckpt, "cpu")
-        ids = torch.tensor([tokenizer.encode(build_prompt(_prompt(cfg, ckpt_cfg)), add_special_tokens=False)])
-        volumes = load_split(cfg.data, "valid")[:N_REPORTS]
-        visual = {s: torch.tensor(np.stack([v.visual[s] for v in volumes])) for s in VISUAL_SLOTS}
-        with torch.no_grad():
-            embeds = model.embed(ids.expand(N_REPORTS, -1), visual)
-        return (
-            model.llm,
-            tokenizer,
-            retriever,
-            embeds,
-            [v.volume_id for v in volumes],
-            f"trained {cfg.ckpt}",
-            0.0,
-        )
+
+def _random_lm(shape: str, vocab: int, layers: int | None, device: str, dtype: torch.dtype):
     from transformers import LlamaForCausalLM
 
-    from adaragct.models.builders import load_tokenizer, tiny_config
+    from adaragct.models.builders import llama3_1_8b_config, tiny_config
+
+    config = tiny_config(vocab) if shape == "tiny" else llama3_1_8b_config()
+    if layers:
+        config.num_hidden_layers = layers
+    if config.vocab_size < vocab:
+        raise ValueError(f"{shape}: vocabulary {config.vocab_size} < tokenizer {vocab}")
+    torch.manual_seed(0)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):  # initialised where it runs: an 8B init on the CPU takes minutes
+            lm = LlamaForCausalLM(config).eval()
+    finally:
+        torch.set_default_dtype(previous)
+    return lm
+
+
+class ScheduledLM(torch.nn.Module):
+    """A random LM whose '.' and ``[RAG]`` win at scheduled positions (see the module docstring); the logits of
+    ids the tokenizer lacks are computed, then dropped."""
+
+    def __init__(self, lm, vocab: int, dot_id: int, rag_id: int) -> None:
+        super().__init__()
+        self.lm, self.config, self.vocab, self.dot_id, self.rag_id = lm, lm.config, vocab, dot_id, rag_id
+
+    def get_input_embeddings(self):
+        return self.lm.get_input_embeddings()
+
+    def forward(self, position_ids, **inputs):
+        out = self.lm(position_ids=position_ids, **inputs)
+        logits = out.logits[..., : self.vocab].clone()
+        last = position_ids[:, -1]
+        logits[:, -1, self.dot_id] += 1e4 * (last % DOT_EVERY == DOT_EVERY - 1)
+        logits[:, -1, self.rag_id] += 2e4 * (last % RAG_EVERY == RAG_EVERY // 2)
+        out.logits = logits
+        return out
+
+
+def _random_encoder_retriever(cfg, encoder_dir: Path, device: str):
+    """A MiniLM-shaped encoder with random weights and the demo sentence database indexed with it."""
+    from transformers import AutoConfig, BertModel
+
+    from adaragct.data.bundle import read_image_neighbours, read_sentence_database
+    from adaragct.retrieval.bank import SentenceBank
+    from adaragct.retrieval.database import DATABASE_JSON
+    from adaragct.retrieval.encoders import HFEncoder
+    from adaragct.retrieval.retrievers import AdaptiveRetriever
+    from adaragct.retrieval.runtime import NEIGHBOURS_JSON
+
+    work = Path(tempfile.mkdtemp(prefix="random-encoder-"))
+    for f in encoder_dir.iterdir():
+        if f.is_file() and f.suffix in (".json", ".txt"):
+            shutil.copy(f, work / f.name)
+    torch.manual_seed(1)
+    BertModel(AutoConfig.from_pretrained(str(encoder_dir))).save_pretrained(str(work))
+    encoder = HFEncoder(work, pooling="mean", device=device, name="minilm-shaped-random", batch_size=256)
+    root = Path(cfg.data.retrieval_dir)
+    records = read_sentence_database(root / DATABASE_JSON)
+    start = time.perf_counter()
+    bank = SentenceBank.build(records, encoder.encode([r.text for r in records]), encoder.encoder_id)
+    print(
+        f"re-indexed {len(records)} sentences with {encoder.encoder_id} in {time.perf_counter() - start:.1f} s"
+    )
+    return AdaptiveRetriever(bank, encoder, read_image_neighbours(root / NEIGHBOURS_JSON))
+
+
+def _random(cfg, args, device: str, dtype: torch.dtype) -> Setup:
+    from adaragct.data.bundle import read_image_neighbours
+    from adaragct.models.builders import load_tokenizer
+    from adaragct.retrieval.runtime import NEIGHBOURS_JSON, load_retriever
 
     tokenizer = load_tokenizer(cfg.data.tokenizer_dir)
-    torch.manual_seed(0)
-    lm = LlamaForCausalLM(tiny_config(len(tokenizer))).eval()
-    ids = tokenizer("Findings: the lungs", return_tensors="pt", add_special_tokens=False).input_ids
-    embeds = lm.get_input_embeddings()(ids).expand(N_REPORTS, -1, -1)
-    return (
-        lm,
-        tokenizer,
-        retriever,
-        embeds,
-        [f"valid_{1 + k}_a_1" for k in range(N_REPORTS)],
-        "random init",
-        BIAS,
-    )
+    shape = "tiny" if args.model == "tiny-random" else "8b"
+    lm = _random_lm(shape, len(tokenizer), args.layers, device, dtype)
+    if args.random_encoder:
+        retriever = _random_encoder_retriever(cfg, Path(args.random_encoder), device)
+        volume_ids = sorted(retriever.neighbours)
+    else:
+        retriever = load_retriever(cfg.retrieval, cfg.data, cfg.encoder)
+        volume_ids = sorted(read_image_neighbours(Path(cfg.data.retrieval_dir) / NEIGHBOURS_JSON))
+    volume_ids = [v for v in volume_ids if v.startswith("valid")][: args.reports]
+    embeds, mask = _random_prefixes(lm, tokenizer, len(volume_ids), device)
+    dot, rag = tokenizer.convert_tokens_to_ids([".", RAG_TOKEN])
+    scheduled = ScheduledLM(lm, len(tokenizer), dot, rag)
+    return Setup(scheduled, tokenizer, retriever, embeds, mask, volume_ids, f"{args.model} (random init)")
 
 
-def _run(cls, setup, batch: int, mode: str) -> tuple[float, float, list]:
-    lm, tokenizer, retriever, embeds, volume_ids, _, bias = setup
-    settings = GenerationSettings(
-        max_new_tokens=MAX_NEW,
-        rag_logit_bias=bias if mode != "none" else 0.0,
-        compact_cache=cls is AdaptiveGenerator,
-    )
-    gen = cls(lm, tokenizer, retriever if mode != "none" else None, settings)
-    tokens = retrievals = 0
-    outs = []
-    start = time.perf_counter()
-    for i in range(0, N_REPORTS, batch):
-        part = embeds[i : i + batch]
-        out = gen.generate(part, torch.ones(part.shape[:2], dtype=torch.long), volume_ids[i : i + batch])
-        outs += out
-        tokens += sum(len(o.token_ids) for o in out)
-        retrievals += sum(o.retrieval_count for o in out)
-    return tokens / (time.perf_counter() - start), retrievals / N_REPORTS, outs
-
-
-def main() -> None:
-    setup = _setup()
-    rows, speed, adaptive_outs = [], {}, []
+def _random_prefixes(lm, tokenizer, n: int, device: str, slots: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per report: ``slots`` to ``slots + 6`` random vectors at the embedding scale (standing in for projected
+    visual tokens; the varying count staggers the rows' positions), then a fixed prompt; left-padded."""
+    table = lm.get_input_embeddings()
+    ids = tokenizer("Findings: the lungs", return_tensors="pt", add_special_tokens=False).input_ids.to(device)
+    generator = torch.Generator().manual_seed(0)
+    width = slots + 6 + ids.shape[1]
+    embeds = torch.zeros((n, width, table.embedding_dim), dtype=table.weight.dtype, device=device)
+    mask = torch.zeros((n, width), dtype=torch.long, device=device)
+    scale = table.weight.float().std().item()
     with torch.no_grad():
-        _run(AdaptiveGenerator, setup, 16, "adaptive")  # warm-up: allocator, kernels, encoder
-        for batch in (1, 8, 16):
-            for mode, cls in (
-                ("none", AdaptiveGenerator),
-                ("adaptive", AdaptiveGenerator),
-                ("re-prefill", RePrefillGenerator),
-            ):
-                tps, rpr, outs = _run(cls, setup, batch, mode)
-                speed[(mode, batch)] = tps
-                same = None
-                if mode == "adaptive":
-                    adaptive_outs = outs
-                elif mode == "re-prefill":
-                    same = all(a.token_ids == b.token_ids for a, b in zip(outs, adaptive_outs, strict=True))
-                rows.append((mode, batch, tps, rpr, same))
-    print(
-        f"generation benchmark: tiny Llama ({setup[5]}), {N_REPORTS} reports, up to {MAX_NEW} new tokens, "
-        f"{torch.get_num_threads()} threads"
+        prompt = table(ids)[0]
+        for i in range(n):
+            k = slots + i % 7
+            visual = torch.randn((k, table.embedding_dim), generator=generator) * scale
+            embeds[i, width - k - len(prompt) :] = torch.cat([visual.to(prompt), prompt])
+            mask[i, width - k - len(prompt) :] = 1
+    return embeds, mask
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+@dataclass
+class Result:
+    mode: str
+    batch: int
+    seconds: float
+    out_tokens: int
+    probe_tokens: int
+    retrievals: int
+    memo_hit_rate: float | None
+    outputs: list
+
+    def per_second(self, decoded: bool = False) -> float:
+        return (self.out_tokens + (self.probe_tokens if decoded else 0)) / self.seconds
+
+
+def _run(setup: Setup, batch: int, mode: str, max_new: int, device: str) -> Result:
+    cls = RePrefillGenerator if mode == "re-prefill" else AdaptiveGenerator
+    settings = GenerationSettings(
+        max_new_tokens=max_new,
+        compact_cache=cls is AdaptiveGenerator,
+        split_injections=mode != "adaptive-padded",
     )
-    print(
-        f"{'mode':<12}{'batch':>6}{'tokens/s':>11}{'retr/report':>13}{'vs none':>9}  same tokens as adaptive"
-    )
-    for mode, batch, tps, rpr, same in rows:
-        print(
-            f"{mode:<12}{batch:>6}{tps:>11.0f}{rpr:>13.2f}{tps / speed[('none', batch)]:>9.2f}  "
-            f"{'' if same is None else same}"
+    memo = getattr(setup.retriever, "encoder", None)
+    if hasattr(memo, "clear"):
+        memo.clear()
+    gen = cls(setup.lm, setup.tokenizer, setup.retriever if mode != "none" else None, settings)
+    n = len(setup.volume_ids)
+    outs = []
+    _sync(device)
+    start = time.perf_counter()
+    for i in range(0, n, batch):
+        outs += gen.generate(
+            setup.embeds[i : i + batch], setup.mask[i : i + batch], setup.volume_ids[i : i + batch]
         )
-    a16, n16 = speed[("adaptive", 16)], speed[("none", 16)]
-    print(f"adaptive / none at batch 16: {a16 / n16:.2f}x (goal >= 0.8)")
-    print(
-        f"adaptive / re-prefill at batch 16: {a16 / speed[('re-prefill', 16)]:.2f}x, at batch 1: "
-        f"{speed[('adaptive', 1)] / speed[('re-prefill', 1)]:.2f}x (goal >= 3)"
+    _sync(device)
+    seconds = time.perf_counter() - start
+    lookups = (memo.hits + memo.misses) if hasattr(memo, "hits") else 0
+    return Result(
+        mode,
+        batch,
+        seconds,
+        sum(len(o.token_ids) for o in outs),
+        gen.stats["probe_tokens"],
+        sum(o.retrieval_count for o in outs),
+        memo.hits / lookups if lookups and mode != "none" else None,
+        outs,
     )
-    print(f"adaptive batch 16 / batch 1: {a16 / speed[('adaptive', 1)]:.2f}x (goal >= 5)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", choices=["auto", "trained", "tiny-random", "llama8b-random"], default="auto"
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--batches", default="1,8,16", help="comma-separated batch sizes")
+    parser.add_argument("--reports", type=int, default=16)
+    parser.add_argument("--max-new", type=int, default=300)
+    parser.add_argument("--layers", type=int, default=None, help="random models: override the layer count")
+    parser.add_argument(
+        "--modes", default="none,adaptive,re-prefill", help="of none,adaptive,adaptive-padded,re-prefill"
+    )
+    parser.add_argument("--random-encoder", default=None, help="dir with a MiniLM config + tokenizer files")
+    parser.add_argument("--json", default=None, help="write the figures here too")
+    args = parser.parse_args(argv)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    batches = [int(b) for b in args.batches.split(",")]
+    cfg = _compose([])
+    model = args.model
+    if model == "auto":
+        model = "trained" if Path(cfg.ckpt).is_dir() else "tiny-random"
+    args.model = model
+    setup = (
+        _trained(cfg, args.reports, args.device, dtype)
+        if model == "trained"
+        else _random(cfg, args, args.device, dtype)
+    )
+    modes = args.modes.split(",")
+    if not {"none", "adaptive"} <= set(modes):
+        parser.error("--modes must include none and adaptive (the ratios are against them)")
+    results: dict[tuple[str, int], Result] = {}
+    with torch.no_grad():
+        for mode in ("none", "adaptive"):  # warm-up at full length: kernels, and the allocator's cache sizes
+            _run(setup, max(batches), mode, args.max_new, args.device)
+        for batch in batches:
+            for mode in modes:
+                results[(mode, batch)] = _run(setup, batch, mode, args.max_new, args.device)
+                r = results[(mode, batch)]
+                print(f"  {mode} batch {batch}: {r.seconds:.2f} s", flush=True)
+    _report(args, setup, batches, modes, results)
+
+
+def _report(args, setup: Setup, batches, modes, results) -> None:
+    device = (
+        torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else f"CPU, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"generation benchmark: {setup.label}, {args.dtype}, {device}; {len(setup.volume_ids)} reports, "
+        f"up to {args.max_new} new tokens"
+    )
+    print(
+        f"{'mode':<16}{'batch':>6}{'out tok/s':>11}{'dec tok/s':>11}{'s/report':>10}{'retr/rep':>10}"
+        f"{'memo hit':>10}{'vs none':>9}  same tokens as adaptive"
+    )
+    rows = []
+    for batch in batches:
+        for mode in modes:
+            r, none = results[(mode, batch)], results[("none", batch)]
+            same = None
+            if mode not in ("none", "adaptive"):
+                same = [o.token_ids for o in r.outputs] == [
+                    o.token_ids for o in results[("adaptive", batch)].outputs
+                ]
+            n = len(r.outputs)
+            hit = "" if r.memo_hit_rate is None else f"{r.memo_hit_rate:.2f}"
+            print(
+                f"{mode:<16}{batch:>6}{r.per_second():>11.0f}{r.per_second(True):>11.0f}{r.seconds / n:>10.3f}"
+                f"{r.retrievals / n:>10.2f}{hit:>10}{r.per_second() / none.per_second():>9.2f}  "
+                f"{'' if same is None else same}"
+            )
+            rows.append(
+                {
+                    "mode": mode,
+                    "batch": batch,
+                    "seconds": r.seconds,
+                    "reports": n,
+                    "out_tokens": r.out_tokens,
+                    "probe_tokens": r.probe_tokens,
+                    "retrievals": r.retrievals,
+                    "memo_hit_rate": r.memo_hit_rate,
+                    "same_tokens_as_adaptive": same,
+                }
+            )
+    top = max(batches)
+    a, n = results[("adaptive", top)], results[("none", top)]
+    print(
+        f"adaptive / none at batch {top}: {a.per_second() / n.per_second():.2f}x output tokens/s, "
+        f"{a.per_second(True) / n.per_second():.2f}x decoded tokens/s (goal >= 0.8)"
+    )
+    if "re-prefill" in modes:
+        p = results[("re-prefill", top)]
+        line = f"adaptive / re-prefill at batch {top}: {a.per_second() / p.per_second():.2f}x"
+        if 1 in batches and top != 1:
+            b1 = results[("adaptive", 1)].per_second() / results[("re-prefill", 1)].per_second()
+            line += f", at batch 1: {b1:.2f}x"
+        print(line + " (goal >= 3)")
+    if 1 in batches and top != 1:
+        b1 = results[("adaptive", 1)]
+        print(
+            f"adaptive batch {top} / batch 1: {a.per_second() / b1.per_second():.2f}x "
+            f"(none: {n.per_second() / results[('none', 1)].per_second():.2f}x) (goal >= 5)"
+        )
+    peak = None
+    if args.device.startswith("cuda"):
+        peak = torch.cuda.max_memory_allocated() / 2**30
+        print(f"peak GPU memory allocated: {peak:.1f} GiB")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {"label": setup.label, "device": device, "dtype": args.dtype, "peak_gib": peak, "rows": rows},
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

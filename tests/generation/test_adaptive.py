@@ -185,8 +185,11 @@ def _visible_sequence(
     return seq
 
 
-def test_injection_logits_equal_a_fresh_forward(lm, tokenizer) -> None:
-    outputs, records, embeds, mask, stats = _adaptive(lm, tokenizer, PROMPTS, rag_logit_bias=4.0)
+@pytest.mark.parametrize("split", [True, False], ids=["split-injections", "padded-injections"])
+def test_injection_logits_equal_a_fresh_forward(lm, tokenizer, split: bool) -> None:
+    outputs, records, embeds, mask, stats = _adaptive(
+        lm, tokenizer, PROMPTS, rag_logit_bias=4.0, split_injections=split
+    )
     rag = tokenizer.convert_tokens_to_ids(RAG_TOKEN)
     by_id = {o.volume_id: (i, o) for i, o in enumerate(outputs)}
     spans: dict[str, list[tuple[int, ...]]] = {}
@@ -207,7 +210,10 @@ def test_injection_logits_equal_a_fresh_forward(lm, tokenizer) -> None:
             positions.add(len(prefix) + len(seq))
     assert checked >= 4 and len(positions) >= 3, (checked, positions)
     assert stats["dropped_columns"] > 0, "the test must cover cache repacking after rollbacks"
-    assert stats["split_forwards"] > 0, "the test must cover injections beside single-token rows"
+    if split:
+        assert stats["split_forwards"] > 0, "the test must cover injections beside single-token rows"
+    else:
+        assert stats["split_forwards"] == 0
 
 
 def test_adaptive_batch_equals_rows_alone(lm, tokenizer) -> None:
@@ -218,6 +224,9 @@ def test_adaptive_batch_equals_rows_alone(lm, tokenizer) -> None:
         assert alone[0].token_ids == batched[i].token_ids, f"row {i}"
         assert [{k: v for k, v in e.items()} for e in alone[0].retrieval_log] == batched[i].retrieval_log
         assert alone[0].text == batched[i].text
+    padded, *_ = _adaptive(lm, tokenizer, PROMPTS, rag_logit_bias=4.0, split_injections=False)
+    assert [o.token_ids for o in padded] == [o.token_ids for o in batched]
+    assert [o.retrieval_log for o in padded] == [o.retrieval_log for o in batched]
 
 
 def test_rag_tokens_never_reach_the_text(lm, tokenizer) -> None:

@@ -10,7 +10,7 @@ import torch
 
 from adaragct.errors import DataError
 from adaragct.retrieval.cache import CachedEncoder, EmbeddingCache
-from adaragct.retrieval.encoders import HFEncoder, TextEncoder
+from adaragct.retrieval.encoders import HFEncoder, MemoEncoder, TextEncoder
 from tests.retrieval.conftest import CORPUS, save_tiny_bert
 
 TEXTS = [t for _, t, _, _ in CORPUS]
@@ -126,3 +126,26 @@ def test_cache_refuses_another_encoder_and_names_a_corrupt_shard(tmp_path: Path)
     shard.write_bytes(shard.read_bytes()[:40])
     with pytest.raises(DataError, match=r"unreadable cache shard.*delete this shard"):
         EmbeddingCache(tmp_path, "enc-a", 4)
+
+
+def test_memo_encodes_each_text_once_alone_and_evicts_the_oldest(tmp_path: Path) -> None:
+    inner = HFEncoder(save_tiny_bert(tmp_path / "bert"), progress=False)
+    texts = list(dict.fromkeys(TEXTS))  # distinct
+    enc = CountingEncoder(inner)
+    memo = MemoEncoder(enc, max_items=3)
+    assert (memo.encoder_id, memo.dim) == (inner.encoder_id, inner.dim)
+    first = memo.encode(texts[:3])
+    # each text is encoded alone, so the result never depends on what else was in the call
+    np.testing.assert_array_equal(first, np.stack([inner.encode([t])[0] for t in texts[:3]]))
+    again = memo.encode([texts[2], texts[0], texts[2]])
+    np.testing.assert_array_equal(again, first[[2, 0, 2]])
+    assert enc.seen == texts[:3] and (memo.hits, memo.misses) == (3, 3)
+    memo.encode([texts[3]])  # over max_items: the least recently used text (texts[1]) goes
+    memo.encode([texts[0], texts[1]])
+    assert enc.seen == [*texts[:3], texts[3], texts[1]]
+    memo.clear()
+    assert (memo.hits, memo.misses) == (0, 0)
+    memo.encode([texts[0]])
+    assert enc.seen[-1] == texts[0]
+    with pytest.raises(ValueError, match="probe memo size"):
+        MemoEncoder(inner, 0)

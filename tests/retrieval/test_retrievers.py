@@ -175,3 +175,18 @@ def test_build_retriever_rejects_unknown_keys_and_missing_runtime_objects(bank, 
             .scores
         )
     ).all()
+
+
+def test_repeated_probes_are_encoded_once_with_identical_results(bank, minilm) -> None:
+    from tests.retrieval.test_encoders import CountingEncoder
+
+    counting = CountingEncoder(minilm)
+    retriever = AdaptiveRetriever(bank, counting, _neighbours(ALL_TRAIN), probe_memo=16)
+    query = RetrievalQuery("valid_9_a_1", "The lungs are clear. The heart", "is enlarged.", 3)
+    first, second = retriever.retrieve(query), retriever.retrieve(query)
+    assert first == second and counting.seen == ["is enlarged."]
+    unmemoised = AdaptiveRetriever(bank, minilm, _neighbours(ALL_TRAIN), probe_memo=0)
+    assert unmemoised.encoder is minilm and unmemoised.retrieve(query) == first
+    t2t = Text2TextRetriever(bank, counting, probe_memo=16)
+    t2t.retrieve(query), t2t.retrieve(query)
+    assert counting.seen == ["is enlarged.", "is enlarged."]  # its own memo: one more encode, then none

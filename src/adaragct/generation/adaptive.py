@@ -48,6 +48,10 @@ class GenerationSettings:
     top_k: int = 3
     rag_logit_bias: float = 0.0
     compact_cache: bool = True  # repack rows when over half the cache is holes (rollbacks, injections)
+    # an injection beside one-token rows: True runs the span over the injecting rows alone, then the usual batch
+    # step (no compute on padding: best where per-token compute dominates, e.g. CPU); False runs one forward
+    # with every row padded to the span (one call fewer: can win where a forward's fixed cost dominates, a GPU)
+    split_injections: bool = True
     # a [RAG] the row may not act on (retrieval=none, max_retrievals reached, cooldown): "suppress" never emits
     # it (the model was never trained on [RAG] without a context); "feed" emits it into the cache and drops it
     # from the text (plain greedy decoding of the raw model)
@@ -122,6 +126,7 @@ class AdaptiveGenerator:
             "generated_tokens": 0,
             "dropped_columns": 0,
             "split_forwards": 0,
+            "probe_tokens": 0,  # decoded after [RAG], then rolled back (the cost of asking)
         }
 
     # ---------------------------------------------------------------- public
@@ -214,6 +219,7 @@ class AdaptiveGenerator:
         if not ended:
             row.probe.append(token)
             seen.add(j, token)
+            self.stats["probe_tokens"] += 1
         text = self.tokenizer.decode(row.probe, skip_special_tokens=True)
         match = _SENTENCE_END.search(text)
         if not (ended or match or len(row.probe) >= self.settings.probe_max_tokens):
@@ -262,15 +268,16 @@ class AdaptiveGenerator:
     def _feed(self, rows: list[_Row], mask: torch.Tensor, cache) -> tuple[torch.Tensor, torch.Tensor]:
         """Feed every row's pending tokens, right-aligned in a chunk so each row's last token is last.
 
-        When some rows inject a context span and others feed one token, the two groups run as separate forwards
-        over their own rows (no compute on padding); the columns are then merged with masked holes.
+        When some rows inject a context span and others feed one token, the injecting rows run their span alone
+        (``split_injections``, see :meth:`_split_forward`); the columns are merged with masked holes.
         """
         width = max(len(r.pending) for r in rows)
         fed = [(row.volume_id, tuple(row.pending)) for row in rows]
         ids, chunk_mask, positions = self._chunk(rows, width, mask)
         full_mask = torch.cat([mask, chunk_mask], dim=1)
         single = chunk_mask[:, :-1].sum(dim=1) == 0  # rows that feed exactly one token
-        if width == 1 or bool(single.all()) or not bool(single.any()) or not kv.supported(cache):
+        one_forward = width == 1 or bool(single.all()) or not bool(single.any())
+        if one_forward or not self.settings.split_injections or not kv.supported(cache):
             logits = self._forward(
                 input_ids=ids, attention_mask=full_mask, position_ids=positions, cache=cache
             )
@@ -307,27 +314,34 @@ class AdaptiveGenerator:
         return ids, chunk_mask, positions
 
     def _split_forward(self, ids, mask, chunk_mask, positions, single, cache) -> torch.Tensor:
+        """Injecting rows run their span over a copy of their own cache rows; then the whole batch runs its usual
+        one-token step (injecting rows feed a masked placeholder), and that step's column is widened into the
+        span. The chunk's layout is the same as one padded forward would leave: right-aligned, masked holes."""
         width = ids.shape[1]
         self.stats["split_forwards"] += 1
-        parts, logits = [], None
-        for rows, cols in ((single.nonzero().flatten(), 1), ((~single).nonzero().flatten(), width)):
-            sub = kv.sub_cache(cache, rows, self.lm.config)
-            sub_mask = torch.cat([mask[rows], chunk_mask[rows, width - cols :]], dim=1)
-            out = self._forward(
-                input_ids=ids[rows, width - cols :],
-                attention_mask=sub_mask,
-                position_ids=positions[rows, width - cols :],
-                cache=sub,
-            )
-            logits = out.new_empty((ids.shape[0], out.shape[1])) if logits is None else logits
-            logits[rows] = out
-            parts.append((rows, sub, cols))
-        kv.append_columns(cache, parts, width)
+        inject = (~single).nonzero().flatten()
+        sub = kv.sub_cache(cache, inject, self.lm.config)
+        inject_logits = self._forward(
+            input_ids=ids[inject],
+            attention_mask=torch.cat([mask[inject], chunk_mask[inject]], dim=1),
+            position_ids=positions[inject],
+            cache=sub,
+        )
+        step = ids[:, -1:].masked_fill(~single[:, None], self.pad_id)
+        logits = self._forward(
+            input_ids=step,
+            attention_mask=torch.cat([mask, single[:, None].long()], dim=1),
+            position_ids=positions[:, -1:],
+            cache=cache,
+        )
+        kv.widen_last_column(cache, inject, sub, width)
+        logits[inject] = inject_logits
         return logits
 
     def _compact(self, mask: torch.Tensor, cache, rows: list[_Row]) -> torch.Tensor:
         """Repack when more than half of the cache is holes (attention cost grows with the cache length)."""
-        if int(mask.sum(dim=1).max()) > mask.shape[1] // 2 or not kv.supported(cache):
+        # a row's live (unmasked) columns are its count: no device sync to read them from the mask
+        if max(r.count for r in rows) > mask.shape[1] // 2 or not kv.supported(cache):
             return mask
         new_mask, old_to_new = kv.repack(cache, mask)
         self.stats["dropped_columns"] += mask.shape[1] - new_mask.shape[1]

@@ -4,7 +4,7 @@ The loop keeps one dense ``[batch, heads, seq, head_dim]`` cache per layer (tran
 Rows diverge (probes rolled back, contexts injected into some rows only), so we need to
 
 * run a forward for a *subset* of rows (an injection must not cost compute in rows that only decode a token),
-* append columns that some rows fill and others leave as masked holes,
+* widen the column a batch step just wrote into a span that some rows fill and others leave as masked holes,
 * repack each row's live columns to the right so holes do not pile up (keys are stored already rotated by
   their position ids and every mask is explicit, so moving a column changes nothing a query sees).
 
@@ -25,26 +25,37 @@ def supported(cache) -> bool:
 
 
 def sub_cache(cache, rows: torch.Tensor, config):
-    """A new cache holding copies of ``rows`` of every layer (for a forward over those rows only)."""
+    """A new cache holding copies of ``rows`` of every layer (for a forward over those rows only).
+
+    The layers are filled directly: ``DynamicCache(ddp_cache_data=...)`` would concatenate each one onto an
+    empty tensor, a second copy of every row.
+    """
     from transformers import DynamicCache
 
-    return DynamicCache(
-        ddp_cache_data=[(layer.keys[rows], layer.values[rows]) for layer in cache.layers], config=config
-    )
+    sub = DynamicCache(config=config)
+    for layer, src in zip(sub.layers, cache.layers, strict=True):
+        keys, values = src.keys[rows], src.values[rows]
+        layer.lazy_initialization(keys, values)
+        layer.keys, layer.values = keys, values
+    return sub
 
 
-def append_columns(cache, parts: list[tuple[torch.Tensor, object, int]], width: int) -> None:
-    """Append ``width`` columns to every layer; ``parts`` = (rows, their sub-cache, columns they filled, right-
-    aligned). Columns a row did not fill stay zero (they are masked)."""
+def widen_last_column(cache, rows: torch.Tensor, sub, width: int) -> None:
+    """Turn the last column of every layer into ``width`` right-aligned columns and fill them for ``rows``.
+
+    After a one-token forward over the whole batch (the last column), ``rows`` -- which fed a masked placeholder
+    there -- take the ``width`` columns their own forward wrote into ``sub``; every other row keeps its token in
+    the last column and gets ``width - 1`` masked holes before it. One copy of the cache per layer.
+    """
     for i, layer in enumerate(cache.layers):
-        b, h, _, d = layer.keys.shape
-        new_k = layer.keys.new_zeros((b, h, width, d))
-        new_v = layer.values.new_zeros((b, h, width, d))
-        for rows, sub, filled in parts:
-            new_k[rows, :, width - filled :] = sub.layers[i].keys[:, :, -filled:]
-            new_v[rows, :, width - filled :] = sub.layers[i].values[:, :, -filled:]
-        layer.keys = torch.cat([layer.keys, new_k], dim=2)
-        layer.values = torch.cat([layer.values, new_v], dim=2)
+        b, h, length, d = layer.keys.shape
+        for name in ("keys", "values"):
+            old = getattr(layer, name)
+            new = old.new_zeros((b, h, length - 1 + width, d))
+            new[:, :, : length - 1] = old[:, :, : length - 1]
+            new[:, :, -1] = old[:, :, -1]
+            new[rows, :, length - 1 :] = getattr(sub.layers[i], name)[:, :, -width:]
+            setattr(layer, name, new)
 
 
 def repack(cache, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,7 +23,7 @@ from adaragct.data.bundle import context_key
 from adaragct.errors import DataError
 from adaragct.ids import normalize_volume_id
 from adaragct.retrieval.bank import SentenceBank
-from adaragct.retrieval.encoders import TextEncoder
+from adaragct.retrieval.encoders import MemoEncoder, TextEncoder
 from adaragct.retrieval.mmr import bleu2, mmr_select
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,11 @@ class OracleRetriever:
         )
 
 
+def _memo(encoder: TextEncoder, size: int) -> TextEncoder:
+    """The probe encoder behind an in-memory memo of ``size`` texts (0: none; see :class:`MemoEncoder`)."""
+    return MemoEncoder(encoder, size) if size > 0 else encoder
+
+
 def _unique_by_text(texts: Sequence[str], order: np.ndarray) -> np.ndarray:
     """Positions of ``order`` keeping the first occurrence of each (case/edge-punctuation-insensitive) text."""
     seen: set[str] = set()
@@ -174,12 +179,13 @@ class AdaptiveRetriever:
         n_candidates: int = 50,
         mmr_lambda: float = 0.7,
         missing_neighbours: Literal["error", "bank"] = "error",
+        probe_memo: int = 65536,
     ) -> None:
         if encoder.encoder_id != bank.encoder_id:
             raise ValueError(
                 f"adaptive retriever: bank built with {bank.encoder_id!r}, encoder is {encoder.encoder_id!r}"
             )
-        self.bank, self.encoder, self.neighbours = bank, encoder, neighbours
+        self.bank, self.encoder, self.neighbours = bank, _memo(encoder, probe_memo), neighbours
         self.top_k, self.n_neighbours, self.n_candidates = top_k, n_neighbours, n_candidates
         self.mmr_lambda, self.missing_neighbours = mmr_lambda, missing_neighbours
 
@@ -241,13 +247,19 @@ class Text2TextRetriever:
     name = "text2text"
 
     def __init__(
-        self, bank: SentenceBank, encoder: TextEncoder, top_k: int = 3, n_candidates: int = 50
+        self,
+        bank: SentenceBank,
+        encoder: TextEncoder,
+        top_k: int = 3,
+        n_candidates: int = 50,
+        probe_memo: int = 65536,
     ) -> None:
         if encoder.encoder_id != bank.encoder_id:
             raise ValueError(
                 f"text2text retriever: bank built with {bank.encoder_id!r}, encoder is {encoder.encoder_id!r}"
             )
-        self.bank, self.encoder, self.top_k, self.n_candidates = bank, encoder, top_k, n_candidates
+        self.bank, self.encoder = bank, _memo(encoder, probe_memo)
+        self.top_k, self.n_candidates = top_k, n_candidates
 
     def retrieve(self, query: RetrievalQuery) -> RetrievalResult:
         from adaragct.ids import patient_id
