@@ -1,6 +1,7 @@
 """Generation throughput: retrieval=none vs adaptive vs a re-prefill baseline, at batch 1, 8 and 16 (issue 6).
 
     make bench-generate            # the demo's trained tiny model, this machine (needs make demo or make index)
+    python benchmarks/bench_generate.py --model tiny-random paths.data_dir=/elsewhere   # + Hydra overrides
     python benchmarks/bench_generate.py --model llama8b-random --device cuda --dtype bf16 --batches 16 \\
         --random-encoder DIR --json results.json        # the GPU figure of docs/performance.md
 
@@ -315,10 +316,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--random-encoder", default=None, help="dir with a MiniLM config + tokenizer files")
     parser.add_argument("--json", default=None, help="write the figures here too")
+    parser.add_argument(
+        "overrides", nargs="*", help="Hydra overrides of conf/infer.yaml, e.g. paths.data_dir=D"
+    )
     args = parser.parse_args(argv)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
     batches = [int(b) for b in args.batches.split(",")]
-    cfg = _compose([])
+    cfg = _compose(args.overrides)
     model = args.model
     if model == "auto":
         model = "trained" if Path(cfg.ckpt).is_dir() else "tiny-random"

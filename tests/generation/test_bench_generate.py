@@ -1,0 +1,46 @@
+"""The generation benchmark's harness runs end to end and its baselines make the adaptive run's decisions."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+from tests.conftest import data_overrides
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_generate.py"
+
+
+def test_bench_generate_runs_and_baselines_emit_the_adaptive_tokens(
+    indexed_demo: Path, tmp_path, capsys, monkeypatch
+) -> None:
+    spec = importlib.util.spec_from_file_location("bench_generate", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_generate", bench)  # dataclasses look their module up there
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    bench.main(
+        [
+            "--model=tiny-random",
+            "--batches=1,3",
+            "--reports=3",
+            "--max-new=90",
+            "--modes=none,adaptive,adaptive-padded,re-prefill",
+            f"--json={out}",
+            *data_overrides(indexed_demo),
+            f"paths.output_dir={tmp_path}",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert "adaptive / none at batch 3" in printed and "adaptive / re-prefill at batch 3" in printed
+    rows = {(r["mode"], r["batch"]): r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {
+        (m, b) for m in ("none", "adaptive", "adaptive-padded", "re-prefill") for b in (1, 3)
+    }
+    for batch in (1, 3):
+        assert rows[("adaptive", batch)]["retrievals"] >= 3  # the scheduled [RAG] makes every row ask
+        assert rows[("adaptive", batch)]["probe_tokens"] > 0 and rows[("none", batch)]["retrievals"] == 0
+        # fp32 on the CPU: padded injections and the re-prefill baseline decide exactly as the cached loop
+        assert rows[("adaptive-padded", batch)]["same_tokens_as_adaptive"] is True
+        assert rows[("re-prefill", batch)]["same_tokens_as_adaptive"] is True
