@@ -57,7 +57,8 @@ def _prompt(cfg: DictConfig, ckpt_cfg: dict[str, Any]):
 def generate_split(
     cfg: DictConfig, model, tokenizer, prompt, volumes, retriever, writer, progress: bool
 ) -> dict:
-    """Decode ``volumes`` in batches, appending each prediction; returns throughput figures."""
+    """Decode ``volumes`` with ``cfg.batch_size`` rows at a time (a finished row's slot goes to the next volume
+    when ``cfg.continuous_batching``), appending each prediction as it finishes; returns throughput figures."""
     import numpy as np
     import torch
     from tqdm.auto import tqdm
@@ -72,27 +73,30 @@ def generate_split(
     device = next(model.parameters()).device
     prompt_ids = torch.tensor(tokenizer.encode(build_prompt(prompt), add_special_tokens=False), device=device)
     bar = tqdm(total=len(volumes), desc=f"infer[{retriever.name}]", disable=not progress, unit="report")
-    tokens = retrievals = 0
+    projector_dtype = next(model.projector.parameters()).dtype
+
+    def items():  # prefixes are embedded a batch at a time, as slots free up
+        for i in range(0, len(volumes), cfg.batch_size):
+            batch = volumes[i : i + cfg.batch_size]
+            visual = {
+                s: torch.from_numpy(np.stack([v.visual[s] for v in batch])).to(device, projector_dtype)
+                for s in VISUAL_SLOTS
+            }
+            ids = prompt_ids.expand(len(batch), -1)
+            with torch.no_grad():
+                prefix = model.embed(ids, visual)
+            for j, volume in enumerate(batch):
+                yield prefix[j], torch.ones_like(prompt_ids), volume.volume_id
+
+    tokens = retrievals = done = 0
     start = time.perf_counter()
-    for i in range(0, len(volumes), cfg.batch_size):
-        batch = volumes[i : i + cfg.batch_size]
-        visual = {
-            s: torch.from_numpy(np.stack([v.visual[s] for v in batch])).to(device) for s in VISUAL_SLOTS
-        }
-        ids = prompt_ids.expand(len(batch), -1)
-        with torch.no_grad():
-            prefix = model.embed(
-                ids, {s: x.to(next(model.projector.parameters()).dtype) for s, x in visual.items()}
-            )
-        outputs = generator.generate(prefix, torch.ones_like(ids), [v.volume_id for v in batch])
-        for volume, out in zip(batch, outputs, strict=True):
-            writer.write(prediction_record(out, volume.report, settings, retriever.name))
-            tokens, retrievals = tokens + len(out.token_ids), retrievals + out.retrieval_count
-        bar.update(len(batch))
+    stream = generator.generate_stream(items(), cfg.batch_size, refill=bool(cfg.continuous_batching))
+    for index, out in stream:  # in the order rows finish; run_infer restores the input order at the end
+        writer.write(prediction_record(out, volumes[index].report, settings, retriever.name))
+        tokens, retrievals, done = tokens + len(out.token_ids), retrievals + out.retrieval_count, done + 1
+        bar.update(1)
         elapsed = time.perf_counter() - start
-        bar.set_postfix(
-            tok_s=f"{tokens / elapsed:.0f}", ret_per_report=f"{retrievals / (i + len(batch)):.2f}"
-        )
+        bar.set_postfix(tok_s=f"{tokens / elapsed:.0f}", ret_per_report=f"{retrievals / done:.2f}")
     bar.close()
     seconds = time.perf_counter() - start
     return {
@@ -137,6 +141,8 @@ def run_infer(cfg: DictConfig) -> dict[str, Any]:
             writer,
             bool(cfg.progress) and rank == 0,
         )
+    if world == 1 and todo:  # rows finish out of order: put the file back in the split's order (atomic)
+        merge_shards([path], [v.volume_id for v in volumes], path)
     if world > 1:
         log.info("[6/6] merging %d shards", world)
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")

@@ -150,7 +150,7 @@ def test_feeding_ignored_rag_equals_raw_greedy(lm, tokenizer) -> None:
     assert all(RAG_TOKEN not in o.text for o in ours)
 
 
-def _adaptive(lm, tokenizer, prompts, **kwargs):
+def _generator(lm, tokenizer, on_forward=None, **kwargs) -> AdaptiveGenerator:
     options = {
         "max_new_tokens": 48,
         "rag_logit_bias": 30.0,
@@ -159,14 +159,15 @@ def _adaptive(lm, tokenizer, prompts, **kwargs):
         "min_probe_chars": 3,
         "cooldown_tokens": 4,
     } | kwargs
-    settings = GenerationSettings(**options)
     retriever = TableRetriever(
         ["The lungs are clear.", "Heart size is normal.", "No effusion.", "Aorta normal."]
     )
+    return AdaptiveGenerator(lm, tokenizer, retriever, GenerationSettings(**options), on_forward=on_forward)
+
+
+def _adaptive(lm, tokenizer, prompts, **kwargs):
     records = []
-    gen = AdaptiveGenerator(
-        lm, tokenizer, retriever, settings, on_forward=lambda fed, lg: records.append((fed, lg))
-    )
+    gen = _generator(lm, tokenizer, on_forward=lambda fed, lg: records.append((fed, lg)), **kwargs)
     embeds, mask = _prefix(lm, tokenizer, prompts)
     outputs = gen.generate(embeds, mask, [f"v{i}" for i in range(len(prompts))])
     return outputs, records, embeds, mask, gen.stats
@@ -233,3 +234,25 @@ def test_rag_tokens_never_reach_the_text(lm, tokenizer) -> None:
     outputs, *_ = _adaptive(lm, tokenizer, PROMPTS)
     assert all(RAG_TOKEN not in o.text and "<|ret_start|>" not in o.text for o in outputs)
     assert all(o.retrieval_count <= 2 for o in outputs)
+
+
+def test_continuous_batching_equals_rows_alone(lm, tokenizer) -> None:
+    embeds, mask = _prefix(lm, tokenizer, PROMPTS)
+    # items of different prefix lengths, as a stream; 3 slots for 8 reports
+    items = [(embeds[i][mask[i].bool()], mask[i][mask[i].bool()], f"v{i}") for i in range(len(PROMPTS))]
+    gen = _generator(lm, tokenizer, rag_logit_bias=4.0, max_new_tokens=40)
+    streamed = list(gen.generate_stream(items, batch_size=3))
+    order = [i for i, _ in streamed]
+    assert sorted(order) == list(range(len(PROMPTS)))
+    assert gen.stats["admissions"] > 3, "rows must join a running batch, not only refill an empty one"
+    assert sum(out.retrieval_count for _, out in streamed) >= 4
+    fixed = _generator(lm, tokenizer, rag_logit_bias=4.0, max_new_tokens=40)
+    in_fixed_batches = dict(fixed.generate_stream(items, batch_size=3, refill=False))
+    assert fixed.stats["admissions"] == 3
+    for i, out in streamed:
+        alone = _generator(lm, tokenizer, rag_logit_bias=4.0, max_new_tokens=40).generate(
+            embeds[i][mask[i].bool()][None], mask[i][mask[i].bool()][None], [f"v{i}"]
+        )[0]
+        assert out.token_ids == alone.token_ids == in_fixed_batches[i].token_ids, f"row {i}"
+        assert out.retrieval_log == alone.retrieval_log == in_fixed_batches[i].retrieval_log
+        assert out.volume_id == f"v{i}" and out.text == alone.text

@@ -62,10 +62,20 @@ def test_predictions_have_the_release_fields_and_metrics(indexed_demo, tiny_chec
     assert metrics["num_samples"] == 6 and "report_generation/clinical_f1" in metrics
 
 
+@pytest.mark.parametrize("continuous", [False, True], ids=["fixed-batches", "continuous-batching"])
 def test_killed_run_resumes_to_the_uninterrupted_file(
-    indexed_demo, tiny_checkpoints, tmp_path, monkeypatch
+    indexed_demo, tiny_checkpoints, tmp_path, monkeypatch, continuous: bool
 ) -> None:
-    run_infer(_cfg(indexed_demo, tiny_checkpoints["rag"], tmp_path / "full.jsonl"))
+    def cfg(name: str):
+        return _cfg(
+            indexed_demo,
+            tiny_checkpoints["rag"],
+            tmp_path / name,
+            "adaptive",
+            f"continuous_batching={continuous}",
+        )
+
+    run_infer(cfg("full.jsonl"))
     original = PredictionWriter.write
     calls = {"n": 0}
 
@@ -79,10 +89,10 @@ def test_killed_run_resumes_to_the_uninterrupted_file(
 
     monkeypatch.setattr(PredictionWriter, "write", dying_write)
     with pytest.raises(KeyboardInterrupt):
-        run_infer(_cfg(indexed_demo, tiny_checkpoints["rag"], tmp_path / "resumed.jsonl"))
+        run_infer(cfg("resumed.jsonl"))
     assert len((tmp_path / "resumed.jsonl").read_text().splitlines()) == 4  # 3 records + the torn line
     monkeypatch.setattr(PredictionWriter, "write", original)
-    summary = run_infer(_cfg(indexed_demo, tiny_checkpoints["rag"], tmp_path / "resumed.jsonl"))
+    summary = run_infer(cfg("resumed.jsonl"))
     assert summary["skipped"] == 3 and summary["generated"] == 3
     resumed, full = _lines(tmp_path / "resumed.jsonl"), _lines(tmp_path / "full.jsonl")
     assert [r["image"] for r in resumed] == [r["image"] for r in full]

@@ -19,9 +19,10 @@ columns that no active row attends to are dropped.
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,6 +128,7 @@ class AdaptiveGenerator:
             "dropped_columns": 0,
             "split_forwards": 0,
             "probe_tokens": 0,  # decoded after [RAG], then rolled back (the cost of asking)
+            "admissions": 0,  # prefill forwards: rows joining the batch
         }
 
     # ---------------------------------------------------------------- public
@@ -135,34 +137,104 @@ class AdaptiveGenerator:
         self, prefix_embeds: torch.Tensor, prefix_mask: torch.Tensor, volume_ids: Sequence[str]
     ) -> list[RowOutput]:
         """Decode every row to its end token or ``max_new_tokens``; returns outputs in input order."""
+        items = [(prefix_embeds[i], prefix_mask[i], vid) for i, vid in enumerate(volume_ids)]
+        outputs: dict[int, RowOutput] = dict(self.generate_stream(items, max(1, len(items))))
+        return [outputs[i] for i in range(len(items))]
+
+    @torch.no_grad()
+    def generate_stream(
+        self,
+        items: Iterable[tuple[torch.Tensor, torch.Tensor, str]],
+        batch_size: int,
+        refill: bool = True,
+    ) -> Iterator[tuple[int, RowOutput]]:
+        """Continuous batching: decode ``(prefix_embeds (P, H), prefix_mask (P,), volume_id)`` items with up to
+        ``batch_size`` rows at a time, yielding ``(item index, output)`` as each row finishes.
+
+        With ``refill`` a finished row's slot is given to the next item at once: the newcomers' prefixes run
+        as one forward on a cache of their own, which is then stacked under the batch's (right-aligned, holes
+        masked), so a batch never waits for its slowest row. Without it the next items start only once the
+        whole batch has finished (fixed batches). A row's output never depends on its neighbours.
+        """
         start = time.perf_counter()
+        source = iter(enumerate(items))
+        exhausted = False
+        rows: list[_Row] = []
+        index_of: list[int] = []
+        cache = mask = seen = logits = None
+        try:
+            while True:
+                free = batch_size - len(rows)
+                may_admit = not rows or (refill and kv.supported(cache))
+                if free > 0 and not exhausted and may_admit:
+                    fresh = list(itertools.islice(source, free))
+                    exhausted = len(fresh) < free
+                    if fresh:
+                        cache, mask, seen, logits = self._admit(
+                            fresh, rows, index_of, cache, mask, seen, logits
+                        )
+                if not rows:
+                    break
+                self._decide(logits, rows, seen, mask)
+                if any(r.done for r in rows):  # finished rows leave the batch
+                    keep = [j for j, r in enumerate(rows) if not r.done]
+                    for j, row in enumerate(rows):
+                        if row.done:
+                            self.stats["generated_tokens"] += len(row.output)
+                            yield index_of[j], self._finish(row)
+                    rows, index_of = [rows[j] for j in keep], [index_of[j] for j in keep]
+                    if not rows:
+                        cache = mask = seen = logits = None
+                        continue
+                    index = torch.tensor(keep, device=mask.device)
+                    self._select_rows(cache, index)
+                    mask = mask[index]
+                    seen.select(index)
+                mask, logits = self._feed(rows, mask, cache)
+                if self.settings.compact_cache:
+                    mask = self._compact(mask, cache, rows)
+        finally:
+            self.stats["seconds"] += time.perf_counter() - start
+
+    def _admit(self, fresh, rows: list[_Row], index_of: list[int], cache, mask, seen, logits):
+        """Prefill ``fresh`` (index, (embeds, mask, volume_id)) items and append them to the batch."""
         from transformers import DynamicCache
 
-        cache = DynamicCache(config=self.lm.config)
-        mask = prefix_mask.long()
-        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
-        logits = self._forward(
-            inputs_embeds=prefix_embeds, attention_mask=mask, position_ids=positions, cache=cache
+        self.stats["admissions"] += 1
+        width = max(int(item[1].shape[0]) for _, item in fresh)
+        first = fresh[0][1][0]
+        embeds = first.new_zeros((len(fresh), width, first.shape[-1]))
+        new_mask = torch.zeros((len(fresh), width), dtype=torch.long, device=first.device)
+        for j, (_, (emb, m, _)) in enumerate(fresh):  # right-aligned: each prefix ends at the last column
+            embeds[j, width - emb.shape[0] :] = emb
+            new_mask[j, width - emb.shape[0] :] = m.long()
+        new_cache = DynamicCache(config=self.lm.config)
+        positions = (new_mask.cumsum(-1) - 1).masked_fill(new_mask == 0, 1)
+        new_logits = self._forward(
+            inputs_embeds=embeds, attention_mask=new_mask, position_ids=positions, cache=new_cache
         )
-        rows = [_Row(vid, count=int(n)) for vid, n in zip(volume_ids, mask.sum(-1).tolist(), strict=True)]
-        active = list(range(len(rows)))
-        seen = SeenTokens(len(rows), logits.shape[-1], logits.device)
-        while active:
-            self._decide(logits, [rows[i] for i in active], seen, mask, active)
-            keep = [j for j, i in enumerate(active) if not rows[i].done]
-            if not keep:
-                break
-            if len(keep) < len(active):  # finished rows leave the batch
-                index = torch.tensor(keep, device=mask.device)
-                self._select_rows(cache, index)
-                mask, active = mask[index], [active[j] for j in keep]
-                seen.select(index)
-            mask, logits = self._feed([rows[i] for i in active], mask, cache)
-            if self.settings.compact_cache:
-                mask = self._compact(mask, cache, [rows[i] for i in active])
-        self.stats["seconds"] += time.perf_counter() - start
-        self.stats["generated_tokens"] += sum(len(r.output) for r in rows)
-        return [self._finish(r) for r in rows]
+        counts = new_mask.sum(-1).tolist()
+        rows += [_Row(item[2], count=int(n)) for (_, item), n in zip(fresh, counts, strict=True)]
+        index_of += [i for i, _ in fresh]
+        if cache is None:
+            return (
+                new_cache,
+                new_mask,
+                SeenTokens(len(fresh), new_logits.shape[-1], new_logits.device),
+                new_logits,
+            )
+        shift = kv.stack_rows(cache, new_cache)
+        for row in rows[: len(rows) - len(fresh)]:  # the old rows' columns moved right by the shift
+            row.probe_cols = [c + shift for c in row.probe_cols]
+        total = max(mask.shape[1], width)
+        mask = torch.cat(
+            [
+                torch.nn.functional.pad(mask, (total - mask.shape[1], 0)),
+                torch.nn.functional.pad(new_mask, (total - width, 0)),
+            ]
+        )
+        seen.extend(len(fresh))
+        return cache, mask, seen, torch.cat([logits, new_logits])
 
     # --------------------------------------------------------------- decoding
     def _forward(self, **inputs: Any) -> torch.Tensor:
@@ -175,9 +247,7 @@ class AdaptiveGenerator:
             self.retriever is not None and row.retrievals < self.settings.max_retrievals and row.cooldown == 0
         )
 
-    def _decide(
-        self, logits: torch.Tensor, rows: list[_Row], seen: SeenTokens, mask: torch.Tensor, active: list[int]
-    ) -> None:
+    def _decide(self, logits: torch.Tensor, rows: list[_Row], seen: SeenTokens, mask: torch.Tensor) -> None:
         """Choose each active row's pending tokens from its logits (B_active, V)."""
         scores = seen.apply(logits, self.settings.repetition_penalty).clone()
         bias = torch.tensor(

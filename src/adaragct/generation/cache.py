@@ -5,6 +5,7 @@ Rows diverge (probes rolled back, contexts injected into some rows only), so we 
 
 * run a forward for a *subset* of rows (an injection must not cost compute in rows that only decode a token),
 * widen the column a batch step just wrote into a span that some rows fill and others leave as masked holes,
+* stack newly prefilled rows under a running batch (continuous batching),
 * repack each row's live columns to the right so holes do not pile up (keys are stored already rotated by
   their position ids and every mask is explicit, so moving a column changes nothing a query sees).
 
@@ -56,6 +57,23 @@ def widen_last_column(cache, rows: torch.Tensor, sub, width: int) -> None:
             new[:, :, -1] = old[:, :, -1]
             new[rows, :, length - 1 :] = getattr(sub.layers[i], name)[:, :, -width:]
             setattr(layer, name, new)
+
+
+def stack_rows(cache, new) -> int:
+    """Append the rows of ``new`` under those of ``cache`` (every layer), right-aligned to the longer of the two
+    column counts; missing columns are zero holes (masked). Returns how far ``cache``'s own columns moved right."""
+    shift = 0
+    for layer, other in zip(cache.layers, new.layers, strict=True):
+        length, extra = layer.keys.shape[2], other.keys.shape[2]
+        total = max(length, extra)
+        shift = total - length
+        for name in ("keys", "values"):
+            mine, theirs = getattr(layer, name), getattr(other, name)
+            pad = (0, 0, total - length, 0), (0, 0, total - extra, 0)
+            mine = torch.nn.functional.pad(mine, pad[0]) if total > length else mine
+            theirs = torch.nn.functional.pad(theirs, pad[1]) if total > extra else theirs
+            setattr(layer, name, torch.cat([mine, theirs]))
+    return shift
 
 
 def repack(cache, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,6 +29,10 @@ class SeenTokens:
     def select(self, rows: torch.Tensor) -> None:
         self.mask = self.mask[rows]
 
+    def extend(self, n: int) -> None:
+        """Append ``n`` rows that have seen nothing (rows joining a running batch)."""
+        self.mask = torch.cat([self.mask, self.mask.new_zeros((n, self.mask.shape[1]))])
+
     def apply(self, logits: torch.Tensor, penalty: float) -> torch.Tensor:
         """Penalised copy of ``logits`` (B, V)."""
         if penalty == 1.0:
