@@ -13,8 +13,9 @@ Every row of a batch runs its own small state machine over one shared KV cache:
 Rows advance together: each forward feeds every active row its pending tokens (one token, or a whole injection
 span), right-aligned in a chunk; shorter rows get masked holes. A rollback masks the row's probe columns instead
 of re-running anything, and position ids count only a row's unmasked tokens, so attention and RoPE see exactly
-what a fresh forward over ``prefix + [RAG] + context`` would see. Finished rows leave the batch, and cache
-columns that no active row attends to are dropped.
+what a fresh forward over ``prefix + [RAG] + context`` would see. Finished rows leave the batch (with
+:meth:`AdaptiveGenerator.generate_stream`, their slots go to the next reports), and cache columns that no active
+row attends to are dropped.
 """
 
 from __future__ import annotations
