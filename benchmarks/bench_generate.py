@@ -183,7 +183,7 @@ def _random_encoder_retriever(cfg, encoder_dir: Path, device: str):
     from adaragct.retrieval.bank import SentenceBank
     from adaragct.retrieval.database import DATABASE_JSON
     from adaragct.retrieval.encoders import HFEncoder
-    from adaragct.retrieval.retrievers import AdaptiveRetriever
+    from adaragct.retrieval.retrievers import build_retriever
     from adaragct.retrieval.runtime import NEIGHBOURS_JSON
 
     work = Path(tempfile.mkdtemp(prefix="random-encoder-"))
@@ -200,24 +200,22 @@ def _random_encoder_retriever(cfg, encoder_dir: Path, device: str):
     print(
         f"re-indexed {len(records)} sentences with {encoder.encoder_id} in {time.perf_counter() - start:.1f} s"
     )
-    return AdaptiveRetriever(bank, encoder, read_image_neighbours(root / NEIGHBOURS_JSON))
+    neighbours = read_image_neighbours(root / NEIGHBOURS_JSON)
+    return build_retriever(cfg.retrieval, bank=bank, encoder=encoder, neighbours=neighbours)
 
 
 def _random(cfg, args, device: str, dtype: torch.dtype) -> Setup:
-    from adaragct.data.bundle import read_image_neighbours
     from adaragct.models.builders import load_tokenizer
-    from adaragct.retrieval.runtime import NEIGHBOURS_JSON, load_retriever
+    from adaragct.retrieval.runtime import load_retriever
 
     tokenizer = load_tokenizer(cfg.data.tokenizer_dir)
     shape = "tiny" if args.model == "tiny-random" else "8b"
     lm = _random_lm(shape, len(tokenizer), args.layers, device, dtype)
     if args.random_encoder:
         retriever = _random_encoder_retriever(cfg, Path(args.random_encoder), device)
-        volume_ids = sorted(retriever.neighbours)
     else:
         retriever = load_retriever(cfg.retrieval, cfg.data, cfg.encoder)
-        volume_ids = sorted(read_image_neighbours(Path(cfg.data.retrieval_dir) / NEIGHBOURS_JSON))
-    volume_ids = [v for v in volume_ids if v.startswith("valid")][: args.reports]
+    volume_ids = [v for v in sorted(retriever.neighbours) if v.startswith("valid")][: args.reports]
     embeds, mask = _random_prefixes(lm, tokenizer, len(volume_ids), device)
     dot, rag = tokenizer.convert_tokens_to_ids([".", RAG_TOKEN])
     scheduled = ScheduledLM(lm, len(tokenizer), dot, rag)

@@ -166,8 +166,7 @@ class AdaptiveGenerator:
         try:
             while True:
                 free = batch_size - len(rows)
-                may_admit = not rows or (refill and kv.supported(cache))
-                if free > 0 and not exhausted and may_admit:
+                if free > 0 and not exhausted and (not rows or (refill and kv.supported(cache))):
                     fresh = list(itertools.islice(source, free))
                     exhausted = len(fresh) < free
                     if fresh:
@@ -228,12 +227,7 @@ class AdaptiveGenerator:
         for row in rows[: len(rows) - len(fresh)]:  # the old rows' columns moved right by the shift
             row.probe_cols = [c + shift for c in row.probe_cols]
         total = max(mask.shape[1], width)
-        mask = torch.cat(
-            [
-                torch.nn.functional.pad(mask, (total - mask.shape[1], 0)),
-                torch.nn.functional.pad(new_mask, (total - width, 0)),
-            ]
-        )
+        mask = torch.cat([kv.pad_left(mask, total, 1), kv.pad_left(new_mask, total, 1)])
         seen.extend(len(fresh))
         return cache, mask, seen, torch.cat([logits, new_logits])
 

@@ -48,15 +48,23 @@ def widen_last_column(cache, rows: torch.Tensor, sub, width: int) -> None:
     there -- take the ``width`` columns their own forward wrote into ``sub``; every other row keeps its token in
     the last column and gets ``width - 1`` masked holes before it. One copy of the cache per layer.
     """
-    for i, layer in enumerate(cache.layers):
-        b, h, length, d = layer.keys.shape
+    for layer, filled in zip(cache.layers, sub.layers, strict=True):
         for name in ("keys", "values"):
             old = getattr(layer, name)
+            b, h, length, d = old.shape
             new = old.new_zeros((b, h, length - 1 + width, d))
             new[:, :, : length - 1] = old[:, :, : length - 1]
             new[:, :, -1] = old[:, :, -1]
-            new[rows, :, length - 1 :] = getattr(sub.layers[i], name)[:, :, -width:]
+            new[rows, :, length - 1 :] = getattr(filled, name)[:, :, -width:]
             setattr(layer, name, new)
+
+
+def pad_left(x: torch.Tensor, total: int, dim: int) -> torch.Tensor:
+    """``x`` with zero columns added before its own along ``dim`` up to ``total`` (right alignment)."""
+    missing = total - x.shape[dim]
+    if missing == 0:
+        return x
+    return torch.nn.functional.pad(x, (0, 0) * (x.dim() - dim - 1) + (missing, 0))
 
 
 def stack_rows(cache, new) -> int:
@@ -64,15 +72,11 @@ def stack_rows(cache, new) -> int:
     column counts; missing columns are zero holes (masked). Returns how far ``cache``'s own columns moved right."""
     shift = 0
     for layer, other in zip(cache.layers, new.layers, strict=True):
-        length, extra = layer.keys.shape[2], other.keys.shape[2]
-        total = max(length, extra)
-        shift = total - length
+        total = max(layer.keys.shape[2], other.keys.shape[2])
+        shift = total - layer.keys.shape[2]
         for name in ("keys", "values"):
             mine, theirs = getattr(layer, name), getattr(other, name)
-            pad = (0, 0, total - length, 0), (0, 0, total - extra, 0)
-            mine = torch.nn.functional.pad(mine, pad[0]) if total > length else mine
-            theirs = torch.nn.functional.pad(theirs, pad[1]) if total > extra else theirs
-            setattr(layer, name, torch.cat([mine, theirs]))
+            setattr(layer, name, torch.cat([pad_left(mine, total, 2), pad_left(theirs, total, 2)]))
     return shift
 
 
