@@ -247,6 +247,20 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+class TimedRetriever:
+    """The setup's retriever, with the wall time of its ``retrieve`` calls added up."""
+
+    def __init__(self, retriever) -> None:
+        self.retriever, self.name, self.seconds = retriever, getattr(retriever, "name", ""), 0.0
+
+    def retrieve(self, query):
+        start = time.perf_counter()
+        try:
+            return self.retriever.retrieve(query)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
 @dataclass
 class Result:
     mode: str
@@ -257,6 +271,7 @@ class Result:
     retrievals: int
     memo_hit_rate: float | None
     outputs: list
+    retrieval_seconds: float = 0.0
 
     def per_second(self, decoded: bool = False) -> float:
         return (self.out_tokens + (self.probe_tokens if decoded else 0)) / self.seconds
@@ -272,7 +287,8 @@ def _run(setup: Setup, batch: int, mode: str, max_new: int, device: str) -> Resu
     memo = getattr(setup.retriever, "encoder", None)
     if hasattr(memo, "clear"):
         memo.clear()
-    gen = cls(setup.lm, setup.tokenizer, setup.retriever if mode != "none" else None, settings)
+    retriever = TimedRetriever(setup.retriever)
+    gen = cls(setup.lm, setup.tokenizer, retriever if mode != "none" else None, settings)
     n = len(setup.volume_ids)
     outs = []
     _sync(device)
@@ -293,6 +309,7 @@ def _run(setup: Setup, batch: int, mode: str, max_new: int, device: str) -> Resu
         sum(o.retrieval_count for o in outs),
         memo.hits / lookups if lookups and mode != "none" else None,
         outs,
+        retriever.seconds,
     )
 
 
@@ -385,6 +402,7 @@ def _report(args, setup: Setup, batches, modes, results) -> None:
                     "probe_tokens": r.probe_tokens,
                     "retrievals": r.retrievals,
                     "memo_hit_rate": r.memo_hit_rate,
+                    "retrieval_seconds": r.retrieval_seconds,
                     "same_tokens_as_adaptive": same,
                 }
             )
@@ -393,6 +411,16 @@ def _report(args, setup: Setup, batches, modes, results) -> None:
     print(
         f"adaptive / none at batch {top}: {a.per_second() / n.per_second():.2f}x output tokens/s, "
         f"{a.per_second(True) / n.per_second():.2f}x decoded tokens/s (goal >= 0.8)"
+    )
+    # what adaptive could reach if injections, rollbacks and cache surgery were free and rows never waited for
+    # each other: every decoded token (kept or probe) at none's cost per token, plus the measured retrieval time
+    per_token = n.seconds / n.out_tokens
+    ceiling = (a.out_tokens + a.probe_tokens) * per_token + a.retrieval_seconds
+    print(
+        f"adaptive at batch {top}: retrieval {a.retrieval_seconds:.2f} s of {a.seconds:.2f} s; probes "
+        f"{a.probe_tokens / (a.out_tokens + a.probe_tokens):.0%} of decoded tokens; ceiling (decoded tokens at "
+        f"none's cost + retrieval): {a.out_tokens / ceiling / n.per_second():.2f}x output, "
+        f"{(a.out_tokens + a.probe_tokens) / ceiling / n.per_second():.2f}x decoded"
     )
     if "re-prefill" in modes:
         p = results[("re-prefill", top)]

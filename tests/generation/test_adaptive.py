@@ -256,3 +256,66 @@ def test_continuous_batching_equals_rows_alone(lm, tokenizer) -> None:
         assert out.token_ids == alone.token_ids == in_fixed_batches[i].token_ids, f"row {i}"
         assert out.retrieval_log == alone.retrieval_log == in_fixed_batches[i].retrieval_log
         assert out.volume_id == f"v{i}" and out.text == alone.text
+
+
+def test_growing_cache_equals_dynamic_cache_across_growths(lm, tokenizer) -> None:
+    """The batch cache writes steps in place into spare columns; 150 steps (several regrowths) give the logits
+    of transformers' concatenating DynamicCache, and the spare room stays bounded."""
+    from transformers import DynamicCache
+
+    from adaragct.generation import cache as kv
+
+    embeds, mask = _prefix(lm, tokenizer, PROMPTS)
+    growing, dynamic = kv.new_cache(lm.config), DynamicCache(config=lm.config)
+    assert all(type(layer) is kv.GrowingLayer for layer in growing.layers)
+    capacities = set()
+    with torch.no_grad():
+        outs = [
+            lm(inputs_embeds=embeds, attention_mask=mask, cache=c, use_cache=True) for c in (growing, dynamic)
+        ]
+        step_mask = mask
+        for _ in range(150):
+            torch.testing.assert_close(outs[0].logits[:, -1], outs[1].logits[:, -1], atol=1e-6, rtol=0)
+            ids = outs[1].logits[:, -1:].argmax(-1)
+            step_mask = torch.cat([step_mask, torch.ones_like(ids)], dim=1)
+            positions = step_mask.sum(1, keepdim=True) - 1
+            outs = [
+                lm(input_ids=ids, attention_mask=step_mask, position_ids=positions, cache=c, use_cache=True)
+                for c in (growing, dynamic)
+            ]
+            capacities.add(growing.layers[0]._keys.shape[2])
+    layer = growing.layers[0]
+    assert torch.equal(layer.keys, dynamic.layers[0].keys) and torch.equal(
+        layer.values, dynamic.layers[0].values
+    )
+    assert kv.supported(growing) and len(capacities) >= 3, capacities  # it regrew more than once
+    assert layer._keys.shape[2] <= layer.length + max(64, layer.length // 4)
+
+
+def test_widening_in_place_equals_the_copying_path() -> None:
+    """``widen_last_column`` on a growing layer (in place) leaves what it leaves on a plain DynamicLayer (copy),
+    and the layer keeps growing correctly afterwards."""
+    from transformers import DynamicCache, LlamaConfig
+
+    from adaragct.generation import cache as kv
+
+    config = LlamaConfig(num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, hidden_size=8)
+    torch.manual_seed(0)
+    growing, dynamic = kv.new_cache(config), DynamicCache(config=config)
+    states = [(torch.randn(4, 2, 30, 4), torch.randn(4, 2, 30, 4)) for _ in range(2)]
+    for cache in (growing, dynamic):
+        for i, (k, v) in enumerate(states):
+            cache.layers[i].update(k.clone(), v.clone())
+    rows, width = torch.tensor([1, 3]), 7
+    sub = kv.sub_cache(dynamic, rows, config)
+    for layer in sub.layers:
+        layer.update(torch.randn(2, 2, width, 4), torch.randn(2, 2, width, 4))
+    for cache in (growing, dynamic):
+        kv.widen_last_column(cache, rows, sub, width)
+    after = [(torch.randn(4, 2, 50, 4), torch.randn(4, 2, 50, 4)) for _ in range(2)]  # past the spare columns
+    for cache in (growing, dynamic):
+        for i, (k, v) in enumerate(after):
+            cache.layers[i].update(k, v)
+    for mine, theirs in zip(growing.layers, dynamic.layers, strict=True):
+        assert mine.keys.shape == theirs.keys.shape == (4, 2, 30 - 1 + width + 50, 4)
+        assert torch.equal(mine.keys, theirs.keys) and torch.equal(mine.values, theirs.values)

@@ -198,8 +198,6 @@ class AdaptiveGenerator:
 
     def _admit(self, fresh, rows: list[_Row], index_of: list[int], cache, mask, seen, logits):
         """Prefill ``fresh`` (index, (embeds, mask, volume_id)) items and append them to the batch."""
-        from transformers import DynamicCache
-
         self.stats["admissions"] += 1
         width = max(int(item[1].shape[0]) for _, item in fresh)
         first = fresh[0][1][0]
@@ -208,7 +206,7 @@ class AdaptiveGenerator:
         for j, (_, (emb, m, _)) in enumerate(fresh):  # right-aligned: each prefix ends at the last column
             embeds[j, width - emb.shape[0] :] = emb
             new_mask[j, width - emb.shape[0] :] = m.long()
-        new_cache = DynamicCache(config=self.lm.config)
+        new_cache = kv.new_cache(self.lm.config)
         positions = (new_mask.cumsum(-1) - 1).masked_fill(new_mask == 0, 1)
         new_logits = self._forward(
             inputs_embeds=embeds, attention_mask=new_mask, position_ids=positions, cache=new_cache

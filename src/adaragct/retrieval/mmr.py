@@ -32,6 +32,7 @@ def _ngrams(text: str) -> tuple[int, Counter, Counter]:
     return len(toks), Counter(toks), Counter(itertools.pairwise(toks))
 
 
+@lru_cache(maxsize=200_000)  # MMR compares the same candidate pairs for probe after probe
 def bleu2(hypothesis: str, reference: str) -> float:
     """Sentence BLEU-2 of ``hypothesis`` against one ``reference``, in [0, 1].
 
