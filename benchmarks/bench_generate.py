@@ -277,7 +277,7 @@ class Result:
         return (self.out_tokens + (self.probe_tokens if decoded else 0)) / self.seconds
 
 
-def _run(setup: Setup, batch: int, mode: str, max_new: int, device: str) -> Result:
+def _run(setup: Setup, batch: int, mode: str, max_new: int, device: str, continuous: bool = False) -> Result:
     cls = RePrefillGenerator if mode == "re-prefill" else AdaptiveGenerator
     settings = GenerationSettings(
         max_new_tokens=max_new,
@@ -293,10 +293,17 @@ def _run(setup: Setup, batch: int, mode: str, max_new: int, device: str) -> Resu
     outs = []
     _sync(device)
     start = time.perf_counter()
-    for i in range(0, n, batch):
-        outs += gen.generate(
-            setup.embeds[i : i + batch], setup.mask[i : i + batch], setup.volume_ids[i : i + batch]
-        )
+    if continuous:  # one stream: a finished row's slot goes to the next report at once
+        live = setup.mask.bool()
+        items = [
+            (setup.embeds[i][live[i]], setup.mask[i][live[i]], v) for i, v in enumerate(setup.volume_ids)
+        ]
+        outs = [out for _, out in sorted(gen.generate_stream(items, batch), key=lambda pair: pair[0])]
+    else:
+        for i in range(0, n, batch):
+            outs += gen.generate(
+                setup.embeds[i : i + batch], setup.mask[i : i + batch], setup.volume_ids[i : i + batch]
+            )
     _sync(device)
     seconds = time.perf_counter() - start
     lookups = (memo.hits + memo.misses) if hasattr(memo, "hits") else 0
@@ -329,6 +336,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--modes", default="none,adaptive,re-prefill", help="of none,adaptive,adaptive-padded,re-prefill"
     )
+    parser.add_argument(
+        "--continuous",
+        action="store_true",
+        help="continuous batching: stream all reports through the batch slots (use --reports > batch)",
+    )
     parser.add_argument("--random-encoder", default=None, help="dir with a MiniLM config + tokenizer files")
     parser.add_argument("--json", default=None, help="write the figures here too")
     parser.add_argument(
@@ -350,13 +362,15 @@ def main(argv: list[str] | None = None) -> None:
     modes = args.modes.split(",")
     if not {"none", "adaptive"} <= set(modes):
         parser.error("--modes must include none and adaptive (the ratios are against them)")
+    if args.continuous and "re-prefill" in modes:
+        parser.error("--continuous: the re-prefill baseline runs fixed batches only; drop it from --modes")
     results: dict[tuple[str, int], Result] = {}
     with torch.no_grad():
         for mode in ("none", "adaptive"):  # warm-up at full length: kernels, and the allocator's cache sizes
-            _run(setup, max(batches), mode, args.max_new, args.device)
+            _run(setup, max(batches), mode, args.max_new, args.device, args.continuous)
         for batch in batches:
             for mode in modes:
-                results[(mode, batch)] = _run(setup, batch, mode, args.max_new, args.device)
+                results[(mode, batch)] = _run(setup, batch, mode, args.max_new, args.device, args.continuous)
                 r = results[(mode, batch)]
                 print(f"  {mode} batch {batch}: {r.seconds:.2f} s", flush=True)
     _report(args, setup, batches, modes, results)
@@ -370,7 +384,7 @@ def _report(args, setup: Setup, batches, modes, results) -> None:
     )
     print(
         f"generation benchmark: {setup.label}, {args.dtype}, {device}; {len(setup.volume_ids)} reports, "
-        f"up to {args.max_new} new tokens"
+        f"up to {args.max_new} new tokens; {'continuous batching' if args.continuous else 'fixed batches'}"
     )
     print(
         f"{'mode':<16}{'batch':>6}{'out tok/s':>11}{'dec tok/s':>11}{'s/report':>10}{'retr/rep':>10}"

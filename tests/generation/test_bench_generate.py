@@ -7,18 +7,25 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import data_overrides
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_generate.py"
 
 
-def test_bench_generate_runs_and_baselines_emit_the_adaptive_tokens(
-    indexed_demo: Path, tmp_path, capsys, monkeypatch
-) -> None:
+@pytest.fixture
+def bench(monkeypatch):
     spec = importlib.util.spec_from_file_location("bench_generate", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "bench_generate", bench)  # dataclasses look their module up there
-    spec.loader.exec_module(bench)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_generate", module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_generate_runs_and_baselines_emit_the_adaptive_tokens(
+    bench, indexed_demo: Path, tmp_path, capsys
+) -> None:
     out = tmp_path / "bench.json"
     bench.main(
         [
@@ -34,6 +41,7 @@ def test_bench_generate_runs_and_baselines_emit_the_adaptive_tokens(
     )
     printed = capsys.readouterr().out
     assert "adaptive / none at batch 3" in printed and "adaptive / re-prefill at batch 3" in printed
+    assert "ceiling (decoded tokens at none's cost + retrieval)" in printed
     rows = {(r["mode"], r["batch"]): r for r in json.loads(out.read_text())["rows"]}
     assert set(rows) == {
         (m, b) for m in ("none", "adaptive", "adaptive-padded", "re-prefill") for b in (1, 3)
@@ -44,3 +52,19 @@ def test_bench_generate_runs_and_baselines_emit_the_adaptive_tokens(
         # fp32 on the CPU: padded injections and the re-prefill baseline decide exactly as the cached loop
         assert rows[("adaptive-padded", batch)]["same_tokens_as_adaptive"] is True
         assert rows[("re-prefill", batch)]["same_tokens_as_adaptive"] is True
+
+
+def test_continuous_batching_in_the_benchmark_does_the_same_work(bench, indexed_demo: Path, tmp_path, capsys):
+    """``--continuous`` streams 5 reports through 2 slots; every mode decodes, probes and retrieves exactly what
+    fixed batches do (only the schedule differs)."""
+    figures = {}
+    for flag in ("", "--continuous"):
+        out = tmp_path / f"bench{flag}.json"
+        args = ["--model=tiny-random", "--batches=2", "--reports=5", "--max-new=90", "--modes=none,adaptive"]
+        bench.main([*args, *([flag] if flag else []), f"--json={out}", *data_overrides(indexed_demo)])
+        rows = json.loads(out.read_text())["rows"]
+        figures[flag] = {r["mode"]: (r["out_tokens"], r["probe_tokens"], r["retrievals"]) for r in rows}
+    assert "continuous batching" in capsys.readouterr().out
+    assert figures[""] == figures["--continuous"] and figures[""]["adaptive"][2] >= 5
+    with pytest.raises(SystemExit):  # the re-prefill baseline has no streaming form
+        bench.main(["--continuous", "--modes=none,adaptive,re-prefill", *data_overrides(indexed_demo)])
