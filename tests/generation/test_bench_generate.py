@@ -33,7 +33,7 @@ def test_bench_generate_runs_and_baselines_emit_the_adaptive_tokens(
             "--batches=1,3",
             "--reports=3",
             "--max-new=90",
-            "--modes=none,adaptive,adaptive-padded,re-prefill",
+            "--modes=none,adaptive,adaptive-padded,re-prefill,none-dynamic-cache,adaptive-dynamic-cache",
             f"--json={out}",
             *data_overrides(indexed_demo),
             f"paths.output_dir={tmp_path}",
@@ -43,15 +43,22 @@ def test_bench_generate_runs_and_baselines_emit_the_adaptive_tokens(
     assert "adaptive / none at batch 3" in printed and "adaptive / re-prefill at batch 3" in printed
     assert "ceiling (decoded tokens at none's cost + retrieval)" in printed
     rows = {(r["mode"], r["batch"]): r for r in json.loads(out.read_text())["rows"]}
-    assert set(rows) == {
-        (m, b) for m in ("none", "adaptive", "adaptive-padded", "re-prefill") for b in (1, 3)
-    }
+    modes = (
+        "none",
+        "adaptive",
+        "adaptive-padded",
+        "re-prefill",
+        "none-dynamic-cache",
+        "adaptive-dynamic-cache",
+    )
+    assert set(rows) == {(m, b) for m in modes for b in (1, 3)}
     for batch in (1, 3):
         assert rows[("adaptive", batch)]["retrievals"] >= 3  # the scheduled [RAG] makes every row ask
         assert rows[("adaptive", batch)]["probe_tokens"] > 0 and rows[("none", batch)]["retrievals"] == 0
-        # fp32 on the CPU: padded injections and the re-prefill baseline decide exactly as the cached loop
-        assert rows[("adaptive-padded", batch)]["same_tokens_as_adaptive"] is True
-        assert rows[("re-prefill", batch)]["same_tokens_as_adaptive"] is True
+        # fp32 on the CPU: padded injections, the re-prefill baseline and transformers' own cache decide exactly
+        # as the loop on its in-place cache
+        for variant in modes[2:]:
+            assert rows[(variant, batch)]["same_tokens"] is True, variant
 
 
 def test_continuous_batching_in_the_benchmark_does_the_same_work(bench, indexed_demo: Path, tmp_path, capsys):

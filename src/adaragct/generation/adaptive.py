@@ -206,7 +206,7 @@ class AdaptiveGenerator:
         for j, (_, (emb, m, _)) in enumerate(fresh):  # right-aligned: each prefix ends at the last column
             embeds[j, width - emb.shape[0] :] = emb
             new_mask[j, width - emb.shape[0] :] = m.long()
-        new_cache = kv.new_cache(self.lm.config)
+        new_cache = self._new_cache()
         positions = (new_mask.cumsum(-1) - 1).masked_fill(new_mask == 0, 1)
         new_logits = self._forward(
             inputs_embeds=embeds, attention_mask=new_mask, position_ids=positions, cache=new_cache
@@ -228,6 +228,9 @@ class AdaptiveGenerator:
         mask = torch.cat([kv.pad_left(mask, total, 1), kv.pad_left(new_mask, total, 1)])
         seen.extend(len(fresh))
         return cache, mask, seen, torch.cat([logits, new_logits])
+
+    def _new_cache(self):
+        return kv.new_cache(self.lm.config)
 
     # --------------------------------------------------------------- decoding
     def _forward(self, **inputs: Any) -> torch.Tensor:
