@@ -18,7 +18,8 @@ lacks are dropped after), the retrieval, the cache surgery.
 Retriever: the real adaptive retriever over the demo index (packaged MiniLM). ``--random-encoder DIR`` instead
 builds a MiniLM-shaped encoder with random weights from DIR (config.json + tokenizer files) and re-indexes the
 demo sentence database with it: same compute per probe, for machines without the packaged model. The retriever's
-probe memo is cleared before every timed run, so each starts cold.
+probe memo is cleared before every timed run, so each starts cold. Every mode runs ``--repeat`` times (3), the
+modes interleaved, and the median run is reported (this is how the figures hold still on a shared laptop CPU).
 
 Modes: ``none``; ``adaptive`` (injections run over the injecting rows alone: ``split_injections``);
 ``adaptive-padded`` (one padded forward per injection step; ``--modes``); ``re-prefill``, the baseline of a loop
@@ -350,6 +351,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", default="1,8,16", help="comma-separated batch sizes")
     parser.add_argument("--reports", type=int, default=16)
     parser.add_argument("--max-new", type=int, default=300)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="timed runs per mode and batch; the median one is reported"
+    )
     parser.add_argument("--layers", type=int, default=None, help="random models: override the layer count")
     parser.add_argument(
         "--modes",
@@ -382,6 +386,8 @@ def main(argv: list[str] | None = None) -> None:
     modes = args.modes.split(",")
     if not {"none", "adaptive"} <= set(modes):
         parser.error("--modes must include none and adaptive (the ratios are against them)")
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
     if args.continuous and "re-prefill" in modes:
         parser.error("--continuous: the re-prefill baseline runs fixed batches only; drop it from --modes")
     results: dict[tuple[str, int], Result] = {}
@@ -389,10 +395,15 @@ def main(argv: list[str] | None = None) -> None:
         for mode in ("none", "adaptive"):  # warm-up at full length: kernels, and the allocator's cache sizes
             _run(setup, max(batches), mode, args.max_new, args.device, args.continuous)
         for batch in batches:
+            runs: dict[str, list[Result]] = {mode: [] for mode in modes}
+            for _ in range(args.repeat):  # modes interleaved, so a drift in the machine's speed hits them all
+                for mode in modes:
+                    runs[mode].append(_run(setup, batch, mode, args.max_new, args.device, args.continuous))
             for mode in modes:
-                results[(mode, batch)] = _run(setup, batch, mode, args.max_new, args.device, args.continuous)
-                r = results[(mode, batch)]
-                print(f"  {mode} batch {batch}: {r.seconds:.2f} s", flush=True)
+                timed = sorted(runs[mode], key=lambda r: r.seconds)
+                results[(mode, batch)] = timed[(len(timed) - 1) // 2]  # the median run (lower one if even)
+                spread = ", ".join(f"{r.seconds:.2f}" for r in runs[mode])
+                print(f"  {mode} batch {batch}: {spread} s", flush=True)
     _report(args, setup, batches, modes, results)
 
 
@@ -404,7 +415,8 @@ def _report(args, setup: Setup, batches, modes, results) -> None:
     )
     print(
         f"generation benchmark: {setup.label}, {args.dtype}, {device}; {len(setup.volume_ids)} reports, "
-        f"up to {args.max_new} new tokens; {'continuous batching' if args.continuous else 'fixed batches'}"
+        f"up to {args.max_new} new tokens; {'continuous batching' if args.continuous else 'fixed batches'}; "
+        f"median of {args.repeat} run(s)"
     )
     print(
         f"{'mode':<24}{'batch':>6}{'out tok/s':>11}{'dec tok/s':>11}{'s/report':>10}{'retr/rep':>10}"

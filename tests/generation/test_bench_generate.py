@@ -33,6 +33,7 @@ def test_bench_generate_runs_and_baselines_emit_the_adaptive_tokens(
             "--batches=1,3",
             "--reports=3",
             "--max-new=90",
+            "--repeat=2",
             "--modes=none,adaptive,adaptive-padded,re-prefill,none-dynamic-cache,adaptive-dynamic-cache",
             f"--json={out}",
             *data_overrides(indexed_demo),
@@ -67,7 +68,14 @@ def test_continuous_batching_in_the_benchmark_does_the_same_work(bench, indexed_
     figures = {}
     for flag in ("", "--continuous"):
         out = tmp_path / f"bench{flag}.json"
-        args = ["--model=tiny-random", "--batches=2", "--reports=5", "--max-new=90", "--modes=none,adaptive"]
+        args = [
+            "--model=tiny-random",
+            "--batches=2",
+            "--reports=5",
+            "--max-new=90",
+            "--modes=none,adaptive",
+            "--repeat=1",
+        ]
         bench.main([*args, *([flag] if flag else []), f"--json={out}", *data_overrides(indexed_demo)])
         rows = json.loads(out.read_text())["rows"]
         figures[flag] = {r["mode"]: (r["out_tokens"], r["probe_tokens"], r["retrievals"]) for r in rows}

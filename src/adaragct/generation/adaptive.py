@@ -49,7 +49,7 @@ class GenerationSettings:
     min_probe_chars: int = 5
     top_k: int = 3
     rag_logit_bias: float = 0.0
-    compact_cache: bool = True  # repack rows when over half the cache is holes (rollbacks, injections)
+    compact_cache: bool = True  # repack rows when a quarter of the cache is holes (rollbacks, injections)
     # an injection beside one-token rows: True runs the span over the injecting rows alone, then the usual batch
     # step (no compute on padding: best where per-token compute dominates, e.g. CPU); False runs one forward
     # with every row padded to the span (one call fewer: can win where a forward's fixed cost dominates, a GPU)
@@ -405,9 +405,11 @@ class AdaptiveGenerator:
         return logits
 
     def _compact(self, mask: torch.Tensor, cache, rows: list[_Row]) -> torch.Tensor:
-        """Repack when more than half of the cache is holes (attention cost grows with the cache length)."""
+        """Repack when a quarter of the cache is holes in every row: attention runs over every column, so holes
+        cost like live tokens, while a repack is one gather of the cache. (Measured on the demo, 64 reports at
+        batch 16 on CPU: repacking at 1/4 holes took 7-8% less time than at 1/2; 0.35 and 0.15 did no better.)"""
         # a row's live (unmasked) columns are its count: no device sync to read them from the mask
-        if max(r.count for r in rows) > mask.shape[1] // 2 or not kv.supported(cache):
+        if 4 * max(r.count for r in rows) > 3 * mask.shape[1] or not kv.supported(cache):
             return mask
         new_mask, old_to_new = kv.repack(cache, mask)
         self.stats["dropped_columns"] += mask.shape[1] - new_mask.shape[1]
