@@ -294,10 +294,11 @@ class Result:
 
 
 def _run(setup: Setup, batch: int, mode: str, max_new: int, device: str, continuous: bool = False) -> Result:
-    cls = {"re-prefill": RePrefillGenerator}.get(mode, AdaptiveGenerator)
+    # base: the decisions the mode makes (none, adaptive, adaptive-padded, re-prefill); a suffix swaps the cache
     base = mode.removesuffix("-dynamic-cache")
-    if base != mode:
-        cls = DynamicCacheGenerator
+    cls = DynamicCacheGenerator if base != mode else AdaptiveGenerator
+    if base == "re-prefill":
+        cls = RePrefillGenerator
     settings = GenerationSettings(
         max_new_tokens=max_new,
         compact_cache=cls is not RePrefillGenerator,

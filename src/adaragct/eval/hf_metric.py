@@ -17,6 +17,7 @@ import evaluate
 
 from adaragct.eval.clinical import compute_clinical_metrics
 from adaragct.eval.labelers.rules import RuleLabeler
+from adaragct.eval.report import headline_scalars
 from adaragct.eval.text_metrics import compute_text_metrics
 
 _DESCRIPTION = (
@@ -42,15 +43,5 @@ class AdaRagCTMetrics(evaluate.Metric):
         text = compute_text_metrics(predictions, references, with_meteor=False)
         labeler = RuleLabeler()
         clinical = compute_clinical_metrics(labeler.labels(predictions), labeler.labels(references))
-        out = {f"bleu_{k + 1}": b for k, b in enumerate(text.bleu)}
-        out.update(
-            {
-                "rouge_l": text.rouge_l,
-                "cider": text.cider,
-                "bleu_sacre": text.bleu_sacre,
-                "clinical_precision": clinical.weighted["p"],
-                "clinical_recall": clinical.weighted["r"],
-                "clinical_f1": clinical.weighted["f1"],
-            }
-        )
-        return out
+        # METEOR needs Java, so this module leaves it out (``with_meteor=False`` above)
+        return {k: v for k, v in headline_scalars(text, clinical).items() if k != "meteor"}

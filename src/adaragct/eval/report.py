@@ -40,6 +40,21 @@ def _clean(value: float | None) -> float | None:
     return float(value)
 
 
+def headline_scalars(text: TextMetrics, clinical: ClinicalMetrics) -> dict[str, float | None]:
+    """The headline metrics of one evaluation, keyed as in :data:`HEADLINE` and in that order."""
+    values = {
+        "bleu_sacre": text.bleu_sacre,
+        "rouge_l": text.rouge_l,
+        "meteor": text.meteor,
+        "cider": text.cider,
+        "clinical_precision": clinical.weighted["p"],
+        "clinical_recall": clinical.weighted["r"],
+        "clinical_f1": clinical.weighted["f1"],
+    }
+    values.update({f"bleu_{k + 1}": b for k, b in enumerate(text.bleu)})
+    return {name: values[name] for name in HEADLINE}
+
+
 def build_metrics_dict(
     *,
     num_samples: int,
@@ -55,19 +70,7 @@ def build_metrics_dict(
     ground_truth: str = "labels_csv",
 ) -> dict[str, Any]:
     """Assemble the metrics JSON object."""
-    scalars = {
-        "bleu_1": text.bleu[0],
-        "bleu_2": text.bleu[1],
-        "bleu_3": text.bleu[2],
-        "bleu_4": text.bleu[3],
-        "bleu_sacre": text.bleu_sacre,
-        "rouge_l": text.rouge_l,
-        "meteor": text.meteor,
-        "cider": text.cider,
-        "clinical_precision": clinical.weighted["p"],
-        "clinical_recall": clinical.weighted["r"],
-        "clinical_f1": clinical.weighted["f1"],
-    }
+    scalars = headline_scalars(text, clinical)
     out: dict[str, Any] = {"num_samples": int(num_samples)}
     for prefix in (TASK, "overall"):
         for name, value in scalars.items():
