@@ -33,11 +33,12 @@ def _rank_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def load_generation_model(ckpt: str, device: str):
-    """(ReportModel with merged adapters, tokenizer, checkpoint config) for decoding."""
-    from adaragct.models.checkpoint import load_checkpoint
+def load_generation_model(ckpt: str, device: str, base: str | None = None, dtype: str = "float32"):
+    """(ReportModel with merged adapters, tokenizer, checkpoint config) for decoding: a checkpoint of ours, or
+    the release's AdaRAG step directory (its base from ``base`` or its adapter config) or base directory."""
+    from adaragct.models.checkpoint import load_for_inference
 
-    model, tokenizer, ckpt_cfg = load_checkpoint(ckpt, device=device)
+    model, tokenizer, ckpt_cfg = load_for_inference(ckpt, base=base, device=device, dtype=dtype)
     if hasattr(model.llm, "merge_and_unload"):  # plain forwards are faster than LoRA-wrapped ones
         model.llm = model.llm.merge_and_unload()
     return model.to(device).eval(), tokenizer, ckpt_cfg
@@ -48,6 +49,11 @@ def _prompt(cfg: DictConfig, ckpt_cfg: dict[str, Any]):
     from adaragct.data.prompt import PromptConfig
 
     trained = ckpt_cfg.get("prompt")
+    if ckpt_cfg.get("release"):
+        log.warning(
+            "a release checkpoint: the prompt texts come from conf/prompt; they must be the release's exact "
+            "strings (conf/prompt/default.yaml says how to set them)"
+        )
     asked = OmegaConf.to_container(cfg.prompt, resolve=True)
     if trained and trained != asked:
         log.warning("prompt differs from the one the checkpoint was trained with; using the checkpoint's")
@@ -120,7 +126,9 @@ def run_infer(cfg: DictConfig) -> dict[str, Any]:
     rank, world = _rank_world()
     device = _device(cfg.device)
     log.info("[1/6] loading checkpoint %s on %s", cfg.ckpt, device)
-    model, tokenizer, ckpt_cfg = load_generation_model(cfg.ckpt, device)
+    model, tokenizer, ckpt_cfg = load_generation_model(
+        cfg.ckpt, device, cfg.get("ckpt_base"), cfg.model.get("dtype", "float32")
+    )
     log.info("[2/6] loading the %s split of data=%s", cfg.split, cfg.data.name)
     volumes = load_split(cfg.data, cfg.split, ckpt_cfg.get("model", {}).get("visual_dims"))
     volumes = volumes[: cfg.limit] if cfg.limit else volumes

@@ -125,3 +125,138 @@ def test_seed_alias_maps_flags_to_overrides(indexed_demo, tiny_checkpoints, tmp_
     assert len(rows) == 3 and summary["retrieval"] == "none"
     assert rows[0]["decoding"]["max_retrievals"] == 2 and rows[0]["decoding"]["top_k"] == 2
     assert all(r["retrieval_count"] == 0 for r in rows)
+
+
+def _as_release(base_ckpt: Path, rag_ckpt: Path, root: Path) -> tuple[Path, Path]:
+    """Our two tiny checkpoints rewritten in the release's layout: (base directory, AdaRAG step directory).
+
+    The base directory is the merged stage-base model + ``projector.pt``; the step directory carries the rag
+    LoRA under raw PEFT keys and the full trained embed_tokens / lm_head matrices, as the release's do."""
+    import copy
+
+    import torch
+    from safetensors.torch import save_file
+
+    from adaragct.models.checkpoint import load_checkpoint
+
+    base, tokenizer, _ = load_checkpoint(base_ckpt)
+    base_dir = root / "release_base"
+    base.llm.merge_and_unload().save_pretrained(str(base_dir))
+    tokenizer.save_pretrained(str(base_dir))
+    torch.save(base.projector.state_dict(), base_dir / "projector.pt")
+
+    rag, tokenizer, _ = load_checkpoint(rag_ckpt)
+    step_dir = root / "adarag_step"
+    step_dir.mkdir()
+    raw = {n: p.detach().float().contiguous() for n, p in rag.llm.named_parameters() if "lora_" in n}
+    merged = copy.deepcopy(rag.llm).merge_and_unload()  # applies the trained new-token rows
+    raw["base_model.model.model.embed_tokens.weight"] = merged.get_input_embeddings().weight.detach().clone()
+    raw["base_model.model.lm_head.weight"] = merged.get_output_embeddings().weight.detach().clone()
+    save_file(raw, str(step_dir / "adapter_model.safetensors"))
+    lora = rag.llm.peft_config["default"]
+    config = {
+        "r": lora.r,
+        "lora_alpha": lora.lora_alpha,
+        "lora_dropout": lora.lora_dropout,
+        "target_modules": sorted(lora.target_modules),
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": str(base_dir),
+        "_stage3_turn": True,
+        "_rag": True,
+    }
+    (step_dir / "adapter_config.json").write_text(json.dumps(config))
+    torch.save(rag.projector.state_dict(), step_dir / "projector.pt")
+    tokenizer.save_pretrained(str(step_dir))
+    return base_dir, step_dir
+
+
+def test_a_release_checkpoint_decodes_like_ours(indexed_demo, tiny_checkpoints, tmp_path) -> None:
+    """The seed's command on the release's AdaRAG step directory gives our checkpoint's reports and traces."""
+    from adaragct.inference.inference_rag import main
+
+    rag_ckpt = _with_visible_lora(tiny_checkpoints["rag"], tmp_path / "rag")
+    base_dir, step_dir = _as_release(tiny_checkpoints["base"], rag_ckpt, tmp_path)
+    ours = run_infer(
+        _cfg(indexed_demo, rag_ckpt, tmp_path / "ours.jsonl", "adaptive", "evaluate.enabled=false")
+    )
+    # the prompt of our checkpoint, set by hand as a user sets the release's strings
+    prompt = [f"prompt.{k}={json.dumps(v)}" for k, v in _trained_prompt(rag_ckpt).items()]
+
+    def seed_command(ckpt: Path, output: str) -> dict:
+        return main(
+            [
+                "--checkpoint",
+                str(
+                    ckpt
+                ),  # a step directory without --base: its adapter_config.json names the base directory
+                "--output",
+                str(tmp_path / output),
+                f"paths.data_dir={indexed_demo}",
+                f"paths.cache_dir={indexed_demo}/cache",
+                "limit=6",
+                "batch_size=4",
+                "generation.max_new_tokens=24",
+                "generation.rag_logit_bias=50.0",
+                "generation.min_probe_chars=1",
+                "progress=false",
+                "evaluate.enabled=false",
+                *prompt,
+            ]
+        )
+
+    release = seed_command(step_dir, "release.jsonl")
+    assert release["generated"] == ours["generated"] == 6 and ours["retrievals_per_report"] > 0
+    mine, theirs = _lines(tmp_path / "ours.jsonl"), _lines(tmp_path / "release.jsonl")
+    assert [(r["generated_text"], r["retrieval_log"]) for r in theirs] == [
+        (r["generated_text"], r["retrieval_log"]) for r in mine
+    ]
+    seed_command(base_dir, "release_base.jsonl")  # the base directory alone: no rag LoRA, other reports
+    assert [r["generated_text"] for r in _lines(tmp_path / "release_base.jsonl")] != [
+        r["generated_text"] for r in mine
+    ]
+
+
+def _with_visible_lora(ckpt: Path, root: Path) -> Path:
+    """A copy of a 2-step rag checkpoint with random LoRA weights, so that dropping them changes the reports."""
+    import torch
+
+    from adaragct.models.checkpoint import load_checkpoint, save_checkpoint
+
+    model, tokenizer, _ = load_checkpoint(ckpt)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.llm.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    save_checkpoint(root, "step-000002", model, tokenizer, (ckpt / "config.yaml").read_text())
+    return root / "last"
+
+
+def _trained_prompt(ckpt: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((ckpt / "config.yaml").read_text())["prompt"]
+
+
+def test_a_directory_that_is_no_checkpoint_names_the_field_and_fix(tmp_path) -> None:
+    from adaragct.errors import DataError
+    from adaragct.inference.inference_rag import parse, to_overrides
+    from adaragct.models.checkpoint import checkpoint_kind, release_base_for
+
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(
+        DataError, match=r"ckpt: not a checkpoint \(found: \['notes.txt'\]\).*fix: point ckpt="
+    ):
+        checkpoint_kind(tmp_path)
+    step = tmp_path / "step"
+    step.mkdir()
+    (step / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": "meta-llama/Llama-3.1-8B"})
+    )
+    with pytest.raises(DataError, match=r"adapter_config.json: base_model_name_or_path: .*fix: .*--base"):
+        release_base_for(step)
+    with pytest.raises(DataError, match=r"ckpt_base: not a release base"):
+        release_base_for(step, tmp_path)
+    args = parse(["--checkpoint", str(step), "--output", str(tmp_path / "p.jsonl"), "--base", str(tmp_path)])
+    assert f"ckpt_base={tmp_path.resolve()}" in to_overrides(args)

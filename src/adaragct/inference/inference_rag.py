@@ -1,10 +1,12 @@
 """The AdaRAG-CT release's inference command, mapped onto ``python -m adaragct.infer``.
 
     python -m adaragct.inference.inference_rag --checkpoint C --output P [--no-rag|--oracle|--text2text]
-        [--top-k K] [--max-retrievals R] [hydra overrides ...]
+        [--top-k K] [--max-retrievals R] [--base B] [hydra overrides ...]
 
-Without a mode flag retrieval is adaptive (the paper's). Anything after the flags is passed to the infer
-config as Hydra overrides (e.g. ``data=ctrate batch_size=32``).
+``C`` is a checkpoint of ours or one of the release's: an AdaRAG step directory (its base directory from
+``--base`` or from its adapter_config.json) or a base directory. Without a mode flag retrieval is adaptive (the
+paper's). Anything after the flags is passed to the infer config as Hydra overrides (e.g. ``data=ctrate
+batch_size=32``; ``model=8b`` loads the release's weights in bf16).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ def to_overrides(args: argparse.Namespace) -> list[str]:
         f"retrieval={mode}",
         f"paths.output_dir={Path(args.output).resolve().parent}",
     ]
+    if args.base is not None:
+        overrides.append(f"ckpt_base={Path(args.base).resolve()}")
     if args.top_k is not None:
         overrides.append(f"generation.top_k={args.top_k}")
     if args.max_retrievals is not None:
@@ -38,7 +42,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--checkpoint", required=True, help="checkpoint directory (ours: outputs/train/<run>/last)"
+        "--checkpoint",
+        required=True,
+        help="checkpoint directory: ours (outputs/train/<run>/last), or the release's step or base directory",
+    )
+    parser.add_argument(
+        "--base",
+        default=None,
+        help="the release's base directory, for a release step directory (default: "
+        "its adapter_config.json base_model_name_or_path)",
     )
     parser.add_argument("--output", required=True, help="predictions JSONL (resumed if it exists)")
     mode = parser.add_mutually_exclusive_group()

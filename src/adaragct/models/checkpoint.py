@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from adaragct.constants import VISUAL_SLOTS
+from adaragct.errors import DataError
 from adaragct.models.projector import VisualProjector
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,79 @@ def load_checkpoint(ckpt_dir: str | Path, *, device: str | None = None) -> tuple
         )
     model.projector.load_state_dict(load_file(str(ckpt_dir / "projector.safetensors")))
     return model.eval(), tokenizer, cfg
+
+
+def _is_release_base(path: str | Path) -> bool:
+    return (Path(path) / "config.json").is_file() and (Path(path) / "projector.pt").is_file()
+
+
+def checkpoint_kind(path: str | Path) -> str:
+    """``ours`` | ``release-step`` | ``release-base``: what a checkpoint directory holds, or a DataError."""
+    path = Path(path)
+    if (path / "config.yaml").is_file() and (path / "adapter_model.safetensors").is_file():
+        return "ours"
+    if all(
+        (path / f).is_file() for f in ("adapter_config.json", "adapter_model.safetensors", "projector.pt")
+    ):
+        return "release-step"
+    if _is_release_base(path):
+        return "release-base"
+    found = sorted(p.name for p in path.iterdir())[:8] if path.is_dir() else "no such directory"
+    raise DataError(
+        path,
+        "ckpt",
+        f"not a checkpoint (found: {found}); expected ours (config.yaml + adapter_model.safetensors + "
+        "projector.safetensors), a release AdaRAG step directory (adapter_config.json + "
+        "adapter_model.safetensors + projector.pt) or a release base directory (config.json + projector.pt)",
+        "point ckpt= (alias: --checkpoint) at outputs/train/<run>/last or at a release directory",
+    )
+
+
+def release_base_for(step_dir: str | Path, base: str | Path | None = None) -> Path:
+    """The release base directory under an AdaRAG step directory: ``base`` if given, else the step's
+    ``adapter_config.json`` ``base_model_name_or_path`` when that is a local release base directory."""
+    step_dir = Path(step_dir)
+    if base is not None:
+        if not _is_release_base(base):
+            raise DataError(
+                base,
+                "ckpt_base",
+                "not a release base directory (a merged HF model + projector.pt)",
+                "pass the release's base directory, the one its AdaRAG step was trained from",
+            )
+        return Path(base)
+    config = step_dir / "adapter_config.json"
+    named = json.loads(config.read_text()).get("base_model_name_or_path")
+    if named and _is_release_base(named):
+        return Path(named)
+    raise DataError(
+        config,
+        "base_model_name_or_path",
+        f"is {named!r}, not a local release base directory (a merged HF model + projector.pt)",
+        "pass the base directory: ckpt_base=<dir> (alias: --base <dir>)",
+    )
+
+
+def load_for_inference(
+    ckpt: str | Path, *, base: str | Path | None = None, device: str | None = None, dtype: str = "float32"
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Any checkpoint a user may hold, ready to decode: (ReportModel, tokenizer, config).
+
+    ``config`` is the checkpoint's resolved run config for ours. For the release's directories it is
+    ``{"model": {"visual_dims": ...}}`` (read from ``projector.pt``) and carries no prompt: the release's
+    checkpoints need the release's prompt strings, which the user sets in ``prompt`` (``conf/prompt``).
+    ``base`` and ``dtype`` apply to the release's directories only (ours record their base and dtype).
+    """
+    kind = checkpoint_kind(ckpt)
+    if kind == "ours":
+        return load_checkpoint(ckpt, device=device)
+    if kind == "release-step":
+        model, tokenizer = load_release(release_base_for(ckpt, base), ckpt, dtype=dtype)
+    else:
+        model, tokenizer = load_release(ckpt, dtype=dtype)
+    dims = {slot: int(mlp[0].in_features) for slot, mlp in model.projector.items()}
+    log.info("loaded a release %s checkpoint from %s: the prompt comes from conf/prompt", kind, ckpt)
+    return model, tokenizer, {"model": {"visual_dims": dims}, "release": kind}
 
 
 def load_release(
