@@ -119,7 +119,14 @@ def run_infer(cfg: DictConfig) -> dict[str, Any]:
     import torch
 
     from adaragct.data.cohort import load_split
-    from adaragct.generation.predictions import PredictionWriter, merge_shards, shard, shard_path
+    from adaragct.generation.predictions import (
+        PredictionWriter,
+        done_ids_elsewhere,
+        finalize,
+        shard,
+        shard_path,
+        sibling_shards,
+    )
     from adaragct.retrieval.runtime import load_retriever
 
     torch.manual_seed(cfg.seed)
@@ -136,8 +143,9 @@ def run_infer(cfg: DictConfig) -> dict[str, Any]:
     retriever = load_retriever(cfg.retrieval, cfg.data, cfg.encoder)
     path = shard_path(cfg.predictions, rank, world)
     mine = shard(volumes, rank, world)
+    earlier = done_ids_elsewhere(cfg.predictions, world)  # the final file, shards of another process count
     with PredictionWriter(path) as writer:
-        todo = [v for v in mine if v.volume_id not in writer.done]
+        todo = [v for v in mine if v.volume_id not in writer.done and v.volume_id not in earlier]
         log.info("[4/6] %d volumes, %d already in %s", len(mine), len(mine) - len(todo), path)
         stats = generate_split(
             cfg,
@@ -149,18 +157,20 @@ def run_infer(cfg: DictConfig) -> dict[str, Any]:
             writer,
             bool(cfg.progress) and rank == 0,
         )
-    if world == 1 and todo:  # rows finish out of order: put the file back in the split's order (atomic)
-        merge_shards([path], [v.volume_id for v in volumes], path)
+    order = [v.volume_id for v in volumes]
+    if world == 1 and (todo or sibling_shards(cfg.predictions)):
+        # rows finish out of order, and shards of an earlier multi-process run may hold volumes: one file in the
+        # split's order (atomic), shards removed
+        finalize(cfg.predictions, order)
     if world > 1:
         log.info("[6/6] merging %d shards", world)
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if device.startswith("cuda"):
+            torch.cuda.set_device(device)  # NCCL's barrier runs on the current device: this rank's GPU
+        torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
         torch.distributed.barrier()
         if rank == 0:
-            merge_shards(
-                [shard_path(cfg.predictions, r, world) for r in range(world)],
-                [v.volume_id for v in volumes],
-                cfg.predictions,
-            )
+            finalize(cfg.predictions, order)
+        torch.distributed.barrier()  # the final file exists before any rank returns
         torch.distributed.destroy_process_group()
     summary = {
         "predictions": str(cfg.predictions),

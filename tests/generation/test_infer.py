@@ -3,34 +3,39 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from adaragct.generation.predictions import PredictionWriter
 from adaragct.infer import run_infer
-from tests.conftest import compose_config, data_overrides
+from tests.conftest import PROJECT_ROOT, compose_config, data_overrides
 
 
-def _cfg(data_dir: Path, ckpt: Path, predictions: Path, retrieval: str = "adaptive", *extra: str):
-    return compose_config(
-        "infer",
-        [
-            *data_overrides(data_dir),
-            f"paths.output_dir={predictions.parent}",
-            f"paths.cache_dir={data_dir}/cache",
-            f"ckpt={ckpt}",
-            f"predictions={predictions}",
-            f"retrieval={retrieval}",
-            "limit=6",
-            "batch_size=4",
-            "generation.max_new_tokens=24",
-            "progress=false",
-            "generation.rag_logit_bias=50.0",
-            "generation.min_probe_chars=1",
-            *extra,
-        ],
-    )
+def _overrides(data_dir: Path, ckpt: Path, predictions: Path, retrieval: str = "adaptive", *extra: str):
+    return [
+        *data_overrides(data_dir),
+        f"paths.output_dir={predictions.parent}",
+        f"paths.cache_dir={data_dir}/cache",
+        f"ckpt={ckpt}",
+        f"predictions={predictions}",
+        f"retrieval={retrieval}",
+        "limit=6",
+        "batch_size=4",
+        "generation.max_new_tokens=24",
+        "progress=false",
+        "generation.rag_logit_bias=50.0",
+        "generation.min_probe_chars=1",
+        *extra,
+    ]
+
+
+def _cfg(*args, **kwargs):
+    return compose_config("infer", _overrides(*args, **kwargs))
 
 
 def _lines(path: Path) -> list[dict]:
@@ -97,6 +102,63 @@ def test_killed_run_resumes_to_the_uninterrupted_file(
     resumed, full = _lines(tmp_path / "resumed.jsonl"), _lines(tmp_path / "full.jsonl")
     assert [r["image"] for r in resumed] == [r["image"] for r in full]
     assert resumed == full
+
+
+def test_a_rerun_with_another_process_count_resumes(indexed_demo, tiny_checkpoints, tmp_path) -> None:
+    """Shards of killed 2- and 3-process runs: a single-process rerun generates only what they lack."""
+    from adaragct.generation.predictions import shard_path, sibling_shards
+
+    run_infer(
+        _cfg(
+            indexed_demo,
+            tiny_checkpoints["rag"],
+            tmp_path / "full.jsonl",
+            "adaptive",
+            "evaluate.enabled=false",
+        )
+    )
+    lines = (tmp_path / "full.jsonl").read_text().splitlines(keepends=True)
+    final = tmp_path / "p.jsonl"
+    shard_path(final, 0, 2).write_text(lines[0] + lines[2])
+    shard_path(final, 2, 3).write_text(lines[4] + lines[5][:30])  # killed mid-line
+    summary = run_infer(
+        _cfg(indexed_demo, tiny_checkpoints["rag"], final, "adaptive", "evaluate.enabled=false")
+    )
+    assert summary["skipped"] == 3 and summary["generated"] == 3
+    assert final.read_text() == "".join(lines) and sibling_shards(final) == []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_shard_and_merge_to_the_single_process_file(
+    indexed_demo, tiny_checkpoints, tmp_path
+) -> None:
+    """``torchrun --nproc-per-node 2 -m adaragct.infer`` (gloo on the CPU) writes the single-process file."""
+    ckpt = tiny_checkpoints["rag"]
+    run_infer(_cfg(indexed_demo, ckpt, tmp_path / "one" / "p.jsonl", "adaptive", "evaluate.enabled=false"))
+    two = tmp_path / "two" / "p.jsonl"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(_free_port()),
+        "-m",
+        "adaragct.infer",
+        *_overrides(indexed_demo, ckpt, two, "adaptive", "evaluate.enabled=false", "device=cpu"),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("3 generated, 0 already done") == 2, done.stdout  # 6 volumes, 3 per rank
+    assert two.read_text() == (tmp_path / "one" / "p.jsonl").read_text()
+    assert sorted(p.name for p in two.parent.glob("p.*jsonl")) == ["p.jsonl"]
 
 
 def test_seed_alias_maps_flags_to_overrides(indexed_demo, tiny_checkpoints, tmp_path) -> None:

@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 from adaragct.errors import DataError
-from adaragct.generation.predictions import PredictionWriter, merge_shards, read_done_ids, shard, shard_path
+from adaragct.generation.predictions import (
+    PredictionWriter,
+    done_ids_elsewhere,
+    finalize,
+    merge_shards,
+    read_done_ids,
+    shard,
+    shard_path,
+    sibling_shards,
+)
 
 
 def _rec(i: int) -> dict:
@@ -59,3 +68,43 @@ def test_shards_merge_in_order(tmp_path: Path) -> None:
     assert [json.loads(x)["image"] for x in (tmp_path / "p.jsonl").read_text().splitlines()] == order
     with pytest.raises(DataError, match="1 volumes missing"):
         merge_shards(paths, [*order, "valid_9_a_1"], tmp_path / "q.jsonl")
+
+
+def _write(path: Path, ids) -> None:
+    path.write_text("".join(json.dumps(_rec(i)) + "\n" for i in ids))
+
+
+def test_final_file_and_shards_of_any_process_count_merge_and_resume(tmp_path: Path) -> None:
+    final = tmp_path / "p.jsonl"
+    order = [f"valid_{i}_a_1" for i in range(8)]
+    _write(final, [0, 1])  # a finished single-process run of two volumes ...
+    _write(
+        shard_path(final, 0, 2), [1, 2, 4]
+    )  # ... leftovers of a killed 2-process run (1 is also merged) ...
+    _write(shard_path(final, 1, 3), [3, 5])  # ... and of a 3-process one, with a torn last line
+    with open(shard_path(final, 1, 3), "a") as handle:
+        handle.write('{"image": "valid_7_a_1", "gen')
+    (tmp_path / "p2.rank0-of-2.jsonl").write_text("not ours\n")  # another prediction file's shard
+    assert [p.name for p in sibling_shards(final)] == ["p.rank0-of-2.jsonl", "p.rank1-of-3.jsonl"]
+    # a 2-process rerun reads the final file and the 3-process shard, not its own (its writers read those)
+    assert done_ids_elsewhere(final, 2) == {f"valid_{i}_a_1" for i in (0, 1, 3, 5)}
+    assert done_ids_elsewhere(final, 1) == {f"valid_{i}_a_1" for i in (1, 2, 3, 4, 5)}
+    with pytest.raises(DataError, match="2 volumes missing"):
+        finalize(final, order)
+    assert len(sibling_shards(final)) == 2, "a failed merge keeps every shard"
+    _write(shard_path(final, 0, 2), [1, 2, 4, 6, 7])
+    _write(final, [0, 1, 9])  # 9: a volume outside this run's split, kept after the ordered ones
+    assert finalize(final, order) == 9
+    assert [json.loads(x)["image"] for x in final.read_text().splitlines()] == [*order, "valid_9_a_1"]
+    assert sibling_shards(final) == [] and (tmp_path / "p2.rank0-of-2.jsonl").exists()
+
+
+def test_a_volume_with_two_different_records_is_an_error(tmp_path: Path) -> None:
+    final = tmp_path / "p.jsonl"
+    _write(final, [0])
+    stale = shard_path(final, 0, 2)
+    stale.write_text(json.dumps({**_rec(0), "generated_text": "another report"}) + "\n")
+    with pytest.raises(
+        DataError, match=r"p.rank0-of-2.jsonl: volume 'valid_0_a_1': differs from its record in"
+    ):
+        finalize(final, ["valid_0_a_1"])

@@ -2,14 +2,16 @@
 
 Each record is written with a single ``write`` + flush + fsync, so a killed run leaves at most one partial last
 line; on reopening, that tail is cut off and the ids already present are skipped, so a rerun never duplicates a
-volume. Multi-process inference writes one shard per rank and :func:`merge_shards` writes the final file (in the
-volumes' order) atomically.
+volume. Multi-process inference writes one shard per rank and :func:`finalize` writes the final file (in the
+volumes' order) atomically and removes the shards. A rerun skips the volumes in the final file and in any shard,
+so it resumes with another number of processes too.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -62,15 +64,14 @@ def _cut_partial_tail(path: Path) -> int:
     return size - keep
 
 
-def read_done_ids(path: str | Path) -> set[str]:
-    """Ids already in a predictions file (after cutting a partial tail); a malformed full line is an error."""
-    path = Path(path)
-    if not path.exists():
-        return set()
-    _cut_partial_tail(path)
-    done: set[str] = set()
+def _records(path: str | Path) -> dict[str, str]:
+    """``{image: line}`` of a predictions file, read only. An unterminated last line (a write in flight, or one
+    that was killed) is left out; a malformed full line or a volume written twice is an error."""
+    records: dict[str, str] = {}
     with open(path, encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, start=1):
+            if not line.endswith("\n"):
+                break
             if not line.strip():
                 continue
             try:
@@ -82,12 +83,21 @@ def read_done_ids(path: str | Path) -> set[str]:
                     f"not a prediction record ({err})",
                     "delete the line or the file; the rerun regenerates what is missing",
                 ) from err
-            if image in done:
+            if image in records:
                 raise DataError(
                     path, f"line {lineno}", f"duplicate volume {image!r}", "delete one of the two lines"
                 )
-            done.add(image)
-    return done
+            records[image] = line
+    return records
+
+
+def read_done_ids(path: str | Path) -> set[str]:
+    """Ids already in a predictions file (after cutting a partial tail); a malformed full line is an error."""
+    path = Path(path)
+    if not path.exists():
+        return set()
+    _cut_partial_tail(path)
+    return set(_records(path))
 
 
 class PredictionWriter:
@@ -136,20 +146,40 @@ def shard_path(path: str | Path, rank: int, world_size: int) -> Path:
     return path if world_size == 1 else path.with_name(f"{path.stem}.rank{rank}-of-{world_size}{path.suffix}")
 
 
+def sibling_shards(path: str | Path) -> list[Path]:
+    """Every shard file of ``path``, whatever the process count that wrote it (``p.rank0-of-8.jsonl``, ...)."""
+    path = Path(path)
+    pattern = re.compile(rf"{re.escape(path.stem)}\.rank\d+-of-\d+{re.escape(path.suffix)}")
+    return sorted(
+        p for p in path.parent.glob(f"{path.stem}.rank*-of-*{path.suffix}") if pattern.fullmatch(p.name)
+    )
+
+
+def done_ids_elsewhere(path: str | Path, world_size: int) -> set[str]:
+    """Ids already in ``path``'s final file or in shards of another process count, so that a rerun with more or
+    fewer processes resumes too. Read only: this run's own shards (written concurrently) are not read here."""
+    own = {shard_path(path, r, world_size) for r in range(world_size)}
+    files = [p for p in (Path(path), *sibling_shards(path)) if p.exists() and p not in own]
+    return {image for p in files for image in _records(p)}
+
+
 def merge_shards(shards: Iterable[str | Path], order: Sequence[str], out: str | Path) -> int:
-    """Merge shard files into ``out`` in ``order`` (atomically); every id must appear exactly once."""
+    """Merge prediction files into ``out`` atomically: ``order``'s volumes first, in that order (each must be
+    present), then any other volume the files hold, so nothing is lost. A volume may be in several files (a
+    merged file and the shards it came from) only with the same record."""
     records: dict[str, str] = {}
+    origin: dict[str, Path] = {}
     for path in shards:
-        read_done_ids(path)  # cuts a partial tail, rejects malformed lines
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
-                    image = json.loads(line)["image"]
-                    if image in records:
-                        raise DataError(
-                            path, f"volume {image!r}", "appears in two shards", "delete one shard"
-                        )
-                    records[image] = line if line.endswith("\n") else line + "\n"
+        for image, line in _records(path).items():
+            if image in records and records[image] != line:
+                raise DataError(
+                    path,
+                    f"volume {image!r}",
+                    f"differs from its record in {origin[image]}",
+                    "delete the stale one of the two files",
+                )
+            records.setdefault(image, line)
+            origin.setdefault(image, Path(path))
     missing = [vid for vid in order if vid not in records]
     if missing:
         raise DataError(
@@ -158,7 +188,18 @@ def merge_shards(shards: Iterable[str | Path], order: Sequence[str], out: str | 
             f"{len(missing)} volumes missing from the shards, first {missing[:3]}",
             "rerun inference; it resumes and fills them in",
         )
+    wanted = set(order)
     with atomic_open(out, "w", encoding="utf-8") as handle:
-        for vid in order:
+        for vid in [*order, *(vid for vid in records if vid not in wanted)]:
             handle.write(records[vid])
-    return len(order)
+    return len(records)
+
+
+def finalize(path: str | Path, order: Sequence[str]) -> int:
+    """Write ``path`` from itself and every shard beside it (``order`` first), then delete the shards."""
+    path = Path(path)
+    shards = sibling_shards(path)
+    count = merge_shards([*([path] if path.exists() else []), *shards], order, path)
+    for shard_file in shards:
+        shard_file.unlink()
+    return count
