@@ -3,6 +3,9 @@ batch invariance (issue 6)."""
 
 from __future__ import annotations
 
+import itertools
+import re
+
 import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -256,6 +259,45 @@ def test_continuous_batching_equals_rows_alone(lm, tokenizer) -> None:
         assert out.token_ids == alone.token_ids == in_fixed_batches[i].token_ids, f"row {i}"
         assert out.retrieval_log == alone.retrieval_log == in_fixed_batches[i].retrieval_log
         assert out.volume_id == f"v{i}" and out.text == alone.text
+
+
+class SometimesEmpty(TableRetriever):
+    """Finds nothing for probes of odd length (an oracle without a context for that sentence), else the table."""
+
+    def retrieve(self, query: RetrievalQuery) -> RetrievalResult:
+        if len(query.probe) % 2 or not self.sentences:
+            return RetrievalResult(organ="heart", note="nothing for this sentence")
+        return super().retrieve(query)
+
+
+def test_an_empty_retrieval_leaves_the_sentence_to_the_model(lm, tokenizer) -> None:
+    """A retrieval that finds nothing writes what plain decoding writes, and asks once per sentence."""
+    embeds, mask = _prefix(lm, tokenizer, PROMPTS)
+    ids = [f"v{i}" for i in range(len(PROMPTS))]
+    settings = GenerationSettings(max_new_tokens=100, rag_logit_bias=4.0, cooldown_tokens=2, min_probe_chars=1)
+    never = AdaptiveGenerator(lm, tokenizer, SometimesEmpty([]), settings).generate(embeds, mask, ids)
+    plain = AdaptiveGenerator(lm, tokenizer, None, settings).generate(embeds, mask, ids)
+    assert [o.token_ids for o in never] == [o.token_ids for o in plain]
+    events = [e for o in never for e in o.retrieval_log]
+    assert len(events) >= 8 and {e["action"] for e in events} == {"empty"}
+    assert events[0]["note"] == "nothing for this sentence" and events[0]["organ"] == "heart"
+    pairs = 0
+    for o in never:  # between two questions the row finished a sentence
+        steps = [e["step"] for e in o.retrieval_log]
+        pairs += len(steps) - 1
+        for a, b in itertools.pairwise(steps):
+            assert re.search(r"[.?!]", tokenizer.decode(o.token_ids[a:b])), (o.volume_id, a, b)
+    assert pairs >= 4, "rows must ask again after a sentence for this to mean anything"
+    # mixed empty and found contexts: a batch still equals its rows decoded alone
+    retriever = SometimesEmpty(["The lungs are clear.", "Heart size is normal.", "No effusion."])
+    batch = AdaptiveGenerator(lm, tokenizer, retriever, settings).generate(embeds, mask, ids)
+    actions = {e["action"] for o in batch for e in o.retrieval_log}
+    assert {"empty", "retrieved"} <= actions, actions
+    for i in range(len(PROMPTS)):
+        alone = AdaptiveGenerator(lm, tokenizer, retriever, settings).generate(
+            embeds[i : i + 1, mask[i].bool()], mask[i : i + 1, mask[i].bool()], [ids[i]]
+        )[0]
+        assert (alone.token_ids, alone.retrieval_log) == (batch[i].token_ids, batch[i].retrieval_log), i
 
 
 def test_growing_cache_equals_dynamic_cache_across_growths(lm, tokenizer) -> None:

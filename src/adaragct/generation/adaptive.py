@@ -9,6 +9,9 @@ Every row of a batch runs its own small state machine over one shared KV cache:
   the row back to before ``[RAG]``. A probe under ``min_probe_chars`` cancels: a space is written instead and
   ``[RAG]`` is barred for ``cooldown_tokens``. Otherwise the retriever gets the probe, and ``[RAG]`` +
   ``<|ret_start|>ctx<|ret_end|>`` is fed into the cache (not the output); the model then rewrites the sentence.
+  A retriever that finds nothing (e.g. no oracle context for the sentence) leaves the sentence to the model
+  alone: the row takes the token it would have taken without ``[RAG]``, and ``[RAG]`` is barred until the
+  sentence ends (the model would otherwise ask again a few tokens later, for the same sentence).
 
 Rows advance together: each forward feeds every active row its pending tokens (one token, or a whole injection
 span), right-aligned in a chunk; shorter rows get masked holes. A rollback masks the row's probe columns instead
@@ -87,6 +90,10 @@ class _Row:
     probe_cols: list[int] = field(default_factory=list)
     count_before_probe: int = 0
     cooldown: int = 0
+    hold: bool = False  # [RAG] barred until the sentence ends (its retrieval found nothing)
+    fallback: torch.Tensor | None = (
+        None  # the scores at [RAG]'s step, [RAG] masked: the token taken without it
+    )
     retrievals: int = 0
     log: list[dict[str, Any]] = field(default_factory=list)
     done: bool = False
@@ -240,7 +247,10 @@ class AdaptiveGenerator:
 
     def _may_retrieve(self, row: _Row) -> bool:
         return (
-            self.retriever is not None and row.retrievals < self.settings.max_retrievals and row.cooldown == 0
+            self.retriever is not None
+            and row.retrievals < self.settings.max_retrievals
+            and row.cooldown == 0
+            and not row.hold
         )
 
     def _decide(self, logits: torch.Tensor, rows: list[_Row], seen: SeenTokens, mask: torch.Tensor) -> None:
@@ -259,8 +269,11 @@ class AdaptiveGenerator:
         for j, (row, token) in enumerate(zip(rows, scores.argmax(-1).tolist(), strict=True)):
             if row.probing:
                 self._probe_step(row, j, token, seen, mask)
-            else:
-                self._normal_step(row, j, token, seen)
+                continue
+            if token == self.rag_id and self._may_retrieve(row):
+                row.fallback = scores[j].clone()
+                row.fallback[self.rag_id] = float("-inf")
+            self._normal_step(row, j, token, seen)
 
     def _normal_step(self, row: _Row, j: int, token: int, seen: SeenTokens) -> None:
         if token == self.end_id:
@@ -272,6 +285,17 @@ class AdaptiveGenerator:
             return
         self._emit(row, j, token, seen)
         row.cooldown = max(0, row.cooldown - 1)
+        if row.hold and self._ends_sentence(row.output):
+            row.hold = False
+
+    def _ends_sentence(self, output: list[int]) -> bool:
+        """Whether the last token ends a sentence (decoded with the one before, so "1.5" is not an end)."""
+        decode = self.tokenizer.decode
+        before, text = (
+            decode(output[-2:-1], skip_special_tokens=True),
+            decode(output[-2:], skip_special_tokens=True),
+        )
+        return any(m.end() > len(before) for m in _SENTENCE_END.finditer(text))
 
     def _emit(self, row: _Row, j: int, token: int, seen: SeenTokens) -> None:
         row.output.append(token)
@@ -308,11 +332,18 @@ class AdaptiveGenerator:
             result = self.retriever.retrieve(
                 RetrievalQuery(row.volume_id, text_so_far, probe_text, top_k=self.settings.top_k)
             )
-        if result is None or len(result) == 0:
-            entry["action"] = "cancelled" if result is None else "empty"
+        fallback, row.fallback = row.fallback, None
+        if result is None:
+            entry["action"] = "cancelled"
             row.log.append(entry)
             self._emit(row, j, self.space_id, seen)
             row.cooldown = self.settings.cooldown_tokens
+            return
+        if len(result) == 0:
+            entry.update(action="empty", organ=result.organ, note=result.note)
+            row.log.append(entry)
+            row.hold = True
+            self._normal_step(row, j, int(fallback.argmax()), seen)
             return
         span = context_span(result.texts)
         row.pending = [self.rag_id, *self.tokenizer.encode(span, add_special_tokens=False)]
