@@ -274,7 +274,9 @@ def test_an_empty_retrieval_leaves_the_sentence_to_the_model(lm, tokenizer) -> N
     """A retrieval that finds nothing writes what plain decoding writes, and asks once per sentence."""
     embeds, mask = _prefix(lm, tokenizer, PROMPTS)
     ids = [f"v{i}" for i in range(len(PROMPTS))]
-    settings = GenerationSettings(max_new_tokens=100, rag_logit_bias=4.0, cooldown_tokens=2, min_probe_chars=1)
+    settings = GenerationSettings(
+        max_new_tokens=100, rag_logit_bias=4.0, cooldown_tokens=2, min_probe_chars=1
+    )
     never = AdaptiveGenerator(lm, tokenizer, SometimesEmpty([]), settings).generate(embeds, mask, ids)
     plain = AdaptiveGenerator(lm, tokenizer, None, settings).generate(embeds, mask, ids)
     assert [o.token_ids for o in never] == [o.token_ids for o in plain]
