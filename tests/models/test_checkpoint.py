@@ -159,3 +159,25 @@ def test_stage_rag_from_a_missing_base_names_the_fix(tmp_path, tokenizer_dir, to
         build_stage_model(
             model_cfg(tokenizer_dir), stage_cfg("rag"), tokenizer, init_from=tmp_path / "nothing"
         )
+
+
+def test_a_checkpoint_whose_base_moved_names_the_field(tmp_path, tokenizer_dir, tokenizer) -> None:
+    """A tiny model whose recorded path is gone must not be random-initialised in silence."""
+    from adaragct.errors import DataError
+
+    mc = model_cfg(tokenizer_dir)
+    ckpt = _save(
+        tmp_path / "base",
+        build_stage_model(mc, stage_cfg("base"), tokenizer),
+        tokenizer,
+        mc,
+        stage_cfg("base"),
+    )
+    config = yaml.safe_load((ckpt / "config.yaml").read_text())
+    assert load_checkpoint(ckpt)[2]["model"]["path"] == str(tokenizer_dir)
+    config["model"]["path"] = str(tmp_path / "moved")
+    (ckpt / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(
+        DataError, match=r"config.yaml: model.path: .*moved does not exist.*fix: set model.path"
+    ):
+        load_checkpoint(ckpt)

@@ -136,6 +136,17 @@ def load_checkpoint(ckpt_dir: str | Path, *, device: str | None = None) -> tuple
     cfg = yaml.safe_load((ckpt_dir / "config.yaml").read_text())
     tokenizer = AutoTokenizer.from_pretrained(str(ckpt_dir), local_files_only=True)
     init_from = cfg["stage"].get("init_from") if cfg["stage"]["name"] == "rag" else None
+    # a checkpoint holds only what was trained: the base LLM (and, for stage=rag, the stage=base checkpoint it
+    # was merged from) are read from where they were at training time; a tiny model would otherwise be
+    # random-initialised in silence
+    for field, where in (("model.path", cfg["model"].get("path")), ("stage.init_from", init_from)):
+        if where and not Path(where).exists():
+            raise DataError(
+                ckpt_dir / "config.yaml",
+                field,
+                f"{where} does not exist on this machine",
+                f"set {field} in that file to where it is now (a checkpoint stores only the trained weights)",
+            )
     model = build_stage_model(cfg["model"], cfg["stage"], tokenizer, device=device, init_from=init_from)
     result = set_peft_model_state_dict(model.llm, load_file(str(ckpt_dir / "adapter_model.safetensors")))
     missing = [k for k in result.missing_keys if "lora_" in k or "trainable_tokens" in k]
