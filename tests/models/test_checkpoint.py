@@ -181,3 +181,21 @@ def test_a_checkpoint_whose_base_moved_names_the_field(tmp_path, tokenizer_dir, 
         DataError, match=r"config.yaml: model.path: .*moved does not exist.*fix: set model.path"
     ):
         load_checkpoint(ckpt)
+
+
+def test_a_qlora_checkpoint_decodes_with_its_adapters_unmerged(tmp_path, tokenizer_dir, tokenizer) -> None:
+    """Merging a LoRA into 4-bit weights re-quantizes them; inference must see the model that was trained."""
+    from adaragct.infer import load_generation_model
+
+    mc = model_cfg(tokenizer_dir, quantization="4bit")
+    model = build_stage_model(mc, stage_cfg("base"), tokenizer)
+    _perturb(model, 5)
+    ids = _inputs(tokenizer)
+    trained = _logits(model, ids)
+    _save(tmp_path / "qlora", model, tokenizer, mc, stage_cfg("base"))
+    loaded, _, _ = load_generation_model(str(tmp_path / "qlora" / "last"), "cpu")
+    assert any("lora_A" in n for n, _ in loaded.llm.named_parameters()), "adapters must stay unmerged"
+    torch.testing.assert_close(_logits(loaded, ids), trained, rtol=1e-5, atol=1e-5)
+    merged = loaded.llm.merge_and_unload()  # what the loader avoids: visibly another model
+    loaded.llm = merged
+    assert (_logits(loaded, ids) - trained).abs().max() > 1e-2
