@@ -6,7 +6,8 @@
 validation volumes: the base model, and the rag model with retrieval none / oracle / adaptive / text2text, each
 scored right after  6. print the results table, write ``outputs/demo/results.md``, ``results.json`` and
 ``results.png``. Each step is skipped when it already ran with the same settings and upstream outputs
-(``outputs/demo/state.json``); changing e.g. the training steps reruns that stage and everything after it.
+(``outputs/demo/state.json``); changing e.g. the training steps reruns that stage and everything after it, and
+editing the generation, retrieval or evaluation code reruns the generate-and-score step.
 """
 
 from __future__ import annotations
@@ -52,6 +53,22 @@ class DemoState:
 
 def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# the code that decides what inference writes and how it is scored: editing it reruns the (fast) generate and
+# evaluate steps, so results.md never mixes predictions of old code with the README's numbers
+_INFER_CODE = ("generation", "retrieval", "eval", "infer.py", "data/prompt.py")
+
+
+def _code_fingerprint(parts: tuple[str, ...] = _INFER_CODE, root: Path | None = None) -> str:
+    """A hash over the ``.py`` files of ``parts`` (packages or modules under ``root``, default: adaragct)."""
+    root = root or Path(__file__).resolve().parent
+    files = sorted(
+        f for part in parts for f in ([root / part] if part.endswith(".py") else (root / part).rglob("*.py"))
+    )
+    return _fingerprint(
+        *((str(f.relative_to(root)), hashlib.sha256(f.read_bytes()).hexdigest()) for f in files)
+    )
 
 
 def _compose(name: str, overrides: list[str]) -> DictConfig:
@@ -114,7 +131,11 @@ def _infer(run: DictConfig, cfg: DictConfig, common: list[str], state: DemoState
             *cfg.infer_overrides,
         ],
     )
-    fp = _fingerprint(_relevant(icfg, ("generation", "retrieval", "split", "limit", "prompt")), upstream)
+    fp = _fingerprint(
+        _relevant(icfg, ("generation", "retrieval", "split", "limit", "prompt")),
+        upstream,
+        _code_fingerprint(),
+    )
     if state.done(f"infer_{name}", fp) and (out / "metrics.json").is_file():
         print(f"[demo] infer {name}: up to date")
         return state.data[f"infer_{name}"]
