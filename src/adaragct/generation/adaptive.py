@@ -91,9 +91,8 @@ class _Row:
     count_before_probe: int = 0
     cooldown: int = 0
     hold: bool = False  # [RAG] barred until the sentence ends (its retrieval found nothing)
-    fallback: torch.Tensor | None = (
-        None  # the scores at [RAG]'s step, [RAG] masked: the token taken without it
-    )
+    # the scores at the step that chose [RAG], with [RAG] masked: the token the row takes if nothing is found
+    fallback: torch.Tensor | None = None
     retrievals: int = 0
     log: list[dict[str, Any]] = field(default_factory=list)
     done: bool = False
@@ -290,11 +289,8 @@ class AdaptiveGenerator:
 
     def _ends_sentence(self, output: list[int]) -> bool:
         """Whether the last token ends a sentence (decoded with the one before, so "1.5" is not an end)."""
-        decode = self.tokenizer.decode
-        before, text = (
-            decode(output[-2:-1], skip_special_tokens=True),
-            decode(output[-2:], skip_special_tokens=True),
-        )
+        before = self.tokenizer.decode(output[-2:-1], skip_special_tokens=True)
+        text = self.tokenizer.decode(output[-2:], skip_special_tokens=True)
         return any(m.end() > len(before) for m in _SENTENCE_END.finditer(text))
 
     def _emit(self, row: _Row, j: int, token: int, seen: SeenTokens) -> None:
