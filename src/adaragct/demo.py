@@ -131,11 +131,7 @@ def _infer(run: DictConfig, cfg: DictConfig, common: list[str], state: DemoState
             *cfg.infer_overrides,
         ],
     )
-    fp = _fingerprint(
-        _relevant(icfg, ("generation", "retrieval", "split", "limit", "prompt")),
-        upstream,
-        _code_fingerprint(),
-    )
+    fp = _fingerprint(_relevant(icfg, ("generation", "retrieval", "split", "limit", "prompt")), upstream)
     if state.done(f"infer_{name}", fp) and (out / "metrics.json").is_file():
         print(f"[demo] infer {name}: up to date")
         return state.data[f"infer_{name}"]
@@ -220,10 +216,10 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
     rag_fp = _train("rag", cfg, common, state, _fingerprint(base_fp, index_fp))
     print("[demo] 5/6 generate and evaluate")
     rows = []
+    code_fp = _code_fingerprint()
     for run in cfg.runs:
-        info = _infer(
-            run, cfg, common, state, _fingerprint(base_fp if run.stage == "base" else rag_fp, index_fp)
-        )
+        upstream = _fingerprint(base_fp if run.stage == "base" else rag_fp, index_fp, code_fp)
+        info = _infer(run, cfg, common, state, upstream)
         metrics = json.loads(Path(info["metrics_json"]).read_text())
         rows.append(
             {

@@ -39,11 +39,10 @@ def load_generation_model(ckpt: str, device: str, base: str | None = None, dtype
     from adaragct.models.checkpoint import load_for_inference
 
     model, tokenizer, ckpt_cfg = load_for_inference(ckpt, base=base, device=device, dtype=dtype)
-    quantized = any(type(m).__name__ in ("Linear4bit", "Linear8bitLt") for m in model.llm.modules())
     # plain forwards are faster than LoRA-wrapped ones; but merging a LoRA into 4-bit weights re-quantizes them
     # and changes the model (on a tiny model it moved logits by ~1 and flipped greedy tokens), so a QLoRA
     # checkpoint decodes with its adapters as trained
-    if hasattr(model.llm, "merge_and_unload") and not quantized:
+    if hasattr(model.llm, "merge_and_unload") and not getattr(model.llm, "is_quantized", False):
         model.llm = model.llm.merge_and_unload()
     return model.to(device).eval(), tokenizer, ckpt_cfg
 

@@ -15,6 +15,16 @@ from adaragct.generation.predictions import PredictionWriter
 from adaragct.infer import run_infer
 from tests.conftest import PROJECT_ROOT, compose_config, data_overrides
 
+# 6 volumes, short reports, and a [RAG] bias that makes the tiny model retrieve
+SMALL_RUN = (
+    "limit=6",
+    "batch_size=4",
+    "generation.max_new_tokens=24",
+    "progress=false",
+    "generation.rag_logit_bias=50.0",
+    "generation.min_probe_chars=1",
+)
+
 
 def _overrides(data_dir: Path, ckpt: Path, predictions: Path, retrieval: str = "adaptive", *extra: str):
     return [
@@ -24,12 +34,7 @@ def _overrides(data_dir: Path, ckpt: Path, predictions: Path, retrieval: str = "
         f"ckpt={ckpt}",
         f"predictions={predictions}",
         f"retrieval={retrieval}",
-        "limit=6",
-        "batch_size=4",
-        "generation.max_new_tokens=24",
-        "progress=false",
-        "generation.rag_logit_bias=50.0",
-        "generation.min_probe_chars=1",
+        *SMALL_RUN,
         *extra,
     ]
 
@@ -196,40 +201,16 @@ def _as_release(base_ckpt: Path, rag_ckpt: Path, root: Path) -> tuple[Path, Path
     LoRA under raw PEFT keys and the full trained embed_tokens / lm_head matrices, as the release's do."""
     import copy
 
-    import torch
-    from safetensors.torch import save_file
-
     from adaragct.models.checkpoint import load_checkpoint
+    from tests.models.conftest import write_release_base, write_release_step
 
     base, tokenizer, _ = load_checkpoint(base_ckpt)
-    base_dir = root / "release_base"
-    base.llm.merge_and_unload().save_pretrained(str(base_dir))
-    tokenizer.save_pretrained(str(base_dir))
-    torch.save(base.projector.state_dict(), base_dir / "projector.pt")
-
+    base_dir = write_release_base(
+        root / "release_base", base.llm.merge_and_unload(), base.projector, tokenizer
+    )
     rag, tokenizer, _ = load_checkpoint(rag_ckpt)
-    step_dir = root / "adarag_step"
-    step_dir.mkdir()
-    raw = {n: p.detach().float().contiguous() for n, p in rag.llm.named_parameters() if "lora_" in n}
     merged = copy.deepcopy(rag.llm).merge_and_unload()  # applies the trained new-token rows
-    raw["base_model.model.model.embed_tokens.weight"] = merged.get_input_embeddings().weight.detach().clone()
-    raw["base_model.model.lm_head.weight"] = merged.get_output_embeddings().weight.detach().clone()
-    save_file(raw, str(step_dir / "adapter_model.safetensors"))
-    lora = rag.llm.peft_config["default"]
-    config = {
-        "r": lora.r,
-        "lora_alpha": lora.lora_alpha,
-        "lora_dropout": lora.lora_dropout,
-        "target_modules": sorted(lora.target_modules),
-        "peft_type": "LORA",
-        "task_type": "CAUSAL_LM",
-        "base_model_name_or_path": str(base_dir),
-        "_stage3_turn": True,
-        "_rag": True,
-    }
-    (step_dir / "adapter_config.json").write_text(json.dumps(config))
-    torch.save(rag.projector.state_dict(), step_dir / "projector.pt")
-    tokenizer.save_pretrained(str(step_dir))
+    step_dir = write_release_step(root / "adarag_step", rag.llm, merged, rag.projector, tokenizer, base_dir)
     return base_dir, step_dir
 
 
@@ -246,22 +227,16 @@ def test_a_release_checkpoint_decodes_like_ours(indexed_demo, tiny_checkpoints, 
     prompt = [f"prompt.{k}={json.dumps(v)}" for k, v in _trained_prompt(rag_ckpt).items()]
 
     def seed_command(ckpt: Path, output: str) -> dict:
+        # a step directory without --base: its adapter_config.json names the base directory
         return main(
             [
                 "--checkpoint",
-                str(
-                    ckpt
-                ),  # a step directory without --base: its adapter_config.json names the base directory
+                str(ckpt),
                 "--output",
                 str(tmp_path / output),
-                f"paths.data_dir={indexed_demo}",
+                *data_overrides(indexed_demo),
                 f"paths.cache_dir={indexed_demo}/cache",
-                "limit=6",
-                "batch_size=4",
-                "generation.max_new_tokens=24",
-                "generation.rag_logit_bias=50.0",
-                "generation.min_probe_chars=1",
-                "progress=false",
+                *SMALL_RUN,
                 "evaluate.enabled=false",
                 *prompt,
             ]
@@ -280,17 +255,12 @@ def test_a_release_checkpoint_decodes_like_ours(indexed_demo, tiny_checkpoints, 
 
 
 def _with_visible_lora(ckpt: Path, root: Path) -> Path:
-    """A copy of a 2-step rag checkpoint with random LoRA weights, so that dropping them changes the reports."""
-    import torch
-
+    """A copy of a 2-step rag checkpoint with random trained weights, so that dropping them changes the reports."""
     from adaragct.models.checkpoint import load_checkpoint, save_checkpoint
+    from tests.models.conftest import perturb_trainable
 
     model, tokenizer, _ = load_checkpoint(ckpt)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.llm.named_parameters():
-            if "lora_B" in name:
-                p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    perturb_trainable(model, 0)
     save_checkpoint(root, "step-000002", model, tokenizer, (ckpt / "config.yaml").read_text())
     return root / "last"
 

@@ -121,6 +121,66 @@ def random_visual(batch: int, seed: int = 0) -> dict:
     }
 
 
+def perturb_trainable(model, seed: int) -> None:
+    """Random values in every trainable tensor, so a reload that drops any of them changes the logits."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn(p.shape, generator=gen))
+
+
+def write_release_base(base_dir: Path, merged_llm, projector, tokenizer) -> Path:
+    """A base directory in the release's layout: the merged HF model, its tokenizer and projector.pt."""
+    import torch
+
+    merged_llm.save_pretrained(str(base_dir))
+    tokenizer.save_pretrained(str(base_dir))
+    torch.save(projector.state_dict(), base_dir / "projector.pt")
+    return base_dir
+
+
+def write_release_step(
+    step_dir: Path, peft_llm, full_llm, projector, tokenizer, base_dir: Path | None = None
+):
+    """An AdaRAG step directory in the release's layout: ``peft_llm``'s LoRA under raw PEFT keys (``.default``),
+    ``full_llm``'s whole embed_tokens / lm_head matrices, adapter_config.json (with ``base_model_name_or_path``
+    when ``base_dir`` is given), projector.pt, the tokenizer and a training_state.pt."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    step_dir.mkdir(parents=True)
+    raw = {n: p.detach().float().contiguous() for n, p in peft_llm.named_parameters() if "lora_" in n}
+    assert raw and all(".default." in k for k in raw)
+    raw["base_model.model.model.embed_tokens.weight"] = (
+        full_llm.get_input_embeddings().weight.detach().float().clone()
+    )
+    raw["base_model.model.lm_head.weight"] = full_llm.get_output_embeddings().weight.detach().float().clone()
+    save_file(raw, str(step_dir / "adapter_model.safetensors"))
+    lora = peft_llm.peft_config["default"]
+    config = {
+        "r": lora.r,
+        "lora_alpha": lora.lora_alpha,
+        "lora_dropout": lora.lora_dropout,
+        "target_modules": sorted(lora.target_modules),
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "_stage3_turn": True,
+        "_rag": True,
+    }
+    if base_dir is not None:
+        config["base_model_name_or_path"] = str(base_dir)
+    (step_dir / "adapter_config.json").write_text(json.dumps(config))
+    torch.save(projector.state_dict(), step_dir / "projector.pt")
+    tokenizer.save_pretrained(str(step_dir))
+    torch.save({"step": 500}, step_dir / "training_state.pt")
+    return step_dir
+
+
 SENTENCES = [
     "The lungs are clear.",
     "No pleural effusion was observed.",

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from adaragct.constants import SPECIAL_TOKENS, VISUAL_SLOTS
 from adaragct.models.checkpoint import load_checkpoint, load_release, read_release_projector, save_checkpoint
 from adaragct.models.vlm import build_stage_model
-from tests.models.conftest import CHECKPOINT_FILES, model_cfg, random_visual, stage_cfg
+from tests.models.conftest import (
+    CHECKPOINT_FILES,
+    model_cfg,
+    perturb_trainable,
+    random_visual,
+    stage_cfg,
+    write_release_base,
+    write_release_step,
+)
 
 
 def _inputs(tokenizer) -> torch.Tensor:
@@ -21,15 +28,6 @@ def _inputs(tokenizer) -> torch.Tensor:
     return torch.tensor(
         [[*slots, 30, 31, tokenizer.convert_tokens_to_ids("[RAG]"), 32], [33, *slots, 34, 35, 36]]
     )
-
-
-def _perturb(model, seed: int) -> None:
-    """Random values in every trainable tensor, so a reload that drops any of them changes the logits."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(0.05 * torch.randn(p.shape, generator=gen))
 
 
 def _logits(model, ids) -> torch.Tensor:
@@ -48,7 +46,7 @@ def test_checkpoint_files_and_identical_reload_both_stages(tmp_path, tokenizer_d
     ids = _inputs(tokenizer)
     mc = model_cfg(tokenizer_dir)
     base = build_stage_model(mc, stage_cfg("base"), tokenizer)
-    _perturb(base, 1)
+    perturb_trainable(base, 1)
     base_dir = _save(tmp_path / "base", base, tokenizer, mc, stage_cfg("base"))
     assert {p.name for p in base_dir.iterdir()} == CHECKPOINT_FILES
     assert {p.name for p in (tmp_path / "base").iterdir()} == {"step-000007", "last"}
@@ -64,7 +62,7 @@ def test_checkpoint_files_and_identical_reload_both_stages(tmp_path, tokenizer_d
     rag = build_stage_model(mc, rag_stage, tokenizer, init_from=rag_stage["init_from"])
     assert not any(p.requires_grad for p in rag.projector.parameters())
     torch.testing.assert_close(_logits(rag, ids), _logits(base, ids), rtol=1e-5, atol=1e-5)  # merged base
-    _perturb(rag, 2)
+    perturb_trainable(rag, 2)
     _save(tmp_path / "rag", rag, tokenizer, mc, rag_stage)
     rag_reloaded, _, _ = load_checkpoint(tmp_path / "rag" / "last")
     torch.testing.assert_close(_logits(rag_reloaded, ids), _logits(rag, ids), rtol=1e-6, atol=1e-6)
@@ -77,12 +75,9 @@ def _write_release(tmp_path: Path, tokenizer_dir: Path, tokenizer) -> tuple[Path
     The rag model shares (and changes) the merged base's modules, so the base's logits are taken first."""
     mc = model_cfg(tokenizer_dir)
     base = build_stage_model(mc, stage_cfg("base"), tokenizer)
-    _perturb(base, 3)
+    perturb_trainable(base, 3)
     merged = base.llm.merge_and_unload()
-    base_dir = tmp_path / "release_base"
-    merged.save_pretrained(str(base_dir))
-    tokenizer.save_pretrained(str(base_dir))
-    torch.save(base.projector.state_dict(), base_dir / "projector.pt")
+    base_dir = write_release_base(tmp_path / "release_base", merged, base.projector, tokenizer)
     base_logits = _logits(base, _inputs(tokenizer))
 
     from peft import LoraConfig, get_peft_model
@@ -103,29 +98,7 @@ def _write_release(tmp_path: Path, tokenizer_dir: Path, tokenizer) -> tuple[Path
         rag_id = base.rag_token_id
         rag_llm.get_input_embeddings().weight[rag_id] += 0.5
         rag_llm.get_output_embeddings().weight[rag_id] -= 0.5
-    step_dir = tmp_path / "adarag_step_500"
-    step_dir.mkdir()
-    raw = {n: p.detach().float().contiguous() for n, p in rag_llm.named_parameters() if "lora_" in n}
-    raw["base_model.model.model.embed_tokens.weight"] = (
-        rag_llm.get_input_embeddings().weight.detach().float().clone()
-    )
-    raw["base_model.model.lm_head.weight"] = rag_llm.get_output_embeddings().weight.detach().float().clone()
-    assert all(".default." in k for k in raw if "lora_" in k)
-    save_file(raw, str(step_dir / "adapter_model.safetensors"))
-    config = {
-        "r": 32,
-        "lora_alpha": 64,
-        "lora_dropout": 0.05,
-        "target_modules": sorted(lora.target_modules),
-        "peft_type": "LORA",
-        "task_type": "CAUSAL_LM",
-        "_stage3_turn": True,
-        "_rag": True,
-    }
-    (step_dir / "adapter_config.json").write_text(json.dumps(config))
-    torch.save(base.projector.state_dict(), step_dir / "projector.pt")
-    tokenizer.save_pretrained(str(step_dir))
-    torch.save({"step": 500}, step_dir / "training_state.pt")
+    step_dir = write_release_step(tmp_path / "adarag_step_500", rag_llm, rag_llm, base.projector, tokenizer)
     return base_dir, step_dir, base_logits, rag
 
 
@@ -189,7 +162,7 @@ def test_a_qlora_checkpoint_decodes_with_its_adapters_unmerged(tmp_path, tokeniz
 
     mc = model_cfg(tokenizer_dir, quantization="4bit")
     model = build_stage_model(mc, stage_cfg("base"), tokenizer)
-    _perturb(model, 5)
+    perturb_trainable(model, 5)
     ids = _inputs(tokenizer)
     trained = _logits(model, ids)
     _save(tmp_path / "qlora", model, tokenizer, mc, stage_cfg("base"))

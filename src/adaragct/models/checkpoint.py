@@ -96,6 +96,11 @@ def read_release_projector(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _is_release_base(path: str | Path) -> bool:
+    """The release's base directory: a merged HF model (config.json) + its projector.pt."""
+    return (Path(path) / "config.json").is_file() and (Path(path) / "projector.pt").is_file()
+
+
 def merge_base_checkpoint(llm: Any, projector: VisualProjector, ckpt_dir: str | Path) -> Any:
     """Stage rag's starting point: load a base checkpoint, merge its LoRA into the LLM, load the projector.
 
@@ -108,7 +113,7 @@ def merge_base_checkpoint(llm: Any, projector: VisualProjector, ckpt_dir: str | 
     if (ckpt_dir / "adapter_config.json").is_file() and (ckpt_dir / "projector.safetensors").is_file():
         llm = PeftModel.from_pretrained(llm, str(ckpt_dir)).merge_and_unload()
         projector.load_state_dict(load_file(str(ckpt_dir / "projector.safetensors")))
-    elif (ckpt_dir / "projector.pt").is_file() and (ckpt_dir / "config.json").is_file():
+    elif _is_release_base(ckpt_dir):
         if Path(str(llm.name_or_path)).resolve() != ckpt_dir:
             raise ValueError(
                 f"stage.init_from={ckpt_dir} is a merged release base model, but the LLM came from "
@@ -157,10 +162,6 @@ def load_checkpoint(ckpt_dir: str | Path, *, device: str | None = None) -> tuple
         )
     model.projector.load_state_dict(load_file(str(ckpt_dir / "projector.safetensors")))
     return model.eval(), tokenizer, cfg
-
-
-def _is_release_base(path: str | Path) -> bool:
-    return (Path(path) / "config.json").is_file() and (Path(path) / "projector.pt").is_file()
 
 
 def checkpoint_kind(path: str | Path) -> str:
