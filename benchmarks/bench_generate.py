@@ -196,11 +196,10 @@ def _random_encoder_retriever(cfg, encoder_dir: Path, device: str):
     from transformers import AutoConfig, BertModel
 
     from adaragct.data.bundle import read_image_neighbours, read_sentence_database
+    from adaragct.data.index_files import index_file
     from adaragct.retrieval.bank import SentenceBank
-    from adaragct.retrieval.database import DATABASE_JSON
     from adaragct.retrieval.encoders import HFEncoder
     from adaragct.retrieval.retrievers import build_retriever
-    from adaragct.retrieval.runtime import NEIGHBOURS_JSON
 
     work = Path(tempfile.mkdtemp(prefix="random-encoder-"))
     for f in encoder_dir.iterdir():
@@ -209,14 +208,13 @@ def _random_encoder_retriever(cfg, encoder_dir: Path, device: str):
     torch.manual_seed(1)
     BertModel(AutoConfig.from_pretrained(str(encoder_dir))).save_pretrained(str(work))
     encoder = HFEncoder(work, pooling="mean", device=device, name="minilm-shaped-random", batch_size=256)
-    root = Path(cfg.data.retrieval_dir)
-    records = read_sentence_database(root / DATABASE_JSON)
+    records = read_sentence_database(index_file(cfg.data, "database"))
     start = time.perf_counter()
     bank = SentenceBank.build(records, encoder.encode([r.text for r in records]), encoder.encoder_id)
     print(
         f"re-indexed {len(records)} sentences with {encoder.encoder_id} in {time.perf_counter() - start:.1f} s"
     )
-    neighbours = read_image_neighbours(root / NEIGHBOURS_JSON)
+    neighbours = read_image_neighbours(index_file(cfg.data, "neighbours"))
     return build_retriever(cfg.retrieval, bank=bank, encoder=encoder, neighbours=neighbours)
 
 

@@ -50,9 +50,12 @@ def compose_config(config_name: str, overrides: list[str] | None = None, *, reso
 @pytest.fixture(scope="session")
 def small_demo(tmp_path_factory: pytest.TempPathFactory):
     """A small demo cohort written once per test session by the real prepare stage; returns the data config."""
+    import contextlib
+    import io
+
     from omegaconf import OmegaConf
 
-    from adaragct.data.demo.writer import write_demo
+    from adaragct.prepare import run_prepare
 
     data_dir = tmp_path_factory.mktemp("data")
     cfg = compose_config(
@@ -62,13 +65,13 @@ def small_demo(tmp_path_factory: pytest.TempPathFactory):
             f"paths.output_dir={data_dir}/run",
             "data.generator.n_train_patients=60",
             "data.generator.n_valid_patients=15",
-            "data.generator.tokenizer_vocab_size=600",
-            "data.generator.tiny_lm_steps=30",
+            "tokenizer.vocab_size=600",
+            "tiny_lm.steps=30",
         ],
     )
-    data = OmegaConf.to_container(cfg.data, resolve=True)
-    write_demo(data)
-    return data
+    with contextlib.redirect_stdout(io.StringIO()):
+        run_prepare(cfg)
+    return OmegaConf.to_container(cfg.data, resolve=True)
 
 
 # ---- the small cohort with its real index, and tiny checkpoints trained a few steps (built once per session)

@@ -206,7 +206,7 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
     index = run_index(
         _compose("index", [*data_common, f"paths.output_dir={results}/index", "index.progress=false"])
     )
-    data_fp = _fingerprint(summary["generator"], summary.get("generator_version"))
+    data_fp = summary["fingerprint"]  # the cohort, the tokenizer and the tiny LM as prepared
     index_fp = _fingerprint(
         index["encoder_id"], *(sha256_file(p) for p in index["paths"].values() if Path(p).is_file())
     )

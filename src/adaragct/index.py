@@ -1,16 +1,24 @@
-"""Index stage: build everything retrieval needs for a dataset, in the AdaRAG-CT release layout (SPEC 2.2, 3).
+"""Index stage: everything retrieval needs for a dataset, in the AdaRAG-CT release layout (SPEC 2.2, 3).
 
     python -m adaragct.index data=demo
+    python -m adaragct.index data=adaragct_bundle data.bundle_root=/data/adaragct_bundle
 
-Steps (each skipped when its output is already built from the same inputs, see ``index_state.json``):
-    1. read reports and organ embeddings (volumes without an embedding: error, or skipped by config)
-    2. sentence database of the training reports   -> retrieval/database/train_sentences_multi_label.json
-    3. sentence embeddings (cached per encoder)     -> retrieval/database/train_sentence_embeds.npz
-    4. per-organ FAISS sentence bank + manifest     -> retrieval/bank/
-    5. image neighbours, valid and train volumes    -> retrieval/img2img_top20.json
-    6. oracle contexts (train + valid sentences)    -> data.oracle_contexts
-    7. retrieved contexts (cfg.retrieval)           -> data.retrieved_contexts
-    8. retrieval-quality figures on the valid split, then a summary of what was written where.
+Steps:
+    1. read the reports and organ embeddings (volumes without an embedding: error, or skipped by config)
+    2. sentence database of the training reports    (release's, or built)  train_sentences_multi_label.json
+    3. the database's sentence embeddings           (release's, or built)  train_sentence_embeds.npz
+    4. per-organ FAISS sentence bank + manifest     (always built)         bank/
+    5. image neighbours                             (release's, or built)  img2img_top20.json
+    6. oracle contexts                              (release's, or built)  oracle_context_top3.jsonl
+    7. retrieved contexts (cfg.retrieval)           (release's, or built)  retrieval_context_top3.jsonl
+    8. retrieval-quality figures on the valid split, then a summary of what was used or written where.
+
+A piece listed in ``data.precomputed`` (the release bundle's files) is used as it is when the file exists and fits:
+the sentence embeddings must come from the configured encoder (same dimension, and a spot check of re-encoded
+sentences agrees), the neighbours must cover every volume that needs them. Everything else is built under
+``data.retrieval_dir``. The ledger ``index_state.json`` there records, per piece, the file used or written and its
+source; later stages find the files through it (:func:`adaragct.data.index_files.index_file`). Reruns skip every
+piece that is already done from the same inputs (``index.force=true`` redoes all).
 """
 
 from __future__ import annotations
@@ -22,212 +30,419 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from adaragct.retrieval.runtime import BANK_DIR, NEIGHBOURS_JSON
-
 log = logging.getLogger(__name__)
 
+RELEASE = "release"
+BUILT = "built"
+SPOT_CHECK_SENTENCES = 32
+SPOT_CHECK_MIN_COSINE = 0.99
 
-def _sha(path: str | Path) -> str:
-    from adaragct.retrieval.bank import sha256_file
 
-    return sha256_file(path)
+class IndexBuild:
+    """One run of the index stage: the config, the ledger, and what each step produced."""
 
+    def __init__(self, cfg: DictConfig) -> None:
+        from adaragct.ledger import Ledger
 
-def _build_bank(
-    cfg: DictConfig, bank_dir: Path, records: list, emb: Any, encoder_id: str, force: bool
-) -> tuple[Any, str]:
-    """Reopen the bank when its manifest matches this corpus, encoder and index settings; else rebuild it."""
-    from adaragct.errors import DataError
-    from adaragct.retrieval.bank import IndexConfig, SentenceBank, read_manifest
+        self.cfg, self.data = cfg, cfg.data
+        self.progress = bool(cfg.index.progress)
+        self.out_dir = Path(cfg.data.retrieval_dir)
+        from adaragct.data.index_files import INDEX_LEDGER
 
-    config = IndexConfig(**OmegaConf.to_container(cfg.bank, resolve=True))
-    if not force:
-        try:
-            if read_manifest(bank_dir)["index"] == config.structure():
-                return SentenceBank.load(
-                    bank_dir, records, emb, encoder_id=encoder_id, dim=emb.shape[1], device=config.device
-                ), "up to date"
-            log.info("bank settings changed: rebuilding %s", bank_dir)
-        except DataError as err:
-            log.info("rebuilding the sentence bank: %s", err)
-    bank = SentenceBank.build(records, emb, encoder_id, config)
-    bank.save(bank_dir)
-    return bank, "built"
+        self.ledger = Ledger(self.out_dir / INDEX_LEDGER, force=bool(cfg.index.force))
+        self.status: dict[str, str] = {}
+        self.paths: dict[str, Path] = {}
+
+    # ---------------------------------------------------------------------------------------------- helpers
+    def release_file(self, piece: str) -> Path | None:
+        """The release's file of ``piece`` when ``data.precomputed`` names one that exists."""
+        path = (self.data.get("precomputed") or {}).get(piece)
+        if not path:
+            return None
+        if not Path(path).is_file():
+            log.info("%s: no release file at %s, building it", piece, path)
+            return None
+        return Path(path)
+
+    def use_release(self, piece: str, path: Path, read: Any, note: Any = None) -> Any:
+        """Validate the release's file with ``read`` and record it as the piece's file; returns what was read.
+
+        ``note(value)`` adds a remark to the log line (e.g. how many volumes a context file covers).
+        """
+        from adaragct.ledger import fingerprint
+
+        inputs = fingerprint(RELEASE, str(path))
+        current = self.ledger.is_current(piece, path, inputs)
+        value = read(path)
+        if not current:
+            self.ledger.record(piece, path, inputs, source=RELEASE)
+        remark = f"; {note(value)}" if note else ""
+        self.done(piece, path, f"{'up to date' if current else 'used as is'} (release{remark})")
+        return value
+
+    def build(self, piece: str, inputs: str, write: Any, why: str = "") -> Path:
+        """Write ``piece`` with ``write(path)`` unless the ledger says it is current; returns the path."""
+        from adaragct.data.index_files import built_path
+
+        path = built_path(self.data, piece)
+        if self.ledger.is_current(piece, path, inputs):
+            self.done(piece, path, "up to date")
+            return path
+        extra = write(path)
+        self.ledger.record(piece, path, inputs, source=BUILT)
+        self.done(piece, path, f"built{f' ({extra})' if extra else ''}{f'; {why}' if why else ''}")
+        return path
+
+    def done(self, piece: str, path: Path, status: str) -> None:
+        self.paths[piece], self.status[piece] = path, status
+        log.info("%-19s %s  %s", piece, status, path)
+
+    # ------------------------------------------------------------------------------------------------- steps
+    def read_inputs(self) -> None:
+        """1. reports of both splits (CSV, or the bundle's organ-reports JSON) and the embeddings, aligned."""
+        from adaragct.data.bundle import VISD_BOOST_KEYS, align_volumes, read_embeddings_npz
+        from adaragct.data.cohort import split_reports
+
+        data, other = self.data, self.cfg.neighbours.other_source
+        self.reports = {s: split_reports(data, s) for s in ("train", "valid")}
+        self.emb_files = {
+            s: [data.organ_embeddings[s]] + ([data.whole_embeddings[s]] if other == "whole" else [])
+            for s in ("train", "valid")
+        }
+        self.embeddings = {
+            s: [
+                read_embeddings_npz(p, VISD_BOOST_KEYS if i == 0 else [data.whole_key])
+                for i, p in enumerate(files)
+            ]
+            for s, files in self.emb_files.items()
+        }
+        self.ids = {
+            s: align_volumes(sorted(self.reports[s]), self.embeddings[s], data.missing_embedding)
+            for s in ("train", "valid")
+        }
+
+    def database(self) -> None:
+        """2. the training-sentence database: the release's, or split and tagged from the training reports."""
+        import adaragct.data.sentences as sentences
+        from adaragct.data.bundle import read_sentence_database
+        from adaragct.ledger import fingerprint, sha256_file
+        from adaragct.retrieval import database as db
+
+        release = self.release_file("database")
+        if release is not None:
+            records = self.use_release("database", release, read_sentence_database)
+            self._check_database_volumes(release, records)
+            return
+        train = self.ids["train"]
+        inputs = fingerprint(
+            [self.reports["train"][v] for v in train], train, sha256_file(sentences.__file__)
+        )
+
+        def write(path: Path) -> None:
+            tagged = db.tag_reports(
+                {v: self.reports["train"][v] for v in train}, self.progress, "tag train sentences"
+            )
+            db.write_database(path, db.database_records(tagged))
+
+        self.build("database", inputs, write)
+
+    def _check_database_volumes(self, path: Path, records: list) -> None:
+        volumes = {r.volume_id for r in records}
+        extra = volumes - set(self.ids["train"])
+        if extra:
+            log.warning(
+                "%s: %d of %d volumes have no training report/embedding (e.g. %s); their sentences are in the bank "
+                "but no image neighbour leads to them",
+                path,
+                len(extra),
+                len(volumes),
+                sorted(extra)[:3],
+            )
+
+    def sentence_embeddings(self) -> None:
+        """3. embeddings of the database: the release's when the configured encoder made them, else encoded."""
+        from hydra.utils import instantiate
+
+        from adaragct.data.bundle import read_sentence_database, read_sentence_embeddings
+        from adaragct.ledger import fingerprint
+        from adaragct.retrieval import database as db
+        from adaragct.retrieval.cache import CachedEncoder
+
+        log.info("encoder <%s>", self.cfg.encoder._target_)
+        self.encoder = CachedEncoder(instantiate(self.cfg.encoder), self.cfg.paths.cache_dir)
+        release = (
+            self.release_file("embeddings") if self.ledger.entry("database")["source"] == RELEASE else None
+        )
+        why = ""
+        if release is not None:
+            why = self._release_embeddings_unusable(release)
+            if not why:
+                self.use_release(
+                    "embeddings", release, lambda p: read_sentence_embeddings(p, self.encoder.dim)
+                )
+                return
+            log.warning("embeddings: %s", why)
+        inputs = fingerprint(self.ledger.sha256("database"), self.encoder.encoder_id)
+
+        def write(path: Path) -> str:
+            records = read_sentence_database(self.paths["database"])
+            db.write_sentence_embeddings(path, records, self.encoder.encode([r.text for r in records]))
+            return f"{self.encoder.n_encoded} encoded, {self.encoder.n_cached} cached"
+
+        self.build("embeddings", inputs, write, why)
+
+    def _release_embeddings_unusable(self, path: Path) -> str:
+        """Why the release's sentence embeddings cannot serve the configured encoder ('' when they can)."""
+        import numpy as np
+
+        from adaragct.errors import DataError
+        from adaragct.retrieval.bank import read_corpus
+        from adaragct.retrieval.encoders import l2_normalise
+
+        records, emb = read_corpus(self.paths["database"], path)  # every database sentence has a row
+        if emb.shape[1] != self.encoder.dim:
+            return (
+                f"the release's sentence embeddings are {emb.shape[1]}-d, the configured encoder "
+                f"{self.encoder.encoder_id} gives {self.encoder.dim}-d (probes must be encoded by the encoder "
+                "that made the bank): re-encoded with it"
+            )
+        if self.cfg.index.release_embeddings == "rebuild":
+            return "index.release_embeddings=rebuild: re-encoded with the configured encoder"
+        picks = np.random.default_rng(0).choice(
+            len(records), min(SPOT_CHECK_SENTENCES, len(records)), replace=False
+        )
+        picks.sort()
+        ours = self.encoder.encoder.encode([records[i].text for i in picks])
+        cosine = float(np.mean(np.sum(ours * l2_normalise(emb[picks]), axis=1)))
+        if cosine < SPOT_CHECK_MIN_COSINE:
+            raise DataError(
+                path,
+                "array 'embeddings'",
+                f"not made by the configured encoder {self.encoder.encoder_id} (mean cosine {cosine:.3f} between "
+                f"stored and re-encoded embeddings of {len(picks)} sentences)",
+                "configure the encoder that made them (the paper's: its fine-tuned CXR-BERT with its 256-d "
+                "projection, see README), or set index.release_embeddings=rebuild to re-encode the database",
+            )
+        return ""
+
+    def bank(self) -> None:
+        """4. the per-organ FAISS bank over the database (reopened when its manifest still matches)."""
+        from adaragct.data.index_files import BANK_DIR
+        from adaragct.errors import DataError
+        from adaragct.retrieval.bank import IndexConfig, SentenceBank, read_corpus, read_manifest
+
+        self.records, emb = read_corpus(
+            self.paths["database"], self.paths["embeddings"], dim=self.encoder.dim
+        )
+        bank_dir, enc = self.out_dir / BANK_DIR, self.encoder.encoder_id
+        config = IndexConfig(**OmegaConf.to_container(self.cfg.bank, resolve=True))
+        if not self.cfg.index.force:
+            try:
+                if read_manifest(bank_dir)["index"] == config.structure():
+                    self.bank_ = SentenceBank.load(
+                        bank_dir, self.records, emb, encoder_id=enc, dim=emb.shape[1], device=config.device
+                    )
+                    self.done("bank", bank_dir, "up to date")
+                    return
+                log.info("bank settings changed: rebuilding %s", bank_dir)
+            except DataError as err:
+                log.info("rebuilding the sentence bank: %s", err)
+        self.bank_ = SentenceBank.build(self.records, emb, enc, config)
+        self.bank_.save(bank_dir)
+        self.done("bank", bank_dir, "built")
+
+    def contexts_to_build(self) -> list[str]:
+        return [p for p in ("oracle_contexts", "retrieved_contexts") if self.release_file(p) is None]
+
+    def neighbours(self) -> None:
+        """5. image neighbours: the release's when they cover every volume that needs them, else built."""
+        from adaragct.data.bundle import read_image_neighbours
+
+        needed = set(self.ids["valid"]) | (set(self.ids["train"]) if self.contexts_to_build() else set())
+        release, why = self.release_file("neighbours"), ""
+        if release is not None:
+            found = read_image_neighbours(release)
+            missing_valid = [v for v in self.ids["valid"] if v not in found]
+            if missing_valid:
+                self._neighbours_error(release, missing_valid)
+            if needed <= set(found):
+                self.neighbour_ids = self.use_release("neighbours", release, read_image_neighbours)
+                return
+            why = "the release's neighbours cover the validation volumes only; the contexts to build need the training volumes' too"
+            log.info("neighbours: %s", why)
+        self._build_neighbours(why)
+
+    def _neighbours_error(self, path: Path, missing: list[str]) -> None:
+        from adaragct.errors import DataError
+
+        raise DataError(
+            path,
+            "volume ids",
+            f"{len(missing)} validation volumes have no image neighbours, first: {missing[:3]}",
+            "use the neighbours file of the same release, or drop data.precomputed.neighbours to build them "
+            "from the organ embeddings",
+        )
+
+    def _build_neighbours(self, why: str) -> None:
+        from adaragct.data.bundle import VISD_BOOST_KEYS, read_image_neighbours
+        from adaragct.io import write_json
+        from adaragct.ledger import fingerprint, sha256_file
+        from adaragct.retrieval.neighbours import image_neighbours, organ_vectors, training_means
+
+        settings, other = (
+            OmegaConf.to_container(self.cfg.neighbours, resolve=True),
+            self.cfg.neighbours.other_source,
+        )
+        files = [sha256_file(p) for split in self.emb_files.values() for p in split]
+        inputs = fingerprint(files, self.ids["train"], self.ids["valid"], settings)
+
+        def arrays(split: str) -> tuple[dict, Any]:
+            ids, loaded = self.ids[split], self.embeddings[split]
+            whole = loaded[1].rows(self.data.whole_key, ids) if other == "whole" else None
+            return {k: loaded[0].rows(k, ids) for k in VISD_BOOST_KEYS}, whole
+
+        def write(path: Path) -> None:
+            means = training_means(*arrays("train")) if self.cfg.neighbours.center else None
+            vectors = {
+                s: organ_vectors(*arrays(s), other_source=other, means=means) for s in ("train", "valid")
+            }
+            train, k = self.ids["train"], self.cfg.neighbours.k
+            found = image_neighbours(
+                self.ids["valid"], vectors["valid"], train, vectors["train"], k, self.progress
+            )
+            found.update(image_neighbours(train, vectors["train"], train, vectors["train"], k, self.progress))
+            write_json(path, found, indent=None)
+
+        path = self.build("neighbours", inputs, write, why)
+        self.neighbour_ids = read_image_neighbours(path)
+
+    def contexts(self) -> None:
+        """6-7. oracle and retrieved contexts: the release's files, or precomputed from the bank."""
+        from adaragct.data.bundle import read_contexts
+        from adaragct.retrieval.retrievers import build_retriever
+
+        self.retriever = build_retriever(
+            self.cfg.retrieval, bank=self.bank_, encoder=self.encoder, neighbours=self.neighbour_ids
+        )
+        if self.retriever.name not in ("adaptive", "text2text"):
+            raise ValueError(
+                f"retrieved contexts need retrieval=adaptive or text2text, not {self.retriever.name!r}"
+            )
+        for piece in ("oracle_contexts", "retrieved_contexts"):
+            release = self.release_file(piece)
+            if release is not None:
+                self.use_release(piece, release, read_contexts, self._coverage)
+            else:
+                self._build_contexts(piece)
+
+    def _coverage(self, contexts: dict) -> str:
+        return ", ".join(
+            f"{sum(v in contexts for v in self.ids[s])}/{len(self.ids[s])} {s} volumes"
+            for s in ("train", "valid")
+        )
+
+    def queries(self) -> dict:
+        """Context queries: training sentences from the database, validation sentences tagged from the reports."""
+        from adaragct.retrieval import contexts as ctx
+        from adaragct.retrieval import database as db
+
+        if not hasattr(self, "queries_"):
+            queries = db.query_sentences(self.records)
+            queries.update(
+                {v: [ctx.QuerySentence(t, o) for t, o, _ in s] for v, s in self.valid_tagged().items()}
+            )
+            self.queries_ = queries
+        return self.queries_
+
+    def valid_tagged(self, limit: int | None = None) -> dict:
+        """Validation reports split and tagged (all, or the first ``limit`` volumes); tagged once per run."""
+        from adaragct.retrieval import database as db
+
+        ids = self.ids["valid"][:limit] if limit else self.ids["valid"]
+        done = getattr(self, "valid_tagged_", {})
+        if not set(ids) <= set(done):
+            todo = {v: self.reports["valid"][v] for v in ids if v not in done}
+            self.valid_tagged_ = {**done, **db.tag_reports(todo, self.progress, "tag valid sentences")}
+        return {v: self.valid_tagged_[v] for v in ids}
+
+    def _build_contexts(self, piece: str) -> None:
+        import adaragct.data.sentences as sentences
+        from adaragct.ledger import fingerprint, sha256_file
+        from adaragct.retrieval import contexts as ctx
+
+        valid_refs = [self.reports["valid"][v] for v in self.ids["valid"]]
+        embeddings, neighbours = self.ledger.sha256("embeddings"), self.ledger.sha256("neighbours")
+        base = [self.bank_.encoder_id, embeddings, neighbours, valid_refs, sha256_file(sentences.__file__)]
+        top_k, settings = self.cfg.contexts.top_k, OmegaConf.to_container(self.cfg.contexts, resolve=True)
+        if piece == "oracle_contexts":
+            inputs = fingerprint(base, settings, sha256_file(ctx.__file__))
+
+            def write(path: Path) -> None:
+                found = ctx.oracle_contexts(
+                    self.queries(),
+                    self.encoder,
+                    self.bank_,
+                    self.neighbour_ids,
+                    top_k,
+                    self.cfg.contexts.n_neighbours,
+                    self.progress,
+                )
+                ctx.write_contexts(path, found)
+        else:
+            inputs = fingerprint(base, top_k, OmegaConf.to_container(self.cfg.retrieval, resolve=True))
+
+            def write(path: Path) -> None:
+                self.encoder.encode(
+                    [q.text for qs in self.queries().values() for q in qs]
+                )  # cache every probe
+                ctx.write_contexts(
+                    path,
+                    ctx.retrieved_contexts(self.queries(), self.retriever, self.bank_, top_k, self.progress),
+                )
+
+        self.build(piece, inputs, write)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Run the index stage for ``cfg.data``; returns the summary (paths, counts, quality figures)."""
-    from hydra.utils import instantiate
-
-    import adaragct.data.sentences as sentences
-    from adaragct.data.bundle import (
-        VISD_BOOST_KEYS,
-        align_volumes,
-        read_embeddings_npz,
-        read_image_neighbours,
-        read_sentence_database,
-    )
-    from adaragct.data.ctrate import read_reports_csv
-    from adaragct.io import write_json
-    from adaragct.retrieval import contexts as ctx
-    from adaragct.retrieval import database as db
-    from adaragct.retrieval.bank import read_corpus
-    from adaragct.retrieval.cache import CachedEncoder
-    from adaragct.retrieval.neighbours import image_neighbours, organ_vectors, training_means
-    from adaragct.retrieval.retrievers import build_retriever
-    from adaragct.retrieval.state import IndexState, fingerprint
-
-    data, progress = cfg.data, bool(cfg.index.progress)
-    out_dir = Path(data.retrieval_dir)
-    state = IndexState(out_dir / "index_state.json", force=bool(cfg.index.force))
-    status: dict[str, str] = {}
-    tagger = _sha(sentences.__file__)  # a change of the sentence tagger rebuilds what depends on it
-
-    # 1. reports and embeddings ------------------------------------------------------------------------------
-    train_reports = read_reports_csv(data.train_reports_csv)["report"]
-    valid_reports = read_reports_csv(data.valid_reports_csv)["report"]
-    other = cfg.neighbours.other_source
-    emb_files = {
-        s: [data.organ_embeddings[s]] + ([data.whole_embeddings[s]] if other == "whole" else [])
-        for s in ("train", "valid")
-    }
-    loaded = {
-        s: [
-            read_embeddings_npz(p, VISD_BOOST_KEYS if i == 0 else [data.whole_key])
-            for i, p in enumerate(files)
-        ]
-        for s, files in emb_files.items()
-    }
-    train_ids = align_volumes(sorted(train_reports.index), loaded["train"], data.missing_embedding)
-    valid_ids = align_volumes(sorted(valid_reports.index), loaded["valid"], data.missing_embedding)
-
-    # 2. sentence database -----------------------------------------------------------------------------------
-    db_json, db_npz = out_dir / db.DATABASE_JSON, out_dir / db.DATABASE_NPZ
-    inputs = fingerprint(_sha(data.train_reports_csv), train_ids, tagger)
-    if state.is_current("database", db_json, inputs):
-        status["database"] = "up to date"
-    else:
-        tagged = db.tag_reports({v: train_reports[v] for v in train_ids}, progress, "tag train sentences")
-        db.write_database(db_json, db.database_records(tagged))
-        state.record("database", db_json, inputs)
-        status["database"] = "built"
-
-    # 3. sentence embeddings ----------------------------------------------------------------------------------
-    log.info("encoder <%s>", cfg.encoder._target_)
-    encoder = CachedEncoder(instantiate(cfg.encoder), cfg.paths.cache_dir)
-    inputs = fingerprint(state.sha256("database"), encoder.encoder_id)
-    if state.is_current("embeddings", db_npz, inputs):
-        status["embeddings"] = "up to date"
-    else:
-        records = read_sentence_database(db_json)
-        db.write_sentence_embeddings(db_npz, records, encoder.encode([r.text for r in records]))
-        state.record("embeddings", db_npz, inputs)
-        status["embeddings"] = f"built ({encoder.n_encoded} encoded, {encoder.n_cached} cached)"
-    records, emb = read_corpus(db_json, db_npz, dim=encoder.dim)  # read back through the release readers
-
-    # 4. sentence bank ----------------------------------------------------------------------------------------
-    bank, status["bank"] = _build_bank(
-        cfg, out_dir / BANK_DIR, records, emb, encoder.encoder_id, bool(cfg.index.force)
-    )
-
-    # 5. image neighbours -------------------------------------------------------------------------------------
-    nb_path = out_dir / NEIGHBOURS_JSON
-    inputs = fingerprint(
-        [_sha(p) for files in emb_files.values() for p in files],
-        train_ids,
-        valid_ids,
-        OmegaConf.to_container(cfg.neighbours, resolve=True),
-    )
-    if state.is_current("neighbours", nb_path, inputs):
-        status["neighbours"] = "up to date"
-    else:
-
-        def arrays(split: str, ids: list[str]) -> tuple[dict, Any]:
-            whole = loaded[split][1].rows(data.whole_key, ids) if other == "whole" else None
-            return {k: loaded[split][0].rows(k, ids) for k in VISD_BOOST_KEYS}, whole
-
-        means = training_means(*arrays("train", train_ids)) if cfg.neighbours.center else None
-
-        def vectors(split: str, ids: list[str]) -> dict:
-            return organ_vectors(*arrays(split, ids), other_source=other, means=means)
-
-        train_vec = vectors("train", train_ids)
-        found = image_neighbours(
-            valid_ids, vectors("valid", valid_ids), train_ids, train_vec, cfg.neighbours.k, progress
-        )
-        found.update(image_neighbours(train_ids, train_vec, train_ids, train_vec, cfg.neighbours.k, progress))
-        write_json(nb_path, found, indent=None)
-        state.record("neighbours", nb_path, inputs)
-        status["neighbours"] = "built"
-    neighbours = read_image_neighbours(nb_path)
-
-    # 6-7. contexts (train sentences from the database, valid sentences tagged from their reports) ------------
-    valid_tagged = db.tag_reports({v: valid_reports[v] for v in valid_ids}, progress, "tag valid sentences")
-    queries = db.query_sentences(records)
-    queries.update({v: [ctx.QuerySentence(t, o) for t, o, _ in s] for v, s in valid_tagged.items()})
-    base = [bank.encoder_id, _sha(db_npz), state.sha256("neighbours"), _sha(data.valid_reports_csv), tagger]
-    oracle_path = Path(data.oracle_contexts)
-    inputs = fingerprint(base, OmegaConf.to_container(cfg.contexts, resolve=True))
-    if state.is_current("oracle_contexts", oracle_path, inputs):
-        status["oracle_contexts"] = "up to date"
-    else:
-        oracle = ctx.oracle_contexts(
-            queries, encoder, bank, neighbours, cfg.contexts.top_k, cfg.contexts.n_neighbours, progress
-        )
-        ctx.write_contexts(oracle_path, oracle)
-        state.record("oracle_contexts", oracle_path, inputs)
-        status["oracle_contexts"] = "built"
-    retriever = build_retriever(cfg.retrieval, bank=bank, encoder=encoder, neighbours=neighbours)
-    if retriever.name not in ("adaptive", "text2text"):
-        raise ValueError(f"retrieved contexts need retrieval=adaptive or text2text, not {retriever.name!r}")
-    retrieved_path = Path(data.retrieved_contexts)
-    inputs = fingerprint(base, cfg.contexts.top_k, OmegaConf.to_container(cfg.retrieval, resolve=True))
-    if state.is_current("retrieved_contexts", retrieved_path, inputs):
-        status["retrieved_contexts"] = "up to date"
-    else:
-        encoder.encode([q.text for qs in queries.values() for q in qs])  # probes: all cached after this
-        ctx.write_contexts(
-            retrieved_path, ctx.retrieved_contexts(queries, retriever, bank, cfg.contexts.top_k, progress)
-        )
-        state.record("retrieved_contexts", retrieved_path, inputs)
-        status["retrieved_contexts"] = "built"
-
-    # 8. quality and summary ----------------------------------------------------------------------------------
-    summary = {
-        "status": status,
-        "encoder_id": encoder.encoder_id,
-        "dim": encoder.dim,
-        "train_volumes": len(train_ids),
-        "valid_volumes": len(valid_ids),
-        "sentences": len(records),
-        "organ_counts": {o: bank.count(o) for o in bank.partitions},
-        "paths": {
-            "database": str(db_json),
-            "embeddings": str(db_npz),
-            "bank": str(out_dir / BANK_DIR),
-            "neighbours": str(nb_path),
-            "oracle_contexts": str(oracle_path),
-            "retrieved_contexts": str(retrieved_path),
+    """Run the index stage for ``cfg.data``; returns the summary (status and path per piece, counts, quality)."""
+    build = IndexBuild(cfg)
+    build.read_inputs()  # 1
+    build.database()  # 2
+    build.sentence_embeddings()  # 3
+    build.bank()  # 4
+    build.neighbours()  # 5
+    build.contexts()  # 6-7
+    summary = {  # 8
+        "status": build.status,
+        "sources": {
+            p: (build.ledger.entry(p) or {}).get("source", BUILT) for p in build.status if p != "bank"
         },
+        "encoder_id": build.encoder.encoder_id,
+        "dim": build.encoder.dim,
+        "train_volumes": len(build.ids["train"]),
+        "valid_volumes": len(build.ids["valid"]),
+        "sentences": len(build.records),
+        "organ_counts": {o: build.bank_.count(o) for o in build.bank_.partitions},
+        "paths": {k: str(p) for k, p in build.paths.items()},
     }
     if cfg.index.quality:
-        summary["quality"] = _quality(cfg, neighbours, valid_tagged, bank, retriever)
+        summary["quality"] = _quality(cfg, build)
     _print_summary(summary)
     return summary
 
 
-def _quality(
-    cfg: DictConfig, neighbours: dict, valid_tagged: dict, bank: Any, retriever: Any
-) -> dict[str, Any]:
+def _quality(cfg: DictConfig, build: IndexBuild) -> dict[str, Any]:
     """Neighbour finding agreement vs random, and precision@3 of the retriever with ground-truth probes."""
     from adaragct.data.ctrate import read_labels_csv
     from adaragct.retrieval.quality import adaptive_precision, neighbour_finding_agreement
 
     out: dict[str, Any] = {}
     data = cfg.data
-    if "train_labels_csv" in data and Path(data.train_labels_csv).is_file():
+    if data.get("train_labels_csv") and Path(data.train_labels_csv).is_file():
         agreement = neighbour_finding_agreement(
-            neighbours, read_labels_csv(data.valid_labels_csv), read_labels_csv(data.train_labels_csv)
+            build.neighbour_ids,
+            read_labels_csv(data.valid_labels_csv),
+            read_labels_csv(data.train_labels_csv),
         )
         out["neighbours"] = {
             "pairs": agreement.pairs,
@@ -238,11 +453,14 @@ def _quality(
         }
     else:
         log.warning("no training labels CSV (data.train_labels_csv): neighbour quality not measured")
-    volumes = sorted(valid_tagged)[: cfg.index.quality_max_volumes]
+    tagged = build.valid_tagged(cfg.index.quality_max_volumes)
     precision = adaptive_precision(
-        {v: [(t, n) for t, _, n in valid_tagged[v]] for v in volumes}, retriever, bank, k=cfg.contexts.top_k
+        {v: [(t, n) for t, _, n in s] for v, s in tagged.items()},
+        build.retriever,
+        build.bank_,
+        k=cfg.contexts.top_k,
     )
-    out["retrieval"] = {"retriever": retriever.name, **vars(precision)}
+    out["retrieval"] = {"retriever": build.retriever.name, **vars(precision)}
     return out
 
 
@@ -253,7 +471,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"{summary['sentences']} sentences, encoder {summary['encoder_id']} ({summary['dim']}-d)"
     ]
     for key, status in summary["status"].items():
-        lines.append(f"  {key:<19} {status:<36} {summary['paths'][key]}")
+        lines.append(f"  {key:<19} {status:<44} {summary['paths'][key]}")
     lines.append(
         "  bank sentences per organ: " + ", ".join(f"{o} {n}" for o, n in summary["organ_counts"].items())
     )

@@ -1,26 +1,31 @@
-"""The prepare stage: write a dataset every later stage can read (SPEC 1, 2.3).
+"""The prepare stage: validate a dataset and write what every later stage needs (SPEC 1, 2).
 
 Run::
 
-    python -m adaragct.prepare data=demo              # the built-in demo cohort into data/demo/
-    python -m adaragct.prepare data=demo force=true   # regenerate even if up to date
-    python -m adaragct.prepare data=demo data.generator.n_train_patients=1000
+    python -m adaragct.prepare data=demo                                        # the built-in demo cohort
+    python -m adaragct.prepare data=adaragct_bundle data.bundle_root=/data/adaragct_bundle
+    python -m adaragct.prepare data=ctrate data.root=/data/CT-RATE/dataset data.bundle_root=/data/adaragct_bundle
 
-For ``data=demo`` it generates the seeded cohort in the CT-RATE and AdaRAG-CT bundle layouts, trains the tiny
-model's BPE tokenizer, and prints (and writes to ``data/demo/summary.json``) counts, text variety, the embedding
-bottleneck and organ-vs-whole probe AUCs. Heavy imports (transformers, sklearn) happen inside the stage, so
-``--help`` is instant.
+Steps, the same for every data source (only step 1 is the demo's own):
+    1. ``data=demo``: write the seeded cohort in the CT-RATE and bundle layouts (``data.generator``)
+    2. validate every file the later stages read, and the ids across files (:mod:`adaragct.data.validate`)
+    3. train model=tiny's BPE tokenizer on the training reports          -> ``data.tokenizer_dir``
+    4. pretrain the tiny Llama on the training reports (``tiny_lm.*``)   -> ``data.tiny_lm_dir``
+    5. summary: counts, text variety, the embedding bottleneck, organ-vs-whole probe AUCs -> ``summary.json``
+
+Everything goes under ``data.work_dir`` (for the demo its own folder); nothing is written into a user's CT-RATE
+or release folder. Steps 3-5 are skipped when their inputs did not change (``prepare_state.json``); ``force=true``
+redoes everything. Heavy imports happen inside the steps, so ``--help`` is instant.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
-
-from adaragct.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -29,49 +34,209 @@ def format_summary(summary: dict[str, Any]) -> str:
     """A short human-readable table of the prepare summary."""
     lines = []
     for split, c in summary["counts"].items():
-        lines.append(f"{split:<6} patients {c['patients']:>5}  volumes {c['volumes']:>5}")
+        lines.append(f"{split:<6} patients {c['patients']:>6}  volumes {c['volumes']:>6}")
     t = summary["text"]
     lines.append(
         f"unique reports {t['unique_reports']}  unique sentences {t['unique_sentences']}  "
-        f"words/report {t['words_per_report']} (CT-RATE ~274)"
+        f"words/report {t['words_per_report']} (CT-RATE ~274; over {t['reports']} reports)"
     )
-    lines.append(f"label/text agreement {summary['label_text']['agreement']:.4f}")
+    if "label_text" in summary:
+        lines.append(f"label/text agreement {summary['label_text']['agreement']:.4f}")
     lines.append(
         f"top-2 PC variance share of whole embeddings {summary['top2_variance_share']:.3f} (CT-CLIP ~0.9)"
     )
-    lines.append(f"{'organ':<10}{'organ AUC':>10}{'whole AUC':>10}{'findings':>9}")
-    for organ, row in summary["organ_probe_auc"].items():
-        lines.append(f"{organ:<10}{row['organ_auc']:>10.3f}{row['whole_auc']:>10.3f}{row['findings']:>9}")
+    if summary.get("organ_probe_auc"):
+        lines.append(f"{'organ':<10}{'organ AUC':>10}{'whole AUC':>10}{'findings':>9}")
+        for organ, row in summary["organ_probe_auc"].items():
+            lines.append(f"{organ:<10}{row['organ_auc']:>10.3f}{row['whole_auc']:>10.3f}{row['findings']:>9}")
+    else:
+        lines.append("organ probe AUCs: not measured (needs train and valid labels CSVs)")
     return "\n".join(lines)
 
 
-def run_prepare(cfg: DictConfig) -> dict[str, Any]:
-    """Prepare ``cfg.data``; returns the summary dict (also written as ``<data.root>/summary.json``)."""
-    data = OmegaConf.to_container(cfg.data, resolve=True)
-    if "generator" not in data:
-        raise DataError(
-            f"conf/data/{data.get('name')}.yaml",
-            "generator",
-            "prepare can only generate the demo cohort so far",
-            "use data=demo; CT-RATE and bundle data are read as they are by the later stages",
-        )
-    from adaragct.data.demo.writer import demo_paths, write_demo
+def _module_sha(module: str) -> str:
+    """sha256 of a module's source: a code change of a step redoes it."""
+    import importlib.util
 
-    summary = write_demo(data, force=bool(cfg.get("force", False)))
-    print(format_summary(summary))
-    state = "up to date, nothing written" if summary["skipped"] else "written"
-    print(f"demo cohort {state}: {data['root']}")
-    paths = demo_paths(data)
-    for key in (
-        "train_reports_csv",
-        "train_whole_npz",
-        "train_organ_npz",
-        "valid_organ_reports_json",
-        "tokenizer_dir",
-        "summary_json",
-    ):
-        print(f"  {key:<26} {paths[key]}")
+    from adaragct.ledger import sha256_file
+
+    return sha256_file(importlib.util.find_spec(module).origin)
+
+
+def _train_texts(cfg: DictConfig, checked: dict[str, Any]) -> list[str]:
+    """The distinct training reports (sorted), or a seeded sample of ``tiny_lm.max_reports`` of them."""
+    import random
+
+    texts = sorted({v.report for v in checked["volumes"]["train"]})
+    cap = cfg.tiny_lm.get("max_reports")
+    if cap and len(texts) > cap:
+        texts = sorted(random.Random(cfg.seed).sample(texts, int(cap)))
+    return texts
+
+
+def _tokenizer(cfg: DictConfig, texts: list[str], ledger: Any) -> str:
+    """Step 3: model=tiny's BPE tokenizer trained on the training reports."""
+    from adaragct.data.tokenizer import train_bpe_tokenizer
+    from adaragct.io import atomic_dir
+    from adaragct.ledger import fingerprint
+
+    target = Path(cfg.data.tokenizer_dir)
+    inputs = fingerprint(texts, cfg.tokenizer.vocab_size, _module_sha("adaragct.data.tokenizer"))
+    if ledger.is_current("tokenizer", target, inputs):
+        return "up to date"
+    log.info(
+        "[3/5] training the BPE tokenizer (vocab %s) on %d train reports",
+        cfg.tokenizer.vocab_size,
+        len(texts),
+    )
+    with atomic_dir(target) as tmp:  # a half-written tokenizer never loads
+        train_bpe_tokenizer(texts, int(cfg.tokenizer.vocab_size), tmp)
+    ledger.record("tokenizer", target, inputs)
+    return "built"
+
+
+def _tiny_lm(cfg: DictConfig, texts: list[str], ledger: Any) -> str:
+    """Step 4: pretrain the tiny Llama on the training reports (the stand-in for Llama's weights)."""
+    from adaragct.ledger import fingerprint
+
+    target = Path(cfg.data.tiny_lm_dir)
+    if not cfg.tiny_lm.enabled:
+        return "skipped (tiny_lm.enabled=false)"
+    settings = OmegaConf.to_container(cfg.tiny_lm, resolve=True)
+    inputs = fingerprint(
+        texts, ledger.sha256("tokenizer"), settings, cfg.seed, _module_sha("adaragct.models.tiny_lm")
+    )
+    if ledger.is_current("tiny_lm", target, inputs):
+        return "up to date"
+    from adaragct.models.tiny_lm import pretrain_tiny_lm
+
+    log.info("[4/5] pretraining the tiny LM on %d train reports (%s steps)", len(texts), cfg.tiny_lm.steps)
+    losses = pretrain_tiny_lm(
+        texts,
+        cfg.data.tokenizer_dir,
+        target,
+        steps=int(cfg.tiny_lm.steps),
+        batch_size=int(cfg.tiny_lm.batch_size),
+        lr=float(cfg.tiny_lm.lr),
+        seed=int(cfg.seed),
+    )
+    ledger.record("tiny_lm", target, inputs, losses=losses)
+    return f"built (loss {losses['first_loss']} -> {losses['last_loss']})"
+
+
+def dataset_summary(checked: dict[str, Any], whole_key: str, max_reports: int = 2000) -> dict[str, Any]:
+    """Counts, text variety (on up to ``max_reports`` distinct reports), the whole-embedding bottleneck and
+    organ-vs-whole probe AUCs (when both splits have labels): the same figures for every data source."""
+    import random
+
+    import numpy as np
+
+    from adaragct.analysis.bottleneck import top2_variance_share
+    from adaragct.analysis.cohort import organ_probe_table, tag_unique_reports, text_stats
+    from adaragct.constants import ORGAN_SLOTS
+
+    volumes, labels = checked["volumes"], checked["labels"]
+    reports = [v.report for split in ("train", "valid") for v in volumes[split]]
+    distinct = sorted(set(reports))
+    sample = set(random.Random(0).sample(distinct, min(max_reports, len(distinct))))
+    sampled = [r for r in reports if r in sample]
+    text = text_stats(sampled, tag_unique_reports(sampled))
+    text["unique_reports"] = len(distinct)
+    stacked = {
+        s: {k: np.stack([v.visual[k] for v in volumes[s]]) for k in ("whole_ct", *ORGAN_SLOTS)}
+        for s in ("train", "valid")
+    }
+    summary = {
+        "counts": checked["counts"],
+        "text": text,
+        "top2_variance_share": round(top2_variance_share(stacked["train"]["whole_ct"]), 4),
+        "whole_key": whole_key,
+        "organ_probe_auc": {},
+    }
+    if all(labels[s] is not None for s in ("train", "valid")):
+        keep = {s: [i for i, v in enumerate(volumes[s]) if v.volume_id in labels[s].index] for s in labels}
+        y = {s: labels[s].loc[[volumes[s][i].volume_id for i in keep[s]]].to_numpy() for s in labels}
+        x = {s: {k: a[keep[s]] for k, a in stacked[s].items()} for s in stacked}
+        summary["organ_probe_auc"] = organ_probe_table(
+            x["train"]["whole_ct"], x["train"], y["train"], x["valid"]["whole_ct"], x["valid"], y["valid"]
+        )
     return summary
+
+
+def run_prepare(cfg: DictConfig) -> dict[str, Any]:
+    """Prepare ``cfg.data``; returns the summary dict (also written as ``<data.work_dir>/summary.json``)."""
+    from adaragct.data.validate import check_dataset
+    from adaragct.io import read_json, write_json
+    from adaragct.ledger import Ledger, fingerprint
+
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    work = Path(data["work_dir"])
+    force = bool(cfg.get("force", False))
+    status: dict[str, str] = {}
+
+    # 1. the demo cohort's files (other sources are the user's files, read as they are)
+    cohort = None
+    if data.get("generator"):
+        from adaragct.data.demo.writer import write_demo
+
+        log.info("[1/5] writing the demo cohort")
+        cohort = write_demo(data, force=force)
+        status["cohort"] = "up to date" if cohort["skipped"] else "written"
+
+    # 2. validate every input file and the ids across them
+    log.info("[2/5] validating the %s files", data["name"])
+    checked = check_dataset(data, OmegaConf.to_container(cfg.model.visual_dims))
+    status["validate"] = "ok"
+
+    # 3-4. model=tiny's tokenizer and pretrained LM, from the training reports
+    ledger = Ledger(work / "prepare_state.json", force=force)
+    texts = _train_texts(cfg, checked)
+    status["tokenizer"] = _tokenizer(cfg, texts, ledger)
+    status["tiny_lm"] = _tiny_lm(cfg, texts, ledger)
+
+    # 5. summary (recomputed only when the data changed)
+    summary_path = work / "summary.json"
+    inputs = fingerprint(
+        [v.volume_id for s in ("train", "valid") for v in checked["volumes"][s]],
+        texts,
+        cohort and {k: cohort[k] for k in ("generator", "generator_version")},
+    )
+    if ledger.is_current("summary", summary_path, inputs):
+        summary = read_json(summary_path)
+        status["summary"] = "up to date"
+    else:
+        log.info("[5/5] summary (counts, text variety, bottleneck, organ probes)")
+        summary = dataset_summary(checked, data["whole_key"])
+        if cohort is not None:
+            summary.update(
+                label_text=cohort["label_text"],
+                generator=cohort["generator"],
+                generator_version=cohort["generator_version"],
+            )
+        write_json(summary_path, summary)
+        ledger.record("summary", summary_path, inputs)
+        status["summary"] = "written"
+    # what later stages key their own skip logic on: the data, the tokenizer and the tiny LM as prepared
+    summary = {
+        **summary,
+        "status": status,
+        "skipped": all(s == "up to date" for s in status.values() if s != "ok"),
+        "fingerprint": fingerprint(
+            inputs, *(ledger.entry(k) and ledger.sha256(k) for k in ("tokenizer", "tiny_lm"))
+        ),
+    }
+    _print(summary, data)
+    return summary
+
+
+def _print(summary: dict[str, Any], data: dict[str, Any]) -> None:
+    print(format_summary(summary))
+    print(f"prepare data={data['name']}:")
+    for step, state in summary["status"].items():
+        print(f"  {step:<10} {state}")
+    for key in ("tokenizer_dir", "tiny_lm_dir"):
+        print(f"  {key:<14} {data[key]}")
+    print(f"  {'summary':<14} {Path(data['work_dir']) / 'summary.json'}")
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="prepare")

@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from adaragct.analysis.bottleneck import top2_variance_share
+from adaragct.analysis.cohort import organ_probe_table, tag_unique_reports
 from adaragct.constants import FINDINGS, ORGANS, SPECIAL_TOKENS
 from adaragct.data.bundle import (
     CT_CLIP_KEYS,
@@ -32,7 +33,7 @@ from tests.conftest import CONF_DIR, PROJECT_ROOT
 SMALL = [
     "data.generator.n_train_patients=240",
     "data.generator.n_valid_patients=60",
-    "data.generator.tiny_lm_steps=5",
+    "tiny_lm.steps=5",
 ]
 
 
@@ -140,7 +141,7 @@ def test_labels_match_report_text(demo: dict) -> None:
     for split in ("train", "valid"):
         reports = list(demo["reports"][split]["report"])
         labels = demo["labels"][split].to_numpy()
-        agreement = checks.label_text_agreement(reports, labels, checks.tag_unique_reports(reports))
+        agreement = checks.label_text_agreement(reports, labels, tag_unique_reports(reports))
         assert agreement == {"agreement": 1.0, "reports_disagreeing": 0}
     # an independent spot check on raw text: cardiomegaly is named iff labelled
     frame = demo["reports"]["train"].join(demo["labels"]["train"])
@@ -171,7 +172,7 @@ def test_bottleneck_and_organ_signal(demo: dict) -> None:
     share = top2_variance_share(whole["train"].arrays["ct_clip_max"])
     assert 0.85 <= share <= 0.95
     assert share == pytest.approx(demo["summary"]["top2_variance_share"], abs=1e-4)
-    table = checks.organ_probe_table(
+    table = organ_probe_table(
         whole["train"].arrays["ct_clip_max"],
         organs["train"].arrays,
         labels["train"].to_numpy(),
@@ -187,8 +188,8 @@ def test_bottleneck_and_organ_signal(demo: dict) -> None:
 def test_tokenizer(demo: dict) -> None:
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(demo["paths"]["tokenizer_dir"]))
-    assert len(tok) <= demo["cfg"].data.generator.tokenizer_vocab_size
+    tok = AutoTokenizer.from_pretrained(str(demo["cfg"].data.tokenizer_dir))
+    assert len(tok) <= demo["cfg"].tokenizer.vocab_size
     assert (tok.bos_token, tok.eos_token, tok.pad_token) == ("<|begin_of_text|>", "<|eot_id|>", "<|pad|>")
     for token in (*SPECIAL_TOKENS, "<|start_header_id|>", "<|end_header_id|>"):
         ids = tok(token, add_special_tokens=False).input_ids

@@ -31,7 +31,6 @@ GENERATOR = [
     "data.generator.n_train_patients=120",
     "data.generator.n_valid_patients=40",
     "data.generator.organ_signal=6.0",
-    "data.generator.tiny_lm_steps=5",
 ]
 
 
@@ -50,7 +49,7 @@ def indexed(tmp_path_factory) -> tuple:
 
     root = tmp_path_factory.mktemp("cohort")
     with contextlib.redirect_stdout(io.StringIO()):
-        run_prepare(_compose("prepare", root, GENERATOR))
+        run_prepare(_compose("prepare", root, [*GENERATOR, "tiny_lm.steps=5"]))
     cfg = _compose("index", root, [*GENERATOR, "index.progress=false", "+encoder.progress=false"])
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -140,7 +139,7 @@ def test_no_same_patient_neighbour_in_the_full_size_demo_cohort(tmp_path: Path) 
     from adaragct.retrieval.neighbours import image_neighbours, organ_vectors, training_means
 
     with contextlib.redirect_stdout(io.StringIO()):
-        run_prepare(_compose("prepare", tmp_path, []))
+        run_prepare(_compose("prepare", tmp_path, ["tiny_lm.enabled=false"]))
     cfg = _compose("index", tmp_path, [])
     organ = {
         s: read_embeddings_npz(cfg.data.organ_embeddings[s], VISD_BOOST_KEYS) for s in ("train", "valid")

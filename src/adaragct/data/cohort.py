@@ -17,6 +17,7 @@ import numpy as np
 from adaragct.constants import ORGAN_SLOTS
 from adaragct.data.bundle import align_volumes, read_embeddings_npz, read_organ_reports_json
 from adaragct.data.ctrate import read_reports_csv
+from adaragct.errors import DataError
 from adaragct.ids import patient_id
 
 
@@ -29,11 +30,19 @@ class Volume:
     visual: Mapping[str, np.ndarray]
 
 
-def _reports(data_cfg: Mapping[str, Any], split: str) -> dict[str, str]:
+def split_reports(data_cfg: Mapping[str, Any], split: str) -> dict[str, str]:
+    """``{volume_id: reference report}`` of ``split``, from its reports CSV, or for the validation split of the
+    release bundle (which ships no validation CSV) from ``raw_report`` of the organ-reports JSON."""
     csv_path = data_cfg.get(f"{split}_reports_csv")
     if csv_path:
         return read_reports_csv(csv_path)["report"].to_dict()
-    # the bundle ships validation references inside the organ-reports JSON only
+    if split != "valid" or not data_cfg.get("valid_organ_reports_json"):
+        raise DataError(
+            f"conf/data/{data_cfg.get('name')}.yaml",
+            f"{split}_reports_csv",
+            "not set",
+            f"point data.{split}_reports_csv at a CT-RATE reports CSV (SPEC 2.1)",
+        )
     return {
         vid: entry["raw_report"]
         for vid, entry in read_organ_reports_json(data_cfg["valid_organ_reports_json"]).items()
@@ -51,7 +60,7 @@ def load_split(
     if split not in ("train", "valid"):
         raise ValueError(f"split must be 'train' or 'valid', got {split!r}")
     dims = dict(visual_dims or {})
-    reports = _reports(data_cfg, split)
+    reports = split_reports(data_cfg, split)
     whole_key = data_cfg["whole_key"]
     whole = read_embeddings_npz(data_cfg["whole_embeddings"][split], [whole_key], dims.get("whole_ct"))
     organ_dim = dims.get("lung")

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from adaragct.constants import VISUAL_SLOTS
 from adaragct.data.bundle import context_key, read_contexts
 from adaragct.data.cohort import Volume, load_split, patient_split
+from adaragct.data.index_files import index_file
 from adaragct.data.prompt import IGNORE_INDEX, PromptConfig, build_prompt, encode_example, target_segments
 from adaragct.data.sentences import split_sentences
 
@@ -210,10 +211,10 @@ class ReportDataModule(LightningDataModule):
             return None
         ctx = dict(self.stage_contexts)
         sources = {
-            "oracle": read_contexts(self.data_cfg["oracle_contexts"])
+            "oracle": read_contexts(index_file(self.data_cfg, "oracle_contexts"))
             if ctx.get("oracle_ratio", 0) > 0
             else {},
-            "retrieved": read_contexts(self.data_cfg["retrieved_contexts"])
+            "retrieved": read_contexts(index_file(self.data_cfg, "retrieved_contexts"))
             if ctx.get("oracle_ratio", 0) < 1
             else {},
         }

@@ -28,6 +28,7 @@ from adaragct.constants import ORGANS
 from adaragct.data.bundle import SentenceRecord, read_sentence_database, read_sentence_embeddings
 from adaragct.errors import DataError
 from adaragct.io import read_json, write_json
+from adaragct.ledger import sha256_file
 from adaragct.retrieval.encoders import l2_normalise
 
 log = logging.getLogger(__name__)
@@ -70,14 +71,6 @@ class IndexConfig:
         out = asdict(self)
         out.pop("device")
         return out
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def corpus_checksum(records: Sequence[SentenceRecord], embeddings: np.ndarray) -> str:

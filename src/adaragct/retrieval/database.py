@@ -14,11 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from adaragct.data.bundle import SentenceRecord
+from adaragct.data.index_files import DATABASE_JSON, DATABASE_NPZ  # noqa: F401  (where the index stage writes them)
 from adaragct.io import atomic_open, write_json
 from adaragct.retrieval.contexts import QuerySentence
-
-DATABASE_JSON = "database/train_sentences_multi_label.json"
-DATABASE_NPZ = "database/train_sentence_embeds.npz"
 
 
 def tag_reports(

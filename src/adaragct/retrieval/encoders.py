@@ -313,16 +313,22 @@ def packaged_minilm_path() -> Path:
 
 
 def packaged_minilm(
-    batch_size: int = 64, device: str = "cpu", max_length: int = 256, progress: bool = True
+    batch_size: int = 64,
+    device: str = "cpu",
+    max_length: int = 256,
+    progress: bool = True,
+    projection: str | Path | None = None,
 ) -> HFEncoder:
     """The offline default encoder: pretrained all-MiniLM-L6-v2 (384-d, mean pooling), no hub access.
 
     Its sentence-transformers pipeline is Transformer -> mean pooling -> Normalize with max_seq_length 256, which
-    :class:`HFEncoder` reproduces exactly.
+    :class:`HFEncoder` reproduces exactly. ``projection`` (see :func:`load_projection`) maps it to another
+    dimension, e.g. the 256-d of the release's sentence embeddings.
     """
     return HFEncoder(
         packaged_minilm_path(),
         pooling="mean",
+        projection=projection,
         max_length=max_length,
         batch_size=batch_size,
         device=device,

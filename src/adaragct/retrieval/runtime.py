@@ -1,7 +1,8 @@
 """Reopen what the index stage wrote and build the configured retriever from it (used by infer).
 
-The files are the release layout under ``data.retrieval_dir``; the bank's manifest checks that the encoder,
-dim and corpus are the ones it was built with, so a retriever can never silently query the wrong index.
+The files are the ones the index stage used or built (its ledger says which: the release's own pieces or ours under
+``data.retrieval_dir``); the bank's manifest checks that the encoder, dim and corpus are the ones it was built
+with, so a retriever can never silently query the wrong index.
 """
 
 from __future__ import annotations
@@ -9,9 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-BANK_DIR = "bank"
-NEIGHBOURS_JSON = "img2img_top20.json"
 
 
 def load_retriever(
@@ -21,6 +19,7 @@ def load_retriever(
     bank_device: str = "auto",
 ):
     """The retriever of ``conf/retrieval`` with its runtime objects (contexts, or bank + encoder + neighbours)."""
+    from adaragct.data.index_files import index_file
     from adaragct.retrieval.retrievers import build_retriever
 
     name = retrieval_cfg.get("name")
@@ -29,19 +28,25 @@ def load_retriever(
     if retrieval_cfg["_target_"].endswith("OracleRetriever"):
         from adaragct.data.bundle import read_contexts
 
-        return build_retriever(retrieval_cfg, contexts=read_contexts(data_cfg["oracle_contexts"]))
+        return build_retriever(retrieval_cfg, contexts=read_contexts(index_file(data_cfg, "oracle_contexts")))
     from hydra.utils import instantiate
 
     from adaragct.data.bundle import read_image_neighbours
+    from adaragct.data.index_files import BANK_DIR
     from adaragct.retrieval.bank import SentenceBank, read_corpus
-    from adaragct.retrieval.database import DATABASE_JSON, DATABASE_NPZ
 
-    root = Path(data_cfg["retrieval_dir"])
     # probes are new text every time: encode them directly (the disk cache is for the corpus, see index)
     encoder = instantiate(encoder_cfg)
-    records, emb = read_corpus(root / DATABASE_JSON, root / DATABASE_NPZ, dim=encoder.dim)
-    bank = SentenceBank.load(
-        root / BANK_DIR, records, emb, encoder_id=encoder.encoder_id, dim=encoder.dim, device=bank_device
+    records, emb = read_corpus(
+        index_file(data_cfg, "database"), index_file(data_cfg, "embeddings"), dim=encoder.dim
     )
-    neighbours = read_image_neighbours(root / NEIGHBOURS_JSON)
+    bank = SentenceBank.load(
+        Path(data_cfg["retrieval_dir"]) / BANK_DIR,
+        records,
+        emb,
+        encoder_id=encoder.encoder_id,
+        dim=encoder.dim,
+        device=bank_device,
+    )
+    neighbours = read_image_neighbours(index_file(data_cfg, "neighbours"))
     return build_retriever(retrieval_cfg, bank=bank, encoder=encoder, neighbours=neighbours)

@@ -2,8 +2,8 @@
 
 Everything is written atomically (temp file + rename) and byte-for-byte deterministic under the seed: CSVs are
 rendered in memory, NPZ archives are zipped with a fixed timestamp (``np.savez`` stamps the current time). A
-``summary.json`` records the generator config; a re-run with the same config and all files present does nothing
-unless forced.
+``cohort.json`` records the generator config; a re-run with the same config and all files present does nothing
+unless forced. The prepare stage then treats these files exactly as it treats CT-RATE or the release bundle.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from adaragct.analysis.bottleneck import top2_variance_share
+from adaragct.analysis.cohort import Tagged, tag_unique_reports
 from adaragct.constants import FINDINGS, ORGANS
 from adaragct.data.demo import checks
 from adaragct.data.demo.generate import SplitData, generate_cohort
 from adaragct.data.sentences import SentenceTag
-from adaragct.io import atomic_dir, atomic_open, read_json, write_json
+from adaragct.io import atomic_open, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,6 @@ def write_csv(path: str | Path, frame: pd.DataFrame) -> None:
 def demo_paths(data: Mapping[str, Any]) -> dict[str, Path]:
     """Every file the demo writes, from the ``data`` config (bundle annotations sit beside the organ reports)."""
     annotations = Path(data["valid_organ_reports_json"]).parent
-    root = Path(data["root"])
     return {
         "train_reports_csv": Path(data["train_reports_csv"]),
         "valid_reports_csv": Path(data["valid_reports_csv"]),
@@ -63,13 +62,11 @@ def demo_paths(data: Mapping[str, Any]) -> dict[str, Path]:
         "valid_whole_npz": Path(data["whole_embeddings"]["valid"]),
         "train_organ_npz": Path(data["organ_embeddings"]["train"]),
         "valid_organ_npz": Path(data["organ_embeddings"]["valid"]),
-        "tokenizer_dir": Path(data["tokenizer_dir"]),
-        "tiny_lm_dir": Path(data["tiny_lm_dir"]),
-        "summary_json": root / "summary.json",
+        "cohort_json": Path(data["root"]) / "cohort.json",
     }
 
 
-def _reports_frame(split: SplitData) -> pd.DataFrame:
+def reports_frame(split: SplitData) -> pd.DataFrame:
     rows = [
         (
             f"{v.volume_id}.nii.gz",
@@ -84,13 +81,13 @@ def _reports_frame(split: SplitData) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def _labels_frame(split: SplitData) -> pd.DataFrame:
+def labels_frame(split: SplitData) -> pd.DataFrame:
     frame = pd.DataFrame(split.cohort.volume_labels().astype(int), columns=list(FINDINGS))
     frame.insert(0, "VolumeName", [f"{vid}.nii.gz" for vid in split.volume_ids])
     return frame
 
 
-def organ_reports_entries(split: SplitData, tagged: checks.Tagged) -> list[dict[str, Any]]:
+def organ_reports_entries(split: SplitData, tagged: Tagged) -> list[dict[str, Any]]:
     """``valid_organ_reports.json`` entries: each organ's sentences of the report, space-joined, in order."""
     entries = []
     for i, (vid, report) in enumerate(zip(split.volume_ids, split.volume_reports(), strict=True)):
@@ -102,102 +99,54 @@ def organ_reports_entries(split: SplitData, tagged: checks.Tagged) -> list[dict[
     return entries
 
 
-def _write_tokenizer(texts: list[str], vocab_size: int, target: Path) -> None:
-    """Train into a temp directory beside ``target``, then swap it in (a half-written tokenizer never loads)."""
-    from adaragct.data.tokenizer import train_bpe_tokenizer
-
-    with atomic_dir(target) as tmp:
-        train_bpe_tokenizer(texts, vocab_size, tmp)
-
-
 def _up_to_date(paths: Mapping[str, Path], generator: Mapping[str, Any]) -> dict[str, Any] | None:
-    summary_path = paths["summary_json"]
-    if not summary_path.is_file() or not all(p.exists() for p in paths.values()):
+    record_path = paths["cohort_json"]
+    if not record_path.is_file() or not all(p.exists() for p in paths.values()):
         return None
-    summary = read_json(summary_path)
+    summary = read_json(record_path)
     recorded = summary.get("generator"), summary.get("generator_version")
     return summary if recorded == (dict(generator), GENERATOR_VERSION) else None
 
 
 def write_demo(data: Mapping[str, Any], force: bool = False) -> dict[str, Any]:
-    """Generate the demo cohort from ``data.generator`` and write every file; returns the summary.
+    """Generate the demo cohort from ``data.generator`` and write every file; returns the cohort record.
 
-    Skips all work (and returns the recorded summary) when ``summary.json`` records the same generator config
-    and every file exists, unless ``force``.
+    The record (``cohort.json``, written last) holds the generator config and version and the label/text check.
+    Skips all work (and returns the recorded one) when it records the same generator config and every file
+    exists, unless ``force``. Everything downstream of the files (tokenizer, tiny LM, summary) is the prepare
+    stage's, the same for every dataset.
     """
     generator = {k: data["generator"][k] for k in data["generator"]}
     paths = demo_paths(data)
-    if not force and (summary := _up_to_date(paths, generator)) is not None:
+    if not force and (record := _up_to_date(paths, generator)) is not None:
         log.info(
             "demo cohort in %s is up to date (same generator config); force=true rewrites it", data["root"]
         )
-        return {**summary, "skipped": True}
-    log.info("[1/6] drawing the cohort (seed %s)", generator["seed"])
+        return {**record, "skipped": True}
+    log.info("demo cohort: drawing it (seed %s)", generator["seed"])
     splits = generate_cohort(generator)
     train, valid = splits["train"], splits["valid"]
-    log.info("[2/6] writing CT-RATE layout reports and labels")
-    write_csv(paths["train_reports_csv"], _reports_frame(train))
-    write_csv(paths["valid_reports_csv"], _reports_frame(valid))
-    write_csv(paths["train_labels_csv"], _labels_frame(train))
-    write_csv(paths["valid_labels_csv"], _labels_frame(valid))
-    log.info("[3/6] writing bundle embeddings and annotations")
+    log.info("demo cohort: writing CT-RATE layout reports and labels")
+    write_csv(paths["train_reports_csv"], reports_frame(train))
+    write_csv(paths["valid_reports_csv"], reports_frame(valid))
+    write_csv(paths["train_labels_csv"], labels_frame(train))
+    write_csv(paths["valid_labels_csv"], labels_frame(valid))
+    log.info("demo cohort: writing bundle embeddings and annotations")
     for name, split in (("train", train), ("valid", valid)):
         write_npz(paths[f"{name}_whole_npz"], {"sample_ids": np.array(split.volume_ids), **split.whole})
         ids = np.array([f"{vid}.nii.gz" for vid in split.volume_ids])
         write_npz(paths[f"{name}_organ_npz"], {"sample_ids": ids, **split.organs})
-    write_csv(paths["bundle_train_reports_csv"], _reports_frame(train))
-    write_csv(paths["bundle_valid_labels_csv"], _labels_frame(valid))
-    tagged = checks.tag_unique_reports(train.volume_reports() + valid.volume_reports())
-    write_json(paths["valid_organ_reports_json"], organ_reports_entries(valid, tagged))
-    log.info(
-        "[4/6] training the BPE tokenizer (vocab %s) on the train reports", generator["tokenizer_vocab_size"]
-    )
-    _write_tokenizer(
-        sorted(set(train.volume_reports())), int(generator["tokenizer_vocab_size"]), paths["tokenizer_dir"]
-    )
-    log.info("[5/6] pretraining the tiny LM on the train reports (%s steps)", generator["tiny_lm_steps"])
-    from adaragct.models.tiny_lm import pretrain_tiny_lm
-
-    lm_losses = pretrain_tiny_lm(
-        sorted(set(train.volume_reports())),
-        paths["tokenizer_dir"],
-        paths["tiny_lm_dir"],
-        steps=int(generator["tiny_lm_steps"]),
-        batch_size=int(generator["tiny_lm_batch_size"]),
-        lr=float(generator["tiny_lm_lr"]),
-        seed=int(generator["seed"]),
-    )
-    log.info("[6/6] checking the cohort (text variety, bottleneck, organ probes)")
-    summary = cohort_summary(splits, tagged, str(data.get("whole_key", "ct_clip_max")))
-    summary["tiny_lm"] = lm_losses
-    summary.update(
-        generator=generator,
-        generator_version=GENERATOR_VERSION,
-        files={k: os.path.relpath(p, data["root"]) for k, p in paths.items()},
-    )
-    write_json(paths["summary_json"], summary)
-    return {**summary, "skipped": False}
-
-
-def cohort_summary(splits: Mapping[str, SplitData], tagged: checks.Tagged, whole_key: str) -> dict[str, Any]:
-    """The numbers prepare prints: counts, text variety, top-2 variance share, organ vs whole probe AUCs."""
-    train, valid = splits["train"], splits["valid"]
+    write_csv(paths["bundle_train_reports_csv"], reports_frame(train))
+    write_csv(paths["bundle_valid_labels_csv"], labels_frame(valid))
     reports = train.volume_reports() + valid.volume_reports()
+    tagged = tag_unique_reports(reports)
+    write_json(paths["valid_organ_reports_json"], organ_reports_entries(valid, tagged))
     labels = np.concatenate([train.cohort.volume_labels(), valid.cohort.volume_labels()])
-    return {
-        "counts": {
-            name: {"patients": len(s.cohort.patient_ids), "volumes": len(s.cohort.volumes)}
-            for name, s in splits.items()
-        },
-        "text": checks.text_stats(reports, tagged),
+    record = {
+        "generator": generator,
+        "generator_version": GENERATOR_VERSION,
         "label_text": checks.label_text_agreement(reports, labels, tagged),
-        "top2_variance_share": round(top2_variance_share(train.whole[whole_key]), 4),
-        "organ_probe_auc": checks.organ_probe_table(
-            train.whole[whole_key],
-            train.organs,
-            train.cohort.volume_labels(),
-            valid.whole[whole_key],
-            valid.organs,
-            valid.cohort.volume_labels(),
-        ),
+        "files": {k: os.path.relpath(p, data["root"]) for k, p in paths.items()},
     }
+    write_json(paths["cohort_json"], record)
+    return {**record, "skipped": False}

@@ -1,0 +1,177 @@
+"""Small datasets in the layouts users bring, written by the tests from our own generator's sentences.
+
+* :func:`write_release_bundle`: the AdaRAG-CT release bundle (SPEC 2.2) with the release's quirks: context files
+  that are ONE JSON object despite the ``.jsonl`` name, ``.nii.gz`` ids in the ViSD-Boost NPZ and in the sentence
+  database, string sentence ids (``"0"``, ``"1"``, ...), three pooled CT-CLIP keys, validation references only in
+  ``valid_organ_reports.json``, validation labels only, 256-d sentence embeddings (a projected MiniLM standing in
+  for the paper's CXR-BERT), image neighbours of the validation volumes only, by raw (uncentred) cosine.
+* :func:`write_ctrate_layout`: CT-RATE's own folders (reports and labels CSVs) plus the bundle's embeddings, and
+  no retrieval piece: the index stage builds them all.
+
+No file here is a mock: the readers, the index, training and inference treat them as they would a user's data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tests.conftest import compose_config
+
+PROJECTION_DIM = 256
+
+
+def small_cohort(n_train: int = 40, n_valid: int = 10, seed: int = 7) -> dict[str, Any]:
+    """Train and valid splits of the demo generator at a small size (in memory)."""
+    from omegaconf import OmegaConf
+
+    from adaragct.data.demo.generate import generate_cohort
+
+    cfg = compose_config(
+        "prepare",
+        [
+            f"data.generator.n_train_patients={n_train}",
+            f"data.generator.n_valid_patients={n_valid}",
+            f"data.generator.seed={seed}",
+            "paths.output_dir=unused",  # nothing is written: the cohort is drawn in memory
+        ],
+    )
+    return generate_cohort(OmegaConf.to_container(cfg.data.generator))
+
+
+def write_projection(path: Path, seed: int = 0) -> Path:
+    """A seeded (256, 384) linear map: MiniLM through it gives 256-d embeddings like the release's."""
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, (rng.standard_normal((PROJECTION_DIM, 384)) / np.sqrt(384)).astype(np.float32))
+    return path
+
+
+def _write_embeddings(root: Path, splits: Mapping[str, Any]) -> None:
+    from adaragct.data.demo.writer import write_npz
+
+    for name, split in splits.items():
+        ids = np.array(split.volume_ids)
+        write_npz(root / f"embeddings/ct_clip/{name}_embeds.npz", {"sample_ids": ids, **split.whole})
+        nii = np.array([f"{v}.nii.gz" for v in split.volume_ids])
+        write_npz(root / f"embeddings/visd_boost/{name}_embeds.npz", {"sample_ids": nii, **split.organs})
+
+
+def write_ctrate_layout(root: Path, splits: Mapping[str, Any]) -> tuple[Path, Path]:
+    """CT-RATE folders under ``root/ctrate`` and the bundle's embeddings under ``root/bundle``."""
+    from adaragct.data.demo.writer import labels_frame, reports_frame, write_csv
+
+    ctrate, bundle = root / "ctrate", root / "bundle"
+    for name, csv in (("train", "train_reports.csv"), ("valid", "validation_reports.csv")):
+        write_csv(ctrate / "radiology_text_reports" / csv, reports_frame(splits[name]))
+        labels = ctrate / "multi_abnormality_labels" / f"{name}_predicted_labels.csv"
+        write_csv(labels, labels_frame(splits[name]))
+    _write_embeddings(bundle, splits)
+    return ctrate, bundle
+
+
+def _release_database(split: Any, encoder: Any) -> tuple[dict, list, np.ndarray]:
+    """The sentence database with string ids and ``.nii.gz`` image ids, its records and embeddings."""
+    from adaragct.data.bundle import SentenceRecord
+    from adaragct.retrieval import database as db
+
+    reports = dict(zip(split.volume_ids, split.volume_reports(), strict=True))
+    ours = db.database_records(db.tag_reports(reports, progress=False))
+    records = [SentenceRecord(str(i), r.volume_id, r.text, r.organs, r.normal) for i, r in enumerate(ours)]
+    database: dict[str, list[dict]] = {}
+    for r in records:
+        entry = {"sentence_id": r.sentence_id, "text": r.text, "organs": list(r.organs), "normal": r.normal}
+        database.setdefault(f"{r.volume_id}.nii.gz", []).append(entry)
+    # rounded through float16: the spot check still agrees (cosine > 0.999), but a re-encode would not give
+    # these exact bits, so a test can tell the release's embeddings from recomputed ones
+    emb = encoder.encode([r.text for r in records]).astype(np.float16).astype(np.float32)
+    return database, records, emb
+
+
+def _release_contexts(contexts: Mapping[str, list[dict]]) -> dict[str, list[dict]]:
+    """Our context entries in the release's form: query text and retrieved texts only."""
+    return {
+        vid: [
+            {
+                "query_sentence": {"text": e["query_sentence"]["text"]},
+                "retrieved": [{"text": r["text"]} for r in e["retrieved"]],
+            }
+            for e in entries
+        ]
+        for vid, entries in contexts.items()
+    }
+
+
+def write_release_bundle(root: Path, splits: Mapping[str, Any], encoder: Any) -> Path:
+    """Every file of the release bundle under ``root`` (see the module docstring); returns ``root``."""
+    from adaragct.analysis.cohort import tag_unique_reports
+    from adaragct.data.demo.writer import labels_frame, organ_reports_entries, reports_frame, write_csv
+    from adaragct.io import write_json
+    from adaragct.retrieval.bank import SentenceBank
+    from adaragct.retrieval.contexts import QuerySentence, oracle_contexts
+    from adaragct.retrieval.neighbours import image_neighbours, organ_vectors
+
+    train, valid = splits["train"], splits["valid"]
+    _write_embeddings(root, splits)
+    write_csv(root / "annotations/train_reports.csv", reports_frame(train))
+    write_csv(root / "annotations/valid_predicted_labels.csv", labels_frame(valid))
+    tagged = tag_unique_reports(valid.volume_reports())
+    write_json(root / "annotations/valid_organ_reports.json", organ_reports_entries(valid, tagged))
+    database, records, emb = _release_database(train, encoder)
+    write_json(root / "retrieval/database/train_sentences_multi_label.json", database, indent=None)
+    sentence_ids = np.array([r.sentence_id for r in records])
+    np.savez(root / "retrieval/database/train_sentence_embeds.npz", embeddings=emb, sentence_ids=sentence_ids)
+    # neighbours by raw cosine (the release did not centre); the file holds the validation volumes only
+    vectors = {name: organ_vectors(s.organs, s.whole["ct_clip_max"]) for name, s in splits.items()}
+    found = image_neighbours(
+        valid.volume_ids, vectors["valid"], train.volume_ids, vectors["train"], 20, False
+    )
+    train_found = image_neighbours(
+        train.volume_ids, vectors["train"], train.volume_ids, vectors["train"], 20, False
+    )
+    write_json(
+        root / "retrieval/img2img_top20.json",
+        {
+            f"{v}.nii.gz": {o: [{"image_id": f"{n['image_id']}.nii.gz"} for n in per[o]] for o in per}
+            for v, per in found.items()
+        },
+    )
+    bank = SentenceBank.build(records, emb, encoder.encoder_id)
+    queries: dict[str, list] = {}
+    for r in records:
+        queries.setdefault(r.volume_id, []).append(QuerySentence(r.text, r.organs))
+    for vid, report in zip(valid.volume_ids, valid.volume_reports(), strict=True):
+        queries[vid] = [QuerySentence(s, t.organs) for s, t in tagged[report]]
+    neighbours = {
+        v: {o: [n["image_id"] for n in per[o]] for o in per} for v, per in {**found, **train_found}.items()
+    }
+    for name, n in (("oracle/oracle_context_top3.jsonl", 20), ("retrieval/retrieval_context_top3.jsonl", 5)):
+        contexts = oracle_contexts(queries, encoder, bank, neighbours, 3, n, progress=False)
+        write_json(root / name, _release_contexts(contexts), indent=None)  # one object, as the release
+    return root
+
+
+def main() -> None:
+    """Write both layouts to a folder, to try the README's commands on them by hand.
+
+    python -m tests.layouts /tmp/fixtures   -> /tmp/fixtures/release/bundle (+ encoder/projection.npy),
+                                               /tmp/fixtures/ctrate/{ctrate,bundle}
+    """
+    import sys
+
+    from adaragct.retrieval.encoders import packaged_minilm
+
+    out = Path(sys.argv[1])
+    cohort = small_cohort()
+    projection = write_projection(out / "release/encoder/projection.npy")
+    write_release_bundle(out / "release/bundle", cohort, packaged_minilm(progress=False, projection=projection))
+    write_ctrate_layout(out / "ctrate", cohort)
+    print(f"release bundle: {out / 'release/bundle'} (sentence embeddings by MiniLM + {projection})")
+    print(f"CT-RATE layout: {out / 'ctrate/ctrate'} with embeddings in {out / 'ctrate/bundle'}")
+
+
+if __name__ == "__main__":
+    main()
