@@ -356,7 +356,7 @@ RULES: tuple[FindingRule, ...] = (
             r"bronchiecta\w*",
             r"bronchiolecta\w*",
             r"bronch\w* ectasi\w*",
-            r"ectasi\w*[^.;]{0,30}bronch\w*",
+            r"(?<!atel)ectasi\w*[^.;]{0,30}bronch\w*",  # not the "ectasis" of atelectasis
             r"bronchial dilat\w*",
             r"dilated bronch\w*",
             r"dilatation of the bronch\w*",
