@@ -365,7 +365,7 @@ RULES: tuple[FindingRule, ...] = (
     FindingRule(
         "Interlobular septal thickening",
         (
-            r"(?:interlob(?:ular|ar)|intralobular|septal|\bsepta\b|septum)[^.;]{0,30}(?:thick\w*|prominen\w*|clarificat\w*)",
+            r"(?:interlob(?:ular|ar)|intralobular|(?<!para)septal|\bsepta\b|septum)[^.;]{0,30}(?:thick\w*|prominen\w*|clarificat\w*)",
             r"(?:thick\w*|prominen\w*)[^.;]{0,30}interlob(?:ular|ar) sept\w*",
         ),
     ),
