@@ -205,3 +205,13 @@ def test_reproduces_the_issue_figures_on_ctrate(real_stats: dict[str, float]) ->
     assert real_stats["random_rouge_l"] == pytest.approx(0.247, abs=0.006)
     assert real_stats["nearest_bleu4"] == pytest.approx(0.18, abs=0.01)
     assert real_stats["nearest_rouge_l"] == pytest.approx(0.29, abs=0.01)
+
+
+def test_default_demo_is_inside_every_band(real_stats: dict[str, float]) -> None:
+    """Issue 14: the default demo cohort reads like CT-RATE (the table is printed when a figure leaves its band)."""
+    generator = compose_config("analyze", resolve=False).data.generator
+    demo = load_report_set("demo", {**generator})
+    bands = band_check(real_stats, report_stats(demo.reports, demo.labels))
+    assert all(b["pass"] for b in bands.values()), format_table(
+        ["real", "demo"], [real_stats, report_stats(demo.reports, demo.labels)], bands
+    )
