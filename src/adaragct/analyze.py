@@ -1,11 +1,16 @@
-"""The analyze stage: how much of each embedding slot is usable signal (the paper's bottleneck finding).
+"""The analyze stage: how much of each embedding slot is usable signal (the paper's bottleneck finding), and
+how two report sets compare as text.
 
     python -m adaragct.analyze data=demo
     python -m adaragct.analyze npz=data/demo/bundle/embeddings/ct_clip/valid_embeds.npz
+    python -m adaragct.analyze text.a=../shared/data/ctrate_manual_labels/train.csv text.b=demo
 
-Prints and writes ``bottleneck.json`` / ``bottleneck.md`` (variance share of the top-k principal components,
-effective rank, participation ratio per slot; linear-probe AUC per slot and finding) and two plots
-(``cumulative_variance.png``, ``probe_auc.png``) under the run folder.
+The bottleneck report prints and writes ``bottleneck.json`` / ``bottleneck.md`` (variance share of the top-k
+principal components, effective rank, participation ratio per slot; linear-probe AUC per slot and finding) and
+two plots (``cumulative_variance.png``, ``probe_auc.png``) under the run folder. With ``text.a`` (and ``text.b``)
+set it prints and writes ``text_stats.json`` / ``text_stats.md`` instead: words, sentences, recurring sentences,
+positives per report and BLEU-4 / ROUGE-L of random and label-nearest report pairs, with the calibration band of
+``b`` against ``a`` (:mod:`adaragct.analysis.text_stats`).
 """
 
 from __future__ import annotations
@@ -150,11 +155,52 @@ def run_analyze(cfg: DictConfig) -> dict[str, Any]:
     return report
 
 
+def run_text_stats(cfg: DictConfig) -> dict[str, Any]:
+    """Compute, print and write the text statistics of ``text.a`` (and ``text.b``, with its bands); returns them."""
+    from adaragct.analysis.text_sources import load_report_set
+    from adaragct.analysis.text_stats import band_check, format_table, report_stats
+    from adaragct.io import atomic_open, write_json
+
+    generator = OmegaConf.to_container(cfg.data.generator, resolve=True) if "generator" in cfg.data else None
+    sources = [OmegaConf.to_container(s) if OmegaConf.is_list(s) else s for s in (cfg.text.a, cfg.text.b)]
+    sets = [
+        load_report_set(s, generator).subsample(cfg.text.max_reports, cfg.text.seed)
+        for s in sources
+        if s is not None
+    ]
+    stats = []
+    for report_set in sets:
+        log.info("text statistics of %s (%d reports)", report_set.source, len(report_set.reports))
+        stats.append(report_stats(report_set.reports, report_set.labels, seed=int(cfg.text.seed)))
+    bands = band_check(stats[0], stats[1]) if len(stats) == 2 else None
+    result: dict[str, Any] = {
+        "sets": [{"name": s.name, "source": s.source, **st} for s, st in zip(sets, stats, strict=True)],
+        "seed": int(cfg.text.seed),
+    }
+    if bands is not None:
+        result["bands"] = bands
+    table = format_table([s.name for s in sets], stats, bands)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "text_stats.json", result)
+    with atomic_open(out / "text_stats.md", "w", encoding="utf-8") as handle:
+        sources_md = "\n".join(f"- {s.name}: {s.source}" for s in sets)
+        handle.write(f"# Report text statistics\n\n{sources_md}\n\n```\n{table}\n```\n")
+    for s in sets:
+        print(f"{s.name}: {s.source}")
+    print(table)
+    print(f"written: {out / 'text_stats.json'}, {out / 'text_stats.md'}")
+    return result
+
+
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="analyze")
 def main(cfg: DictConfig) -> None:
-    """Console entry point (``adaragct-analyze``)."""
+    """Console entry point (``adaragct-analyze``): the text statistics when ``text.a`` is set, else the bottleneck."""
     log.info("analyze config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
-    run_analyze(cfg)
+    if cfg.text.a is not None or cfg.text.b is not None:
+        run_text_stats(cfg)
+    else:
+        run_analyze(cfg)
 
 
 if __name__ == "__main__":

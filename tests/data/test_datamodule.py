@@ -62,7 +62,7 @@ def _module(data: dict, tokenizer, contexts: dict | None, **kwargs) -> ReportDat
         tokenizer,
         PROMPT,
         batch_size=4,
-        max_length=1024,
+        max_length=2048,  # the demo experiment's budget: CT-RATE-long reports + 4 context spans
         val_fraction=0.2,
         stage_contexts=contexts,
         seed=7,

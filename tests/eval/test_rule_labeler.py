@@ -74,6 +74,14 @@ def test_negated_or_normal_phrasings_give_no_finding(text: str) -> None:
         ("Linear fibroatelectatic sequelae in the middle lobe.", {"Pulmonary fibrotic sequela"}),
         ("A 4 mm nodule in the right upper lobe. Nodule in the left thyroid lobe.", {"Lung nodule"}),
         ("Paraseptal emphysema in both upper lobes.", {"Emphysema"}),
+        # the "ectasis" of atelectasis before a bronchial word is not bronchiectasis
+        ("Atelectasis and peribronchial thickening.", {"Atelectasis", "Peribronchial thickening"}),
+        ("Ectasia of the segmental bronchi in the left lower lobe.", {"Bronchiectasis"}),
+        # nor is the "septal" of paraseptal emphysema a septal thickening
+        (
+            "Paraseptal emphysema and peribronchial thickening in both lungs.",
+            {"Emphysema", "Peribronchial thickening"},
+        ),
     ],
 )
 def test_positive_phrasings(text: str, expected: set[str]) -> None:

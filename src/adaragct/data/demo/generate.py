@@ -15,7 +15,8 @@ import numpy as np
 from adaragct.constants import FINDINGS
 from adaragct.data.demo.cohort import PREVALENCE, Cohort, calibrate_intercepts, sample_cohort
 from adaragct.data.demo.embeddings import make_encoder, organ_embeddings, whole_embeddings
-from adaragct.data.demo.grammar import write_report
+from adaragct.data.demo.grammar import ReportStyle
+from adaragct.data.demo.report import write_report
 
 SPLITS: tuple[str, ...] = ("train", "valid")
 _STREAMS = {"encoder": 0, "train": 1, "valid": 2}
@@ -64,10 +65,17 @@ def _rng(seed: int, stream: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), _STREAMS[stream]])
 
 
-def _split(split: str, n_patients: int, gen: Mapping[str, Any], intercepts: np.ndarray, encoder) -> SplitData:
+def _split(
+    split: str,
+    n_patients: int,
+    gen: Mapping[str, Any],
+    intercepts: np.ndarray,
+    encoder,
+    style: ReportStyle,
+) -> SplitData:
     rng = _rng(gen["seed"], split)
     cohort = sample_cohort(split, n_patients, float(gen["second_recon_prob"]), rng, intercepts)
-    texts = [write_report(cohort.labels[p], int(cohort.ages[p]), rng) for p in range(n_patients)]
+    texts = [write_report(cohort.labels[p], int(cohort.ages[p]), rng, style) for p in range(n_patients)]
     clinical = tuple(
         f"{int(a)}-year-old {s}. {CLINICAL[int(rng.integers(len(CLINICAL)))]}"
         for a, s in zip(cohort.ages, cohort.sexes, strict=True)
@@ -97,5 +105,7 @@ def generate_cohort(gen: Mapping[str, Any]) -> dict[str, SplitData]:
         float(gen["organ_signal"]),
         prevalence,
     )
+    # the same radiologists write both splits
+    style = ReportStyle(int(gen["seed"]), int(gen["radiologists"]), float(gen["stock_phrasing"]))
     sizes = {"train": int(gen["n_train_patients"]), "valid": int(gen["n_valid_patients"])}
-    return {split: _split(split, sizes[split], gen, intercepts, encoder) for split in SPLITS}
+    return {split: _split(split, sizes[split], gen, intercepts, encoder, style) for split in SPLITS}

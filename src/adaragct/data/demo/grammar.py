@@ -1,21 +1,30 @@
 """A report grammar of our own for the demo cohort (SPEC 2.3): CT-RATE-like reports written organ by organ.
 
-Every finding has several abnormal phrasings with slots (lobe, side, size, degree) and several negated ones
-(including CT-RATE's post-negations, "X was not observed"); normal organs have their own phrasings. The text is
-consistent with the labels by construction: a finding is described in an abnormal sentence if and only if its
-label is 1. :data:`FINDING_PATTERNS` is the contract the checks and tests use to verify that.
+Calibrated against the hand-labelled CT-RATE reports (issue 14; ``python -m adaragct.analyze text.a=... text.b=demo``):
+CT-RATE reports are long (~276 words, ~21 sentences), about half of their sentences recur verbatim in another
+report (templated normal statements) and the rest are free descriptions, so two random reports share little
+(BLEU-4 ~0.15). The grammar reproduces that with *radiologists*: each report is written by one of a few, who has a
+stock wording of every normal statement and an order of the mediastinal and abdominal statements; a normal
+statement is written in the stock wording with probability ``stock_phrasing`` and freely composed from the
+template otherwise (see :mod:`adaragct.data.demo.phrasebook`); abnormal findings are always freely composed, with
+slots (lobe, size, degree, side) and distribution qualifiers. Radiologists also differ in verbosity (how many
+optional statements they write), which gives CT-RATE's spread of report lengths; the spread matters, since two
+reports of unequal length share few n-grams. :mod:`adaragct.data.demo.report` assembles the sections.
 
-Sizes and slot values are coarse on purpose: the cohort should have a few thousand unique sentences (cheap to
-encode for the sentence bank) yet enough combinations that a tiny model cannot memorise whole reports.
+The text is consistent with the labels by construction: a finding is described in an abnormal sentence if and
+only if its label is 1. :data:`FINDING_PATTERNS` is the contract the checks and tests use to verify that.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import zlib
+from dataclasses import dataclass
 
 import numpy as np
 
-from adaragct.constants import FINDINGS
+from adaragct.data.demo import phrasebook as pb
 
 LOBES = (
     "right upper lobe",
@@ -24,147 +33,47 @@ LOBES = (
     "left upper lobe",
     "left lower lobe",
     "lingula",
-    "right lower lobe posterobasal segment",
-    "left lower lobe superior segment",
-    "right upper lobe apical segment",
-    "left upper lobe apicoposterior segment",
-    "right middle lobe medial segment",
+    "posterobasal segment of the right lower lobe",
+    "superior segment of the left lower lobe",
+    "apical segment of the right upper lobe",
+    "apicoposterior segment of the left upper lobe",
+    "medial segment of the right middle lobe",
+    "lateral basal segment of the left lower lobe",
+    "anterior segment of the right upper lobe",
+)
+LOBES_PL = (
+    "both upper lobes",
+    "both lower lobes",
+    "the upper lobes",
+    "both lungs",
+    "the lower lobes",
+    "the right lung",
 )
 SIDES = ("right", "left", "bilateral")
-DEGREES = ("minimal", "mild", "moderate", "marked")
-STATIONS = ("subcarinal", "right paratracheal", "prevascular", "right hilar", "left hilar", "aortopulmonary")
+DEGREES = ("minimal", "mild", "moderate", "marked", "slight")
+STATIONS = (
+    "subcarinal",
+    "right paratracheal",
+    "left paratracheal",
+    "prevascular",
+    "right hilar",
+    "left hilar",
+    "aortopulmonary",
+    "lower paratracheal",
+)
+AORTIC_PARTS = (
+    "thoracic aorta",
+    "aortic arch",
+    "descending aorta",
+    "ascending aorta",
+    "aortic arch and descending aorta",
+)
+SIZES_MM = ("3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "14", "15", "17", "18", "21", "25")
+NODE_SIZES_MM = ("11", "12", "13", "14", "15", "16", "18", "20", "22", "25")
+SEEN = ("is seen", "is noted", "is present", "is observed", "is identified")
+SEEN_PL = ("are seen", "are noted", "are present", "are observed", "are identified")
 
 # fmt: off
-# Abnormal phrasings per finding; {lobe} {side} {deg} {mm} {station} are slots.
-POSITIVE: dict[str, tuple[str, ...]] = {
-    "Medical material": (
-        "A central venous catheter is observed with its tip in the superior vena cava.",
-        "Sternotomy wires are observed.", "A port catheter extending to the right atrium is observed.",
-        "A nasogastric tube is present in the esophagus.", "A pacemaker with leads in the right heart is seen."),
-    "Arterial wall calcification": (
-        "Atherosclerotic calcifications are seen in the thoracic aorta.",
-        "Calcific atheroma plaques are observed in the aortic arch.",
-        "{Deg} calcified plaques are present in the wall of the descending aorta.",
-        "Aortic wall calcifications are noted."),
-    "Cardiomegaly": (
-        "{Deg} cardiomegaly is observed.", "The heart is enlarged ({deg} cardiomegaly).",
-        "Heart size is increased in favor of cardiomegaly."),
-    "Pericardial effusion": (
-        "Pericardial effusion measuring {mm} mm is observed.", "{Deg} pericardial effusion is present.",
-        "Pericardial fluid reaching {mm} mm in thickness is seen."),
-    "Coronary artery wall calcification": (
-        "Calcified atherosclerotic plaques are observed in the coronary arteries.",
-        "Coronary artery wall calcifications are present.", "{Deg} coronary artery calcification is noted."),
-    "Hiatal hernia": (
-        "A {deg} hiatal hernia is observed.", "Hiatal hernia is present.",
-        "A sliding hiatal hernia is seen at the esophagogastric junction."),
-    "Lymphadenopathy": (
-        "Enlarged lymph nodes measuring up to {mm} mm are observed in the {station} region.",
-        "Lymphadenopathy with a short axis of {mm} mm is seen in the {station} station.",
-        "A pathologically enlarged {station} lymph node of {mm} mm is noted."),
-    "Emphysema": (
-        "Centrilobular emphysema is observed in {lobes_pl}.", "Paraseptal emphysema is seen in both lungs.",
-        "{Deg} emphysematous changes are present in both lungs.", "Emphysema is seen, most prominent in {lobes_pl}."),
-    "Atelectasis": (
-        "Subsegmental atelectasis is observed in the {lobe}.", "Linear atelectasis is seen in the {lobe}.",
-        "Atelectatic changes are present in the {lobe}.", "{Deg} atelectasis is noted in the {lobe}."),
-    "Lung nodule": (
-        "A {mm} mm nodule is observed in the {lobe}.", "A few nonspecific nodules are seen, the largest {mm} mm in the {lobe}.",
-        "A solid nodule measuring {mm} mm is present in the {lobe}.", "A {mm} mm subpleural nodule is noted in the {lobe}."),
-    "Lung opacity": (
-        "Ground-glass opacities are observed in the {lobe}.", "Patchy ground-glass densities are seen in both lungs.",
-        "{Deg} opacity is present in the {lobe}.", "Ground-glass areas are noted in the {lobe}."),
-    "Pulmonary fibrotic sequela": (
-        "Fibrotic sequelae are observed in the {lobe}.", "Linear fibrotic bands are seen in the {lobe}.",
-        "Sequela fibrotic densities are present in both lung apices.", "{Deg} fibrotic changes are noted in the {lobe}."),
-    "Pleural effusion": (
-        "{Side_cap} pleural effusion measuring {mm} mm is observed.", "{Deg} {side} pleural effusion is present.",
-        "Pleural effusion reaching {mm} mm in thickness is seen on the {side_lr} side."),
-    "Mosaic attenuation pattern": (
-        "A mosaic attenuation pattern is observed in both lungs.", "Mosaic attenuation is seen, suggesting small airway disease.",
-        "Areas of mosaic attenuation are present in {lobes_pl}."),
-    "Peribronchial thickening": (
-        "Peribronchial thickening is observed in {lobes_pl}.", "{Deg} peribronchial wall thickening is present.",
-        "Peribronchial thickening is seen bilaterally."),
-    "Consolidation": (
-        "Consolidation is observed in the {lobe}.", "A consolidation area with air bronchograms is seen in the {lobe}.",
-        "Patchy consolidation is present in the {lobe}.", "{Deg} consolidation is noted in the {lobe}, infection?"),
-    "Bronchiectasis": (
-        "Cylindrical bronchiectasis is observed in the {lobe}.", "Bronchiectatic changes are seen in {lobes_pl}.",
-        "{Deg} bronchiectasis is present in both lower lobes."),
-    "Interlobular septal thickening": (
-        "Interlobular septal thickening is observed in both lungs.", "Smooth interlobular septal thickenings are seen in {lobes_pl}.",
-        "Septal thickening is present in the {lobe}."),
-}
-
-# Negated phrasings (pre- and post-negation); used when the label is 0, each with a probability per report.
-NEGATIVE: dict[str, tuple[str, ...]] = {
-    "Pericardial effusion": ("Pericardial effusion-thickening was not observed.", "No pericardial effusion is seen.",
-                             "Pericardial effusion was not detected."),
-    "Coronary artery wall calcification": ("No coronary artery calcification is seen.",
-                                           "Coronary artery calcification was not observed."),
-    "Cardiomegaly": ("Heart size is normal.", "The heart contour and size are normal.", "Heart dimensions are within normal limits."),
-    "Arterial wall calcification": ("Thoracic aorta diameter is normal.", "The calibre of the thoracic aorta is natural.",
-                                    "The thoracic aorta is of normal calibre."),
-    "Lymphadenopathy": ("No enlarged lymph nodes were detected in the mediastinum or hila.",
-                        "No lymph nodes of pathological size were detected in prevascular, paratracheal or subcarinal regions.",
-                        "No mediastinal or hilar lymphadenopathy is seen."),
-    "Hiatal hernia": ("Thoracic esophagus calibration is normal.", "The esophagus is of normal calibre and no wall thickening was detected.",
-                      "No hiatal hernia is observed."),
-    "Emphysema": ("No emphysema is seen.", "Emphysematous changes were not observed."),
-    "Atelectasis": ("No atelectasis is seen.", "Atelectasis was not detected."),
-    "Pulmonary fibrotic sequela": ("No fibrotic sequelae are observed.",),
-    "Mosaic attenuation pattern": ("No mosaic attenuation pattern was observed.",),
-    "Peribronchial thickening": ("No peribronchial thickening is seen.", "Bronchial walls are of normal thickness."),
-    "Interlobular septal thickening": ("Interlobular septal thickening was not detected.",),
-    "Lung nodule": ("No nodule was detected in either lung.", "Lung nodule was not observed."),
-    "Consolidation": ("No consolidation was detected.", "No consolidation or infiltration is observed."),
-    "Lung opacity": ("No ground-glass opacity was detected.", "Ground-glass opacity was not observed."),
-    "Pleural effusion": ("Pleural effusion-thickening was not observed.", "No pleural effusion was detected.",
-                         "There is no pleural effusion or pneumothorax."),
-    "Bronchiectasis": ("Bronchiectasis was not observed.", "No bronchiectasis is seen."),
-}
-
-MEDIASTINUM_NORMAL = ("Mediastinal main vascular structures are normal.",
-                      "Calibration of thoracic main vascular structures is natural.",
-                      "Mediastinal structures are evaluated as natural.")
-AIRWAY_NORMAL = ("Trachea and both main bronchi are open.", "The trachea and main bronchi are patent.",
-                 "Trachea, both main bronchi are open and no obstructive lesion was observed.")
-LUNG_NORMAL = ("Aeration of both lungs is normal and no nodular or infiltrative lesion was detected.",
-               "No mass or infiltrative lesion was detected in both lungs.", "Both lungs are clear.")
-BONES_YOUNG = ("Bone structures in the study area are natural.", "Vertebral corpus heights are preserved.",
-               "No lytic-destructive lesion was detected in bone structures.")
-BONES_OLD = ("Degenerative changes are observed in the thoracic vertebrae.", "Osteophytes are present at the vertebral corners.",
-             "Vertebral corpus heights are preserved.")
-ABDOMEN = ("Upper abdominal organs included in the sections are normal.", "No space-occupying lesion was detected in the liver.",
-           "Bilateral adrenal glands are normal.", "The spleen is of normal size.",
-           "Bilateral adrenal glands were normal and no space-occupying lesion was detected.",
-           "The liver and spleen are of normal size and density in the sections.")
-ABDOMEN_INCIDENTAL = ("Hepatosteatosis is observed.", "A simple cortical cyst is seen in the left kidney.",
-                      "A calcified gallstone is noted.")
-IMPRESSION_NORMAL = ("Thoracic CT examination within normal limits.", "No significant pathology was detected.",
-                     "Normal chest CT.")
-IMPRESSION: dict[str, tuple[str, ...]] = {
-    "Medical material": ("medical material in place", "central catheter in place"),
-    "Arterial wall calcification": ("aortic atherosclerosis", "aortic wall calcification"),
-    "Cardiomegaly": ("cardiomegaly",),
-    "Pericardial effusion": ("pericardial effusion",),
-    "Coronary artery wall calcification": ("coronary artery calcification", "coronary atherosclerosis"),
-    "Hiatal hernia": ("hiatal hernia",),
-    "Lymphadenopathy": ("mediastinal lymphadenopathy",),
-    "Emphysema": ("emphysema", "emphysematous changes"),
-    "Atelectasis": ("atelectasis", "subsegmental atelectasis"),
-    "Lung nodule": ("lung nodule", "nonspecific lung nodules"),
-    "Lung opacity": ("ground-glass opacities",),
-    "Pulmonary fibrotic sequela": ("fibrotic sequelae",),
-    "Pleural effusion": ("pleural effusion",),
-    "Mosaic attenuation pattern": ("mosaic attenuation",),
-    "Peribronchial thickening": ("peribronchial thickening",),
-    "Consolidation": ("consolidation", "pneumonic consolidation"),
-    "Bronchiectasis": ("bronchiectasis",),
-    "Interlobular septal thickening": ("interlobular septal thickening",),
-}
-
 # A finding is asserted by a sentence when every regex of its entry matches and tag_sentence calls it abnormal.
 FINDING_PATTERNS: dict[str, tuple[str, ...]] = {
     "Medical material": (r"catheter|sternotomy|pacemaker|tube\b|material",),
@@ -187,43 +96,6 @@ FINDING_PATTERNS: dict[str, tuple[str, ...]] = {
     "Interlobular septal thickening": (r"\bseptal",),
 }
 # fmt: on
-
-# Section order: mediastinum/heart/aorta, esophagus, airways, lungs, pleura, devices, bones, abdomen.
-SECTIONS: tuple[tuple[str, ...], ...] = (
-    (
-        "Cardiomegaly",
-        "Pericardial effusion",
-        "Coronary artery wall calcification",
-        "Arterial wall calcification",
-        "Lymphadenopathy",
-    ),
-    ("Hiatal hernia",),
-    ("Peribronchial thickening", "Bronchiectasis"),
-    (
-        "Emphysema",
-        "Lung nodule",
-        "Lung opacity",
-        "Consolidation",
-        "Atelectasis",
-        "Pulmonary fibrotic sequela",
-        "Mosaic attenuation pattern",
-        "Interlobular septal thickening",
-    ),
-    ("Pleural effusion",),
-    ("Medical material",),
-)
-NEGATIVE_PROB = 0.65
-# Optional distribution clause for lung findings (mentions no other finding, so labels stay consistent).
-QUALIFIERS = (
-    ", more prominent on the right",
-    ", more prominent on the left",
-    " in the peripheral zones",
-    " in a peribronchovascular distribution",
-    " in the subpleural area",
-    ", stable in appearance",
-)
-QUALIFIER_PROB = 0.35
-LUNG_SECTION = 3  # chance that an absent finding with negated phrasings is written out
 _PATTERN_RES = {f: tuple(re.compile(p, re.IGNORECASE) for p in pats) for f, pats in FINDING_PATTERNS.items()}
 
 
@@ -231,72 +103,179 @@ def _choice(rng: np.random.Generator, options: tuple[str, ...]) -> str:
     return options[int(rng.integers(len(options)))]
 
 
-def _fill(template: str, rng: np.random.Generator) -> str:
+@functools.cache
+def _parse(template: str) -> tuple:
+    """Parse ``[a|b]`` alternatives (nested) into a tree: a sequence of strings and tuples of sequences."""
+    pos = 0
+
+    def sequence() -> tuple:
+        nonlocal pos
+        items: list = []
+        start = pos
+        while pos < len(template) and template[pos] not in "|]":
+            if template[pos] == "[":
+                items.append(template[start:pos])
+                pos += 1
+                options = [sequence()]
+                while template[pos] == "|":
+                    pos += 1
+                    options.append(sequence())
+                pos += 1  # the closing "]"
+                items.append(tuple(options))
+                start = pos
+            else:
+                pos += 1
+        items.append(template[start:pos])
+        return tuple(i for i in items if i != "")
+
+    tree = sequence()
+    if pos != len(template):
+        raise ValueError(f"unbalanced brackets at {pos} in template {template!r}")
+    return tree
+
+
+def _sample(tree: tuple, rng: np.random.Generator) -> str:
+    return "".join(
+        item if isinstance(item, str) else _sample(item[int(rng.integers(len(item)))], rng) for item in tree
+    )
+
+
+def draw_slots(rng: np.random.Generator) -> dict[str, str]:
+    """One value for every ``{slot}`` a template may use (a sentence draws them all; most use a few)."""
     deg = _choice(rng, DEGREES)
-    side = _choice(rng, SIDES)
-    slots = {
+    return {
         "deg": deg,
         "Deg": deg.capitalize(),
-        "side": side,
-        "Side_cap": side.capitalize(),
+        "side": _choice(rng, SIDES),
         "side_lr": _choice(rng, ("right", "left")),
         "lobe": _choice(rng, LOBES),
-        "lobes_pl": _choice(rng, ("both upper lobes", "both lower lobes", "the upper lobes", "both lungs")),
-        "mm": str(_choice(rng, ("4", "5", "6", "8", "10", "12", "15", "18", "22"))),
+        "lobes_pl": _choice(rng, LOBES_PL),
+        "mm": _choice(rng, SIZES_MM),
+        "node_mm": _choice(rng, NODE_SIZES_MM),
         "station": _choice(rng, STATIONS),
+        "aortic_part": _choice(rng, AORTIC_PARTS),
+        "seen": _choice(rng, SEEN),
+        "seen_pl": _choice(rng, SEEN_PL),
     }
-    return template.format(**slots)
 
 
-def _section(
-    findings: tuple[str, ...], positive: set[str], rng: np.random.Generator, qualify: bool
-) -> list[str]:
-    out: list[str] = []
-    for finding in findings:
-        if finding in positive:
-            sentence = _fill(_choice(rng, POSITIVE[finding]), rng)
-            if qualify and sentence.endswith(".") and rng.random() < QUALIFIER_PROB:
-                sentence = sentence[:-1] + _choice(rng, QUALIFIERS) + "."
-            out.append(sentence)
-        elif finding in NEGATIVE and rng.random() < NEGATIVE_PROB:
-            out.append(_choice(rng, NEGATIVE[finding]))
-    return out
+def expand(template: str, rng: np.random.Generator, slots: dict[str, str] | None = None) -> str:
+    """One sentence from a template: pick every ``[a|b]`` alternative, fill ``{slot}``s, tidy, capitalise."""
+    text = _sample(_parse(template), rng).format_map(slots if slots is not None else draw_slots(rng))
+    text = re.sub(r"\s+", " ", text).replace(" ,", ",").strip()
+    return text[:1].upper() + text[1:]
 
 
-def _impression(positive: list[str], rng: np.random.Generator) -> list[str]:
-    if not positive:
-        return [_choice(rng, IMPRESSION_NORMAL)]
-    phrases = [_choice(rng, IMPRESSION[f]) for f in positive]
-    sentences = []
-    for i in range(0, len(phrases), 2):  # two findings per impression sentence
-        text = " and ".join(phrases[i : i + 2])
-        sentences.append(text[0].upper() + text[1:] + ".")
-    return sentences
+def _templates(key: str) -> tuple[str, ...]:
+    kind, _, name = key.partition(":")
+    return {"normal": pb.NORMAL, "negative": pb.NEGATIVE}[kind][name]
 
 
-def write_report(labels: np.ndarray, age: int, rng: np.random.Generator) -> tuple[str, str]:
-    """Write (findings, impression) for one patient's 18 labels; the same labels give varied text per call."""
-    positive = {f for f, y in zip(FINDINGS, labels, strict=True) if y}
-    sentences: list[str] = []
-    for i, findings in enumerate(SECTIONS):
-        part = _section(findings, positive, rng, qualify=i == LUNG_SECTION)
-        if i == 0 and not {"Cardiomegaly"} & positive and not any("heart" in s.lower() for s in part):
-            part.insert(0, _choice(rng, NEGATIVE["Cardiomegaly"]))
-        if i == 0 and rng.random() < 0.6:
-            part.insert(0, _choice(rng, MEDIASTINUM_NORMAL))
-        if i == 2 and rng.random() < 0.8:
-            part.insert(0, _choice(rng, AIRWAY_NORMAL))
-        if i == LUNG_SECTION and not positive & set(findings):
-            part.insert(0, _choice(rng, LUNG_NORMAL))
-        sentences.extend(part)
-    bones = BONES_OLD if age >= 60 else BONES_YOUNG
-    sentences.extend(_choice(rng, bones) for _ in range(1 + int(rng.random() < 0.4)))
-    sentences.extend(_choice(rng, ABDOMEN) for _ in range(1 + int(rng.random() < 0.5)))
-    if rng.random() < 0.15:
-        sentences.append(_choice(rng, ABDOMEN_INCIDENTAL))
-    sentences = list(dict.fromkeys(sentences))  # a duplicate draw (e.g. two bone sentences) is written once
-    ordered_positive = [f for section in SECTIONS for f in section if f in positive]
-    return " ".join(sentences), " ".join(_impression(ordered_positive, rng))
+VERBOSITY = (0.25, 1.95)  # the tersest and the most verbose radiologist's factor on optional statements
+REPORT_JITTER = 0.35  # log-normal spread of one report's verbosity around its radiologist's
+LEAD_PROB = 0.15
+TAIL_PROB = 0.2
+
+
+def _statement(key: str, rng: np.random.Generator) -> str:
+    """A statement composed from its templates, sometimes with a habitual lead-in or tail."""
+    text = expand(_choice(rng, _templates(key)), rng)
+    if key == "normal:lung_window" or not text.endswith("."):
+        return text
+    draw = rng.random()
+    if draw < TAIL_PROB:
+        tail = _sample(_parse(_choice(rng, pb.TAILS)), rng)
+        return text if tail.strip() in text else text[:-1] + tail + "."
+    if draw < TAIL_PROB + LEAD_PROB:
+        lead = _sample(_parse(_choice(rng, pb.LEADS)), rng)
+        return text if lead.lower() in text.lower() else f"{lead}, {text[0].lower()}{text[1:]}"
+    return text
+
+
+@functools.lru_cache(maxsize=4096)
+def _stock(seed: int, radiologist: int, key: str) -> str:
+    """A radiologist's stock wording of one statement: the same sentence in every report they write."""
+    return _statement(key, np.random.default_rng([seed, radiologist, zlib.crc32(key.encode())]))
+
+
+@dataclass(frozen=True)
+class ReportStyle:
+    """Who writes the reports: ``radiologists`` styles, each with stock wordings used ``stock_phrasing`` of the time.
+
+    Built from the ``data.generator`` config; ``seed`` fixes every radiologist's stock wordings and section order.
+    """
+
+    seed: int
+    radiologists: int
+    stock_phrasing: float
+
+    def verbosity(self, radiologist: int) -> float:
+        """How much the radiologist writes beyond the essentials (CT-RATE's report lengths vary ~5-fold)."""
+        levels = np.linspace(*VERBOSITY, self.radiologists)
+        return float(
+            levels[np.random.default_rng([self.seed, 0]).permutation(self.radiologists)[radiologist]]
+        )
+
+    def order(self, radiologist: int, group: str, items: tuple[str, ...]) -> list[str]:
+        """The radiologist's fixed order of a group of statements."""
+        rng = np.random.default_rng([self.seed, radiologist, zlib.crc32(group.encode())])
+        return [items[i] for i in rng.permutation(len(items))]
+
+
+class ReportWriter:
+    """Writes the sentences of one report: one radiologist, one random stream, the slots of each finding."""
+
+    def __init__(self, rng: np.random.Generator, style: ReportStyle) -> None:
+        self.rng = rng
+        self.style = style
+        self.radiologist = int(rng.integers(style.radiologists))
+        self.verbosity = style.verbosity(self.radiologist) * float(
+            np.exp(REPORT_JITTER * rng.standard_normal())
+        )
+        self.finding_slots: dict[str, dict[str, str]] = {}
+        self.finding_template: dict[str, int] = {}
+        self.required: set[str] = set()  # sentences a length cap must keep (findings, heart, lungs)
+
+    def chance(self, p: float) -> bool:
+        """True with probability ``p`` (one draw of the report's stream)."""
+        return bool(self.rng.random() < p)
+
+    def optional(self, p: float) -> bool:
+        """Whether to write an optional statement of base probability ``p``, scaled by this report's verbosity."""
+        return self.chance(min(1.0, p * self.verbosity))
+
+    def statement(self, key: str) -> str:
+        """A normal or negated statement (``normal:heart``, ``negative:Emphysema``): stock or freely composed."""
+        if self.chance(self.style.stock_phrasing):
+            return _stock(self.style.seed, self.radiologist, key)
+        return _statement(key, self.rng)
+
+    def positive(self, finding: str, second: bool = False) -> str:
+        """A freely composed abnormal sentence naming ``finding``; its slots are kept for the impression.
+
+        ``second``: a second focus of the same finding, written with another template than the first.
+        """
+        templates = pb.POSITIVE[finding]
+        k = int(self.rng.integers(len(templates)))
+        if second and len(templates) > 1 and k == self.finding_template.get(finding):
+            k = (k + 1 + int(self.rng.integers(len(templates) - 1))) % len(templates)
+        slots = draw_slots(self.rng)
+        self.finding_slots[finding], self.finding_template[finding] = slots, k
+        return self.require(expand(templates[k], self.rng, slots))
+
+    def require(self, sentence: str) -> str:
+        """Mark ``sentence`` as one a length cap must not drop; returns it."""
+        self.required.add(sentence)
+        return sentence
+
+    def free(self, templates: tuple[str, ...], finding: str | None = None) -> str:
+        """A freely composed sentence from ``templates`` (with ``finding``'s slots when it has some)."""
+        slots = self.finding_slots.get(finding) if finding else None
+        return expand(_choice(self.rng, templates), self.rng, slots)
+
+    def order(self, group: str, items: tuple[str, ...]) -> list[str]:
+        """This report's radiologist's order of a group of statements."""
+        return self.style.order(self.radiologist, group, items)
 
 
 def asserted_findings(sentence: str, normal: bool) -> set[str]:

@@ -28,7 +28,7 @@ from adaragct.io import atomic_open, read_json, write_json
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1  # bump when the generator's output changes for the same config
+GENERATOR_VERSION = 2  # bump when the generator's output changes for the same config
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 

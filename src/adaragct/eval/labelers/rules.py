@@ -356,7 +356,7 @@ RULES: tuple[FindingRule, ...] = (
             r"bronchiecta\w*",
             r"bronchiolecta\w*",
             r"bronch\w* ectasi\w*",
-            r"ectasi\w*[^.;]{0,30}bronch\w*",
+            r"(?<!atel)ectasi\w*[^.;]{0,30}bronch\w*",  # not the "ectasis" of atelectasis
             r"bronchial dilat\w*",
             r"dilated bronch\w*",
             r"dilatation of the bronch\w*",
@@ -365,7 +365,7 @@ RULES: tuple[FindingRule, ...] = (
     FindingRule(
         "Interlobular septal thickening",
         (
-            r"(?:interlob(?:ular|ar)|intralobular|septal|\bsepta\b|septum)[^.;]{0,30}(?:thick\w*|prominen\w*|clarificat\w*)",
+            r"(?:interlob(?:ular|ar)|intralobular|(?<!para)septal|\bsepta\b|septum)[^.;]{0,30}(?:thick\w*|prominen\w*|clarificat\w*)",
             r"(?:thick\w*|prominen\w*)[^.;]{0,30}interlob(?:ular|ar) sept\w*",
         ),
     ),
