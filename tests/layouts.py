@@ -167,7 +167,9 @@ def main() -> None:
     out = Path(sys.argv[1])
     cohort = small_cohort()
     projection = write_projection(out / "release/encoder/projection.npy")
-    write_release_bundle(out / "release/bundle", cohort, packaged_minilm(progress=False, projection=projection))
+    write_release_bundle(
+        out / "release/bundle", cohort, packaged_minilm(progress=False, projection=projection)
+    )
     write_ctrate_layout(out / "ctrate", cohort)
     print(f"release bundle: {out / 'release/bundle'} (sentence embeddings by MiniLM + {projection})")
     print(f"CT-RATE layout: {out / 'ctrate/ctrate'} with embeddings in {out / 'ctrate/bundle'}")

@@ -10,7 +10,7 @@ Steps, the same for every data source (only step 1 is the demo's own):
     1. ``data=demo``: write the seeded cohort in the CT-RATE and bundle layouts (``data.generator``)
     2. validate every file the later stages read, and the ids across files (:mod:`adaragct.data.validate`)
     3. train model=tiny's BPE tokenizer on the training reports          -> ``data.tokenizer_dir``
-    4. pretrain the tiny Llama on the training reports (``tiny_lm.*``)   -> ``data.tiny_lm_dir``
+    4. pretrain the composed tiny Llama on the training reports (``tiny_lm.*``) -> ``model.path``
     5. summary: counts, text variety, the embedding bottleneck, organ-vs-whole probe AUCs -> ``summary.json``
 
 Everything goes under ``data.work_dir`` (for the demo its own folder); nothing is written into a user's CT-RATE
@@ -96,21 +96,32 @@ def _tokenizer(cfg: DictConfig, texts: list[str], ledger: Any) -> str:
 
 
 def _tiny_lm(cfg: DictConfig, texts: list[str], ledger: Any) -> str:
-    """Step 4: pretrain the tiny Llama on the training reports (the stand-in for Llama's weights)."""
+    """Step 4: pretrain the composed tiny model (``model=tiny``/``tiny_large``) on the training reports, into
+    ``model.path`` (the stand-in for Llama's pretrained weights)."""
     from adaragct.ledger import fingerprint
 
-    target = Path(cfg.data.tiny_lm_dir)
-    if not cfg.tiny_lm.enabled:
-        return "skipped (tiny_lm.enabled=false)"
+    size = cfg.model.get("size")
+    if not cfg.tiny_lm.enabled or not size:
+        return (
+            "skipped ("
+            + ("tiny_lm.enabled=false" if size else f"model={cfg.model.name} is not a tiny model")
+            + ")"
+        )
+    target = Path(cfg.model.path)
     settings = OmegaConf.to_container(cfg.tiny_lm, resolve=True)
     inputs = fingerprint(
-        texts, ledger.sha256("tokenizer"), settings, cfg.seed, _module_sha("adaragct.models.tiny_lm")
+        texts, ledger.sha256("tokenizer"), settings, size, cfg.seed, _module_sha("adaragct.models.tiny_lm")
     )
-    if ledger.is_current("tiny_lm", target, inputs):
+    if ledger.is_current(f"lm_{cfg.model.name}", target, inputs):
         return "up to date"
     from adaragct.models.tiny_lm import pretrain_tiny_lm
 
-    log.info("[4/5] pretraining the tiny LM on %d train reports (%s steps)", len(texts), cfg.tiny_lm.steps)
+    log.info(
+        "[4/5] pretraining model=%s on %d train reports (%s steps)",
+        cfg.model.name,
+        len(texts),
+        cfg.tiny_lm.steps,
+    )
     losses = pretrain_tiny_lm(
         texts,
         cfg.data.tokenizer_dir,
@@ -119,8 +130,9 @@ def _tiny_lm(cfg: DictConfig, texts: list[str], ledger: Any) -> str:
         batch_size=int(cfg.tiny_lm.batch_size),
         lr=float(cfg.tiny_lm.lr),
         seed=int(cfg.seed),
+        size=str(size),
     )
-    ledger.record("tiny_lm", target, inputs, losses=losses)
+    ledger.record(f"lm_{cfg.model.name}", target, inputs, losses=losses)
     return f"built (loss {losses['first_loss']} -> {losses['last_loss']})"
 
 
@@ -192,7 +204,7 @@ def run_prepare(cfg: DictConfig) -> dict[str, Any]:
     ledger = Ledger(work / "prepare_state.json", force=force)
     texts = _train_texts(cfg, checked)
     status["tokenizer"] = _tokenizer(cfg, texts, ledger)
-    status["tiny_lm"] = _tiny_lm(cfg, texts, ledger)
+    status[f"lm_{cfg.model.name}"] = _tiny_lm(cfg, texts, ledger)
 
     # 5. summary (recomputed only when the data changed)
     summary_path = work / "summary.json"
@@ -220,9 +232,9 @@ def run_prepare(cfg: DictConfig) -> dict[str, Any]:
     summary = {
         **summary,
         "status": status,
-        "skipped": all(s == "up to date" for s in status.values() if s != "ok"),
+        "skipped": all(s in ("ok", "up to date") or s.startswith("skipped") for s in status.values()),
         "fingerprint": fingerprint(
-            inputs, *(ledger.entry(k) and ledger.sha256(k) for k in ("tokenizer", "tiny_lm"))
+            inputs, *(ledger.entry(k) and ledger.sha256(k) for k in ("tokenizer", f"lm_{cfg.model.name}"))
         ),
     }
     _print(summary, data)
@@ -234,8 +246,7 @@ def _print(summary: dict[str, Any], data: dict[str, Any]) -> None:
     print(f"prepare data={data['name']}:")
     for step, state in summary["status"].items():
         print(f"  {step:<10} {state}")
-    for key in ("tokenizer_dir", "tiny_lm_dir"):
-        print(f"  {key:<14} {data[key]}")
+    print(f"  {'tokenizer_dir':<14} {data['tokenizer_dir']}")
     print(f"  {'summary':<14} {Path(data['work_dir']) / 'summary.json'}")
 
 

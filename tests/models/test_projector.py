@@ -60,3 +60,39 @@ def test_missing_or_duplicate_placeholder_is_an_error(ids) -> None:
         project_visual_slots(
             torch.zeros(1, 6, 12), ids, {s: torch.zeros(1, 12) for s in VISUAL_SLOTS}, SLOT_IDS
         )
+
+
+def test_whole_ct_alone_reaches_the_model_and_organ_placeholders_keep_their_token(
+    tokenizer_dir, tokenizer
+) -> None:
+    """model.visual_slots=[whole_ct] (the bottleneck ablation): only the CT-CLIP slot is projected; the organ
+    placeholders stay their token embedding, so the organ embeddings cannot change the model's input."""
+    from adaragct.constants import SLOT_TOKENS
+    from adaragct.models.vlm import build_stage_model
+    from tests.models.conftest import model_cfg, stage_cfg
+
+    model = build_stage_model(
+        model_cfg(tokenizer_dir, visual_slots=["whole_ct"]), stage_cfg("base"), tokenizer
+    )
+    assert list(model.projector) == ["whole_ct"]
+    ids = torch.tensor([[tokenizer.convert_tokens_to_ids(SLOT_TOKENS[s]) for s in VISUAL_SLOTS]])
+    visual, other = random_visual(1, seed=0), random_visual(1, seed=1)
+    with torch.no_grad():
+        a = model.embed(ids, visual)
+        b = model.embed(ids, {**other, "whole_ct": visual["whole_ct"]})
+        tokens = model.llm.get_input_embeddings()(ids)
+    assert torch.equal(a, b)  # organ embeddings change nothing
+    assert torch.equal(a[0, 1:], tokens[0, 1:]) and not torch.equal(a[0, 0], tokens[0, 0])
+    with pytest.raises(ValueError, match="visual_slots"):
+        VisualProjector(VISUAL_DIMS, 12, ["liver"])
+
+
+def test_tiny_large_is_two_to_four_times_tiny() -> None:
+    from transformers import LlamaForCausalLM
+
+    from adaragct.models.builders import tiny_config
+
+    with torch.device("meta"):
+        small, large = (LlamaForCausalLM(tiny_config(1024, size)) for size in ("tiny", "tiny_large"))
+    ratio = sum(p.numel() for p in large.parameters()) / sum(p.numel() for p in small.parameters())
+    assert 2.0 <= ratio <= 4.0, ratio

@@ -26,15 +26,25 @@ PAD_TOKEN = "<|pad|>"
 LLAMA3_PAD = "<|finetune_right_pad_id|>"
 
 
-def tiny_config(vocab_size: int) -> LlamaConfig:
-    """Hidden 192, 3 layers, 4 heads, intermediate 512: ~1.7M parameters with a ~1k BPE vocabulary (SPEC 8)."""
+# (hidden, layers, heads, intermediate) of the tiny Llamas; parameters with a ~1k BPE vocabulary
+TINY_SIZES: dict[str, tuple[int, int, int, int]] = {
+    "tiny": (192, 3, 4, 512),  # ~1.7M: CPU tests and `make demo`
+    "tiny_large": (288, 4, 4, 768),  # ~4.6M (2.7x): the "a larger model gives no clear gain" ablation
+}
+
+
+def tiny_config(vocab_size: int, size: str = "tiny") -> LlamaConfig:
+    """A tiny Llama of :data:`TINY_SIZES` (``tiny``: hidden 192, 3 layers, 4 heads, intermediate 512, SPEC 8)."""
+    if size not in TINY_SIZES:
+        raise ValueError(f"unknown tiny model size {size!r} (one of {sorted(TINY_SIZES)})")
+    hidden, layers, heads, intermediate = TINY_SIZES[size]
     return LlamaConfig(
         vocab_size=vocab_size,
-        hidden_size=192,
-        intermediate_size=512,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=4,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
         max_position_embeddings=2048,
         rope_theta=10000.0,
         tie_word_embeddings=False,
@@ -213,15 +223,25 @@ def build_llama(
 
 
 def llama_tiny(
-    tokenizer: PreTrainedTokenizerBase, *, path: str | Path | None = None, **kwargs: Any
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    path: str | Path | None = None,
+    size: str = "tiny",
+    **kwargs: Any,
 ) -> LlamaForCausalLM:
-    """The tiny Llama: loaded from ``path`` when it holds weights (the demo's pretrained tiny LM, written by the
+    """The tiny Llama: loaded from ``path`` when it holds weights (the pretrained tiny LM, written by the
     prepare stage), else random-initialised with a fixed seed (``path`` is then just a tokenizer directory), so
     stage=rag rebuilds exactly the base that stage=base trained on."""
     ensure_special_tokens(tokenizer)
+    config = tiny_config(len(tokenizer), size)
     if path is not None and (Path(path) / "config.json").is_file():
-        return build_llama(tiny_config(len(tokenizer)), tokenizer, path=path, **kwargs)
-    return build_llama(tiny_config(len(tokenizer)), tokenizer, seed=TINY_SEED, **kwargs)
+        return build_llama(config, tokenizer, path=path, **kwargs)
+    return build_llama(config, tokenizer, seed=TINY_SEED, **kwargs)
+
+
+def llama_tiny_large(tokenizer: PreTrainedTokenizerBase, **kwargs: Any) -> LlamaForCausalLM:
+    """The 2.7x larger tiny Llama (:data:`TINY_SIZES`), for the model-size ablation."""
+    return llama_tiny(tokenizer, size="tiny_large", **kwargs)
 
 
 def _require_weights(path: str | Path | None, device: Any, name: str) -> str | None:

@@ -8,7 +8,7 @@ layout, so its weights load as they are.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -17,19 +17,27 @@ from adaragct.constants import VISUAL_SLOTS
 
 
 class VisualProjector(nn.ModuleDict):
-    """``{slot: MLP}`` over the five visual slots.
+    """``{slot: MLP}`` over the visual slots (all five by default).
 
     Args:
         visual_dims: input dim per slot (``conf/model: visual_dims``).
         hidden_size: the LLM's hidden size.
+        slots: the slots that reach the model (``conf/model: visual_slots``), in :data:`VISUAL_SLOTS` order; the
+            placeholder of a slot left out keeps its token embedding, which carries no image (an ablation).
     """
 
-    def __init__(self, visual_dims: Mapping[str, int], hidden_size: int) -> None:
-        missing = [s for s in VISUAL_SLOTS if s not in visual_dims]
-        if missing:
+    def __init__(
+        self, visual_dims: Mapping[str, int], hidden_size: int, slots: Sequence[str] | None = None
+    ) -> None:
+        slots = list(VISUAL_SLOTS if slots is None else slots)
+        unknown = [s for s in slots if s not in VISUAL_SLOTS]
+        if unknown or not slots:
             raise ValueError(
-                f"conf/model: visual_dims lacks {missing} (expected all of {list(VISUAL_SLOTS)})"
+                f"conf/model: visual_slots {slots} must be a non-empty subset of {list(VISUAL_SLOTS)}"
             )
+        missing = [s for s in slots if s not in visual_dims]
+        if missing:
+            raise ValueError(f"conf/model: visual_dims lacks {missing} (needed for visual_slots {slots})")
         super().__init__(
             {
                 slot: nn.Sequential(
@@ -38,6 +46,7 @@ class VisualProjector(nn.ModuleDict):
                     nn.Linear(hidden_size, hidden_size),
                 )
                 for slot in VISUAL_SLOTS
+                if slot in slots
             }
         )
 

@@ -43,8 +43,9 @@ def pretrain_tiny_lm(
     lr: float = 3e-3,
     warmup: int = 20,
     seed: int = 0,
+    size: str = "tiny",
 ) -> dict[str, float]:
-    """Train the tiny Llama (``builders.tiny_config``) on ``texts`` (each followed by the end token); save it.
+    """Train a tiny Llama (``builders.tiny_config(size)``) on ``texts`` (each followed by the end token); save it.
 
     Returns the first and last training loss. The model and its tokenizer are written to ``out_dir``
     atomically, with the SPEC 4 special tokens already in the vocabulary.
@@ -57,7 +58,7 @@ def pretrain_tiny_lm(
     tokenizer = load_tokenizer(tokenizer_dir)
     ensure_special_tokens(tokenizer)
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(tiny_config(len(tokenizer)))
+    model = LlamaForCausalLM(tiny_config(len(tokenizer), size))
     end = tokenizer.eos_token or ""
     ids = [tokenizer.encode(t.strip() + end, add_special_tokens=False) for t in texts]
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)

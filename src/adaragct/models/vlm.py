@@ -46,7 +46,8 @@ class ReportModel(nn.Module):
     def embed(self, input_ids: torch.Tensor, visual: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """(B, T, H) input embeddings with the visual tokens in place."""
         embeds = self.llm.get_input_embeddings()(input_ids)
-        return project_visual_slots(embeds, input_ids, self.projector(visual), self.slot_token_ids)
+        slots = {slot: self.slot_token_ids[slot] for slot in self.projector}  # the slots that reach the model
+        return project_visual_slots(embeds, input_ids, self.projector(visual), slots)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, visual: Mapping[str, torch.Tensor]
@@ -115,7 +116,8 @@ def build_stage_model(
     """Build the LLM from its builder, merge a base checkpoint (stage rag), add a fresh LoRA, set trainability.
 
     Args:
-        model_cfg: ``cfg.model`` (builder, path, dtype, quantization, gradient_checkpointing, visual_dims).
+        model_cfg: ``cfg.model`` (builder, path, dtype, quantization, gradient_checkpointing, visual_dims,
+            visual_slots).
         stage_cfg: ``cfg.stage`` (lora, train_projector, train_new_token_rows).
         tokenizer: the model's tokenizer (special tokens are added if missing).
         device: ``"meta"`` to build without weights (size checks).
@@ -135,7 +137,9 @@ def build_stage_model(
         quantization=model_cfg.get("quantization"),
         gradient_checkpointing=bool(model_cfg.get("gradient_checkpointing", False)),
     )
-    projector = VisualProjector(model_cfg["visual_dims"], llm.config.hidden_size)
+    projector = VisualProjector(
+        model_cfg["visual_dims"], llm.config.hidden_size, model_cfg.get("visual_slots")
+    )
     projector.to(
         device=llm.get_input_embeddings().weight.device,
         dtype=getattr(torch, model_cfg.get("dtype", "float32")),
