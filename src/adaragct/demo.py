@@ -2,12 +2,17 @@
 
     make demo            # = python -m adaragct.demo
 
-1. prepare the cohort  2. index it  3. train stage=base  4. train stage=rag (from base)  5. generate for the
-validation volumes: the base model, and the rag model with retrieval none / oracle / adaptive / text2text, each
-scored right after  6. print the results table, write ``outputs/demo/results.md``, ``results.json`` and
-``results.png``. Each step is skipped when it already ran with the same settings and upstream outputs
-(``outputs/demo/state.json``); changing e.g. the training steps reruns that stage and everything after it, and
-editing the generation, retrieval or evaluation code reruns the generate-and-score step.
+1. prepare the cohort  2. index it  3. train stage=base  4. train stage=rag (from base)  5. the copy baselines
+(a training report copied: random, nearest whole-CT embedding, nearest organ embeddings)  6. generate for the
+validation volumes: the base model, and the rag model with retrieval none / oracle / adaptive / text2text
+7. score every row with 95% bootstrap intervals  8. paired p-values against base/none and rag/none, the paper's
+claims checked one line each; the tables and claims go to the terminal and ``outputs/demo/results.md``,
+``results.json`` and ``results.png``.
+
+Each step is skipped when it already ran with the same settings and upstream outputs (``outputs/demo/state.json``);
+changing e.g. the training steps reruns that stage and everything after it, and editing the generation or
+retrieval code reruns generation, the evaluation code rescoring. Every stage runs with ``threads`` threads
+(``adaragct.determinism``), so two runs from scratch write the same bytes whatever the machine's core count.
 """
 
 from __future__ import annotations
@@ -23,15 +28,6 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
-
-COLUMNS = (
-    ("clin-F1 (w)", "report_generation/clinical_f1"),
-    ("micro", "report_generation/clinical_micro_f1"),
-    ("macro", "report_generation/clinical_macro_f1"),
-    ("BLEU-4", "report_generation/bleu_4"),
-    ("ROUGE-L", "report_generation/rouge_l"),
-    ("CIDEr", "report_generation/cider"),
-)
 
 
 class DemoState:
@@ -55,9 +51,9 @@ def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-# the code that decides what inference writes and how it is scored: editing it reruns the (fast) generate and
-# evaluate steps, so results.md never mixes predictions of old code with the README's numbers
-_INFER_CODE = ("generation", "retrieval", "eval", "infer.py", "data/prompt.py")
+# the code that decides what inference writes: editing it reruns the (fast) generate step (the evaluation code
+# reruns scoring, see _score), so results.md never mixes predictions of old code with the README's numbers
+_INFER_CODE = ("generation", "retrieval", "infer.py", "data/prompt.py")
 
 
 def _code_fingerprint(parts: tuple[str, ...] = _INFER_CODE, root: Path | None = None) -> str:
@@ -107,6 +103,7 @@ def _train(stage: str, cfg: DictConfig, common: list[str], state: DemoState, ups
     if Path(tcfg.checkpoint_dir).exists():  # settings changed: start clean rather than resume stale state
         shutil.rmtree(tcfg.checkpoint_dir)
     print(f"[demo] train stage={stage}: {tcfg.trainer.max_steps} optimizer steps")
+    _threads(cfg)
     metrics = train(tcfg)
     state.record(
         f"train_{stage}", fp, checkpoint=str(last.resolve()), **{k: round(v, 4) for k, v in metrics.items()}
@@ -115,6 +112,7 @@ def _train(stage: str, cfg: DictConfig, common: list[str], state: DemoState, ups
 
 
 def _infer(run: DictConfig, cfg: DictConfig, common: list[str], state: DemoState, upstream: str) -> dict:
+    """Generate the predictions of one (stage, retrieval) row, unless they are up to date."""
     from adaragct.infer import run_infer
 
     name = f"{run.stage}_{run.retrieval}"
@@ -128,65 +126,165 @@ def _infer(run: DictConfig, cfg: DictConfig, common: list[str], state: DemoState
             f"predictions={out}/predictions.jsonl",
             f"paths.output_dir={out}",
             "progress=true",
+            "evaluate.enabled=false",  # scored by _score, with bootstrap intervals
             *cfg.infer_overrides,
         ],
     )
-    fp = _fingerprint(_relevant(icfg, ("generation", "retrieval", "split", "limit", "prompt")), upstream)
-    if state.done(f"infer_{name}", fp) and (out / "metrics.json").is_file():
+    fp = _fingerprint(
+        _relevant(icfg, ("generation", "retrieval", "split", "limit", "prompt", "seed")), upstream
+    )
+    predictions = out / "predictions.jsonl"
+    if state.done(f"infer_{name}", fp) and predictions.is_file():
         print(f"[demo] infer {name}: up to date")
         return state.data[f"infer_{name}"]
-    if not state.done(f"infer_{name}", fp) and out.exists():
+    if out.exists():
         shutil.rmtree(out)  # another checkpoint or settings: old predictions must not be resumed
+    _threads(cfg)
     summary = run_infer(icfg)
     info = {
+        "predictions": str(predictions),
         "tokens_per_s": summary["tokens_per_s"],
         "retrievals_per_report": summary["retrievals_per_report"],
-        "metrics_json": str(out / "metrics.json"),
+        "seconds": summary["seconds"],
     }
     state.record(f"infer_{name}", fp, **info)
     return state.data[f"infer_{name}"]
 
 
-def results_table(rows: list[dict[str, Any]]) -> str:
-    head = ["model", "retrieval", *[c for c, _ in COLUMNS], "retrievals/report", "tokens/s"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in rows:
-        values = [
-            row["stage"],
-            row["retrieval"],
-            *[f"{row['metrics'][k]:.3f}" for _, k in COLUMNS],
-            f"{row['retrievals_per_report']:.2f}",
-            f"{row['tokens_per_s']:.0f}",
-        ]
-        lines.append("| " + " | ".join(values) + " |")
-    return "\n".join(lines)
+def _baselines(cfg: DictConfig, common: list[str], state: DemoState, data_fp: str) -> dict[str, str]:
+    """Write the copy baselines' predictions (seconds); ``{row name: predictions path}``."""
+    from adaragct.data.cohort import load_split
+    from adaragct.experiments.baselines import write_copy_predictions
+
+    settings = OmegaConf.to_container(cfg.baselines, resolve=True)
+    code = _code_fingerprint(("experiments/baselines.py", "data/cohort.py"))
+    out, volumes = {}, None
+    for name in settings["rows"]:
+        path = Path(cfg.results_dir) / f"copy_{name}" / "predictions.jsonl"
+        fp = _fingerprint(data_fp, name, settings["seed"], settings["center"], code)
+        out[f"copy/{name}"] = str(path)
+        if state.done(f"copy_{name}", fp) and path.is_file():
+            print(f"[demo] copy baseline {name}: up to date")
+            continue
+        if volumes is None:
+            data = _compose("infer", common).data
+            volumes = {split: load_split(data, split) for split in ("train", "valid")}
+        write_copy_predictions(
+            path, name, volumes["train"], volumes["valid"], seed=settings["seed"], center=settings["center"]
+        )
+        print(f"[demo] copy baseline {name}: {path}")
+        state.record(f"copy_{name}", fp, predictions=str(path))
+    return out
 
 
-def _plot(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
+def _score(name: str, predictions: str, cfg: DictConfig, state: DemoState, labels_csv: str) -> dict[str, Any]:
+    """metrics.json (with bootstrap intervals) beside ``predictions``, unless up to date; returns the metrics."""
+    from adaragct.eval.runner import EvalOptions, run_evaluation
+    from adaragct.retrieval.bank import sha256_file
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
+    output = Path(predictions).with_name("metrics.json")
+    boot = cfg.bootstrap
+    fp = _fingerprint(
+        sha256_file(predictions),
+        sha256_file(labels_csv),
+        boot.num_resamples,
+        boot.seed,
+        _code_fingerprint(("eval",)),
+    )
+    if state.done(f"score_{name}", fp) and output.is_file():
+        return json.loads(output.read_text())
+    _threads(cfg)
+    metrics = run_evaluation(
+        EvalOptions(
+            predictions=predictions,
+            output=output,
+            labels_csv=labels_csv,
+            bootstrap=int(boot.num_resamples),
+            seed=int(boot.seed),
+            meteor=False,
+        )
+    )
+    state.record(f"score_{name}", fp, metrics_json=str(output))
+    return metrics
 
-    labels = [f"{r['stage']}\n{r['retrieval']}" for r in rows]
-    shown = COLUMNS[:1] + COLUMNS[3:5]
-    x, width = np.arange(len(rows)), 0.8 / len(shown)
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for i, (name, key) in enumerate(shown):
-        ax.bar(x + i * width, [r["metrics"][key] for r in rows], width, label=name)
-    ax.set_xticks(x + width * (len(shown) - 1) / 2, labels)
-    ax.set(ylabel="score", title="adaragct demo: validation volumes of the demo cohort")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+
+def _row(name: str, metrics: dict[str, Any], info: dict[str, Any] | None) -> dict[str, Any]:
+    """A results row: point values and 95% intervals of the table's metrics, throughput for generated rows."""
+    from adaragct.experiments.demo_report import COLUMNS
+
+    task = "report_generation"
+    stage, retrieval = name.split("/")
+    return {
+        "name": name,
+        "stage": stage,
+        "retrieval": retrieval,
+        "metrics": {m: metrics[f"{task}/{m}"] for _, m in COLUMNS},
+        "ci": {
+            m: [metrics[f"{task}/{m}_ci_lower"], metrics[f"{task}/{m}_ci_upper"]]
+            for _, m in COLUMNS
+            if f"{task}/{m}_ci_lower" in metrics
+        },
+        "duplicate_rate": metrics.get(f"{task}/duplicate_rate"),
+        "retrievals_per_report": info["retrievals_per_report"] if info else None,
+        "tokens_per_s": info["tokens_per_s"] if info else None,
+        "predictions": info["predictions"] if info else None,
+    }
+
+
+def _threads(cfg: DictConfig) -> dict[str, Any]:
+    """Pin every numeric library to ``cfg.threads`` before a stage (see :mod:`adaragct.determinism`)."""
+    from adaragct.determinism import apply_threads
+
+    return apply_threads(cfg.get("threads"), bool(cfg.get("deterministic", True)))
+
+
+def _report(
+    cfg: DictConfig,
+    rows: list[dict[str, Any]],
+    predictions: dict[str, str],
+    labels_csv: str,
+    num_volumes: int,
+) -> None:
+    """Paired comparisons, claims, then results.{md,json,png} and the terminal tables."""
+    from adaragct.experiments import demo_report as report
+    from adaragct.experiments.evidence import check_claims, paired_comparisons
+    from adaragct.io import atomic_open, write_json
+
+    results, boot = Path(cfg.results_dir), cfg.bootstrap
+    _threads(cfg)
+    comparisons = paired_comparisons(
+        predictions,
+        list(cfg.compare_with),
+        labels_csv,
+        num_resamples=int(boot.num_resamples),
+        seed=int(boot.seed),
+    )
+    claims = check_claims({r["name"]: r for r in rows}, comparisons)
+    settings = {
+        "num_volumes": num_volumes,
+        "bootstrap": OmegaConf.to_container(boot),
+        "threads": cfg.get("threads"),
+    }
+    write_json(
+        results / "results.json",
+        {**settings, "rows": rows, "comparisons": comparisons, "claims": [c.as_dict() for c in claims]},
+    )
+    text = report.markdown(
+        rows, comparisons, claims, num_volumes=num_volumes, num_resamples=boot.num_resamples, seed=boot.seed
+    )
+    with atomic_open(results / "results.md", "w", encoding="utf-8") as handle:
+        handle.write(text)
+    report.plot(rows, results / "results.png")
+    print(report.results_table(rows, all_intervals=False))
+    print(f"\npaired bootstrap, row minus reference ({boot.num_resamples} resamples):")
+    print(report.pvalue_table(rows, comparisons))
+    print("\nthe paper's claims on these numbers:\n" + report.claim_lines(claims))
+    print(f"[demo] written: {results / 'results.md'}, {results / 'results.png'}, {results / 'results.json'}")
 
 
 def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
     """Run (or skip) every step and return the results rows."""
     from adaragct.index import run as run_index
-    from adaragct.io import atomic_open, write_json
     from adaragct.prepare import run_prepare
     from adaragct.retrieval.bank import sha256_file
 
@@ -197,12 +295,14 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
         f"paths.root_dir={cfg.paths.root_dir}",
         f"paths.data_dir={cfg.paths.data_dir}",
         f"paths.output_root={cfg.paths.output_root}",
+        f"paths.cache_dir={cfg.paths.cache_dir}",
         *cfg.overrides,
     ]
     data_common = [c for c in common if not c.startswith("experiment=")]
-    print("[demo] 1/6 prepare")
+    print(f"[demo] 1/8 prepare (threads: {_threads(cfg)['threads']})")
     summary = run_prepare(_compose("prepare", [*data_common, f"paths.output_dir={results}/prepare"]))
-    print("[demo] 2/6 index")
+    print("[demo] 2/8 index")
+    _threads(cfg)
     index = run_index(
         _compose("index", [*data_common, f"paths.output_dir={results}/index", "index.progress=false"])
     )
@@ -210,37 +310,26 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
     index_fp = _fingerprint(
         index["encoder_id"], *(sha256_file(p) for p in index["paths"].values() if Path(p).is_file())
     )
-    print("[demo] 3/6 train stage=base")
+    print("[demo] 3/8 train stage=base")
     base_fp = _train("base", cfg, common, state, data_fp)
-    print("[demo] 4/6 train stage=rag")
+    print("[demo] 4/8 train stage=rag")
     rag_fp = _train("rag", cfg, common, state, _fingerprint(base_fp, index_fp))
-    print("[demo] 5/6 generate and evaluate")
-    rows = []
-    code_fp = _code_fingerprint()
+    print("[demo] 5/8 copy baselines")
+    predictions = _baselines(cfg, common, state, data_fp)
+    print("[demo] 6/8 generate")
+    infos, code_fp = {}, _code_fingerprint()
     for run in cfg.runs:
         upstream = _fingerprint(base_fp if run.stage == "base" else rag_fp, index_fp, code_fp)
-        info = _infer(run, cfg, common, state, upstream)
-        metrics = json.loads(Path(info["metrics_json"]).read_text())
-        rows.append(
-            {
-                "stage": run.stage,
-                "retrieval": run.retrieval,
-                "metrics": {k: metrics[k] for _, k in COLUMNS},
-                "retrievals_per_report": info["retrievals_per_report"],
-                "tokens_per_s": info["tokens_per_s"],
-            }
-        )
-    print("[demo] 6/6 results")
-    table = results_table(rows)
-    write_json(results / "results.json", rows)
-    with atomic_open(results / "results.md", "w", encoding="utf-8") as handle:
-        handle.write(
-            f"# adaragct demo results\n\n{summary['counts']['valid']['volumes']} validation volumes of the "
-            f"demo cohort; clinical F1 from the rule labeler against the cohort's labels.\n\n{table}\n"
-        )
-    _plot(rows, results / "results.png")
-    print(table)
-    print(f"[demo] written: {results / 'results.md'}, {results / 'results.png'}, {results / 'results.json'}")
+        infos[f"{run.stage}/{run.retrieval}"] = _infer(run, cfg, common, state, upstream)
+        predictions[f"{run.stage}/{run.retrieval}"] = infos[f"{run.stage}/{run.retrieval}"]["predictions"]
+    print(f"[demo] 7/8 score ({cfg.bootstrap.num_resamples} bootstrap resamples)")
+    labels_csv = _compose("infer", common).data.valid_labels_csv
+    rows = [
+        _row(name, _score(name.replace("/", "_"), path, cfg, state, labels_csv), infos.get(name))
+        for name, path in predictions.items()
+    ]
+    print("[demo] 8/8 paired comparisons, claims, results")
+    _report(cfg, rows, predictions, labels_csv, summary["counts"]["valid"]["volumes"])
     return rows
 
 

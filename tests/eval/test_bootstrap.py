@@ -13,7 +13,13 @@ from adaragct.eval.bootstrap import (
     resampled_metrics,
 )
 from adaragct.eval.clinical import Confusion, compute_clinical_metrics
-from adaragct.eval.text_metrics import bleu_stats, corpus_bleu, normalize_text, rouge_l_scores
+from adaragct.eval.text_metrics import (
+    bleu_stats,
+    cider_d_scores,
+    corpus_bleu,
+    normalize_text,
+    rouge_l_scores,
+)
 
 WORDS = [
     "the",
@@ -60,6 +66,25 @@ def test_weighted_resamples_equal_recomputation() -> None:
         assert fast["rouge_l"][b] == pytest.approx(rouge[idx].mean(), rel=1e-12)
         assert fast["clinical_f1"][b] == pytest.approx(clin.weighted["f1"], rel=1e-12)
         assert fast["clinical_precision"][b] == pytest.approx(clin.weighted["p"], rel=1e-12)
+        assert fast["clinical_micro_f1"][b] == pytest.approx(clin.micro["f1"], rel=1e-12)
+        assert fast["clinical_macro_f1"][b] == pytest.approx(clin.macro["f1"], rel=1e-12)
+    assert "cider" not in fast  # only with per-sample scores
+
+
+def test_cider_interval_resamples_the_per_sample_scores() -> None:
+    """CIDEr-D's resamples average the full set's per-sample scores (document frequencies kept fixed)."""
+    preds, refs = _corpus(40, 6)
+    rng = np.random.default_rng(7)
+    truth = (rng.random((40, 18)) < 0.3).astype(int)
+    conf = Confusion.from_labels(truth[::-1], truth)
+    stats, rouge, cider = bleu_stats(preds, refs), rouge_l_scores(preds, refs), cider_d_scores(preds, refs)
+    weights = resample_weights(40, 4, seed=42)
+    fast = resampled_metrics(stats, rouge, conf, weights, cider)
+    for b, row in enumerate(weights):
+        idx = np.repeat(np.arange(40), row.astype(int))
+        assert fast["cider"][b] == pytest.approx(cider[idx].mean(), rel=1e-12)
+    intervals = bootstrap_intervals(stats, rouge, conf, num_resamples=200, cider=cider)
+    assert intervals["cider"].ci_lower < cider.mean() < intervals["cider"].ci_upper
 
 
 def test_intervals_are_seeded_and_bracket_point_estimates() -> None:

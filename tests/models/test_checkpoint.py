@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,9 @@ def test_checkpoint_files_and_identical_reload_both_stages(tmp_path, tokenizer_d
     assert {p.name for p in base_dir.iterdir()} == CHECKPOINT_FILES
     assert {p.name for p in (tmp_path / "base").iterdir()} == {"step-000007", "last"}
     assert (tmp_path / "base" / "last").resolve() == base_dir
+    # PEFT writes target_modules in set order (it followed PYTHONHASHSEED): sorted, two runs write the same bytes
+    targets = json.loads((base_dir / "adapter_config.json").read_text())["target_modules"]
+    assert targets == sorted(stage_cfg("base")["lora"]["target_modules"])
     reloaded, _, _ = load_checkpoint(tmp_path / "base" / "last")
     torch.testing.assert_close(_logits(reloaded, ids), _logits(base, ids), rtol=0, atol=0)
 

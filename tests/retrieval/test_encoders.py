@@ -80,6 +80,23 @@ def test_packaged_minilm_is_pretrained_and_semantic(minilm) -> None:
     assert sims[0, 1] > 0.6 > sims[0, 2]  # a random model would not separate paraphrase from unrelated
 
 
+def test_packaged_minilm_is_batch_invariant(minilm, tmp_path: Path) -> None:
+    """A sentence's embedding is the same bits whatever it is encoded with, and a cache filled by one call pattern
+    serves a later run exactly what fresh encoding gives (the demo's index must not depend on .cache/)."""
+    long = (
+        "Bilateral pleural effusion with compressive atelectasis in both lower lobes, more on the right side."
+    )
+    batch = minilm.encode([long, *TEXTS[:5], "Heart."])
+    np.testing.assert_array_equal(batch[1:6], np.stack([minilm.encode([t])[0] for t in TEXTS[:5]]))
+    assert ":single:" in minilm.encoder_id
+    cached = CachedEncoder(minilm, tmp_path / "cache")
+    cached.encode([*TEXTS[3:], long])  # fills the cache in other company
+    np.testing.assert_array_equal(
+        CachedEncoder(minilm, tmp_path / "cache").encode(TEXTS), minilm.encode(TEXTS)
+    )
+    assert HFEncoder(minilm.path, progress=False).encoder_id != minilm.encoder_id  # batched: another cache
+
+
 def test_packaged_minilm_equals_its_sentence_transformers_pipeline(minilm) -> None:
     from adaragct.retrieval.encoders import SentenceTransformerEncoder, packaged_minilm_path
 

@@ -5,6 +5,10 @@ bootstrap recomputes the metric on each resample (1000 full metric passes). Both
 per-sample statistics (clipped n-gram matches and lengths; per-finding TP/FP/FN), so one resample is a weighted
 sum: with W the (B, n) matrix of how often each sample is drawn, every resample's statistics are ``W @ stats``.
 One matrix product replaces B metric passes, and the results equal recomputing the metric on each resample.
+
+CIDEr-D is the exception: its document frequencies come from the references of the scored set, so a resample
+with repeated volumes would change them. Its interval resamples the per-sample CIDEr-D of the full set (document
+frequencies fixed), the usual approximation; every other interval is exact.
 """
 
 from __future__ import annotations
@@ -17,7 +21,17 @@ import numpy as np
 from adaragct.eval.clinical import Confusion, prf_from_counts
 from adaragct.eval.text_metrics import BleuStats
 
-BOOTSTRAP_METRICS = ("bleu_1", "bleu_4", "rouge_l", "clinical_precision", "clinical_recall", "clinical_f1")
+BOOTSTRAP_METRICS = (
+    "bleu_1",
+    "bleu_4",
+    "rouge_l",
+    "cider",
+    "clinical_precision",
+    "clinical_recall",
+    "clinical_f1",
+    "clinical_micro_f1",
+    "clinical_macro_f1",
+)
 _SMALL = 1e-9
 _TINY = 1e-15
 
@@ -52,7 +66,7 @@ def bleu_from_weighted(
 
 
 def clinical_from_weighted(conf: Confusion, weights: np.ndarray) -> dict[str, np.ndarray]:
-    """Support-weighted P/R/F1 of each resample."""
+    """Support-weighted P/R/F1, micro F1 and macro F1 of each resample."""
     res = prf_from_counts(
         weights @ conf.tp.astype(np.float64),
         weights @ conf.fp.astype(np.float64),
@@ -62,15 +76,24 @@ def clinical_from_weighted(conf: Confusion, weights: np.ndarray) -> dict[str, np
         "clinical_precision": res["weighted_p"],
         "clinical_recall": res["weighted_r"],
         "clinical_f1": res["weighted_f1"],
+        "clinical_micro_f1": res["micro_f1"],
+        "clinical_macro_f1": res["macro_f1"],
     }
 
 
 def resampled_metrics(
-    stats: BleuStats, rouge: np.ndarray, conf: Confusion, weights: np.ndarray
+    stats: BleuStats,
+    rouge: np.ndarray,
+    conf: Confusion,
+    weights: np.ndarray,
+    cider: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every bootstrapped metric for each resample: {metric: (B,)}."""
+    """Every bootstrapped metric for each resample: {metric: (B,)}; ``cider`` only when its per-sample scores
+    (CIDEr-D of the full set, see the module docstring) are given."""
     bleu = bleu_from_weighted(stats, weights)
     out = {"bleu_1": bleu[1], "bleu_4": bleu[4], "rouge_l": weights @ rouge / weights.sum(1)}
+    if cider is not None:
+        out["cider"] = weights @ cider / weights.sum(1)
     out.update(clinical_from_weighted(conf, weights))
     return out
 
@@ -99,12 +122,14 @@ def bootstrap_intervals(
     num_resamples: int = 1000,
     seed: int = 42,
     alpha: float = 0.05,
+    cider: np.ndarray | None = None,
 ) -> dict[str, Interval]:
-    """95% percentile CIs for BLEU-1/4, ROUGE-L and clinical P/R/F1 over ``num_resamples`` resamples."""
+    """95% percentile CIs for BLEU-1/4, ROUGE-L, clinical P/R/F1 (weighted), micro and macro F1 and, given its
+    per-sample scores, CIDEr-D, over ``num_resamples`` resamples."""
     weights = resample_weights(len(rouge), num_resamples, seed)
     return {
         name: summarise(values, alpha)
-        for name, values in resampled_metrics(stats, rouge, conf, weights).items()
+        for name, values in resampled_metrics(stats, rouge, conf, weights, cider).items()
     }
 
 

@@ -16,7 +16,7 @@ from adaragct.eval.bootstrap import BOOTSTRAP_METRICS, paired_bootstrap, resampl
 from adaragct.eval.clinical import Confusion
 from adaragct.eval.labelers import Labeler
 from adaragct.eval.predictions import read_predictions
-from adaragct.eval.text_metrics import bleu_stats, normalize_text, rouge_l_scores
+from adaragct.eval.text_metrics import bleu_stats, cider_d_scores, normalize_text, rouge_l_scores
 
 
 def _system(path: str | Path, order: list[str], truth: np.ndarray, labeler: Labeler):
@@ -30,8 +30,8 @@ def _system(path: str | Path, order: list[str], truth: np.ndarray, labeler: Labe
     hyp = [normalize_text(preds.predictions[i]) for i in rows]
     ref = [normalize_text(preds.references[i]) for i in rows]
     conf = Confusion.from_labels(labeler.labels([preds.predictions[i] for i in rows]), truth)
-    stats, rouge = bleu_stats(hyp, ref), rouge_l_scores(hyp, ref)
-    return lambda w, name: resampled_metrics(stats, rouge, conf, w)[name]
+    stats, rouge, cider = bleu_stats(hyp, ref), rouge_l_scores(hyp, ref), cider_d_scores(hyp, ref)
+    return lambda w, name: resampled_metrics(stats, rouge, conf, w, cider)[name]
 
 
 def compare_predictions(
@@ -43,7 +43,8 @@ def compare_predictions(
     num_resamples: int = 1000,
     seed: int = 42,
 ) -> dict[str, Any]:
-    """Paired bootstrap of B minus A for BLEU-1/4, ROUGE-L and clinical P/R/F1.
+    """Paired bootstrap of B minus A for every metric of ``BOOTSTRAP_METRICS`` (BLEU-1/4, ROUGE-L, CIDEr-D,
+    clinical P/R/F1 (weighted), micro and macro F1).
 
     Args:
         path_a, path_b: prediction files; they must cover the same volumes.

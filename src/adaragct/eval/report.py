@@ -112,13 +112,11 @@ def markdown_table(metrics: dict[str, Any]) -> str:
         "| metric | value | 95% CI |",
         "|---|---|---|",
     ]
-    for name in (*HEADLINE, "crg", "duplicate_rate"):
+    for name in (*HEADLINE, "clinical_micro_f1", "clinical_macro_f1", "crg", "duplicate_rate"):
         value = metrics.get(f"{TASK}/{name}")
         lo, hi = metrics.get(f"{TASK}/{name}_ci_lower"), metrics.get(f"{TASK}/{name}_ci_upper")
         ci = f"[{lo:.4f}, {hi:.4f}]" if lo is not None and hi is not None else ""
         lines.append(f"| {name} | {_fmt(value)} | {ci} |")
-    for avg in ("micro", "macro"):
-        lines.append(f"| clinical_{avg}_f1 | {_fmt(metrics.get(f'{TASK}/clinical_{avg}_f1'))} | |")
     lines.append(f"| llama_score | {_fmt(metrics.get('llama_score'))} | |")
     lines.append(f"| empty predictions | {metrics.get(f'{TASK}/num_empty_predictions', 0)} | |")
     lines += ["", "| finding | precision | recall | f1 | support |", "|---|---|---|---|---|"]

@@ -118,6 +118,7 @@ def evaluate_predictions(opts: EvalOptions) -> dict[str, Any]:
             clinical.confusion,
             num_resamples=opts.bootstrap,
             seed=opts.seed,
+            cider=text.cider_per_sample,
         )
     llama, unparseable = None, None
     if opts.judge_model is not None:

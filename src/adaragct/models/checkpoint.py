@@ -49,6 +49,15 @@ def _token_rows(llm: torch.nn.Module) -> dict[str, torch.Tensor]:
     return rows
 
 
+def _sort_target_modules(path: Path) -> None:
+    """PEFT keeps ``target_modules`` as a set and writes it in set order, which follows the per-process string
+    hash seed (PYTHONHASHSEED): two identical runs wrote different adapter_config.json bytes. Sorted, they agree."""
+    config = json.loads(path.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def save_checkpoint(root: str | Path, name: str, model: Any, tokenizer: Any, config_yaml: str) -> Path:
     """Write ``root/name`` atomically and point ``root/last`` at it; return the directory.
 
@@ -67,6 +76,7 @@ def save_checkpoint(root: str | Path, name: str, model: Any, tokenizer: Any, con
     tmp.mkdir(parents=True)
     model.llm.save_pretrained(str(tmp), safe_serialization=True)
     (tmp / "README.md").unlink(missing_ok=True)  # PEFT's model card: not ours to publish
+    _sort_target_modules(tmp / "adapter_config.json")
     projector = {k: v.detach().float().cpu().contiguous() for k, v in model.projector.state_dict().items()}
     save_file(projector, str(tmp / "projector.safetensors"))
     rows = _token_rows(model.llm)

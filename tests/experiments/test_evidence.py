@@ -1,0 +1,153 @@
+"""The claim lines are computed correctly from given numbers; the demo's p-values are those of compare."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adaragct.constants import FINDINGS
+from adaragct.eval.compare import compare_predictions
+from adaragct.eval.labelers import build_labeler
+from adaragct.experiments.demo_report import pvalue_table, results_table
+from adaragct.experiments.evidence import check_claims, paired_comparisons
+
+
+def _row(name: str, f1: float, bleu: float = 0.25, rouge: float = 0.4, ci=None) -> dict:
+    metrics = {
+        "clinical_f1": f1,
+        "clinical_micro_f1": f1,
+        "clinical_macro_f1": f1,
+        "bleu_4": bleu,
+        "rouge_l": rouge,
+        "cider": 0.1,
+    }
+    stage, retrieval = name.split("/")
+    return {"name": name, "stage": stage, "retrieval": retrieval, "metrics": metrics, "ci": ci or {}}
+
+
+def _cmp(diff: float, p: float) -> dict:
+    return {"clinical_f1": {"difference": diff, "ci_lower": diff - 0.1, "ci_upper": diff + 0.1, "p_value": p}}
+
+
+def _table(
+    adaptive_f1: float, adaptive_bleu: float, text2text_f1: float, oracle_f1: float, p_adaptive: float
+):
+    base_ci = {"bleu_4": [0.20, 0.30], "rouge_l": [0.35, 0.45]}
+    rows = {
+        "copy/random": _row("copy/random", 0.05),
+        "copy/nearest_ct": _row("copy/nearest_ct", 0.07),
+        "copy/nearest_organs": _row("copy/nearest_organs", 0.12),
+        "base/none": _row("base/none", 0.10, ci=base_ci),
+        "rag/none": _row("rag/none", 0.15),
+        "rag/oracle": _row("rag/oracle", oracle_f1),
+        "rag/adaptive": _row("rag/adaptive", adaptive_f1, bleu=adaptive_bleu),
+        "rag/text2text": _row("rag/text2text", text2text_f1),
+    }
+    comparisons = {
+        "base/none": {"rag/adaptive": _cmp(adaptive_f1 - 0.10, p_adaptive), "copy/random": _cmp(-0.05, 0.2)},
+        "rag/none": {"rag/adaptive": _cmp(adaptive_f1 - 0.15, 0.3)},
+    }
+    return rows, comparisons
+
+
+def test_claims_pass_and_fail_on_the_given_numbers() -> None:
+    rows, comparisons = _table(0.20, 0.26, 0.16, 0.25, p_adaptive=0.01)
+    claims = {c.key: c for c in check_claims(rows, comparisons)}
+    assert [c for c in claims] == ["a", "b", "c", "d", "e", "f"]
+    # (a) base 0.10 loses to nearest_organs 0.12
+    assert claims["a"].status == "FAIL"
+    assert claims["a"].detail == (
+        "base 0.100 vs copy/random 0.050 (p=0.200), copy/nearest_ct 0.070, copy/nearest_organs 0.120"
+    )
+    assert claims["b"].status == claims["c"].status == "PENDING"
+    assert claims["d"].status == "PASS"
+    assert "BLEU-4 0.260 within base's CI [0.200, 0.300]" in claims["d"].detail
+    assert claims["e"].status == "PASS"  # gains +0.010 (text2text) < +0.050 (adaptive)
+    assert claims["e"].detail == "gain over rag/none 0.150: text2text +0.010, adaptive +0.050 (p=0.300)"
+    assert claims["f"].status == "PASS"
+    assert claims["f"].line().startswith("(f) PASS: oracle is the upper row")
+
+
+@pytest.mark.parametrize(
+    ("args", "failing"),
+    [
+        ((0.20, 0.26, 0.16, 0.25, 0.06), "d"),  # p >= 0.05
+        ((0.20, 0.19, 0.16, 0.25, 0.01), "d"),  # BLEU-4 below base's lower bound
+        ((0.20, 0.26, 0.21, 0.25, 0.01), "e"),  # text2text gains more
+        ((0.20, 0.26, 0.16, 0.19, 0.01), "f"),  # adaptive above oracle
+    ],
+)
+def test_each_condition_can_fail(args: tuple, failing: str) -> None:
+    rows, comparisons = _table(*args)
+    assert {c.key: c.status for c in check_claims(rows, comparisons)}[failing] == "FAIL"
+
+
+def test_a_missing_row_is_not_applicable() -> None:
+    rows, comparisons = _table(0.20, 0.26, 0.16, 0.25, 0.01)
+    del rows["rag/text2text"]
+    claims = {c.key: c for c in check_claims(rows, comparisons)}
+    assert claims["e"].status == "N/A" and "rag/text2text" in claims["e"].detail
+
+
+def _predictions(path: Path, ids: list[str], texts: list[str], refs: list[str]) -> Path:
+    with open(path, "w", encoding="utf-8") as handle:
+        for vid, text, ref in zip(ids, texts, refs, strict=True):
+            handle.write(json.dumps({"image": vid, "generated_text": text, "reference_text": ref}) + "\n")
+    return path
+
+
+def test_paired_comparisons_equal_compare_predictions(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    ids = [f"valid_{i}_a_1" for i in range(30)]
+    truth = (rng.random((30, len(FINDINGS))) < 0.3).astype(int)
+    pd = pytest.importorskip("pandas")
+    labels = pd.DataFrame(truth, columns=list(FINDINGS))
+    labels.insert(0, "VolumeName", [f"{v}.nii.gz" for v in ids])
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    phrases = ["Cardiomegaly is present.", "Pleural effusion is seen.", "No acute findings.", "Emphysema."]
+    refs = [" ".join(rng.choice(phrases, 2)) for _ in ids]
+    files = {
+        name: _predictions(
+            tmp_path / f"{i}.jsonl", ids, [" ".join(rng.choice(phrases, 2)) for _ in ids], refs
+        )
+        for i, name in enumerate(["base/none", "rag/none", "rag/adaptive"])
+    }
+    out = paired_comparisons(
+        files, ["base/none", "rag/none", "absent/row"], tmp_path / "labels.csv", num_resamples=200
+    )
+    assert set(out) == {"base/none", "rag/none"} and set(out["base/none"]) == {"rag/none", "rag/adaptive"}
+    truth_by_id = dict(zip(ids, truth, strict=True))
+    direct = compare_predictions(
+        files["base/none"], files["rag/adaptive"], truth_by_id, build_labeler("rule"), num_resamples=200
+    )
+    assert out["base/none"]["rag/adaptive"] == {**direct, "num_resamples": 200}
+    rows = [_row("rag/adaptive", 0.2, ci={"clinical_f1": [0.1, 0.3]})]
+    table = pvalue_table(rows, out)
+    res = direct["clinical_f1"]
+    assert f"{res['difference']:+.3f} (p={res['p_value']:.3f})" in table.splitlines()[2]
+    assert "0.200 [0.100, 0.300]" in results_table(rows)
+
+
+def test_volumes_needed_scales_the_standard_error() -> None:
+    from adaragct.experiments.evidence import volumes_needed
+
+    # an interval of half-width 1.96*se = 0.05 at 78 volumes just excludes 0 for delta 0.05 at 50% power
+    assert volumes_needed(-0.05, 0.05, 78, 0.05, power=0.5) == 78
+    # half the difference needs four times the volumes; 80% power needs (1.96+0.84)^2/1.96^2 ~ 2.04x more
+    assert volumes_needed(-0.05, 0.05, 78, 0.025, power=0.5) == 312
+    assert volumes_needed(-0.05, 0.05, 78, 0.05) == 160
+    with pytest.raises(ValueError, match="delta > 0"):
+        volumes_needed(0.0, 0.1, 78, 0.0)
+
+
+def test_a_zero_p_value_is_printed_as_a_bound() -> None:
+    from adaragct.experiments.evidence import format_p
+
+    assert (
+        format_p(0.0, 1000) == "p<0.002"
+        and format_p(0.0132, 1000) == "p=0.013"
+        and format_p(0.0, None) == "p=0.000"
+    )
