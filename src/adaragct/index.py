@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run the index stage for ``cfg.data``; returns the summary (status and path per piece, counts, quality)."""
+    if cfg.get("threads"):  # the same bits on any machine size (adaragct.determinism)
+        from adaragct.determinism import apply_threads
+
+        apply_threads(cfg.threads)
     from adaragct.retrieval.index_build import BUILT, IndexBuild
 
     build = IndexBuild(cfg)

@@ -133,6 +133,10 @@ def run_infer(cfg: DictConfig) -> dict[str, Any]:
     from adaragct.retrieval.runtime import load_retriever
 
     torch.manual_seed(cfg.seed)
+    if cfg.get("threads"):  # the same bits on any machine size (adaragct.determinism)
+        from adaragct.determinism import apply_threads
+
+        apply_threads(cfg.threads)
     rank, world = _rank_world()
     device = _device(cfg.device)
     log.info("[1/6] loading checkpoint %s on %s", cfg.ckpt, device)

@@ -109,8 +109,17 @@ def _tiny_lm(cfg: DictConfig, texts: list[str], ledger: Any) -> str:
         )
     target = Path(cfg.model.path)
     settings = OmegaConf.to_container(cfg.tiny_lm, resolve=True)
+    import torch
+
+    # the weights depend on the thread count (adaragct.determinism): another count means other weights
     inputs = fingerprint(
-        texts, ledger.sha256("tokenizer"), settings, size, cfg.seed, _module_sha("adaragct.models.tiny_lm")
+        texts,
+        ledger.sha256("tokenizer"),
+        settings,
+        size,
+        cfg.seed,
+        torch.get_num_threads(),
+        _module_sha("adaragct.models.tiny_lm"),
     )
     if ledger.is_current(f"lm_{cfg.model.name}", target, inputs):
         return "up to date"
@@ -182,6 +191,10 @@ def run_prepare(cfg: DictConfig) -> dict[str, Any]:
     from adaragct.ledger import Ledger, fingerprint
 
     data = OmegaConf.to_container(cfg.data, resolve=True)
+    if cfg.get("threads"):  # the same bits on any machine size (adaragct.determinism)
+        from adaragct.determinism import apply_threads
+
+        apply_threads(cfg.threads)
     work = Path(data["work_dir"])
     force = bool(cfg.get("force", False))
     status: dict[str, str] = {}

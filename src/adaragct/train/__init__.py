@@ -77,6 +77,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from adaragct.models.module import ReportGenerationModule
 
     # 1. seed everything (data order, context rolls, LoRA init)
+    if cfg.get("threads"):  # the same bits on any machine size (adaragct.determinism)
+        from adaragct.determinism import apply_threads
+
+        apply_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True)
     if cfg.stage.name == "rag" and cfg.stage.get("init_from") and Path(cfg.stage.init_from).exists():
         cfg.stage.init_from = str(Path(cfg.stage.init_from).resolve())  # record step-N, not the moving `last`
