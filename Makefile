@@ -76,10 +76,10 @@ bench-generate: index ## benchmark: tokens/s of none vs adaptive vs re-prefill a
 	$(PY) benchmarks/bench_generate.py
 
 sweep-ablation: $(STAMP) ## demo ablation grid (retrieval none/adaptive x top_k 1,3; 16 volumes) + its table
-	@test -e outputs/train/tiny_rag/last || $(MAKE) demo
+	@test -e outputs/train/demo_tiny_rag/last || $(MAKE) demo
 	$(PY) -m adaragct.infer -m ablation=retrieval_grid grid_name=demo_retrieval retrieval=none,adaptive \
 		generation.top_k=1,3 generation.max_retrievals=2 limit=16 generation.max_new_tokens=200 \
-		ckpt=outputs/train/tiny_rag/last
+		ckpt=outputs/train/demo_tiny_rag/last
 	$(PY) -m adaragct.aggregate grid=demo_retrieval
 
 bench: $(STAMP) ## run every benchmark and print one summary table (bench_generate needs `make index`)

@@ -137,4 +137,4 @@ def tiny_checkpoints(indexed_demo: Path, tmp_path_factory: pytest.TempPathFactor
     root = tmp_path_factory.mktemp("ckpt")
     train(train_cfg(root, indexed_demo, "experiment=demo", "stage=base"))
     train(train_cfg(root, indexed_demo, "experiment=demo", "stage=rag"))
-    return {s: root / "outputs" / "train" / f"tiny_{s}" / "last" for s in ("base", "rag")}
+    return {s: root / "outputs" / "train" / f"demo_tiny_{s}" / "last" for s in ("base", "rag")}

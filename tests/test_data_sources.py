@@ -79,11 +79,9 @@ class Stages:
     def train(self, stage: str) -> Path:
         from adaragct.train import train
 
-        _quiet(
-            train,
-            self.cfg("train", "model=tiny", *FAST_TRAIN, f"stage={stage}", "datamodule.max_length=2048"),
-        )
-        return self.work / "outputs" / "train" / f"tiny_{stage}" / "last"
+        cfg = self.cfg("train", "model=tiny", *FAST_TRAIN, f"stage={stage}", "datamodule.max_length=2048")
+        _quiet(train, cfg)
+        return self.work / "outputs" / "train" / f"{cfg.data.name}_tiny_{stage}" / "last"
 
     def infer(self, retrieval: str) -> Path:
         from adaragct.infer import run_infer

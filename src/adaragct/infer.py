@@ -1,6 +1,6 @@
 """The infer stage: write a report (and its retrieval trace) for every volume of a split.
 
-    python -m adaragct.infer model=tiny data=demo retrieval=adaptive ckpt=outputs/train/tiny_rag/last
+    python -m adaragct.infer model=tiny data=demo retrieval=adaptive ckpt=outputs/train/demo_tiny_rag/last
     torchrun --nproc-per-node 8 -m adaragct.infer experiment=adaragct_8b data=ctrate   # shards volumes per GPU
 
 Steps: 1. load the checkpoint (adapters merged for speed) 2. load the split's volumes 3. build the retriever from

@@ -49,7 +49,7 @@ def test_experiment_trains_and_infers_on_cpu(
         and cfg.data.root == f"{indexed_demo}/demo"
     )
     train(cfg)
-    ckpt = tmp_path / "outputs" / "train" / f"tiny_{stage}" / "last"
+    ckpt = tmp_path / "outputs" / "train" / f"demo_tiny_{stage}" / "last"
     assert (ckpt / "adapter_model.safetensors").is_file() and (ckpt / "config.yaml").is_file()
     saved = OmegaConf.load(ckpt / "config.yaml")
     assert saved.stage.name == stage and list(saved.tags) == list(

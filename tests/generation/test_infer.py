@@ -143,8 +143,20 @@ def test_two_processes_shard_and_merge_to_the_single_process_file(
     indexed_demo, tiny_checkpoints, tmp_path
 ) -> None:
     """``torchrun --nproc-per-node 2 -m adaragct.infer`` (gloo on the CPU) writes the single-process file."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
     ckpt = tiny_checkpoints["rag"]
-    run_infer(_cfg(indexed_demo, ckpt, tmp_path / "one" / "p.jsonl", "adaptive", "evaluate.enabled=false"))
+    # Both sides pinned to one thread per library (the ranks below get threads=1 too): scores are float sums whose
+    # last digit depends on the thread count (CI's 2-core run differed in the 6th decimal of a retrieval score).
+    ambient = torch.get_num_threads()
+    with threadpool_limits(limits=None):  # restores every BLAS/OpenMP pool's limit on exit
+        try:
+            run_infer(
+                _cfg(indexed_demo, ckpt, tmp_path / "one" / "p.jsonl", "adaptive", "evaluate.enabled=false", "threads=1")
+            )
+        finally:
+            torch.set_num_threads(ambient)
     two = tmp_path / "two" / "p.jsonl"
     command = [
         sys.executable,
@@ -156,7 +168,7 @@ def test_two_processes_shard_and_merge_to_the_single_process_file(
         str(_free_port()),
         "-m",
         "adaragct.infer",
-        *_overrides(indexed_demo, ckpt, two, "adaptive", "evaluate.enabled=false", "device=cpu"),
+        *_overrides(indexed_demo, ckpt, two, "adaptive", "evaluate.enabled=false", "device=cpu", "threads=1"),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)

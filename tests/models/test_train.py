@@ -68,8 +68,10 @@ def test_stage_base_writes_exactly_the_checkpoint_files(cohort, tokenizer_dir) -
     from adaragct.train import train
 
     root, data = cohort
-    metrics = train(_cfg(root, data, tokenizer_dir, "stage=base"))
-    ckpt_dir = root / "outputs" / "train" / "tiny_base"
+    cfg = _cfg(root, data, tokenizer_dir, "stage=base")
+    metrics = train(cfg)
+    ckpt_dir = Path(cfg.checkpoint_dir)
+    assert ckpt_dir.name == f"{cfg.data.name}_tiny_base"  # one checkpoint folder per dataset, model and stage
     assert {p.name for p in ckpt_dir.iterdir()} == {"last", "step-000002", "step-000004", "lightning"}
     assert (ckpt_dir / "last").resolve() == (ckpt_dir / "step-000004").resolve()
     assert {p.name for p in (ckpt_dir / "step-000004").iterdir()} == CHECKPOINT_FILES
@@ -94,12 +96,15 @@ def test_stage_rag_trains_from_the_base_checkpoint_and_resumes(cohort, tokenizer
     from adaragct.train import train
 
     root, data = cohort
-    if not (root / "outputs" / "train" / "tiny_base" / "last").exists():
-        train(_cfg(root, data, tokenizer_dir, "stage=base"))
-    train(_cfg(root, data, tokenizer_dir, "stage=rag"))
-    ckpt_dir = root / "outputs" / "train" / "tiny_rag"
+    base = _cfg(root, data, tokenizer_dir, "stage=base")
+    if not (Path(base.checkpoint_dir) / "last").exists():
+        train(base)
+    cfg = _cfg(root, data, tokenizer_dir, "stage=rag")
+    train(cfg)
+    ckpt_dir = Path(cfg.checkpoint_dir)
     assert {p.name for p in (ckpt_dir / "last").iterdir()} == CHECKPOINT_FILES
-    assert OmegaConf.load(ckpt_dir / "last" / "config.yaml").stage.init_from.endswith("tiny_base/step-000004")
+    init_from = OmegaConf.load(ckpt_dir / "last" / "config.yaml").stage.init_from
+    assert init_from == str((Path(base.checkpoint_dir) / "step-000004").resolve())
     rows = _metrics(root)
     assert any(r.get("train/rag_token_acc") for r in rows)  # the rag batches carry [RAG] targets
     resumed = _cfg(

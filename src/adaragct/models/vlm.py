@@ -2,7 +2,7 @@
 
     model = build_stage_model(cfg.model, cfg.stage, tokenizer)            # stage base: projector + LoRA r=128
     model = build_stage_model(cfg.model, cfg.stage, tokenizer,            # stage rag: merged base + LoRA r=32
-                              init_from="outputs/train/tiny_base/last")
+                              init_from="outputs/train/demo_tiny_base/last")
 
 New-token rows (the five placeholders, the task token, the context delimiters and ``[RAG]``) are trained through
 PEFT's ``trainable_token_indices`` on ``embed_tokens`` and ``lm_head``, not through a gradient mask on the full

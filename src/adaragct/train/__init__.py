@@ -1,7 +1,7 @@
 """Train stage=base or stage=rag (SPEC 4): the Hydra app over ``conf/train.yaml``.
 
     python -m adaragct.train model=tiny data=demo stage=base
-    python -m adaragct.train model=tiny data=demo stage=rag          # init_from: outputs/train/tiny_base/last
+    python -m adaragct.train model=tiny data=demo stage=rag          # init_from: outputs/train/demo_tiny_base/last
     python -m adaragct.train experiment=base_8b data=ctrate strategy=ddp trainer.devices=4
     python -m adaragct.train model=70b model.quantization=4bit stage=base    # QLoRA on one GPU
 
