@@ -153,7 +153,14 @@ def test_two_processes_shard_and_merge_to_the_single_process_file(
     with threadpool_limits(limits=None):  # restores every BLAS/OpenMP pool's limit on exit
         try:
             run_infer(
-                _cfg(indexed_demo, ckpt, tmp_path / "one" / "p.jsonl", "adaptive", "evaluate.enabled=false", "threads=1")
+                _cfg(
+                    indexed_demo,
+                    ckpt,
+                    tmp_path / "one" / "p.jsonl",
+                    "adaptive",
+                    "evaluate.enabled=false",
+                    "threads=1",
+                )
             )
         finally:
             torch.set_num_threads(ambient)
