@@ -17,6 +17,11 @@ export WANDB_MODE := offline
 demo: $(STAMP) ## the whole study on the demo cohort (prepare, index, train base+rag, infer x5, evaluate), ~15 min on 2 cores
 	$(PY) -m adaragct.demo
 
+demo-ablations: $(STAMP) ## claims (b) embedding bottleneck, (c) model size: the demo (if not done), its ablation cells (Hydra multirun), table + plot
+	$(PY) -m adaragct.demo
+	$(PY) -m adaragct.demo -m demo_ablation=whole_ct,tiny_large
+	$(PY) -m adaragct.experiments.demo_ablations
+
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
@@ -88,5 +93,5 @@ bench: $(STAMP) ## run every benchmark and print one summary table (bench_genera
 clean: ## remove caches (keeps .venv, data/ and outputs/)
 	rm -rf .pytest_cache .ruff_cache .cache
 
-.PHONY: demo help install test test-slow test-all lint format prepare index train infer evaluate analyze bench-eval \
+.PHONY: demo demo-ablations help install test test-slow test-all lint format prepare index train infer evaluate analyze bench-eval \
 	bench-retrieval bench-generate sweep-ablation bench clean

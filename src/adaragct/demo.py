@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,13 @@ def _relevant(cfg: DictConfig, keys: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
+def _cell_run_name(cfg: DictConfig) -> list[str]:
+    """An ablation cell's checkpoints get their own folder (``<data>_<model>_<stage>_<cell>``): the demo's stay."""
+    if not cfg.get("cell"):
+        return []
+    return [f"run_name=${{data.name}}_${{model.name}}_${{stage.name}}_{cfg.cell}"]
+
+
 def _train(stage: str, cfg: DictConfig, common: list[str], state: DemoState, upstream: str) -> str:
     from adaragct.train import train
 
@@ -89,6 +97,7 @@ def _train(stage: str, cfg: DictConfig, common: list[str], state: DemoState, ups
         [
             *common,
             f"stage={stage}",
+            *_cell_run_name(cfg),
             f"paths.output_dir={cfg.results_dir}/train_{stage}",
             *cfg.train_overrides[stage],
         ],
@@ -123,6 +132,7 @@ def _infer(run: DictConfig, cfg: DictConfig, common: list[str], state: DemoState
             *common,
             f"stage={run.stage}",
             f"retrieval={run.retrieval}",
+            *_cell_run_name(cfg),
             f"predictions={out}/predictions.jsonl",
             f"paths.output_dir={out}",
             "progress=true",
@@ -231,6 +241,26 @@ def _row(name: str, metrics: dict[str, Any], info: dict[str, Any] | None) -> dic
     }
 
 
+class StepClock:
+    """Wall seconds per demo step: printed as each step ends and written to ``timings.json`` (kept out of
+    ``results.json``, which two runs must write identically)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.seconds, self._name, self._start = path, {}, None, 0.0
+
+    def step(self, name: str | None) -> None:
+        """End the running step (printing its time) and start ``name`` (None: the last step ended)."""
+        now = time.perf_counter()
+        if self._name is not None:
+            self.seconds[self._name] = round(now - self._start, 1)
+            print(f"[demo]     {self._name}: {self.seconds[self._name]:.1f} s")
+        self._name, self._start = name, now
+        if name is None:
+            from adaragct.io import write_json
+
+            write_json(self.path, {**self.seconds, "total": round(sum(self.seconds.values()), 1)})
+
+
 def _threads(cfg: DictConfig) -> dict[str, Any]:
     """Pin every numeric library to ``cfg.threads`` before a stage (see :mod:`adaragct.determinism`)."""
     from adaragct.determinism import apply_threads
@@ -254,7 +284,7 @@ def _report(
     _threads(cfg)
     comparisons = paired_comparisons(
         predictions,
-        list(cfg.compare_with),
+        [name for name in cfg.compare_with if name in predictions],
         labels_csv,
         num_resamples=int(boot.num_resamples),
         seed=int(boot.seed),
@@ -262,6 +292,7 @@ def _report(
     claims = check_claims({r["name"]: r for r in rows}, comparisons)
     settings = {
         "num_volumes": num_volumes,
+        "labels_csv": labels_csv,
         "bootstrap": OmegaConf.to_container(boot),
         "threads": cfg.get("threads"),
     }
@@ -299,8 +330,11 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
         *cfg.overrides,
     ]
     data_common = [c for c in common if not c.startswith("experiment=")]
+    clock = StepClock(results / "timings.json")
+    clock.step("prepare")
     print(f"[demo] 1/8 prepare (threads: {_threads(cfg)['threads']})")
     summary = run_prepare(_compose("prepare", [*data_common, f"paths.output_dir={results}/prepare"]))
+    clock.step("index")
     print("[demo] 2/8 index")
     _threads(cfg)
     index = run_index(
@@ -310,26 +344,35 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
     index_fp = _fingerprint(
         index["encoder_id"], *(sha256_file(p) for p in index["paths"].values() if Path(p).is_file())
     )
+    clock.step("train_base")
     print("[demo] 3/8 train stage=base")
     base_fp = _train("base", cfg, common, state, data_fp)
-    print("[demo] 4/8 train stage=rag")
-    rag_fp = _train("rag", cfg, common, state, _fingerprint(base_fp, index_fp))
+    clock.step("train_rag")
+    rag_fp = None  # an ablation cell with base rows only (conf/demo_ablation/) trains no rag model
+    if any(run.stage == "rag" for run in cfg.runs):
+        print("[demo] 4/8 train stage=rag")
+        rag_fp = _train("rag", cfg, common, state, _fingerprint(base_fp, index_fp))
+    clock.step("baselines")
     print("[demo] 5/8 copy baselines")
     predictions = _baselines(cfg, common, state, data_fp)
+    clock.step("generate")
     print("[demo] 6/8 generate")
     infos, code_fp = {}, _code_fingerprint()
     for run in cfg.runs:
         upstream = _fingerprint(base_fp if run.stage == "base" else rag_fp, index_fp, code_fp)
         infos[f"{run.stage}/{run.retrieval}"] = _infer(run, cfg, common, state, upstream)
         predictions[f"{run.stage}/{run.retrieval}"] = infos[f"{run.stage}/{run.retrieval}"]["predictions"]
+    clock.step("score")
     print(f"[demo] 7/8 score ({cfg.bootstrap.num_resamples} bootstrap resamples)")
     labels_csv = _compose("infer", common).data.valid_labels_csv
     rows = [
         _row(name, _score(name.replace("/", "_"), path, cfg, state, labels_csv), infos.get(name))
         for name, path in predictions.items()
     ]
+    clock.step("report")
     print("[demo] 8/8 paired comparisons, claims, results")
     _report(cfg, rows, predictions, labels_csv, summary["counts"]["valid"]["volumes"])
+    clock.step(None)
     return rows
 
 

@@ -151,3 +151,33 @@ def test_a_zero_p_value_is_printed_as_a_bound() -> None:
         and format_p(0.0132, 1000) == "p=0.013"
         and format_p(0.0, None) == "p=0.000"
     )
+
+
+@pytest.mark.parametrize(
+    ("whole_diff", "whole_p", "large_diff", "large_p", "expected"),
+    [
+        (-0.08, 0.01, 0.01, 0.60, {"b": "PASS", "c": "PASS"}),  # bottleneck shown, size no gain
+        (
+            -0.08,
+            0.20,
+            0.06,
+            0.01,
+            {"b": "FAIL", "c": "FAIL"},
+        ),  # not significant; the larger model clearly gains
+        (+0.02, 0.01, -0.05, 0.01, {"b": "FAIL", "c": "PASS"}),  # whole-CT alone better; larger model worse
+    ],
+)
+def test_ablation_claims_b_and_c(whole_diff, whole_p, large_diff, large_p, expected) -> None:
+    from adaragct.experiments.demo_ablations import CELLS, REFERENCE, check
+
+    whole, large = CELLS["whole_ct"][0], CELLS["tiny_large"][0]
+    rows = {
+        REFERENCE: _row(REFERENCE, 0.20),
+        whole: _row(whole, 0.20 + whole_diff),
+        large: _row(large, 0.20 + large_diff),
+    }
+    comparisons = {REFERENCE: {whole: _cmp(whole_diff, whole_p), large: _cmp(large_diff, large_p)}}
+    claims = {c.key: c for c in check(rows, comparisons)}
+    assert {k: c.status for k, c in claims.items()} == expected
+    assert f"diff {whole_diff:+.3f}" in claims["b"].detail and f"diff {large_diff:+.3f}" in claims["c"].detail
+    assert check({REFERENCE: rows[REFERENCE]}, {REFERENCE: {}}) == []  # no cell results yet: no claim lines

@@ -9,7 +9,7 @@ A results row is named ``stage/retrieval`` (``base/none``, ``rag/adaptive``, ``c
 ECCV 2026, as issue 14 states them):
 
 (a) the base model beats the three copy baselines on weighted clinical F1;
-(b), (c) come from the ablation grid and are not checked here (PENDING);
+(b), (c) come from the ablation cells (:mod:`adaragct.experiments.demo_ablations`) and are PENDING here;
 (d) adaptive retrieval beats base on weighted clinical F1 with paired p < 0.05 and keeps BLEU-4 and ROUGE-L within
     base's 95% CI (not below its lower bound);
 (e) text2text (static retrieval, no organ filter) helps less than adaptive: its weighted-F1 gain over rag/none is
@@ -186,15 +186,15 @@ def claim_f(rows: Rows, comparisons: Comparisons) -> Claim:
 
 def pending(key: str, text: str) -> Claim:
     """A claim that another experiment (the ablation grid) checks."""
-    return Claim(key, text, "PENDING", "checked by the ablation grid (issue 14), not by the demo")
+    return Claim(key, text, "PENDING", "checked by `make demo-ablations` (outputs/demo_ablations/results.md)")
 
 
 def check_claims(rows: Rows, comparisons: Comparisons) -> list[Claim]:
     """Every claim in order (a)-(f); (b) and (c) are placeholders for the grid's results."""
     return [
         claim_a(rows, comparisons),
-        pending("b", "(from the ablation grid)"),
-        pending("c", "(from the ablation grid)"),
+        pending("b", "organ + whole-CT input beats whole-CT input alone (the embedding bottleneck)"),
+        pending("c", "a tiny model 2-4x larger gives no clear gain"),
         claim_d(rows, comparisons),
         claim_e(rows, comparisons),
         claim_f(rows, comparisons),
