@@ -333,12 +333,22 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
     clock = StepClock(results / "timings.json")
     clock.step("prepare")
     print(f"[demo] 1/8 prepare (threads: {_threads(cfg)['threads']})")
-    summary = run_prepare(_compose("prepare", [*data_common, f"paths.output_dir={results}/prepare"]))
+    prepare = [*data_common, *cfg.get("prepare_overrides", []), f"paths.output_dir={results}/prepare"]
+    summary = run_prepare(_compose("prepare", prepare))
     clock.step("index")
     print("[demo] 2/8 index")
     _threads(cfg)
     index = run_index(
-        _compose("index", [*data_common, f"paths.output_dir={results}/index", "index.progress=false"])
+        _compose(
+            "index",
+            [
+                *(
+                    c for c in data_common if not c.startswith("model")
+                ),  # the index has no model (a cell's may differ)
+                f"paths.output_dir={results}/index",
+                "index.progress=false",
+            ],
+        )
     )
     data_fp = summary["fingerprint"]  # the cohort, the tokenizer and the tiny LM as prepared
     index_fp = _fingerprint(

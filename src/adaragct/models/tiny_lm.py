@@ -79,7 +79,7 @@ def pretrain_tiny_lm(
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if step % 50 == 0 or step == steps - 1:
             log.info("tiny LM pretraining step %d/%d loss %.3f", step + 1, steps, losses[-1])
     with atomic_dir(out_dir) as tmp:
