@@ -20,3 +20,29 @@ def test_code_fingerprint_follows_the_inference_code(tmp_path: Path) -> None:
     assert _code_fingerprint(parts, tmp_path) != before
     package = Path(__import__("adaragct").__file__).parent
     assert all((package / part).exists() for part in _INFER_CODE), "a renamed module would drop out silently"
+
+
+def test_ablation_cells_make_their_one_change_and_keep_their_own_checkpoints() -> None:
+    """make demo-ablations: each cell composes the demo's stages with its change, base rows only, and trains into
+    a checkpoint folder of its own, which its inference reads (the demo's checkpoints are never overwritten)."""
+    from adaragct.demo import _cell_run_name
+    from tests.conftest import compose_config
+
+    out = "paths.output_dir=/tmp/unused"  # nothing runs; the hydra node that would set it is not composed
+    demo = compose_config("demo", [out])
+    assert _cell_run_name(demo) == []
+    for cell, check in {
+        "whole_ct": lambda m: list(m.visual_slots) == ["whole_ct"] and m.name == "tiny",
+        "tiny_large": lambda m: m.name == "tiny_large" and len(m.visual_slots) == 5,
+    }.items():
+        cfg = compose_config("demo", [f"demo_ablation={cell}", out])
+        assert [dict(r) for r in cfg.runs] == [{"stage": "base", "retrieval": "none"}]
+        assert list(cfg.baselines.rows) == [] and cfg.results_dir.endswith(f"demo_ablations/{cell}")
+        stage = [*cfg.overrides, "stage=base", *_cell_run_name(cfg), out]
+        train, infer = compose_config("train", stage), compose_config("infer", stage)
+        assert check(train.model) and check(infer.model)
+        assert Path(train.checkpoint_dir).name == f"demo_{train.model.name}_base_{cell}"
+        assert infer.ckpt == f"{train.checkpoint_dir}/last"
+        assert list(cfg.train_overrides.base) == list(
+            demo.train_overrides.base
+        )  # trained like the demo's base
