@@ -170,7 +170,7 @@ def test_a_zero_p_value_is_printed_as_a_bound() -> None:
 def test_ablation_claims_b_and_c(whole_diff, whole_p, large_diff, large_p, expected) -> None:
     from adaragct.experiments.demo_ablations import CELLS, REFERENCE, check
 
-    whole, large = CELLS["whole_ct"][0], CELLS["tiny_large"][0]
+    whole, large = CELLS["whole_ct"], CELLS["tiny_large"]
     rows = {
         REFERENCE: _row(REFERENCE, 0.20),
         whole: _row(whole, 0.20 + whole_diff),
