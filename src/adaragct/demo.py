@@ -236,7 +236,6 @@ def _row(name: str, metrics: dict[str, Any], info: dict[str, Any] | None) -> dic
         },
         "duplicate_rate": metrics.get(f"{task}/duplicate_rate"),
         "retrievals_per_report": info["retrievals_per_report"] if info else None,
-        "tokens_per_s": info["tokens_per_s"] if info else None,
         "predictions": info["predictions"] if info else None,
     }
 
@@ -247,6 +246,14 @@ class StepClock:
 
     def __init__(self, path: Path) -> None:
         self.path, self.seconds, self._name, self._start = path, {}, None, 0.0
+        self.tokens_per_s: dict[str, float] = {}
+
+    def throughput(self, infos: dict[str, dict[str, Any]]) -> None:
+        """Generation tokens/s per row (wall clock: a timing, so here and not in ``results.json``)."""
+        self.tokens_per_s = {name: info["tokens_per_s"] for name, info in infos.items()}
+        print(
+            "[demo] tokens/s (wall clock): " + ", ".join(f"{n} {v:.0f}" for n, v in self.tokens_per_s.items())
+        )
 
     def step(self, name: str | None) -> None:
         """End the running step (printing its time) and start ``name`` (None: the last step ended)."""
@@ -258,7 +265,8 @@ class StepClock:
         if name is None:
             from adaragct.io import write_json
 
-            write_json(self.path, {**self.seconds, "total": round(sum(self.seconds.values()), 1)})
+            total = round(sum(self.seconds.values()), 1)
+            write_json(self.path, {**self.seconds, "total": total, "tokens_per_s": self.tokens_per_s})
 
 
 def _threads(cfg: DictConfig) -> dict[str, Any]:
@@ -372,6 +380,7 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
         upstream = _fingerprint(base_fp if run.stage == "base" else rag_fp, index_fp, code_fp)
         infos[f"{run.stage}/{run.retrieval}"] = _infer(run, cfg, common, state, upstream)
         predictions[f"{run.stage}/{run.retrieval}"] = infos[f"{run.stage}/{run.retrieval}"]["predictions"]
+    clock.throughput(infos)
     clock.step("score")
     print(f"[demo] 7/8 score ({cfg.bootstrap.num_resamples} bootstrap resamples)")
     labels_csv = _compose("infer", common).data.valid_labels_csv

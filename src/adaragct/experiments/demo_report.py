@@ -3,8 +3,9 @@
 
 The terminal gets a narrow version (``value [lo, hi]`` for the headline columns, the rest as values); the markdown
 file gets every column with its interval. Rows are dicts with ``name`` (``stage/retrieval``), ``stage``,
-``retrieval``, ``metrics`` and ``ci`` (see :mod:`adaragct.experiments.evidence`), ``retrievals_per_report`` and
-``tokens_per_s`` (None for copy baselines, which generate nothing).
+``retrieval``, ``metrics`` and ``ci`` (see :mod:`adaragct.experiments.evidence`) and ``retrievals_per_report``
+(None for copy baselines, which generate nothing). Wall-clock throughput is a timing, not a result: the demo
+writes it to ``timings.json``, so two runs write identical results files.
 """
 
 from __future__ import annotations
@@ -45,14 +46,11 @@ def _optional(value: float | None, fmt: str) -> str:
 def results_table(rows: Sequence[Mapping[str, Any]], *, all_intervals: bool = True) -> str:
     """Markdown table, one row per results row; ``all_intervals=False`` gives intervals to :data:`HEADLINE` only
     (the terminal's narrow table)."""
-    head = ["model", "retrieval", *[c for c, _ in COLUMNS], "retr/report", "tokens/s"]
+    head = ["model", "retrieval", *[c for c, _ in COLUMNS], "retr/report"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [_cell(row, m, all_intervals or m in HEADLINE) for _, m in COLUMNS]
-        cells += [
-            _optional(row.get("retrievals_per_report"), ".2f"),
-            _optional(row.get("tokens_per_s"), ".0f"),
-        ]
+        cells.append(_optional(row.get("retrievals_per_report"), ".2f"))
         lines.append("| " + " | ".join([row["stage"], row["retrieval"], *cells]) + " |")
     return "\n".join(lines)
 
