@@ -255,13 +255,16 @@ class StepClock:
             "[demo] tokens/s (wall clock): " + ", ".join(f"{n} {v:.0f}" for n, v in self.tokens_per_s.items())
         )
 
-    def step(self, name: str | None) -> None:
-        """End the running step (printing its time) and start ``name`` (None: the last step ended)."""
+    def step(self, name: str | None, header: str = "") -> None:
+        """End the running step (printing its time) and start ``name``, printing ``header`` (None: the last
+        step ended)."""
         now = time.perf_counter()
         if self._name is not None:
             self.seconds[self._name] = round(now - self._start, 1)
             print(f"[demo]     {self._name}: {self.seconds[self._name]:.1f} s")
         self._name, self._start = name, now
+        if header:
+            print(f"[demo] {header}")
         if name is None:
             from adaragct.io import write_json
 
@@ -339,57 +342,43 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
     ]
     data_common = [c for c in common if not c.startswith("experiment=")]
     clock = StepClock(results / "timings.json")
-    clock.step("prepare")
-    print(f"[demo] 1/8 prepare (threads: {_threads(cfg)['threads']})")
+    clock.step("prepare", f"1/8 prepare (threads: {_threads(cfg)['threads']})")
     prepare = [*data_common, *cfg.get("prepare_overrides", []), f"paths.output_dir={results}/prepare"]
     summary = run_prepare(_compose("prepare", prepare))
-    clock.step("index")
-    print("[demo] 2/8 index")
+    clock.step("index", "2/8 index")
     _threads(cfg)
+    no_model = [
+        c for c in data_common if not c.startswith("model")
+    ]  # index has no model node (a cell sets one)
     index = run_index(
-        _compose(
-            "index",
-            [
-                *(
-                    c for c in data_common if not c.startswith("model")
-                ),  # the index has no model (a cell's may differ)
-                f"paths.output_dir={results}/index",
-                "index.progress=false",
-            ],
-        )
+        _compose("index", [*no_model, f"paths.output_dir={results}/index", "index.progress=false"])
     )
     data_fp = summary["fingerprint"]  # the cohort, the tokenizer and the tiny LM as prepared
     index_fp = _fingerprint(
         index["encoder_id"], *(sha256_file(p) for p in index["paths"].values() if Path(p).is_file())
     )
-    clock.step("train_base")
-    print("[demo] 3/8 train stage=base")
+    clock.step("train_base", "3/8 train stage=base")
     base_fp = _train("base", cfg, common, state, data_fp)
-    clock.step("train_rag")
     rag_fp = None  # an ablation cell with base rows only (conf/demo_ablation/) trains no rag model
     if any(run.stage == "rag" for run in cfg.runs):
-        print("[demo] 4/8 train stage=rag")
+        clock.step("train_rag", "4/8 train stage=rag")
         rag_fp = _train("rag", cfg, common, state, _fingerprint(base_fp, index_fp))
-    clock.step("baselines")
-    print("[demo] 5/8 copy baselines")
+    clock.step("baselines", "5/8 copy baselines")
     predictions = _baselines(cfg, common, state, data_fp)
-    clock.step("generate")
-    print("[demo] 6/8 generate")
+    clock.step("generate", "6/8 generate")
     infos, code_fp = {}, _code_fingerprint()
     for run in cfg.runs:
         upstream = _fingerprint(base_fp if run.stage == "base" else rag_fp, index_fp, code_fp)
         infos[f"{run.stage}/{run.retrieval}"] = _infer(run, cfg, common, state, upstream)
         predictions[f"{run.stage}/{run.retrieval}"] = infos[f"{run.stage}/{run.retrieval}"]["predictions"]
     clock.throughput(infos)
-    clock.step("score")
-    print(f"[demo] 7/8 score ({cfg.bootstrap.num_resamples} bootstrap resamples)")
+    clock.step("score", f"7/8 score ({cfg.bootstrap.num_resamples} bootstrap resamples)")
     labels_csv = _compose("infer", common).data.valid_labels_csv
     rows = [
         _row(name, _score(name.replace("/", "_"), path, cfg, state, labels_csv), infos.get(name))
         for name, path in predictions.items()
     ]
-    clock.step("report")
-    print("[demo] 8/8 paired comparisons, claims, results")
+    clock.step("report", "8/8 paired comparisons, claims, results")
     _report(cfg, rows, predictions, labels_csv, summary["counts"]["valid"]["volumes"])
     clock.step(None)
     return rows

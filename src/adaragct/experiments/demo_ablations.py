@@ -29,14 +29,18 @@ REFERENCE = "tiny/organs+whole_ct"
 CELLS = {"whole_ct": "tiny/whole_ct_only", "tiny_large": "tiny_large/organs+whole_ct"}
 
 
-def _base_row(results_json: Path, name: str) -> dict[str, Any]:
-    """The ``base/none`` row of a demo (or cell) results file, renamed ``name`` (``model/input``)."""
+def _results(results_json: Path) -> dict[str, Any]:
     if not results_json.is_file():
         raise FileNotFoundError(
             f"{results_json}: no results (fix: run `make demo` for the demo and `python -m adaragct.demo -m "
             f"demo_ablation=whole_ct,tiny_large` for the cells, or simply `make demo-ablations`)"
         )
-    rows = {r["name"]: r for r in json.loads(results_json.read_text())["rows"]}
+    return json.loads(results_json.read_text())
+
+
+def _base_row(results: dict[str, Any], results_json: Path, name: str) -> dict[str, Any]:
+    """The ``base/none`` row of a demo (or cell) results file, renamed ``name`` (``model/input``)."""
+    rows = {r["name"]: r for r in results["rows"]}
     if "base/none" not in rows:
         raise ValueError(
             f"{results_json}: rows: no base/none row (fix: keep {{stage: base, retrieval: none}} in runs)"
@@ -91,12 +95,13 @@ def run(output_root: Path, num_resamples: int = 1000, seed: int = 42) -> list[Cl
     from adaragct.experiments import demo_report as report
     from adaragct.io import atomic_open, write_json
 
-    demo = json.loads((output_root / "demo" / "results.json").read_text())
-    rows = {REFERENCE: _base_row(output_root / "demo" / "results.json", REFERENCE)}
+    demo_json = output_root / "demo" / "results.json"
+    demo = _results(demo_json)
+    rows = {REFERENCE: _base_row(demo, demo_json, REFERENCE)}
     for cell, name in CELLS.items():
         path = output_root / "demo_ablations" / cell / "results.json"
         if path.is_file():
-            rows[name] = _base_row(path, name)
+            rows[name] = _base_row(_results(path), path, name)
         else:
             print(f"[demo-ablations] {cell}: no results yet ({path}); its claim is not checked")
     predictions = {name: row["predictions"] for name, row in rows.items()}
