@@ -1,8 +1,8 @@
 """A ledger of finished steps: fingerprint the inputs, skip if current, build, record.
 
-Stages that build files from other files (prepare, index) keep one JSON ledger each. Per step it records the
-fingerprint of the step's inputs (checksums of input files, the settings that matter, code versions), the file or
-directory the step produced, and that output's sha256. A rerun skips a step whose inputs fingerprint is unchanged
+Stages that build files from other files (prepare, index, the demo) keep one JSON ledger each. Per step it records
+the fingerprint of the step's inputs (checksums of input files, the settings that matter, the code: see
+:func:`code_fingerprint`), the file or directory (or list of them) the step produced, and that output's sha256. A rerun skips a step whose inputs fingerprint is unchanged
 and whose output is still byte-identical to what was recorded, and redoes it otherwise. Extra fields (e.g.
 ``source: release`` for a file taken from the AdaRAG-CT release as it is) say where an output came from, so later
 stages can read the ledger to find each output.
@@ -16,8 +16,10 @@ stages can read the ledger to find each output.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,87 @@ def sha256_path(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _module_file(name: str, root: Path) -> Path | None:
+    """The source file of module ``name`` (``<root.name>.x.y``) under the package folder ``root``, or None."""
+    base = root.joinpath(*name.split(".")[1:])
+    candidates = [base / "__init__.py", *([base.with_suffix(".py")] if base != root else [])]
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def _imported_names(path: Path, module: str) -> set[str]:
+    """Every module name an ``import`` anywhere in ``path`` (function bodies included) may load, relative imports
+    resolved; ``from a import b`` yields ``a`` and ``a.b`` (``b`` may be a submodule)."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = (
+                ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]) if node.level else ""
+            )
+            base = ".".join(p for p in (base, node.module or "") if p)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def module_files(*modules: str, root: str | Path | None = None) -> dict[str, Path]:
+    """``{module: source file}`` of ``modules`` and every module of the package they import, transitively.
+
+    Read statically (``ast``): imports inside functions count, nothing is executed. Importing ``a.b.c`` runs
+    ``a/__init__.py`` and ``a/b/__init__.py`` too, so those are included.
+
+    Args:
+        modules: entry modules, e.g. ``"adaragct.infer"``.
+        root: the package folder (default: adaragct's); its name is the package name.
+    """
+    root = Path(root) if root is not None else Path(__file__).resolve().parent
+    found: dict[str, Path] = {}
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        if name in found or name.split(".")[0] != root.name:
+            continue
+        parents = [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]
+        todo.extend(parents)
+        path = _module_file(name, root)
+        if path is None:
+            if name in modules:
+                raise ModuleNotFoundError(f"code_fingerprint: no module {name!r} under {root}")
+            continue  # ``from a import b`` where ``b`` is not a module
+        found[name] = path
+        todo.extend(_imported_names(path, name))
+    return found
+
+
+def code_fingerprint(*modules: str, root: str | Path | None = None) -> str:
+    """sha256 over the source of ``modules`` and everything of the package they import (:func:`module_files`):
+    relative path and content of each file, in sorted order. A step that records it reruns after an edit to
+    any code it runs, and only then."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parent
+    files = sorted(module_files(*modules, root=root).values())
+    return fingerprint(*((f.relative_to(root).as_posix(), sha256_file(f)) for f in files))
+
+
+Output = str | Path | Sequence[str | Path]
+
+
+def _output_key(output: Output) -> str | list[str]:
+    return str(output) if isinstance(output, (str, Path)) else [str(p) for p in output]
+
+
+def _output_paths(output: Output) -> list[Path]:
+    return [Path(output)] if isinstance(output, (str, Path)) else [Path(p) for p in output]
+
+
+def sha256_output(output: Output) -> str:
+    """sha256 of one file or directory (:func:`sha256_path`), or of a list of them (their sha256s in order)."""
+    if isinstance(output, (str, Path)):
+        return sha256_path(output)
+    return fingerprint(*(sha256_path(p) for p in output))
+
+
 class Ledger:
     """The JSON ledger of one stage's outputs.
 
@@ -69,23 +152,23 @@ class Ledger:
             except DataError:  # a damaged ledger only costs a rebuild
                 self.entries = {}
 
-    def is_current(self, name: str, output: str | Path, inputs: str) -> bool:
-        """True when ``output`` exists, is byte-identical to what was recorded, and came from ``inputs``."""
+    def is_current(self, name: str, output: Output, inputs: str) -> bool:
+        """True when ``output`` (a file, a directory, or a list of them) exists, is byte-identical to what was
+        recorded, and came from ``inputs``."""
         entry = self.entries.get(name)
-        output = Path(output)
         return (
             not self.force
             and entry is not None
             and entry.get("inputs") == inputs
-            and entry.get("file") == str(output)
-            and output.exists()
-            and entry.get("sha256") == sha256_path(output)
+            and entry.get("file") == _output_key(output)
+            and all(p.exists() for p in _output_paths(output))
+            and entry.get("sha256") == sha256_output(output)
         )
 
-    def record(self, name: str, output: str | Path, inputs: str, **info: Any) -> str:
+    def record(self, name: str, output: Output, inputs: str, **info: Any) -> str:
         """Record that ``output`` was just produced from ``inputs`` (plus ``info``); returns its sha256."""
-        digest = sha256_path(output)
-        self.entries[name] = {"inputs": inputs, "sha256": digest, "file": str(output), **info}
+        digest = sha256_output(output)
+        self.entries[name] = {"inputs": inputs, "sha256": digest, "file": _output_key(output), **info}
         write_json(self.path, self.entries)
         return digest
 
