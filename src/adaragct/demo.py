@@ -9,16 +9,16 @@ validation volumes: the base model, and the rag model with retrieval none / orac
 claims checked one line each; the tables and claims go to the terminal and ``outputs/demo/results.md``,
 ``results.json`` and ``results.png``.
 
-Each step is skipped when it already ran with the same settings and upstream outputs (``outputs/demo/state.json``);
-changing e.g. the training steps reruns that stage and everything after it, and editing the generation or
-retrieval code reruns generation, the evaluation code rescoring. Every stage runs with ``threads`` threads
+Each step is skipped when it already ran with the same settings, upstream outputs and code (the ledger
+``outputs/demo/state.json``, :mod:`adaragct.ledger`); changing e.g. the training steps reruns that stage and
+everything after it. A step's code is every module its entry point imports
+(:func:`adaragct.ledger.code_fingerprint`): editing ``data/bundle.py`` retrains and regenerates, editing
+``generation/`` regenerates (and rescores predictions that changed), editing ``eval/`` only rescores. Every stage runs with ``threads`` threads
 (``adaragct.determinism``), so two runs from scratch write the same bytes whatever the machine's core count.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
 import time
@@ -28,44 +28,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from adaragct.ledger import Ledger, code_fingerprint, fingerprint, sha256_path
+
 log = logging.getLogger(__name__)
-
-
-class DemoState:
-    """``state.json``: a fingerprint per finished step, so a rerun skips what is done and valid."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.data = json.loads(path.read_text()) if path.is_file() else {}
-
-    def done(self, step: str, fingerprint: str) -> bool:
-        return self.data.get(step, {}).get("fingerprint") == fingerprint
-
-    def record(self, step: str, fingerprint: str, **info: Any) -> None:
-        from adaragct.io import write_json
-
-        self.data[step] = {"fingerprint": fingerprint, **info}
-        write_json(self.path, self.data)
-
-
-def _fingerprint(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-# the code that decides what inference writes: editing it reruns the (fast) generate step (the evaluation code
-# reruns scoring, see _score), so results.md never mixes predictions of old code with the README's numbers
-_INFER_CODE = ("generation", "retrieval", "infer.py", "data/prompt.py")
-
-
-def _code_fingerprint(parts: tuple[str, ...] = _INFER_CODE, root: Path | None = None) -> str:
-    """A hash over the ``.py`` files of ``parts`` (packages or modules under ``root``, default: adaragct)."""
-    root = root or Path(__file__).resolve().parent
-    files = sorted(
-        f for part in parts for f in ([root / part] if part.endswith(".py") else (root / part).rglob("*.py"))
-    )
-    return _fingerprint(
-        *((str(f.relative_to(root)), hashlib.sha256(f.read_bytes()).hexdigest()) for f in files)
-    )
 
 
 def _compose(name: str, overrides: list[str]) -> DictConfig:
@@ -89,7 +54,8 @@ def _cell_run_name(cfg: DictConfig) -> list[str]:
     return [f"run_name=${{data.name}}_${{model.name}}_${{stage.name}}_{cfg.cell}"]
 
 
-def _train(stage: str, cfg: DictConfig, common: list[str], state: DemoState, upstream: str) -> str:
+def _train(stage: str, cfg: DictConfig, common: list[str], ledger: Ledger, upstream: str) -> str:
+    """Train ``stage`` unless its checkpoint is current; returns the checkpoint's sha256 (what later steps key on)."""
     from adaragct.train import train
 
     tcfg = _compose(
@@ -102,26 +68,28 @@ def _train(stage: str, cfg: DictConfig, common: list[str], state: DemoState, ups
             *cfg.train_overrides[stage],
         ],
     )
-    fp = _fingerprint(
-        _relevant(tcfg, ("model", "stage", "trainer", "datamodule", "prompt", "seed")), upstream
+    inputs = fingerprint(
+        _relevant(tcfg, ("model", "stage", "trainer", "datamodule", "prompt", "seed")),
+        upstream,
+        code_fingerprint("adaragct.train"),
     )
-    last = Path(tcfg.checkpoint_dir) / "last"
-    if state.done(f"train_{stage}", fp) and last.exists():
+    step, last = f"train_{stage}", Path(tcfg.checkpoint_dir) / "last"
+    if ledger.is_current(step, last, inputs):
         print(f"[demo] train stage={stage}: up to date ({last.resolve()})")
-        return fp
+        return ledger.sha256(step)
     if Path(tcfg.checkpoint_dir).exists():  # settings changed: start clean rather than resume stale state
         shutil.rmtree(tcfg.checkpoint_dir)
     print(f"[demo] train stage={stage}: {tcfg.trainer.max_steps} optimizer steps")
     _threads(cfg)
     metrics = train(tcfg)
-    state.record(
-        f"train_{stage}", fp, checkpoint=str(last.resolve()), **{k: round(v, 4) for k, v in metrics.items()}
+    return ledger.record(
+        step, last, inputs, checkpoint=str(last.resolve()), **{k: round(v, 4) for k, v in metrics.items()}
     )
-    return fp
 
 
-def _infer(run: DictConfig, cfg: DictConfig, common: list[str], state: DemoState, upstream: str) -> dict:
-    """Generate the predictions of one (stage, retrieval) row, unless they are up to date."""
+def _infer(run: DictConfig, cfg: DictConfig, common: list[str], ledger: Ledger, upstream: str) -> dict:
+    """Generate the predictions of one (stage, retrieval) row, unless they are up to date; returns the ledger
+    entry (``file``: the predictions, throughput)."""
     from adaragct.infer import run_infer
 
     name = f"{run.stage}_{run.retrieval}"
@@ -140,40 +108,35 @@ def _infer(run: DictConfig, cfg: DictConfig, common: list[str], state: DemoState
             *cfg.infer_overrides,
         ],
     )
-    fp = _fingerprint(
+    inputs = fingerprint(
         _relevant(icfg, ("generation", "retrieval", "split", "limit", "prompt", "seed")), upstream
     )
-    predictions = out / "predictions.jsonl"
-    if state.done(f"infer_{name}", fp) and predictions.is_file():
+    step, predictions = f"infer_{name}", out / "predictions.jsonl"
+    if ledger.is_current(step, predictions, inputs):
         print(f"[demo] infer {name}: up to date")
-        return state.data[f"infer_{name}"]
+        return ledger.entry(step)
     if out.exists():
         shutil.rmtree(out)  # another checkpoint or settings: old predictions must not be resumed
     _threads(cfg)
     summary = run_infer(icfg)
-    info = {
-        "predictions": str(predictions),
-        "tokens_per_s": summary["tokens_per_s"],
-        "retrievals_per_report": summary["retrievals_per_report"],
-        "seconds": summary["seconds"],
-    }
-    state.record(f"infer_{name}", fp, **info)
-    return state.data[f"infer_{name}"]
+    keys = ("tokens_per_s", "retrievals_per_report", "seconds")
+    ledger.record(step, predictions, inputs, **{k: summary[k] for k in keys})
+    return ledger.entry(step)
 
 
-def _baselines(cfg: DictConfig, common: list[str], state: DemoState, data_fp: str) -> dict[str, str]:
+def _baselines(cfg: DictConfig, common: list[str], ledger: Ledger, data_fp: str) -> dict[str, str]:
     """Write the copy baselines' predictions (seconds); ``{row name: predictions path}``."""
     from adaragct.data.cohort import load_split
     from adaragct.experiments.baselines import write_copy_predictions
 
     settings = OmegaConf.to_container(cfg.baselines, resolve=True)
-    code = _code_fingerprint(("experiments/baselines.py", "data/cohort.py"))
+    code = code_fingerprint("adaragct.experiments.baselines", "adaragct.data.cohort")
     out, volumes = {}, None
     for name in settings["rows"]:
         path = Path(cfg.results_dir) / f"copy_{name}" / "predictions.jsonl"
-        fp = _fingerprint(data_fp, name, settings["seed"], settings["center"], code)
+        inputs = fingerprint(data_fp, name, settings["seed"], settings["center"], code)
         out[f"copy/{name}"] = str(path)
-        if state.done(f"copy_{name}", fp) and path.is_file():
+        if ledger.is_current(f"copy_{name}", path, inputs):
             print(f"[demo] copy baseline {name}: up to date")
             continue
         if volumes is None:
@@ -183,26 +146,26 @@ def _baselines(cfg: DictConfig, common: list[str], state: DemoState, data_fp: st
             path, name, volumes["train"], volumes["valid"], seed=settings["seed"], center=settings["center"]
         )
         print(f"[demo] copy baseline {name}: {path}")
-        state.record(f"copy_{name}", fp, predictions=str(path))
+        ledger.record(f"copy_{name}", path, inputs)
     return out
 
 
-def _score(name: str, predictions: str, cfg: DictConfig, state: DemoState, labels_csv: str) -> dict[str, Any]:
+def _score(name: str, predictions: str, cfg: DictConfig, ledger: Ledger, labels_csv: str) -> dict[str, Any]:
     """metrics.json (with bootstrap intervals) beside ``predictions``, unless up to date; returns the metrics."""
     from adaragct.eval.runner import EvalOptions, run_evaluation
-    from adaragct.retrieval.bank import sha256_file
+    from adaragct.io import read_json
 
     output = Path(predictions).with_name("metrics.json")
     boot = cfg.bootstrap
-    fp = _fingerprint(
-        sha256_file(predictions),
-        sha256_file(labels_csv),
+    inputs = fingerprint(
+        sha256_path(predictions),
+        sha256_path(labels_csv),
         boot.num_resamples,
         boot.seed,
-        _code_fingerprint(("eval",)),
+        code_fingerprint("adaragct.eval.runner"),
     )
-    if state.done(f"score_{name}", fp) and output.is_file():
-        return json.loads(output.read_text())
+    if ledger.is_current(f"score_{name}", output, inputs):
+        return read_json(output)
     _threads(cfg)
     metrics = run_evaluation(
         EvalOptions(
@@ -214,7 +177,7 @@ def _score(name: str, predictions: str, cfg: DictConfig, state: DemoState, label
             meteor=False,
         )
     )
-    state.record(f"score_{name}", fp, metrics_json=str(output))
+    ledger.record(f"score_{name}", output, inputs)
     return metrics
 
 
@@ -236,7 +199,7 @@ def _row(name: str, metrics: dict[str, Any], info: dict[str, Any] | None) -> dic
         },
         "duplicate_rate": metrics.get(f"{task}/duplicate_rate"),
         "retrievals_per_report": info["retrievals_per_report"] if info else None,
-        "predictions": info["predictions"] if info else None,
+        "predictions": info["file"] if info else None,
     }
 
 
@@ -324,25 +287,24 @@ def _report(
     print(f"[demo] written: {results / 'results.md'}, {results / 'results.png'}, {results / 'results.json'}")
 
 
-def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
-    """Run (or skip) every step and return the results rows."""
-    from adaragct.index import run as run_index
-    from adaragct.prepare import run_prepare
-    from adaragct.retrieval.bank import sha256_file
-
-    results = Path(cfg.results_dir)
-    results.mkdir(parents=True, exist_ok=True)
-    state = DemoState(results / "state.json")
-    common = [
+def _common_overrides(cfg: DictConfig) -> list[str]:
+    """The demo's paths and ``overrides`` (an ablation cell's change), passed to every stage it composes."""
+    return [
         f"paths.root_dir={cfg.paths.root_dir}",
         f"paths.data_dir={cfg.paths.data_dir}",
         f"paths.output_root={cfg.paths.output_root}",
         f"paths.cache_dir={cfg.paths.cache_dir}",
         *cfg.overrides,
     ]
+
+
+def _prepare_and_index(cfg: DictConfig, common: list[str], clock: StepClock) -> tuple[dict[str, Any], str]:
+    """Steps 1-2 (their own ledgers skip what is done); returns the prepare summary and the index's fingerprint."""
+    from adaragct.index import run as run_index
+    from adaragct.prepare import run_prepare
+
+    results = Path(cfg.results_dir)
     data_common = [c for c in common if not c.startswith("experiment=")]
-    clock = StepClock(results / "timings.json")
-    clock.step("prepare", f"1/8 prepare (threads: {_threads(cfg)['threads']})")
     prepare = [*data_common, *cfg.get("prepare_overrides", []), f"paths.output_dir={results}/prepare"]
     summary = run_prepare(_compose("prepare", prepare))
     clock.step("index", "2/8 index")
@@ -353,29 +315,49 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
     index = run_index(
         _compose("index", [*no_model, f"paths.output_dir={results}/index", "index.progress=false"])
     )
+    files = [sha256_path(p) for p in index["paths"].values() if Path(p).is_file()]
+    return summary, fingerprint(index["encoder_id"], *files)
+
+
+def _generate(
+    cfg: DictConfig, common: list[str], ledger: Ledger, checkpoints: dict[str, str], index_fp: str
+) -> dict[str, dict[str, Any]]:
+    """Step 6: ``{row name: ledger entry}`` of every (stage, retrieval) row of ``cfg.runs``."""
+    code = code_fingerprint("adaragct.infer")
+    return {
+        f"{run.stage}/{run.retrieval}": _infer(
+            run, cfg, common, ledger, fingerprint(checkpoints[run.stage], index_fp, code)
+        )
+        for run in cfg.runs
+    }
+
+
+def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Run (or skip) the module docstring's steps 1-8 and return the results rows."""
+    results = Path(cfg.results_dir)
+    results.mkdir(parents=True, exist_ok=True)
+    ledger, common = Ledger(results / "state.json"), _common_overrides(cfg)
+    clock = StepClock(results / "timings.json")
+    clock.step("prepare", f"1/8 prepare (threads: {_threads(cfg)['threads']})")
+    summary, index_fp = _prepare_and_index(cfg, common, clock)
     data_fp = summary["fingerprint"]  # the cohort, the tokenizer and the tiny LM as prepared
-    index_fp = _fingerprint(
-        index["encoder_id"], *(sha256_file(p) for p in index["paths"].values() if Path(p).is_file())
-    )
     clock.step("train_base", "3/8 train stage=base")
-    base_fp = _train("base", cfg, common, state, data_fp)
-    rag_fp = None  # an ablation cell with base rows only (conf/demo_ablation/) trains no rag model
-    if any(run.stage == "rag" for run in cfg.runs):
+    checkpoints = {"base": _train("base", cfg, common, ledger, data_fp)}
+    if any(
+        run.stage == "rag" for run in cfg.runs
+    ):  # an ablation cell with base rows only trains no rag model
         clock.step("train_rag", "4/8 train stage=rag")
-        rag_fp = _train("rag", cfg, common, state, _fingerprint(base_fp, index_fp))
+        checkpoints["rag"] = _train("rag", cfg, common, ledger, fingerprint(checkpoints["base"], index_fp))
     clock.step("baselines", "5/8 copy baselines")
-    predictions = _baselines(cfg, common, state, data_fp)
+    predictions = _baselines(cfg, common, ledger, data_fp)
     clock.step("generate", "6/8 generate")
-    infos, code_fp = {}, _code_fingerprint()
-    for run in cfg.runs:
-        upstream = _fingerprint(base_fp if run.stage == "base" else rag_fp, index_fp, code_fp)
-        infos[f"{run.stage}/{run.retrieval}"] = _infer(run, cfg, common, state, upstream)
-        predictions[f"{run.stage}/{run.retrieval}"] = infos[f"{run.stage}/{run.retrieval}"]["predictions"]
+    infos = _generate(cfg, common, ledger, checkpoints, index_fp)
+    predictions.update({name: info["file"] for name, info in infos.items()})
     clock.throughput(infos)
     clock.step("score", f"7/8 score ({cfg.bootstrap.num_resamples} bootstrap resamples)")
     labels_csv = _compose("infer", common).data.valid_labels_csv
     rows = [
-        _row(name, _score(name.replace("/", "_"), path, cfg, state, labels_csv), infos.get(name))
+        _row(name, _score(name.replace("/", "_"), path, cfg, ledger, labels_csv), infos.get(name))
         for name, path in predictions.items()
     ]
     clock.step("report", "8/8 paired comparisons, claims, results")
