@@ -54,15 +54,6 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _module_sha(module: str) -> str:
-    """sha256 of a module's source: a code change of a step redoes it."""
-    import importlib.util
-
-    from adaragct.ledger import sha256_file
-
-    return sha256_file(importlib.util.find_spec(module).origin)
-
-
 def _train_texts(cfg: DictConfig, checked: dict[str, Any]) -> list[str]:
     """The distinct training reports (sorted), or a seeded sample of ``tiny_lm.max_reports`` of them."""
     import random
@@ -78,10 +69,10 @@ def _tokenizer(cfg: DictConfig, texts: list[str], ledger: Any) -> str:
     """Step 3: model=tiny's BPE tokenizer trained on the training reports."""
     from adaragct.data.tokenizer import train_bpe_tokenizer
     from adaragct.io import atomic_dir
-    from adaragct.ledger import fingerprint
+    from adaragct.ledger import code_fingerprint, fingerprint
 
     target = Path(cfg.data.tokenizer_dir)
-    inputs = fingerprint(texts, cfg.tokenizer.vocab_size, _module_sha("adaragct.data.tokenizer"))
+    inputs = fingerprint(texts, cfg.tokenizer.vocab_size, code_fingerprint("adaragct.data.tokenizer"))
     if ledger.is_current("tokenizer", target, inputs):
         return "up to date"
     log.info(
@@ -98,7 +89,7 @@ def _tokenizer(cfg: DictConfig, texts: list[str], ledger: Any) -> str:
 def _tiny_lm(cfg: DictConfig, texts: list[str], ledger: Any) -> str:
     """Step 4: pretrain the composed tiny model (``model=tiny``/``tiny_large``) on the training reports, into
     ``model.path`` (the stand-in for Llama's pretrained weights)."""
-    from adaragct.ledger import fingerprint
+    from adaragct.ledger import code_fingerprint, fingerprint
 
     size = cfg.model.get("size")
     if not cfg.tiny_lm.enabled or not size:
@@ -119,7 +110,7 @@ def _tiny_lm(cfg: DictConfig, texts: list[str], ledger: Any) -> str:
         size,
         cfg.seed,
         torch.get_num_threads(),
-        _module_sha("adaragct.models.tiny_lm"),
+        code_fingerprint("adaragct.models.tiny_lm"),
     )
     if ledger.is_current(f"lm_{cfg.model.name}", target, inputs):
         return "up to date"
@@ -224,7 +215,7 @@ def run_prepare(cfg: DictConfig) -> dict[str, Any]:
     inputs = fingerprint(
         [v.volume_id for s in ("train", "valid") for v in checked["volumes"][s]],
         texts,
-        cohort and {k: cohort[k] for k in ("generator", "generator_version")},
+        cohort and cohort["inputs"],
     )
     if ledger.is_current("summary", summary_path, inputs):
         summary = read_json(summary_path)
@@ -233,11 +224,7 @@ def run_prepare(cfg: DictConfig) -> dict[str, Any]:
         log.info("[5/5] summary (counts, text variety, bottleneck, organ probes)")
         summary = dataset_summary(checked, data["whole_key"])
         if cohort is not None:
-            summary.update(
-                label_text=cohort["label_text"],
-                generator=cohort["generator"],
-                generator_version=cohort["generator_version"],
-            )
+            summary.update(label_text=cohort["label_text"], generator=cohort["generator"])
         write_json(summary_path, summary)
         ledger.record("summary", summary_path, inputs)
         status["summary"] = "written"

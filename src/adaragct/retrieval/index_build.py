@@ -105,9 +105,8 @@ class IndexBuild:
 
     def database(self) -> None:
         """2. the training-sentence database: the release's, or split and tagged from the training reports."""
-        import adaragct.data.sentences as sentences
         from adaragct.data.bundle import read_sentence_database
-        from adaragct.ledger import fingerprint, sha256_file
+        from adaragct.ledger import code_fingerprint, fingerprint
         from adaragct.retrieval import database as db
 
         release = self.release_file("database")
@@ -116,9 +115,7 @@ class IndexBuild:
             self._check_database_volumes(release, records)
             return
         train = self.ids["train"]
-        inputs = fingerprint(
-            [self.reports["train"][v] for v in train], train, sha256_file(sentences.__file__)
-        )
+        inputs = fingerprint([self.reports["train"][v] for v in train], train, code_fingerprint(db.__name__))
 
         def write(path: Path) -> None:
             tagged = db.tag_reports(
@@ -268,7 +265,8 @@ class IndexBuild:
     def _build_neighbours(self, why: str) -> None:
         from adaragct.data.bundle import VISD_BOOST_KEYS, read_image_neighbours
         from adaragct.io import write_json
-        from adaragct.ledger import fingerprint, sha256_file
+        from adaragct.ledger import code_fingerprint, fingerprint, sha256_file
+        from adaragct.retrieval import neighbours as nb
         from adaragct.retrieval.neighbours import image_neighbours, organ_vectors, training_means
 
         settings, other = (
@@ -276,7 +274,9 @@ class IndexBuild:
             self.cfg.neighbours.other_source,
         )
         files = [sha256_file(p) for split in self.emb_files.values() for p in split]
-        inputs = fingerprint(files, self.ids["train"], self.ids["valid"], settings)
+        inputs = fingerprint(
+            files, self.ids["train"], self.ids["valid"], settings, code_fingerprint(nb.__name__)
+        )
 
         def arrays(split: str) -> tuple[dict, Any]:
             ids, loaded = self.ids[split], self.embeddings[split]
@@ -348,16 +348,18 @@ class IndexBuild:
         return {v: self.valid_tagged_[v] for v in ids}
 
     def _build_contexts(self, piece: str) -> None:
-        import adaragct.data.sentences as sentences
-        from adaragct.ledger import fingerprint, sha256_file
+        from adaragct.ledger import code_fingerprint, fingerprint
         from adaragct.retrieval import contexts as ctx
+        from adaragct.retrieval import database as db
 
         valid_refs = [self.reports["valid"][v] for v in self.ids["valid"]]
         embeddings, neighbours = self.ledger.sha256("embeddings"), self.ledger.sha256("neighbours")
-        base = [self.bank_.encoder_id, embeddings, neighbours, valid_refs, sha256_file(sentences.__file__)]
+        # the code: the contexts, the tagging of the validation queries, the configured retriever's module
+        code = code_fingerprint(ctx.__name__, db.__name__, type(self.retriever).__module__)
+        base = [self.bank_.encoder_id, embeddings, neighbours, valid_refs, code]
         top_k, settings = self.cfg.contexts.top_k, OmegaConf.to_container(self.cfg.contexts, resolve=True)
         if piece == "oracle_contexts":
-            inputs = fingerprint(base, settings, sha256_file(ctx.__file__))
+            inputs = fingerprint(base, settings)
 
             def write(path: Path) -> None:
                 found = ctx.oracle_contexts(

@@ -1,16 +1,15 @@
 """Write the demo cohort to disk in the CT-RATE (SPEC 2.1) and AdaRAG-CT bundle (SPEC 2.2) layouts.
 
 Everything is written atomically (temp file + rename) and byte-for-byte deterministic under the seed: CSVs are
-rendered in memory, NPZ archives are zipped with a fixed timestamp (``np.savez`` stamps the current time). A
-``cohort.json`` records the generator config; a re-run with the same config and all files present does nothing
-unless forced. The prepare stage then treats these files exactly as it treats CT-RATE or the release bundle.
+rendered in memory, NPZ archives are zipped with a fixed timestamp (``np.savez`` stamps the current time). The
+ledger ``cohort.json`` (:mod:`adaragct.ledger`) records the generator config, the generator's code and the files'
+checksums; a re-run with the same config and code and the files unchanged does nothing unless forced. The prepare stage then treats these files exactly as it treats CT-RATE or the release bundle.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import os
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,11 +23,11 @@ from adaragct.constants import FINDINGS, ORGANS
 from adaragct.data.demo import checks
 from adaragct.data.demo.generate import SplitData, generate_cohort
 from adaragct.data.sentences import SentenceTag
-from adaragct.io import atomic_open, read_json, write_json
+from adaragct.io import atomic_open, write_json
+from adaragct.ledger import Ledger, code_fingerprint, fingerprint
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 2  # bump when the generator's output changes for the same config
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
@@ -99,33 +98,31 @@ def organ_reports_entries(split: SplitData, tagged: Tagged) -> list[dict[str, An
     return entries
 
 
-def _up_to_date(paths: Mapping[str, Path], generator: Mapping[str, Any]) -> dict[str, Any] | None:
-    record_path = paths["cohort_json"]
-    if not record_path.is_file() or not all(p.exists() for p in paths.values()):
-        return None
-    summary = read_json(record_path)
-    recorded = summary.get("generator"), summary.get("generator_version")
-    return summary if recorded == (dict(generator), GENERATOR_VERSION) else None
-
-
 def write_demo(data: Mapping[str, Any], force: bool = False) -> dict[str, Any]:
-    """Generate the demo cohort from ``data.generator`` and write every file; returns the cohort record.
+    """Generate the demo cohort from ``data.generator`` and write every file; returns the ledger entry.
 
-    The record (``cohort.json``, written last) holds the generator config and version and the label/text check.
-    Skips all work (and returns the recorded one) when it records the same generator config and every file
-    exists, unless ``force``. Everything downstream of the files (tokenizer, tiny LM, summary) is the prepare
-    stage's, the same for every dataset.
+    The entry (``cohort.json``, written last) holds the inputs fingerprint (generator config and code), the files,
+    the generator config and the label/text check. Skips all work when they are current, unless ``force``.
+    Everything downstream of the files (tokenizer, tiny LM, summary) is the prepare stage's, the same for every
+    dataset.
     """
     generator = {k: data["generator"][k] for k in data["generator"]}
     paths = demo_paths(data)
-    if not force and (record := _up_to_date(paths, generator)) is not None:
-        log.info(
-            "demo cohort in %s is up to date (same generator config); force=true rewrites it", data["root"]
-        )
-        return {**record, "skipped": True}
+    ledger = Ledger(paths["cohort_json"], force=force)
+    files = [p for k, p in paths.items() if k != "cohort_json"]
+    inputs = fingerprint(generator, code_fingerprint(__name__))
+    if ledger.is_current("cohort", files, inputs):
+        log.info("demo cohort in %s is up to date (same generator config and code)", data["root"])
+        return {**ledger.entry("cohort"), "skipped": True}
     log.info("demo cohort: drawing it (seed %s)", generator["seed"])
     splits = generate_cohort(generator)
-    train, valid = splits["train"], splits["valid"]
+    label_text = _write_files(paths, splits["train"], splits["valid"])
+    ledger.record("cohort", files, inputs, generator=generator, label_text=label_text)
+    return {**ledger.entry("cohort"), "skipped": False}
+
+
+def _write_files(paths: Mapping[str, Path], train: SplitData, valid: SplitData) -> dict[str, Any]:
+    """Every file of the cohort; returns the label/text agreement check."""
     log.info("demo cohort: writing CT-RATE layout reports and labels")
     write_csv(paths["train_reports_csv"], reports_frame(train))
     write_csv(paths["valid_reports_csv"], reports_frame(valid))
@@ -142,11 +139,4 @@ def write_demo(data: Mapping[str, Any], force: bool = False) -> dict[str, Any]:
     tagged = tag_unique_reports(reports)
     write_json(paths["valid_organ_reports_json"], organ_reports_entries(valid, tagged))
     labels = np.concatenate([train.cohort.volume_labels(), valid.cohort.volume_labels()])
-    record = {
-        "generator": generator,
-        "generator_version": GENERATOR_VERSION,
-        "label_text": checks.label_text_agreement(reports, labels, tagged),
-        "files": {k: os.path.relpath(p, data["root"]) for k, p in paths.items()},
-    }
-    write_json(paths["cohort_json"], record)
-    return {**record, "skipped": False}
+    return checks.label_text_agreement(reports, labels, tagged)
