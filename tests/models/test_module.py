@@ -11,9 +11,14 @@ import pytest
 import torch
 
 from adaragct.data.prompt import IGNORE_INDEX
-from adaragct.models.module import ReportGenerationModule, warmup_cosine
+from adaragct.models.module import ReportGenerationModule, warmup_cosine, warmup_cosine_schedule
 from adaragct.models.vlm import report_loss
 from tests.models.conftest import model_cfg, random_visual, stage_cfg
+
+
+def _schedule(warmup_steps: int = 2) -> functools.partial:
+    """What ``conf/stage/*.yaml: scheduler`` instantiates to."""
+    return functools.partial(warmup_cosine_schedule, warmup_steps=warmup_steps, min_lr_ratio=0.01)
 
 
 def test_loss_ignores_masked_positions() -> None:
@@ -49,6 +54,7 @@ def test_optimizer_holds_only_trainable_parameters(tokenizer_dir, tokenizer, sta
         stage_cfg(stage),
         tokenizer,
         optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
+        scheduler=_schedule(),
     )
     module.configure_model()
     trainer = L.Trainer(max_steps=10, accelerator="cpu", logger=False, enable_checkpointing=False)
@@ -101,9 +107,10 @@ def test_schedule_counts_optimizer_steps_with_accumulation(tokenizer_dir, tokeni
     loader = DataLoader([batch] * 24, batch_size=2)
     module = ReportGenerationModule(
         model_cfg(tokenizer_dir),
-        stage_cfg("base", scheduler={"warmup_steps": 2, "min_lr_ratio": 0.01}),
+        stage_cfg("base"),
         tokenizer,
         optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
+        scheduler=_schedule(2),
     )
     recorder = _LRRecorder()
     trainer = L.Trainer(
@@ -130,6 +137,7 @@ def test_hyperparameters_hold_no_modules(tokenizer_dir, tokenizer) -> None:
         stage_cfg("base"),
         tokenizer,
         optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
+        scheduler=_schedule(),
     )
     assert set(module.hparams) == {"model", "stage", "init_from"}
     flat = str(dict(module.hparams))
@@ -139,9 +147,10 @@ def test_hyperparameters_hold_no_modules(tokenizer_dir, tokenizer) -> None:
 def test_warmup_longer_than_the_run_is_shortened_with_a_warning(tokenizer_dir, tokenizer, caplog) -> None:
     module = ReportGenerationModule(
         model_cfg(tokenizer_dir),
-        stage_cfg("base", scheduler={"warmup_steps": 500, "min_lr_ratio": 0.01}),
+        stage_cfg("base"),
         tokenizer,
         optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
+        scheduler=_schedule(500),
     )
     module.configure_model()
     module.trainer = L.Trainer(max_steps=20, accelerator="cpu", logger=False, enable_checkpointing=False)
@@ -150,3 +159,30 @@ def test_warmup_longer_than_the_run_is_shortened_with_a_warning(tokenizer_dir, t
     assert scheduler.lr_lambdas[0](0) == pytest.approx(0.5) and scheduler.lr_lambdas[0](1) == pytest.approx(
         1.0
     )
+
+
+@pytest.mark.parametrize("stage", ["base", "rag"])
+def test_the_stage_scheduler_node_gives_the_same_lr_sequence_as_before(stage: str) -> None:
+    """conf/stage/*.yaml: scheduler is a ``_partial_`` node beside the optimizer; instantiated and completed with
+    the optimizer and the run length, it yields bit for bit the LambdaLR(warmup_cosine) sequence it replaced."""
+    from hydra.utils import instantiate
+
+    from tests.conftest import compose_config
+
+    node = compose_config("train", [f"stage={stage}", "paths.output_dir=/tmp/unused"]).stage
+    total, warmup = 1200, int(node.scheduler.warmup_steps)
+
+    def lrs(make) -> list[float]:
+        optimizer = instantiate(node.optimizer)([torch.nn.Parameter(torch.zeros(1))])
+        scheduler, out = make(optimizer), []
+        for _ in range(total):
+            out.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return out
+
+    ours = lrs(lambda opt: instantiate(node.scheduler)(opt, total_steps=total))
+    before = lrs(
+        lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, warmup, total, 0.01))
+    )
+    assert ours == before and ours[warmup - 1] == node.optimizer.lr

@@ -3,9 +3,12 @@
 The model is built in ``configure_model`` so that FSDP/DeepSpeed can shard it as it is created. Only the
 trainable state (LoRA, projector when trained, new-token rows) goes into Lightning's ``.ckpt`` files: the base
 LLM is rebuilt from its builder on resume, never pickled. ``save_hyperparameters`` keeps the plain config dicts
-only (the tokenizer and the optimizer factory are runtime objects).
+only (the tokenizer and the optimizer and scheduler factories are runtime objects).
 
-    module = ReportGenerationModule(cfg.model, cfg.stage, tokenizer, optimizer=instantiate(cfg.stage.optimizer))
+    module = ReportGenerationModule(
+        cfg.model, cfg.stage, tokenizer,
+        optimizer=instantiate(cfg.stage.optimizer), scheduler=instantiate(cfg.stage.scheduler),
+    )
 """
 
 from __future__ import annotations
@@ -37,6 +40,31 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: 
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def warmup_cosine_schedule(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, min_lr_ratio: float
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """:func:`warmup_cosine` over ``total_steps`` optimizer steps: ``conf/stage/*.yaml: scheduler`` is a
+    ``_partial_`` node of it (warmup, floor), completed with the optimizer and the run's length at fit time.
+
+    A warmup as long as the run (debug runs of a few steps with a paper config) is shortened to a tenth of the run,
+    with a warning.
+    """
+    warmup = int(warmup_steps)
+    if warmup >= total_steps:
+        log.warning(
+            "conf/stage: scheduler.warmup_steps=%d >= %d optimizer steps of this run; using %d "
+            "(fix: lower stage.scheduler.warmup_steps or raise trainer.max_steps)",
+            warmup,
+            total_steps,
+            total_steps // 10,
+        )
+        warmup = total_steps // 10
+    floor = float(min_lr_ratio)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, warmup, total_steps, floor)
+    )
+
+
 class ReportGenerationModule(LightningModule):
     """Trains a ``ReportModel`` on report batches (``input_ids``, ``attention_mask``, ``labels``, ``visual``).
 
@@ -45,6 +73,8 @@ class ReportGenerationModule(LightningModule):
         stage_cfg: ``cfg.stage`` as a dict (lora, scheduler, rag_loss_weight, ...).
         tokenizer: the tokenizer (runtime object, not a hyper-parameter).
         optimizer: ``partial(torch.optim.AdamW, lr=...)`` from ``cfg.stage.optimizer``.
+        scheduler: ``partial(warmup_cosine_schedule, warmup_steps=..., min_lr_ratio=...)`` from
+            ``cfg.stage.scheduler``; called with the optimizer and ``total_steps``.
         init_from: stage rag: the stage=base checkpoint to merge.
         device: ``"meta"`` builds without weights (size checks only).
     """
@@ -55,6 +85,7 @@ class ReportGenerationModule(LightningModule):
         stage_cfg: Mapping[str, Any],
         tokenizer: Any,
         optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler],
         init_from: str | None = None,
         device: str | None = None,
     ) -> None:
@@ -63,7 +94,8 @@ class ReportGenerationModule(LightningModule):
             {"model": dict(model_cfg), "stage": dict(stage_cfg), "init_from": init_from}
         )
         self.model_cfg, self.stage_cfg, self.tokenizer = dict(model_cfg), dict(stage_cfg), tokenizer
-        self.optimizer_factory, self.init_from, self.build_device = optimizer, init_from, device
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.init_from, self.build_device = init_from, device
         self.model = None
         self.strict_loading = False  # .ckpt files hold the trainable state only
         self._tick: float | None = None
@@ -127,20 +159,8 @@ class ReportGenerationModule(LightningModule):
         no_decay = [p for n, p in named if "trainable_tokens" in n or n.endswith(".bias")]
         decay = [p for n, p in named if not ("trainable_tokens" in n or n.endswith(".bias"))]
         optimizer = self.optimizer_factory([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
-        total = int(self.trainer.estimated_stepping_batches)
-        sched = self.stage_cfg["scheduler"]
-        warmup, floor = int(sched["warmup_steps"]), float(sched["min_lr_ratio"])
-        if warmup >= total:  # debug runs (a few steps) with a paper config: shorten warmup, loudly
-            log.warning(
-                "conf/stage: scheduler.warmup_steps=%d >= %d optimizer steps of this run; using %d "
-                "(fix: lower stage.scheduler.warmup_steps or raise trainer.max_steps)",
-                warmup,
-                total,
-                total // 10,
-            )
-            warmup = total // 10
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: warmup_cosine(s, warmup, total, floor)
+        scheduler = self.scheduler_factory(
+            optimizer, total_steps=int(self.trainer.estimated_stepping_batches)
         )
         return {
             "optimizer": optimizer,

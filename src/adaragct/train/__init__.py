@@ -67,16 +67,10 @@ def _callbacks(cfg: DictConfig, tokenizer: Any, config_yaml: str) -> list[Any]:
     ]
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Run one training stage; return the final callback metrics (``val/loss`` is the sweep objective)."""
+def _seed(cfg: DictConfig) -> str:
+    """Step 1: threads and seeds (data order, context rolls, LoRA init); returns the resolved config as YAML."""
     import lightning as L
 
-    from adaragct.data.datamodule import ReportDataModule
-    from adaragct.data.prompt import PromptConfig
-    from adaragct.models.builders import load_tokenizer
-    from adaragct.models.module import ReportGenerationModule
-
-    # 1. seed everything (data order, context rolls, LoRA init)
     if cfg.get("threads"):  # the same bits on any machine size (adaragct.determinism)
         from adaragct.determinism import apply_threads
 
@@ -84,15 +78,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     if cfg.stage.name == "rag" and cfg.stage.get("init_from") and Path(cfg.stage.init_from).exists():
         cfg.stage.init_from = str(Path(cfg.stage.init_from).resolve())  # record step-N, not the moving `last`
-    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    return OmegaConf.to_yaml(cfg, resolve=True)
 
-    # 2. tokenizer with the SPEC 4 special tokens (from the model directory: tiny = the pretrained demo LM)
-    tokenizer = load_tokenizer(cfg.model.path)
 
-    # 3. data: stage=rag rolls contexts per sample (cfg.stage.contexts), stage=base has none
+def _datamodule(cfg: DictConfig, tokenizer: Any) -> Any:
+    """Step 3: stage=rag rolls contexts per sample (``cfg.stage.contexts``), stage=base has none."""
+    from adaragct.data.datamodule import ReportDataModule
+    from adaragct.data.prompt import PromptConfig
+
     log.info("instantiating %s", ReportDataModule.__qualname__)
     contexts = OmegaConf.to_container(cfg.stage.contexts) if cfg.stage.get("contexts") else None
-    datamodule = ReportDataModule(
+    return ReportDataModule(
         cfg.data,
         tokenizer,
         PromptConfig(**cfg.prompt),
@@ -102,37 +98,24 @@ def train(cfg: DictConfig) -> dict[str, float]:
         visual_dims=dict(cfg.model.visual_dims),
     )
 
-    # 4. model: built lazily in configure_model (under the strategy); stage=rag merges stage.init_from first
-    init_from = cfg.stage.get("init_from") if cfg.stage.name == "rag" else None
-    module = ReportGenerationModule(
+
+def _module(cfg: DictConfig, tokenizer: Any) -> Any:
+    """Step 4: the LightningModule with its optimizer and scheduler factories (``cfg.stage``); the model is built
+    lazily in ``configure_model`` (under the strategy), stage=rag merging ``stage.init_from`` first."""
+    from adaragct.models.module import ReportGenerationModule
+
+    return ReportGenerationModule(
         OmegaConf.to_container(cfg.model),
         OmegaConf.to_container(cfg.stage),
         tokenizer,
         optimizer=_instantiate(cfg.stage.optimizer),
-        init_from=init_from,
+        scheduler=_instantiate(cfg.stage.scheduler),
+        init_from=cfg.stage.get("init_from") if cfg.stage.name == "rag" else None,
     )
 
-    # 5. strategy: fsdp/deepspeed on a CPU run fail here, before any model is built
-    strategy = _instantiate(cfg.strategy, accelerator=cfg.trainer.accelerator)
 
-    # 6. loggers and callbacks are runtime objects, injected here rather than written into YAML
-    loggers = _loggers(cfg)
-    callbacks = _callbacks(cfg, tokenizer, config_yaml)
-
-    # 7. trainer
-    log.info("instantiating lightning.pytorch.Trainer")
-    trainer = L.Trainer(
-        **OmegaConf.to_container(cfg.trainer),
-        strategy=strategy,
-        logger=loggers or False,
-        callbacks=callbacks,
-        default_root_dir=cfg.paths.output_dir,
-    )
-
-    # 8. fit (ckpt_path resumes from a Lightning checkpoint of this run)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-
-    # 9. summary
+def _summary(cfg: DictConfig, trainer: Any) -> dict[str, float]:
+    """Step 9: the final callback metrics, logged with the checkpoint written."""
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     last = Path(cfg.checkpoint_dir) / "last"
     log.info(
@@ -143,6 +126,39 @@ def train(cfg: DictConfig) -> dict[str, float]:
         last.resolve() if last.exists() else None,
     )
     return metrics
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run one training stage; return the final callback metrics (``val/loss`` is the sweep objective)."""
+    import lightning as L
+
+    from adaragct.models.builders import load_tokenizer
+
+    # 1. threads and seeds
+    config_yaml = _seed(cfg)
+    # 2. tokenizer with the SPEC 4 special tokens (from the model directory: tiny = the pretrained demo LM)
+    tokenizer = load_tokenizer(cfg.model.path)
+    # 3. data
+    datamodule = _datamodule(cfg, tokenizer)
+    # 4. model, optimizer, LR schedule
+    module = _module(cfg, tokenizer)
+    # 5. strategy: fsdp/deepspeed on a CPU run fail here, before any model is built
+    strategy = _instantiate(cfg.strategy, accelerator=cfg.trainer.accelerator)
+    # 6. loggers and callbacks are runtime objects, injected here rather than written into YAML
+    loggers, callbacks = _loggers(cfg), _callbacks(cfg, tokenizer, config_yaml)
+    # 7. trainer
+    log.info("instantiating lightning.pytorch.Trainer")
+    trainer = L.Trainer(
+        **OmegaConf.to_container(cfg.trainer),
+        strategy=strategy,
+        logger=loggers or False,
+        callbacks=callbacks,
+        default_root_dir=cfg.paths.output_dir,
+    )
+    # 8. fit (ckpt_path resumes from a Lightning checkpoint of this run)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    # 9. summary
+    return _summary(cfg, trainer)
 
 
 def main() -> None:
