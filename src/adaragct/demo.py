@@ -13,8 +13,9 @@ Each step is skipped when it already ran with the same settings, upstream output
 ``outputs/demo/state.json``, :mod:`adaragct.ledger`); changing e.g. the training steps reruns that stage and
 everything after it. A step's code is every module its entry point imports
 (:func:`adaragct.ledger.code_fingerprint`): editing ``data/bundle.py`` retrains and regenerates, editing
-``generation/`` regenerates (and rescores predictions that changed), editing ``eval/`` only rescores. Every stage runs with ``threads`` threads
-(``adaragct.determinism``), so two runs from scratch write the same bytes whatever the machine's core count.
+``generation/`` regenerates (and rescores predictions that changed), editing ``eval/`` only rescores. Every stage
+runs with ``threads`` threads (``adaragct.determinism``), so two runs from scratch write the same bytes whatever
+the machine's core count.
 """
 
 from __future__ import annotations
@@ -298,25 +299,27 @@ def _common_overrides(cfg: DictConfig) -> list[str]:
     ]
 
 
-def _prepare_and_index(cfg: DictConfig, common: list[str], clock: StepClock) -> tuple[dict[str, Any], str]:
-    """Steps 1-2 (their own ledgers skip what is done); returns the prepare summary and the index's fingerprint."""
-    from adaragct.index import run as run_index
+def _prepare(cfg: DictConfig, common: list[str]) -> dict[str, Any]:
+    """Step 1 (its own ledgers skip what is done): the prepare summary, whose ``fingerprint`` later steps key on."""
     from adaragct.prepare import run_prepare
 
-    results = Path(cfg.results_dir)
     data_common = [c for c in common if not c.startswith("experiment=")]
-    prepare = [*data_common, *cfg.get("prepare_overrides", []), f"paths.output_dir={results}/prepare"]
-    summary = run_prepare(_compose("prepare", prepare))
-    clock.step("index", "2/8 index")
+    prepare = [*data_common, *cfg.get("prepare_overrides", []), f"paths.output_dir={cfg.results_dir}/prepare"]
+    return run_prepare(_compose("prepare", prepare))
+
+
+def _index(cfg: DictConfig, common: list[str]) -> str:
+    """Step 2 (its own ledger skips what is done); returns the fingerprint of the index's files and encoder."""
+    from adaragct.index import run as run_index
+
     _threads(cfg)
-    no_model = [
-        c for c in data_common if not c.startswith("model")
-    ]  # index has no model node (a cell sets one)
+    # the index has no model node (a cell sets one), nor an experiment
+    no_model = [c for c in common if not c.startswith(("experiment=", "model"))]
     index = run_index(
-        _compose("index", [*no_model, f"paths.output_dir={results}/index", "index.progress=false"])
+        _compose("index", [*no_model, f"paths.output_dir={cfg.results_dir}/index", "index.progress=false"])
     )
     files = [sha256_path(p) for p in index["paths"].values() if Path(p).is_file()]
-    return summary, fingerprint(index["encoder_id"], *files)
+    return fingerprint(index["encoder_id"], *files)
 
 
 def _generate(
@@ -339,8 +342,10 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
     ledger, common = Ledger(results / "state.json"), _common_overrides(cfg)
     clock = StepClock(results / "timings.json")
     clock.step("prepare", f"1/8 prepare (threads: {_threads(cfg)['threads']})")
-    summary, index_fp = _prepare_and_index(cfg, common, clock)
+    summary = _prepare(cfg, common)
     data_fp = summary["fingerprint"]  # the cohort, the tokenizer and the tiny LM as prepared
+    clock.step("index", "2/8 index")
+    index_fp = _index(cfg, common)
     clock.step("train_base", "3/8 train stage=base")
     checkpoints = {"base": _train("base", cfg, common, ledger, data_fp)}
     if any(

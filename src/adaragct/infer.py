@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -117,28 +117,31 @@ def generate_split(
     }
 
 
-def run_infer(cfg: DictConfig) -> dict[str, Any]:
-    """Run inference for ``cfg``; returns a summary (path, counts, tokens/s, retrievals per report)."""
+def _start(cfg: DictConfig) -> tuple[int, int, str]:
+    """Seed, pin threads; returns this process's (rank, world size, device)."""
     import torch
-
-    from adaragct.data.cohort import load_split
-    from adaragct.generation.predictions import (
-        PredictionWriter,
-        done_ids_elsewhere,
-        finalize,
-        shard,
-        shard_path,
-        sibling_shards,
-    )
-    from adaragct.retrieval.runtime import load_retriever
 
     torch.manual_seed(cfg.seed)
     if cfg.get("threads"):  # the same bits on any machine size (adaragct.determinism)
         from adaragct.determinism import apply_threads
 
         apply_threads(cfg.threads)
-    rank, world = _rank_world()
-    device = _device(cfg.device)
+    return *_rank_world(), _device(cfg.device)
+
+
+class _Loaded(NamedTuple):
+    model: Any
+    tokenizer: Any
+    ckpt_cfg: dict[str, Any]
+    volumes: list
+    retriever: Any
+
+
+def _load(cfg: DictConfig, device: str) -> _Loaded:
+    """Steps 1-3: the model, the split's volumes, the retriever."""
+    from adaragct.data.cohort import load_split
+    from adaragct.retrieval.runtime import load_retriever
+
     log.info("[1/6] loading checkpoint %s on %s", cfg.ckpt, device)
     model, tokenizer, ckpt_cfg = load_generation_model(
         cfg.ckpt, device, cfg.get("ckpt_base"), cfg.model.get("dtype", "float32")
@@ -147,27 +150,34 @@ def run_infer(cfg: DictConfig) -> dict[str, Any]:
     volumes = load_split(cfg.data, cfg.split, ckpt_cfg.get("model", {}).get("visual_dims"))
     volumes = volumes[: cfg.limit] if cfg.limit else volumes
     log.info("[3/6] retriever <%s>", cfg.retrieval._target_)
-    retriever = load_retriever(cfg.retrieval, cfg.data, cfg.encoder)
+    return _Loaded(model, tokenizer, ckpt_cfg, volumes, load_retriever(cfg.retrieval, cfg.data, cfg.encoder))
+
+
+def _decode(cfg: DictConfig, loaded: _Loaded, rank: int, world: int) -> tuple[list, list, dict[str, Any]]:
+    """Steps 4-5: decode this rank's volumes not yet in a predictions file; returns (mine, todo, stats)."""
+    from adaragct.generation.predictions import PredictionWriter, done_ids_elsewhere, shard, shard_path
+
+    model, tokenizer, ckpt_cfg, volumes, retriever = loaded
     path = shard_path(cfg.predictions, rank, world)
     mine = shard(volumes, rank, world)
     earlier = done_ids_elsewhere(cfg.predictions, world)  # the final file, shards of another process count
     with PredictionWriter(path) as writer:
         todo = [v for v in mine if v.volume_id not in writer.done and v.volume_id not in earlier]
         log.info("[4/6] %d volumes, %d already in %s", len(mine), len(mine) - len(todo), path)
-        stats = generate_split(
-            cfg,
-            model,
-            tokenizer,
-            _prompt(cfg, ckpt_cfg),
-            todo,
-            retriever,
-            writer,
-            bool(cfg.progress) and rank == 0,
-        )
-    order = [v.volume_id for v in volumes]
-    if world == 1 and (todo or sibling_shards(cfg.predictions)):
-        # rows finish out of order, and shards of an earlier multi-process run may hold volumes: one file in the
-        # split's order (atomic), shards removed
+        progress = bool(cfg.progress) and rank == 0
+        prompt = _prompt(cfg, ckpt_cfg)
+        stats = generate_split(cfg, model, tokenizer, prompt, todo, retriever, writer, progress)
+    return mine, todo, stats
+
+
+def _merge(cfg: DictConfig, order: list[str], wrote: bool, rank: int, world: int, device: str) -> None:
+    """Step 6: one predictions file in the split's order (atomic), shards removed."""
+    import torch
+
+    from adaragct.generation.predictions import finalize, sibling_shards
+
+    if world == 1 and (wrote or sibling_shards(cfg.predictions)):
+        # rows finish out of order, and shards of an earlier multi-process run may hold volumes
         finalize(cfg.predictions, order)
     if world > 1:
         log.info("[6/6] merging %d shards", world)
@@ -179,6 +189,16 @@ def run_infer(cfg: DictConfig) -> dict[str, Any]:
             finalize(cfg.predictions, order)
         torch.distributed.barrier()  # the final file exists before any rank returns
         torch.distributed.destroy_process_group()
+
+
+def run_infer(cfg: DictConfig) -> dict[str, Any]:
+    """Run inference for ``cfg`` (the module docstring's steps); returns a summary (path, counts, tokens/s,
+    retrievals per report)."""
+    rank, world, device = _start(cfg)
+    loaded = _load(cfg, device)  # 1-3. checkpoint, volumes, retriever
+    volumes, retriever = loaded.volumes, loaded.retriever
+    mine, todo, stats = _decode(cfg, loaded, rank, world)  # 4-5. skip what is done, decode the rest
+    _merge(cfg, [v.volume_id for v in volumes], bool(todo), rank, world, device)  # 6. one file
     summary = {
         "predictions": str(cfg.predictions),
         "volumes": len(volumes),

@@ -175,10 +175,39 @@ def dataset_summary(checked: dict[str, Any], whole_key: str, max_reports: int = 
     return summary
 
 
-def run_prepare(cfg: DictConfig) -> dict[str, Any]:
-    """Prepare ``cfg.data``; returns the summary dict (also written as ``<data.work_dir>/summary.json``)."""
-    from adaragct.data.validate import check_dataset
+def _cohort(data: dict[str, Any], force: bool) -> dict[str, Any] | None:
+    """Step 1: ``data=demo``'s cohort files (its own ledger skips them when current); other sources are the
+    user's files, read as they are (None)."""
+    if not data.get("generator"):
+        return None
+    from adaragct.data.demo.writer import write_demo
+
+    log.info("[1/5] writing the demo cohort")
+    return write_demo(data, force=force)
+
+
+def _summary(
+    cfg: DictConfig, checked: dict[str, Any], inputs: str, ledger: Any, cohort: dict | None
+) -> tuple:
+    """Step 5: ``summary.json``, recomputed only when the data changed; returns (summary, status)."""
     from adaragct.io import read_json, write_json
+
+    path = Path(cfg.data.work_dir) / "summary.json"
+    if ledger.is_current("summary", path, inputs):
+        return read_json(path), "up to date"
+    log.info("[5/5] summary (counts, text variety, bottleneck, organ probes)")
+    summary = dataset_summary(checked, cfg.data.whole_key)
+    if cohort is not None:
+        summary.update(label_text=cohort["label_text"], generator=cohort["generator"])
+    write_json(path, summary)
+    ledger.record("summary", path, inputs)
+    return summary, "written"
+
+
+def run_prepare(cfg: DictConfig) -> dict[str, Any]:
+    """Prepare ``cfg.data`` (the module docstring's steps); returns the summary dict (also written as
+    ``<data.work_dir>/summary.json``)."""
+    from adaragct.data.validate import check_dataset
     from adaragct.ledger import Ledger, fingerprint
 
     data = OmegaConf.to_container(cfg.data, resolve=True)
@@ -186,48 +215,24 @@ def run_prepare(cfg: DictConfig) -> dict[str, Any]:
         from adaragct.determinism import apply_threads
 
         apply_threads(cfg.threads)
-    work = Path(data["work_dir"])
-    force = bool(cfg.get("force", False))
-    status: dict[str, str] = {}
-
-    # 1. the demo cohort's files (other sources are the user's files, read as they are)
-    cohort = None
-    if data.get("generator"):
-        from adaragct.data.demo.writer import write_demo
-
-        log.info("[1/5] writing the demo cohort")
-        cohort = write_demo(data, force=force)
+    force, status = bool(cfg.get("force", False)), {}
+    # 1. the demo cohort's files
+    cohort = _cohort(data, force)
+    if cohort is not None:
         status["cohort"] = "up to date" if cohort["skipped"] else "written"
-
     # 2. validate every input file and the ids across them
     log.info("[2/5] validating the %s files", data["name"])
     checked = check_dataset(data, OmegaConf.to_container(cfg.model.visual_dims))
     status["validate"] = "ok"
-
     # 3-4. model=tiny's tokenizer and pretrained LM, from the training reports
-    ledger = Ledger(work / "prepare_state.json", force=force)
+    ledger = Ledger(Path(data["work_dir"]) / "prepare_state.json", force=force)
     texts = _train_texts(cfg, checked)
     status["tokenizer"] = _tokenizer(cfg, texts, ledger)
     status[f"lm_{cfg.model.name}"] = _tiny_lm(cfg, texts, ledger)
-
-    # 5. summary (recomputed only when the data changed)
-    summary_path = work / "summary.json"
-    inputs = fingerprint(
-        [v.volume_id for s in ("train", "valid") for v in checked["volumes"][s]],
-        texts,
-        cohort and cohort["inputs"],
-    )
-    if ledger.is_current("summary", summary_path, inputs):
-        summary = read_json(summary_path)
-        status["summary"] = "up to date"
-    else:
-        log.info("[5/5] summary (counts, text variety, bottleneck, organ probes)")
-        summary = dataset_summary(checked, data["whole_key"])
-        if cohort is not None:
-            summary.update(label_text=cohort["label_text"], generator=cohort["generator"])
-        write_json(summary_path, summary)
-        ledger.record("summary", summary_path, inputs)
-        status["summary"] = "written"
+    # 5. summary
+    volume_ids = [v.volume_id for s in ("train", "valid") for v in checked["volumes"][s]]
+    inputs = fingerprint(volume_ids, texts, cohort and cohort["inputs"])
+    summary, status["summary"] = _summary(cfg, checked, inputs, ledger, cohort)
     # what later stages key their own skip logic on: the data, the tokenizer and the tiny LM as prepared
     summary = {
         **summary,
