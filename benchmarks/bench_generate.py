@@ -111,6 +111,7 @@ class Setup:
     mask: torch.Tensor  # (n_reports, prefix_len)
     volume_ids: list[str]
     label: str
+    top_k: int  # sentences per retrieval: conf/infer.yaml's generation.top_k
 
 
 def _compose(overrides: list[str]):
@@ -145,7 +146,14 @@ def _trained(cfg, n: int, device: str, dtype: torch.dtype) -> Setup:
     retriever = load_retriever(cfg.retrieval, cfg.data, cfg.encoder)
     mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=device)
     return Setup(
-        model.llm, tokenizer, retriever, embeds, mask, [v.volume_id for v in volumes], f"trained {cfg.ckpt}"
+        model.llm,
+        tokenizer,
+        retriever,
+        embeds,
+        mask,
+        [v.volume_id for v in volumes],
+        f"trained {cfg.ckpt}",
+        cfg.generation.top_k,
     )
 
 
@@ -233,7 +241,8 @@ def _random(cfg, args, device: str, dtype: torch.dtype) -> Setup:
     embeds, mask = _random_prefixes(lm, tokenizer, len(volume_ids), device)
     dot, rag = tokenizer.convert_tokens_to_ids([".", RAG_TOKEN])
     scheduled = ScheduledLM(lm, len(tokenizer), dot, rag)
-    return Setup(scheduled, tokenizer, retriever, embeds, mask, volume_ids, f"{args.model} (random init)")
+    label = f"{args.model} (random init)"
+    return Setup(scheduled, tokenizer, retriever, embeds, mask, volume_ids, label, cfg.generation.top_k)
 
 
 def _random_prefixes(lm, tokenizer, n: int, device: str, slots: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -298,6 +307,7 @@ def _run(setup: Setup, batch: int, mode: str, max_new: int, device: str, continu
     if base == "re-prefill":
         cls = RePrefillGenerator
     settings = GenerationSettings(
+        top_k=setup.top_k,
         max_new_tokens=max_new,
         compact_cache=cls is not RePrefillGenerator,
         split_injections=base != "adaptive-padded",

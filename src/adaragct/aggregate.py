@@ -84,7 +84,7 @@ def plot(table, path: Path) -> None:
 
     done = table[table.status == "done"]
     x = "retrieval" if "retrieval" in table else "cell"
-    hue = next((c for c in ("generation.top_k", "retrieval.top_k") if c in table), None)
+    hue = "generation.top_k" if "generation.top_k" in table else None
     fig, ax = plt.subplots(figsize=(7, 4))
     if len(done):
         pivot = (

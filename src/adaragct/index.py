@@ -9,14 +9,15 @@ Steps:
     3. the database's sentence embeddings           (release's, or built)  train_sentence_embeds.npz
     4. per-organ FAISS sentence bank + manifest     (always built)         bank/
     5. image neighbours                             (release's, or built)  img2img_top20.json
-    6. oracle contexts                              (release's, or built)  oracle_context_top3.jsonl
-    7. retrieved contexts (cfg.retrieval)           (release's, or built)  retrieval_context_top3.jsonl
+    6. oracle contexts                              (release's, or built)  oracle_context_top{k}.jsonl
+    7. retrieved contexts (cfg.retrieval)           (release's, or built)  retrieval_context_top{k}.jsonl
     8. retrieval-quality figures on the valid split, then a summary of what was used or written where.
 
 A piece listed in ``data.precomputed`` (the release bundle's files) is used as it is when the file exists and fits:
 the sentence embeddings must come from the configured encoder (same dimension, and a spot check of re-encoded
 sentences agrees), the neighbours must cover every volume that needs them. Everything else is built under
-``data.retrieval_dir``. The ledger ``index_state.json`` there records, per piece, the file used or written and its
+``data.retrieval_dir``; ``contexts.top_k`` (k) sets the sentences per context, the built files' names and the
+quality figure's precision@k (the release's context files hold 3). The ledger ``index_state.json`` there records, per piece, the file used or written and its
 source; later stages find the files through it (:func:`adaragct.data.index_files.index_file`). Reruns skip every
 piece that is already done from the same inputs (``index.force=true`` redoes all).
 """
@@ -68,7 +69,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _quality(cfg: DictConfig, build: Any) -> dict[str, Any]:
-    """Neighbour finding agreement vs random, and precision@3 of the retriever with ground-truth probes."""
+    """Neighbour finding agreement vs random, and precision@k (``contexts.top_k``) of the retriever with
+    ground-truth probes."""
     from adaragct.data.ctrate import read_labels_csv
     from adaragct.retrieval.quality import adaptive_precision, neighbour_finding_agreement
 
@@ -96,7 +98,7 @@ def _quality(cfg: DictConfig, build: Any) -> dict[str, Any]:
         build.bank_,
         k=cfg.contexts.top_k,
     )
-    out["retrieval"] = {"retriever": build.retriever.name, **vars(precision)}
+    out["retrieval"] = {"retriever": build.retriever.name, "k": cfg.contexts.top_k, **vars(precision)}
     return out
 
 
@@ -127,7 +129,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         q = quality["retrieval"]
         lines.append(
             f"{q['retriever']} retrieval, ground-truth sentence as probe ({q['probes']} probes, {q['empty']} "
-            f"empty): precision@3 normal/abnormal flag {q['flag_precision']:.3f} (random same-organ "
+            f"empty): precision@{q['k']} normal/abnormal flag {q['flag_precision']:.3f} (random same-organ "
             f"{q['random_flag_precision']:.3f}), flag + finding {q['finding_precision']:.3f} "
             f"(random {q['random_finding_precision']:.3f})"
         )

@@ -64,7 +64,7 @@ def _predictions(path: Path) -> None:
     ]
     with PredictionWriter(path) as writer:
         for row in rows:
-            writer.write(prediction_record(row, "reference", GenerationSettings(), "adaptive"))
+            writer.write(prediction_record(row, "reference", GenerationSettings(top_k=3), "adaptive"))
 
 
 def _grid_csv(path: Path) -> None:

@@ -112,7 +112,7 @@ def test_retrieval_none_equals_hf_generate(lm, tokenizer) -> None:
     ids = [str(i) for i in range(8)]
     # no penalty: HF's batched generate is the reference
     ours = AdaptiveGenerator(
-        lm, tokenizer, None, GenerationSettings(max_new_tokens=40, repetition_penalty=1.0)
+        lm, tokenizer, None, GenerationSettings(top_k=3, max_new_tokens=40, repetition_penalty=1.0)
     )
     assert [o.token_ids for o in ours.generate(embeds, mask, ids)] == _hf_generate(
         lm, tokenizer, embeds, mask, 1.0
@@ -121,7 +121,7 @@ def test_retrieval_none_equals_hf_generate(lm, tokenizer) -> None:
     # penalises after `inputs_embeds` (it mistakes them for prompt padding), so its per-row, unpadded run is the
     # faithful reference; our batch of 8 must equal every one of them
     ours = AdaptiveGenerator(
-        lm, tokenizer, None, GenerationSettings(max_new_tokens=40, repetition_penalty=1.2)
+        lm, tokenizer, None, GenerationSettings(top_k=3, max_new_tokens=40, repetition_penalty=1.2)
     )
     batched = ours.generate(embeds, mask, ids)
     for row, out in enumerate(batched):
@@ -137,12 +137,15 @@ def test_feeding_ignored_rag_equals_raw_greedy(lm, tokenizer) -> None:
     embeds, mask = _prefix(lm, tokenizer, PROMPTS)
     rag = tokenizer.convert_tokens_to_ids(RAG_TOKEN)
     settings = GenerationSettings(
-        max_new_tokens=40, repetition_penalty=1.0, rag_logit_bias=3.0, ignored_rag="feed"
+        top_k=3, max_new_tokens=40, repetition_penalty=1.0, rag_logit_bias=3.0, ignored_rag="feed"
     )
     ours = AdaptiveGenerator(lm, tokenizer, None, settings).generate(embeds, mask, [str(i) for i in range(8)])
     hf = _hf_generate(lm, tokenizer, embeds, mask, 1.0, suppress_rag=False)
     plain = AdaptiveGenerator(
-        lm, tokenizer, None, GenerationSettings(max_new_tokens=40, repetition_penalty=1.0, ignored_rag="feed")
+        lm,
+        tokenizer,
+        None,
+        GenerationSettings(top_k=3, max_new_tokens=40, repetition_penalty=1.0, ignored_rag="feed"),
     )
     assert [o.token_ids for o in plain.generate(embeds, mask, [str(i) for i in range(8)])] == hf
     # the bias only applies when the row may retrieve: with retrieval=none it changes nothing
@@ -155,6 +158,7 @@ def test_feeding_ignored_rag_equals_raw_greedy(lm, tokenizer) -> None:
 
 def _generator(lm, tokenizer, on_forward=None, **kwargs) -> AdaptiveGenerator:
     options = {
+        "top_k": 3,
         "max_new_tokens": 48,
         "rag_logit_bias": 30.0,
         "max_retrievals": 2,
@@ -275,7 +279,7 @@ def test_an_empty_retrieval_leaves_the_sentence_to_the_model(lm, tokenizer) -> N
     embeds, mask = _prefix(lm, tokenizer, PROMPTS)
     ids = [f"v{i}" for i in range(len(PROMPTS))]
     settings = GenerationSettings(
-        max_new_tokens=100, rag_logit_bias=4.0, cooldown_tokens=2, min_probe_chars=1
+        top_k=3, max_new_tokens=100, rag_logit_bias=4.0, cooldown_tokens=2, min_probe_chars=1
     )
     never = AdaptiveGenerator(lm, tokenizer, SometimesEmpty([]), settings).generate(embeds, mask, ids)
     plain = AdaptiveGenerator(lm, tokenizer, None, settings).generate(embeds, mask, ids)

@@ -43,7 +43,7 @@ def test_oracle_contexts_are_same_organ_neighbour_sentences_without_own_patient(
     write_contexts(tmp_path / "oracle.jsonl", oracle)
     first = (tmp_path / "oracle.jsonl").read_bytes()
     write_contexts(
-        tmp_path / "oracle.jsonl", oracle_contexts(queries, minilm, bank, neighbours, progress=False)
+        tmp_path / "oracle.jsonl", oracle_contexts(queries, minilm, bank, neighbours, top_k=3, progress=False)
     )
     assert (tmp_path / "oracle.jsonl").read_bytes() == first  # deterministic
     back = read_contexts(tmp_path / "oracle.jsonl")

@@ -110,7 +110,7 @@ def test_adaptive_refuses_a_bank_built_with_another_encoder(corpus_embeddings, m
 
 
 def test_text2text_searches_everything_but_the_own_patient(bank, minilm) -> None:
-    retriever = Text2TextRetriever(bank, minilm, top_k=3)
+    retriever = Text2TextRetriever(bank, minilm)
     result = retriever.retrieve(RetrievalQuery("train_1_a_1", "", "Mild emphysema in both upper lobes.", 3))
     assert result.organ is None and len(result) == 3
     assert "Mild emphysema in both upper lobes." not in result.texts  # only patient train_1 wrote it
@@ -121,7 +121,7 @@ def test_oracle_exact_and_fuzzy_lookup() -> None:
     contexts = {
         "valid_9_a_1": {"the heart is enlarged": ["Cardiomegaly.", "Heart enlarged.", "Big heart.", "x"]}
     }
-    oracle = OracleRetriever(contexts, top_k=3)
+    oracle = OracleRetriever(contexts)
     assert oracle.retrieve(RetrievalQuery("valid_9_a_1.nii.gz", "", "The heart is enlarged.", 3)).texts == (
         "Cardiomegaly.",
         "Heart enlarged.",
@@ -156,13 +156,15 @@ def test_build_retriever_from_the_real_configs(name: str, bank, minilm) -> None:
     result = retriever.retrieve(RetrievalQuery("valid_9_a_1", "", "The heart is enlarged.", 3))
     assert (len(result) == 0) == (name == "none")
     if name == "adaptive":
-        assert (retriever.top_k, retriever.n_candidates, retriever.mmr_lambda) == (3, 50, 0.7)
+        assert (retriever.n_candidates, retriever.mmr_lambda) == (50, 0.7)
 
 
 def test_build_retriever_rejects_unknown_keys_and_missing_runtime_objects(bank, minilm) -> None:
     target = "adaragct.retrieval.retrievers.AdaptiveRetriever"
     with pytest.raises(ValueError, match=r"unknown keys \['topk'\]"):
         build_retriever({"_target_": target, "topk": 3}, bank=bank, encoder=minilm, neighbours={})
+    with pytest.raises(ValueError, match=r"unknown keys \['top_k'\]"):  # the caller's setting, per query
+        build_retriever({"_target_": target, "top_k": 3}, bank=bank, encoder=minilm, neighbours={})
     with pytest.raises(ValueError, match=r"needs runtime objects \['neighbours'\]"):
         build_retriever({"_target_": target}, bank=bank, encoder=minilm)
     assert isinstance(

@@ -23,12 +23,23 @@ DATABASE_JSON = "database/train_sentences_multi_label.json"
 DATABASE_NPZ = "database/train_sentence_embeds.npz"
 NEIGHBOURS_JSON = "img2img_top20.json"
 PIECES = ("database", "embeddings", "neighbours", "oracle_contexts", "retrieved_contexts")
+# a built context file is named after the sentences per context it holds (contexts.top_k); the release's hold 3
+CONTEXT_NAMES = {
+    "oracle_contexts": "oracle_context_top{k}.jsonl",
+    "retrieved_contexts": "retrieval_context_top{k}.jsonl",
+}
 
 
-def built_path(data_cfg: Mapping[str, Any], piece: str) -> Path:
-    """Where the index stage writes ``piece`` when it builds it."""
-    if piece in ("oracle_contexts", "retrieved_contexts"):
-        return Path(data_cfg[piece])
+def built_path(data_cfg: Mapping[str, Any], piece: str, top_k: int | None = None) -> Path:
+    """Where the index stage writes ``piece`` when it builds it.
+
+    Contexts go to the configured location (``data.oracle_contexts``, ``data.retrieved_contexts``: the release
+    layout's names) with the name of ``top_k`` (the index stage's ``contexts.top_k``); without ``top_k`` (a
+    reader without a ledger) the configured location as it is.
+    """
+    if piece in CONTEXT_NAMES:
+        path = Path(data_cfg[piece])
+        return path if top_k is None else path.with_name(CONTEXT_NAMES[piece].format(k=top_k))
     name = {"database": DATABASE_JSON, "embeddings": DATABASE_NPZ, "neighbours": NEIGHBOURS_JSON}[piece]
     return Path(data_cfg["retrieval_dir"]) / name
 

@@ -50,7 +50,7 @@ class GenerationSettings:
     cooldown_tokens: int = 5
     probe_max_tokens: int = 60
     min_probe_chars: int = 5
-    top_k: int = 3
+    top_k: int = field(kw_only=True)  # sentences per retrieval: generation.top_k's, passed with each query
     rag_logit_bias: float = 0.0
     compact_cache: bool = True  # repack rows when a quarter of the cache is holes (rollbacks, injections)
     # an injection beside one-token rows: True runs the span over the injecting rows alone, then the usual batch
@@ -111,10 +111,8 @@ class AdaptiveGenerator:
         settings: decoding settings.
     """
 
-    def __init__(
-        self, lm, tokenizer, retriever=None, settings: GenerationSettings | None = None, on_forward=None
-    ) -> None:
-        self.lm, self.tokenizer, self.settings = lm, tokenizer, settings or GenerationSettings()
+    def __init__(self, lm, tokenizer, retriever, settings: GenerationSettings, on_forward=None) -> None:
+        self.lm, self.tokenizer, self.settings = lm, tokenizer, settings
         # on_forward(fed, logits): called after every chunk with [(volume_id, tokens fed)] per active row; lets
         # tests and profilers see the logits right after an injection without changing the loop
         self.on_forward = on_forward

@@ -57,7 +57,7 @@ def oracle_contexts(
     encoder: TextEncoder,
     bank: SentenceBank,
     neighbours: Mapping[str, Mapping[str, Sequence[str]]],
-    top_k: int = 3,
+    top_k: int,
     n_neighbours: int = 20,
     progress: bool = True,
 ) -> Contexts:
@@ -116,7 +116,7 @@ def retrieved_contexts(
     queries: Mapping[str, Sequence[QuerySentence]],
     retriever: Retriever,
     bank: SentenceBank,
-    top_k: int = 3,
+    top_k: int,
     progress: bool = True,
 ) -> Contexts:
     """Contexts as ``retriever`` returns them with each sentence as the probe and the sentences before it as the

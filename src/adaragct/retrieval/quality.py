@@ -108,7 +108,7 @@ def adaptive_precision(
     queries: Mapping[str, Sequence[tuple[str, bool]]],
     retriever: Retriever,
     bank: SentenceBank,
-    k: int = 3,
+    k: int,
     seed: int = 0,
 ) -> RetrievalPrecision:
     """Precision@k of ``retriever`` with each ground-truth sentence as the probe.

@@ -5,7 +5,10 @@ in ``_target_`` plus its numbers); runtime objects -- the bank, the encoder, the
 injected by :func:`build_retriever` at the call site, never built from YAML::
 
     retriever = build_retriever(cfg.retrieval, bank=bank, encoder=encoder, neighbours=neighbours)
-    result = retriever.retrieve(RetrievalQuery("valid_1_a_1", text_so_far, probe="The heart is enlarged."))
+    result = retriever.retrieve(RetrievalQuery("valid_1_a_1", text_so_far, "The heart is enlarged.", top_k=3))
+
+How many sentences a query returns is the caller's setting, passed with every query (``generation.top_k`` at
+inference, ``contexts.top_k`` in the index stage): a retriever holds no count of its own.
 """
 
 from __future__ import annotations
@@ -39,13 +42,13 @@ class RetrievalQuery:
         volume_id: the volume being reported (selects its image neighbours / oracle contexts).
         text_so_far: report text generated before the ``[RAG]`` token.
         probe: the look-ahead sentence decoded after ``[RAG]`` (or, in the precompute, a ground-truth sentence).
-        top_k: how many sentences to return.
+        top_k: how many sentences to return (the caller's setting: ``generation.top_k``, ``contexts.top_k``).
     """
 
     volume_id: str
     text_so_far: str
     probe: str
-    top_k: int = 3
+    top_k: int
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,6 @@ class OracleRetriever:
 
     Args:
         contexts: ``{volume_id: {context_key: [texts]}}`` from :func:`adaragct.data.bundle.read_contexts`.
-        top_k: default number of sentences (a query's ``top_k`` wins).
         min_bleu: fuzzy-match threshold, or None.
     """
 
@@ -110,11 +112,9 @@ class OracleRetriever:
     def __init__(
         self,
         contexts: Mapping[str, Mapping[str, Sequence[str]]],
-        top_k: int = 3,
         min_bleu: float | None = 0.5,
     ) -> None:
         self.contexts = contexts
-        self.top_k = top_k
         self.min_bleu = min_bleu
 
     def retrieve(self, query: RetrievalQuery) -> RetrievalResult:
@@ -129,7 +129,7 @@ class OracleRetriever:
             score, match = max(((bleu2(key, k), k) for k in table), key=lambda t: (t[0], t[1]))
             if score < self.min_bleu:
                 return RetrievalResult(note=f"no oracle context (best BLEU-2 {score:.2f} < {self.min_bleu})")
-        texts = tuple(table[match][: query.top_k or self.top_k])
+        texts = tuple(table[match][: query.top_k])
         return RetrievalResult(
             texts=texts,
             scores=(score,) * len(texts),
@@ -161,7 +161,7 @@ class AdaptiveRetriever:
     1. organ = ``organ_of_text`` over the sentence being written (:func:`current_sentence`);
     2. candidates = that organ's sentences of the volume's top-``n_neighbours`` image neighbours for that organ;
     3. cosine(probe, candidate), duplicates of one text collapsed, top ``n_candidates``;
-    4. MMR (``mmr_lambda``, BLEU-2 redundancy) down to ``top_k``.
+    4. MMR (``mmr_lambda``, BLEU-2 redundancy) down to the query's ``top_k``.
 
     A volume absent from the neighbours file is an error (``missing_neighbours="error"``, the default: it means
     the index stage did not cover this split) or falls back to the organ's whole bank partition (``"bank"``).
@@ -174,7 +174,6 @@ class AdaptiveRetriever:
         bank: SentenceBank,
         encoder: TextEncoder,
         neighbours: Mapping[str, Mapping[str, Sequence[str]]],
-        top_k: int = 3,
         n_neighbours: int = 20,
         n_candidates: int = 50,
         mmr_lambda: float = 0.7,
@@ -186,7 +185,7 @@ class AdaptiveRetriever:
                 f"adaptive retriever: bank built with {bank.encoder_id!r}, encoder is {encoder.encoder_id!r}"
             )
         self.bank, self.encoder, self.neighbours = bank, _memo(encoder, probe_memo), neighbours
-        self.top_k, self.n_neighbours, self.n_candidates = top_k, n_neighbours, n_candidates
+        self.n_neighbours, self.n_candidates = n_neighbours, n_candidates
         self.mmr_lambda, self.missing_neighbours = mmr_lambda, missing_neighbours
 
     def detect_organ(self, query: RetrievalQuery) -> str:
@@ -211,7 +210,6 @@ class AdaptiveRetriever:
 
     def retrieve(self, query: RetrievalQuery) -> RetrievalResult:
         organ = self.detect_organ(query)
-        top_k = query.top_k or self.top_k
         if self.bank.count(organ) == 0:
             return RetrievalResult(organ=organ, note=f"no sentences for organ '{organ}' in the bank")
         rows = self.candidates(query.volume_id, organ)
@@ -227,7 +225,7 @@ class AdaptiveRetriever:
         order = np.lexsort((rows, -sims))
         order = _unique_by_text([self.bank.texts[r] for r in rows], order)[: self.n_candidates]
         rows, sims = rows[order], sims[order]
-        picked = mmr_select([self.bank.texts[r] for r in rows], sims, top_k, self.mmr_lambda)
+        picked = mmr_select([self.bank.texts[r] for r in rows], sims, query.top_k, self.mmr_lambda)
         return RetrievalResult(
             texts=tuple(self.bank.texts[rows[i]] for i in picked),
             scores=tuple(float(sims[i]) for i in picked),
@@ -250,7 +248,6 @@ class Text2TextRetriever:
         self,
         bank: SentenceBank,
         encoder: TextEncoder,
-        top_k: int = 3,
         n_candidates: int = 50,
         probe_memo: int = 65536,
     ) -> None:
@@ -259,19 +256,20 @@ class Text2TextRetriever:
                 f"text2text retriever: bank built with {bank.encoder_id!r}, encoder is {encoder.encoder_id!r}"
             )
         self.bank, self.encoder = bank, _memo(encoder, probe_memo)
-        self.top_k, self.n_candidates = top_k, n_candidates
+        self.n_candidates = n_candidates
 
     def retrieve(self, query: RetrievalQuery) -> RetrievalResult:
         from adaragct.ids import patient_id
 
-        top_k = query.top_k or self.top_k
         probe = self.encoder.encode([query.probe])
         scores, rows = self.bank.search(probe, self.n_candidates)
         own = patient_id(query.volume_id)
         keep = [
             i for i, r in enumerate(rows[0]) if r >= 0 and patient_id(self.bank.records[r].volume_id) != own
         ]
-        order = _unique_by_text([self.bank.texts[rows[0][i]] for i in keep], np.arange(len(keep)))[:top_k]
+        order = _unique_by_text([self.bank.texts[rows[0][i]] for i in keep], np.arange(len(keep)))[
+            : query.top_k
+        ]
         picked = [keep[i] for i in order]
         return RetrievalResult(
             texts=tuple(self.bank.texts[rows[0][i]] for i in picked),
