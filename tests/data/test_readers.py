@@ -258,3 +258,21 @@ def test_image_neighbours(tmp_path: Path) -> None:
     path.write_text(json.dumps({"valid_1_a_1": {"lung": [{"id": "x"}]}}))
     with pytest.raises(DataError, match=r"valid_1_a_1\.lung\.image_id: missing"):
         read_image_neighbours(path)
+
+
+def test_built_context_files_are_named_after_contexts_top_k(tmp_path: Path) -> None:
+    """The index stage names what it builds after contexts.top_k; readers without a ledger look for the configured
+    (release layout) name, and the database/neighbours keep their release names."""
+    from adaragct.data.index_files import built_path
+
+    data = {
+        "retrieval_dir": str(tmp_path / "retrieval"),
+        "oracle_contexts": str(tmp_path / "oracle" / "oracle_context_top3.jsonl"),
+        "retrieved_contexts": str(tmp_path / "retrieval" / "retrieval_context_top3.jsonl"),
+    }
+    assert built_path(data, "oracle_contexts", 5) == tmp_path / "oracle" / "oracle_context_top5.jsonl"
+    assert (
+        built_path(data, "retrieved_contexts", 1) == tmp_path / "retrieval" / "retrieval_context_top1.jsonl"
+    )
+    assert built_path(data, "retrieved_contexts") == Path(data["retrieved_contexts"])
+    assert built_path(data, "neighbours", 5).name == "img2img_top20.json"
