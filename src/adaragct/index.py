@@ -17,9 +17,10 @@ A piece listed in ``data.precomputed`` (the release bundle's files) is used as i
 the sentence embeddings must come from the configured encoder (same dimension, and a spot check of re-encoded
 sentences agrees), the neighbours must cover every volume that needs them. Everything else is built under
 ``data.retrieval_dir``; ``contexts.top_k`` (k) sets the sentences per context, the built files' names and the
-quality figure's precision@k (the release's context files hold 3). The ledger ``index_state.json`` there records, per piece, the file used or written and its
-source; later stages find the files through it (:func:`adaragct.data.index_files.index_file`). Reruns skip every
-piece that is already done from the same inputs (``index.force=true`` redoes all).
+quality figure's precision@k (the release's context files hold 3). The ledger ``index_state.json`` there
+records, per piece, the file used or written and its source; later stages find the files through it
+(:func:`adaragct.data.index_files.index_file`). Reruns skip every piece that is already done from the same inputs
+and code (``index.force=true`` redoes all).
 """
 
 from __future__ import annotations

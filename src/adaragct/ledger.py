@@ -1,9 +1,10 @@
 """A ledger of finished steps: fingerprint the inputs, skip if current, build, record.
 
-Stages that build files from other files (prepare, index, the demo) keep one JSON ledger each. Per step it records
-the fingerprint of the step's inputs (checksums of input files, the settings that matter, the code: see
-:func:`code_fingerprint`), the file or directory (or list of them) the step produced, and that output's sha256. A rerun skips a step whose inputs fingerprint is unchanged
-and whose output is still byte-identical to what was recorded, and redoes it otherwise. Extra fields (e.g.
+Stages that build files from other files (prepare, index, the demo) keep one JSON ledger each. Per step it
+records the fingerprint of the step's inputs (checksums of input files, the settings that matter, the code: see
+:func:`code_fingerprint`), the file or directory (or list of them) the step produced, and that output's sha256.
+A rerun skips a step whose inputs fingerprint is unchanged and whose output is still byte-identical to what was
+recorded, and redoes it otherwise. Extra fields (e.g.
 ``source: release`` for a file taken from the AdaRAG-CT release as it is) say where an output came from, so later
 stages can read the ledger to find each output.
 

@@ -3,7 +3,8 @@
 Everything is written atomically (temp file + rename) and byte-for-byte deterministic under the seed: CSVs are
 rendered in memory, NPZ archives are zipped with a fixed timestamp (``np.savez`` stamps the current time). The
 ledger ``cohort.json`` (:mod:`adaragct.ledger`) records the generator config, the generator's code and the files'
-checksums; a re-run with the same config and code and the files unchanged does nothing unless forced. The prepare stage then treats these files exactly as it treats CT-RATE or the release bundle.
+checksums; a re-run with the same config and code and the files unchanged does nothing unless forced. The prepare
+stage then treats these files exactly as it treats CT-RATE or the release bundle.
 """
 
 from __future__ import annotations
