@@ -301,22 +301,29 @@ class Result:
 
 
 def _generator(setup: Setup, mode: str, settings: GenerationSettings, retriever) -> AdaptiveGenerator:
-    """The generator a mode names: decisions (none, adaptive, adaptive-speculative, adaptive-padded, re-prefill)
-    and, with the ``-dynamic-cache`` suffix, transformers' cache; the other settings are ``generation.*``."""
-    base = mode.removesuffix("-dynamic-cache")
+    """The generator a mode names: ``none``, ``adaptive`` or ``re-prefill``, then any of the suffixes
+    ``-speculative`` (verify the probe as a draft), ``-padded`` (one padded forward per injection step) and
+    ``-dynamic-cache`` (transformers' cache); the other settings are ``generation.*``."""
+    base, *flags = (
+        mode.replace("re-prefill", "reprefill").replace("-dynamic-cache", "-dynamic_cache").split("-")
+    )
+    unknown = set(flags) - {"speculative", "padded", "dynamic_cache"}
+    if base not in ("none", "adaptive", "reprefill") or unknown:
+        raise SystemExit(f"unknown mode {mode!r}")
+    prefill = base == "reprefill"
     settings = dataclasses.replace(
         settings,
-        compact_cache=base != "re-prefill",
-        split_injections=base != "adaptive-padded",
-        speculative=base == "adaptive-speculative",
+        compact_cache=not prefill,
+        split_injections="padded" not in flags,
+        speculative="speculative" in flags,
     )
     return AdaptiveGenerator(
         setup.lm,
         setup.tokenizer,
         retriever if base != "none" else None,
         settings,
-        feeder=RePrefillFeeder(setup.lm) if base == "re-prefill" else None,
-        cache_factory=_dynamic_cache if base != mode else None,
+        feeder=RePrefillFeeder(setup.lm) if prefill else None,
+        cache_factory=_dynamic_cache if "dynamic_cache" in flags else None,
     )
 
 
@@ -377,8 +384,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--modes",
         default="none,adaptive,re-prefill",
-        help="of none,adaptive,adaptive-speculative,adaptive-padded,re-prefill,none-dynamic-cache,"
-        "adaptive-dynamic-cache",
+        help="none, adaptive or re-prefill, with any of the suffixes -speculative, -padded, -dynamic-cache "
+        "(e.g. adaptive-speculative-padded)",
     )
 
     parser.add_argument(
@@ -452,7 +459,7 @@ def _report(args, setup: Setup, batches, modes, results) -> None:
         for mode in modes:
             r, none = results[(mode, batch)], results[("none", batch)]
             same = None
-            if mode not in ("none", "adaptive"):
+            if mode not in ("none", "adaptive"):  # variants that must decide as their base mode does
                 base = "none" if mode.startswith("none") else "adaptive"
                 same = [o.token_ids for o in r.outputs] == [
                     o.token_ids for o in results[(base, batch)].outputs
@@ -500,8 +507,9 @@ def _report(args, setup: Setup, batches, modes, results) -> None:
         f"none's cost + retrieval): {a.out_tokens / ceiling / n.per_second():.2f}x output, "
         f"{(a.out_tokens + a.probe_tokens) / ceiling / n.per_second():.2f}x decoded"
     )
-    if "adaptive-speculative" in modes:
-        _report_speculative(results, top)
+    for mode in modes:
+        if "speculative" in mode:
+            _report_speculative(results, top, mode)
     if "re-prefill" in modes:
         p = results[("re-prefill", top)]
         line = f"adaptive / re-prefill at batch {top}: {a.per_second() / p.per_second():.2f}x"
@@ -528,20 +536,21 @@ def _report(args, setup: Setup, batches, modes, results) -> None:
         )
 
 
-def _report_speculative(results, batch: int) -> None:
+def _report_speculative(results, batch: int, mode: str) -> None:
     """What the speculative rewrite saves, in costs that do not depend on the hardware (issue 15)."""
-    n, a, sp = (results[(m, batch)] for m in ("none", "adaptive", "adaptive-speculative"))
-    fwd = {r.mode: r.per_token("forward_passes") for r in (n, a, sp)}
-    steps = {r.mode: r.per_token("row_steps") for r in (n, a, sp)}
+    rows = {m: results[(m, batch)] for m in ("none", "adaptive", mode)}
+    fwd = {m: r.per_token("forward_passes") for m, r in rows.items()}
+    steps = {m: r.per_token("row_steps") for m, r in rows.items()}
     print(
         f"forward calls per output token at batch {batch}: none {fwd['none']:.4f}, adaptive {fwd['adaptive']:.4f} "
-        f"({fwd['adaptive'] / fwd['none']:.2f}x none), adaptive-speculative {fwd['adaptive-speculative']:.4f} "
-        f"({fwd['adaptive-speculative'] / fwd['none']:.2f}x none; goal <= 1.25x)"
+        f"({fwd['adaptive'] / fwd['none']:.2f}x none), {mode} {fwd[mode]:.4f} "
+        f"({fwd[mode] / fwd['none']:.2f}x none; goal <= 1.25x)"
     )
+    spec = rows[mode]
     print(
         f"row-steps per output token at batch {batch}: none {steps['none']:.3f}, adaptive {steps['adaptive']:.3f}, "
-        f"adaptive-speculative {steps['adaptive-speculative']:.3f}; draft tokens accepted "
-        f"{sp.stats['draft_accepted']}/{sp.stats['draft_tokens']} ({sp.acceptance or 0:.2f})"
+        f"{mode} {steps[mode]:.3f}; draft tokens accepted {spec.stats['draft_accepted']}/"
+        f"{spec.stats['draft_tokens']} ({spec.acceptance or 0:.2f})"
     )
 
 

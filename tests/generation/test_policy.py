@@ -190,5 +190,7 @@ def test_one_sentence_end_rule_for_probes_holds_and_retrievers() -> None:
 
     assert first_sentence_end("lungs 1.5 cm") is None and first_sentence_end("at T12. Lungs") == 7
     assert first_sentence_end("clear.") == 6 and not ends_sentence("size 1", "size 1.")
-    assert current_sentence("Heart normal. Nodule of 1.5 cm in", "the lung.") == "Nodule of 1.5 cm in the lung."
+    assert (
+        current_sentence("Heart normal. Nodule of 1.5 cm in", "the lung.") == "Nodule of 1.5 cm in the lung."
+    )
     assert current_sentence("Level T12. Lungs", "clear.") == "Lungs clear."

@@ -65,13 +65,11 @@ class ChunkFeeder:
     ) -> torch.Tensor:
         """Logits (B, keep, V) at the chunk's last ``keep`` columns; ``mask`` is the cache's mask before it."""
         single = chunk_mask[:, :-1].sum(dim=1) == 0  # rows that feed exactly one token
-        if ids.shape[1] == 1 or bool(single.all()) or not bool(single.any()) or not self.split_injections:
-            full = torch.cat([mask, chunk_mask], dim=1)
-            return forward(keep, input_ids=ids, attention_mask=full, position_ids=positions, cache=cache)
-        if not kv.supported(cache):
-            full = torch.cat([mask, chunk_mask], dim=1)
-            return forward(keep, input_ids=ids, attention_mask=full, position_ids=positions, cache=cache)
-        return self._split(forward, ids, mask, chunk_mask, positions, single, cache, keep, config)
+        mixed = ids.shape[1] > 1 and bool(single.any()) and not bool(single.all())
+        if mixed and self.split_injections and kv.supported(cache):
+            return self._split(forward, ids, mask, chunk_mask, positions, single, cache, keep, config)
+        full = torch.cat([mask, chunk_mask], dim=1)
+        return forward(keep, input_ids=ids, attention_mask=full, position_ids=positions, cache=cache)
 
     def _split(self, forward, ids, mask, chunk_mask, positions, single, cache, keep, config) -> torch.Tensor:
         """Chunk rows run over a copy of their own cache rows; then the whole batch runs its one-token step (chunk
