@@ -77,8 +77,11 @@ bench-eval: $(STAMP) ## benchmark: our metrics vs pycocoevalcap, bootstrap cost
 bench-retrieval: $(STAMP) ## benchmark: FAISS vs numpy, per-probe latency, encoder throughput
 	$(PY) benchmarks/bench_retrieval.py
 
-bench-generate: index ## benchmark: tokens/s of none vs adaptive vs re-prefill at batch 1/8/16
-	$(PY) benchmarks/bench_generate.py
+BENCH_GENERATE := $(PY) benchmarks/bench_generate.py --reports 64 --batches 16 --repeat 1 --max-new 600 \
+	--modes none,adaptive,adaptive-speculative,adaptive-speculative-padded generation.max_retrievals=4
+bench-generate: index ## benchmark: forward calls, row-steps and tokens/s per output token of none / adaptive / speculative, 64 reports at batch 16, fixed then continuous
+	$(BENCH_GENERATE)
+	$(BENCH_GENERATE) --continuous
 
 sweep-ablation: $(STAMP) ## demo ablation grid (retrieval none/adaptive x top_k 1,3; 16 volumes) + its table
 	@test -e outputs/train/demo_tiny_rag/last || $(MAKE) demo

@@ -39,13 +39,14 @@ adaptive >= 0.8x none at batch 16; adaptive >= 3x re-prefill; batch 16 >= 5x bat
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -56,50 +57,48 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from adaragct.constants import RAG_TOKEN  # noqa: E402
 from adaragct.generation import AdaptiveGenerator, GenerationSettings  # noqa: E402
+from adaragct.generation.batch import ChunkFeeder  # noqa: E402
 
 DOT_EVERY, RAG_EVERY = 14, 60  # random models: a sentence end / a context request every this many positions
 
 
-class RePrefillGenerator(AdaptiveGenerator):
+class RePrefillFeeder(ChunkFeeder):
     """Baseline: identical decisions, but every chunk that carries an injection re-runs the whole batch's
-    sequences from scratch (a fresh cache), as a loop without KV-cache injection must."""
+    sequences from scratch (a fresh cache), as a loop without KV-cache injection must. Fixed batches only (the
+    whole batch is admitted at once)."""
 
-    def generate(self, prefix_embeds, prefix_mask, volume_ids):
-        self._embeds = prefix_embeds
-        return super().generate(prefix_embeds, prefix_mask, volume_ids)
+    def __init__(self, lm) -> None:
+        super().__init__(split_injections=True)
+        self.embed = lm.get_input_embeddings()
 
-    def _select_rows(self, cache, index):
-        super()._select_rows(cache, index)
-        self._embeds = self._embeds[index]
+    def prefill(self, forward, embeds, mask, positions, cache):
+        self.embeds = embeds
+        return super().prefill(forward, embeds, mask, positions, cache)
 
-    def _feed(self, rows, mask, cache):
-        injecting = any(len(r.pending) > 1 for r in rows)
-        width = max(len(r.pending) for r in rows)
-        chunk = torch.full((len(rows), width), self.pad_id, dtype=torch.long, device=mask.device)
-        for j, r in enumerate(rows):
-            chunk[j, width - len(r.pending) :] = torch.tensor(r.pending, device=mask.device)
-        self._embeds = torch.cat([self._embeds, self.lm.get_input_embeddings()(chunk)], dim=1)
-        mask, logits = super()._feed(rows, mask, cache)
-        if injecting:
+    def select(self, index):
+        self.embeds = self.embeds[index]
+
+    def feed(self, forward, ids, mask, chunk_mask, positions, cache, keep, config):
+        self.embeds = torch.cat([self.embeds, self.embed(ids)], dim=1)
+        logits = super().feed(forward, ids, mask, chunk_mask, positions, cache, keep, config)
+        if ids.shape[1] > 1:  # an injection: everything again from scratch
             from transformers import DynamicCache
 
-            fresh = DynamicCache(config=self.lm.config)
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = self._forward(
-                inputs_embeds=self._embeds, attention_mask=mask, position_ids=positions, cache=fresh
+            fresh, full = DynamicCache(config=config), torch.cat([mask, chunk_mask], dim=1)
+            positions = (full.cumsum(-1) - 1).clamp(min=0)
+            logits = forward(
+                keep, inputs_embeds=self.embeds, attention_mask=full, position_ids=positions, cache=fresh
             )
             cache.layers = fresh.layers
-        return mask, logits
+        return logits
 
 
-class DynamicCacheGenerator(AdaptiveGenerator):
-    """The loop on transformers' ``DynamicCache`` (a copy of the whole cache per step) instead of our in-place
-    ``GrowingLayer``: modes ``none-dynamic-cache`` / ``adaptive-dynamic-cache`` measure what the latter buys."""
+def _dynamic_cache(config):
+    """transformers' ``DynamicCache`` (a copy of the whole cache per step) instead of our in-place
+    ``GrowingLayer``: modes ``*-dynamic-cache`` measure what the latter buys."""
+    from transformers import DynamicCache
 
-    def _new_cache(self):
-        from transformers import DynamicCache
-
-        return DynamicCache(config=self.lm.config)
+    return DynamicCache(config=config)
 
 
 @dataclass
@@ -111,7 +110,6 @@ class Setup:
     mask: torch.Tensor  # (n_reports, prefix_len)
     volume_ids: list[str]
     label: str
-    top_k: int  # sentences per retrieval: conf/infer.yaml's generation.top_k
 
 
 def _compose(overrides: list[str]):
@@ -153,7 +151,6 @@ def _trained(cfg, n: int, device: str, dtype: torch.dtype) -> Setup:
         mask,
         [v.volume_id for v in volumes],
         f"trained {cfg.ckpt}",
-        cfg.generation.top_k,
     )
 
 
@@ -192,9 +189,9 @@ class ScheduledLM(torch.nn.Module):
     def forward(self, position_ids, **inputs):
         out = self.lm(position_ids=position_ids, **inputs)
         logits = out.logits[..., : self.vocab].clone()
-        last = position_ids[:, -1]
-        logits[:, -1, self.dot_id] += 1e4 * (last % DOT_EVERY == DOT_EVERY - 1)
-        logits[:, -1, self.rag_id] += 2e4 * (last % RAG_EVERY == RAG_EVERY // 2)
+        kept = position_ids[:, -logits.shape[1] :]  # every position whose logits are kept (drafts: several)
+        logits[..., self.dot_id] += 1e4 * (kept % DOT_EVERY == DOT_EVERY - 1)
+        logits[..., self.rag_id] += 2e4 * (kept % RAG_EVERY == RAG_EVERY // 2)
         out.logits = logits
         return out
 
@@ -242,7 +239,7 @@ def _random(cfg, args, device: str, dtype: torch.dtype) -> Setup:
     dot, rag = tokenizer.convert_tokens_to_ids([".", RAG_TOKEN])
     scheduled = ScheduledLM(lm, len(tokenizer), dot, rag)
     label = f"{args.model} (random init)"
-    return Setup(scheduled, tokenizer, retriever, embeds, mask, volume_ids, label, cfg.generation.top_k)
+    return Setup(scheduled, tokenizer, retriever, embeds, mask, volume_ids, label)
 
 
 def _random_prefixes(lm, tokenizer, n: int, device: str, slots: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -295,31 +292,57 @@ class Result:
     memo_hit_rate: float | None
     outputs: list
     retrieval_seconds: float = 0.0
+    stats: dict = field(default_factory=dict)
 
     def per_second(self, decoded: bool = False) -> float:
         return (self.out_tokens + (self.probe_tokens if decoded else 0)) / self.seconds
 
+    def per_token(self, stat: str) -> float:
+        """A hardware-independent cost per output token: ``forward_passes`` or ``row_steps``."""
+        return self.stats[stat] / self.out_tokens
 
-def _run(setup: Setup, batch: int, mode: str, max_new: int, device: str, continuous: bool = False) -> Result:
-    # base: the decisions the mode makes (none, adaptive, adaptive-padded, re-prefill); a suffix swaps the cache
-    base = mode.removesuffix("-dynamic-cache")
-    cls = DynamicCacheGenerator if base != mode else AdaptiveGenerator
-    if base == "re-prefill":
-        cls = RePrefillGenerator
-    settings = GenerationSettings(
-        top_k=setup.top_k,
-        max_new_tokens=max_new,
-        compact_cache=cls is not RePrefillGenerator,
-        split_injections=base != "adaptive-padded",
+    @property
+    def acceptance(self) -> float | None:
+        drafted = self.stats.get("draft_tokens", 0)
+        return self.stats["draft_accepted"] / drafted if drafted else None
+
+
+def _generator(setup: Setup, mode: str, settings: GenerationSettings, retriever) -> AdaptiveGenerator:
+    """The generator a mode names: ``none``, ``adaptive`` or ``re-prefill``, then any of the suffixes
+    ``-speculative`` (verify the probe as a draft), ``-padded`` (one padded forward per injection step) and
+    ``-dynamic-cache`` (transformers' cache); the other settings are ``generation.*``."""
+    base, *flags = (
+        mode.replace("re-prefill", "reprefill").replace("-dynamic-cache", "-dynamic_cache").split("-")
     )
+    unknown = set(flags) - {"speculative", "padded", "dynamic_cache"}
+    if base not in ("none", "adaptive", "reprefill") or unknown:
+        raise SystemExit(f"unknown mode {mode!r}")
+    prefill = base == "reprefill"
+    settings = dataclasses.replace(
+        settings,
+        compact_cache=not prefill,
+        split_injections="padded" not in flags,
+        speculative="speculative" in flags,
+    )
+    return AdaptiveGenerator(
+        setup.lm,
+        setup.tokenizer,
+        retriever if base != "none" else None,
+        settings,
+        feeder=RePrefillFeeder(setup.lm) if prefill else None,
+        cache_factory=_dynamic_cache if "dynamic_cache" in flags else None,
+    )
+
+
+def _run(setup: Setup, batch: int, mode: str, args, continuous: bool = False) -> Result:
     memo = getattr(setup.retriever, "encoder", None)
     if hasattr(memo, "clear"):
         memo.clear()
     retriever = TimedRetriever(setup.retriever)
-    gen = cls(setup.lm, setup.tokenizer, retriever if base != "none" else None, settings)
+    gen = _generator(setup, mode, args.settings, retriever)
     n = len(setup.volume_ids)
     outs = []
-    _sync(device)
+    _sync(args.device)
     start = time.perf_counter()
     if continuous:  # one stream: a finished row's slot goes to the next report at once
         live = setup.mask.bool()
@@ -332,7 +355,7 @@ def _run(setup: Setup, batch: int, mode: str, max_new: int, device: str, continu
             outs += gen.generate(
                 setup.embeds[i : i + batch], setup.mask[i : i + batch], setup.volume_ids[i : i + batch]
             )
-    _sync(device)
+    _sync(args.device)
     seconds = time.perf_counter() - start
     lookups = (memo.hits + memo.misses) if hasattr(memo, "hits") else 0
     return Result(
@@ -342,9 +365,10 @@ def _run(setup: Setup, batch: int, mode: str, max_new: int, device: str, continu
         sum(len(o.token_ids) for o in outs),
         gen.stats["probe_tokens"],
         sum(o.retrieval_count for o in outs),
-        memo.hits / lookups if lookups and base != "none" else None,
+        memo.hits / lookups if lookups and not mode.startswith("none") else None,
         outs,
         retriever.seconds,
+        dict(gen.stats),
     )
 
 
@@ -359,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--batches", default="1,8,16", help="comma-separated batch sizes")
     parser.add_argument("--reports", type=int, default=16)
-    parser.add_argument("--max-new", type=int, default=300)
+    parser.add_argument("--max-new", type=int, default=300, help="generation.max_new_tokens")
     parser.add_argument(
         "--repeat", type=int, default=3, help="timed runs per mode and batch; the median one is reported"
     )
@@ -367,8 +391,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--modes",
         default="none,adaptive,re-prefill",
-        help="of none,adaptive,adaptive-padded,re-prefill,none-dynamic-cache,adaptive-dynamic-cache",
+        help="none, adaptive or re-prefill, with any of the suffixes -speculative, -padded, -dynamic-cache "
+        "(e.g. adaptive-speculative-padded)",
     )
+
     parser.add_argument(
         "--continuous",
         action="store_true",
@@ -383,6 +409,10 @@ def main(argv: list[str] | None = None) -> None:
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
     batches = [int(b) for b in args.batches.split(",")]
     cfg = _compose(args.overrides)
+    from omegaconf import OmegaConf
+
+    generation = OmegaConf.to_container(cfg.generation, resolve=True)
+    args.settings = GenerationSettings(**{**generation, "max_new_tokens": args.max_new})
     model = args.model
     if model == "auto":
         model = "trained" if Path(cfg.ckpt).is_dir() else "tiny-random"
@@ -402,12 +432,12 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[tuple[str, int], Result] = {}
     with torch.no_grad():
         for mode in ("none", "adaptive"):  # warm-up at full length: kernels, and the allocator's cache sizes
-            _run(setup, max(batches), mode, args.max_new, args.device, args.continuous)
+            _run(setup, max(batches), mode, args, args.continuous)
         for batch in batches:
             runs: dict[str, list[Result]] = {mode: [] for mode in modes}
             for _ in range(args.repeat):  # modes interleaved, so a drift in the machine's speed hits them all
                 for mode in modes:
-                    runs[mode].append(_run(setup, batch, mode, args.max_new, args.device, args.continuous))
+                    runs[mode].append(_run(setup, batch, mode, args, args.continuous))
             for mode in modes:
                 timed = sorted(runs[mode], key=lambda r: r.seconds)
                 results[(mode, batch)] = timed[(len(timed) - 1) // 2]  # the median run (lower one if even)
@@ -429,23 +459,25 @@ def _report(args, setup: Setup, batches, modes, results) -> None:
     )
     print(
         f"{'mode':<24}{'batch':>6}{'out tok/s':>11}{'dec tok/s':>11}{'s/report':>10}{'retr/rep':>10}"
-        f"{'memo hit':>10}{'vs none':>9}  same tokens"
+        f"{'memo hit':>10}{'vs none':>9}{'fwd/tok':>9}{'steps/tok':>10}{'accept':>8}  same tokens"
     )
     rows = []
     for batch in batches:
         for mode in modes:
             r, none = results[(mode, batch)], results[("none", batch)]
             same = None
-            if mode not in ("none", "adaptive"):
+            if mode not in ("none", "adaptive"):  # variants that must decide as their base mode does
                 base = "none" if mode.startswith("none") else "adaptive"
                 same = [o.token_ids for o in r.outputs] == [
                     o.token_ids for o in results[(base, batch)].outputs
                 ]
             n = len(r.outputs)
             hit = "" if r.memo_hit_rate is None else f"{r.memo_hit_rate:.2f}"
+            accept = "" if r.acceptance is None else f"{r.acceptance:.2f}"
             print(
                 f"{mode:<24}{batch:>6}{r.per_second():>11.0f}{r.per_second(True):>11.0f}{r.seconds / n:>10.3f}"
-                f"{r.retrievals / n:>10.2f}{hit:>10}{r.per_second() / none.per_second():>9.2f}  "
+                f"{r.retrievals / n:>10.2f}{hit:>10}{r.per_second() / none.per_second():>9.2f}"
+                f"{r.per_token('forward_passes'):>9.4f}{r.per_token('row_steps'):>10.3f}{accept:>8}  "
                 f"{'' if same is None else same}"
             )
             rows.append(
@@ -460,6 +492,10 @@ def _report(args, setup: Setup, batches, modes, results) -> None:
                     "memo_hit_rate": r.memo_hit_rate,
                     "retrieval_seconds": r.retrieval_seconds,
                     "same_tokens": same,
+                    "forward_calls_per_token": r.per_token("forward_passes"),
+                    "row_steps_per_token": r.per_token("row_steps"),
+                    "draft_acceptance": r.acceptance,
+                    "stats": r.stats,
                 }
             )
     top = max(batches)
@@ -478,6 +514,9 @@ def _report(args, setup: Setup, batches, modes, results) -> None:
         f"none's cost + retrieval): {a.out_tokens / ceiling / n.per_second():.2f}x output, "
         f"{(a.out_tokens + a.probe_tokens) / ceiling / n.per_second():.2f}x decoded"
     )
+    for mode in modes:
+        if "speculative" in mode:
+            _report_speculative(results, top, mode)
     if "re-prefill" in modes:
         p = results[("re-prefill", top)]
         line = f"adaptive / re-prefill at batch {top}: {a.per_second() / p.per_second():.2f}x"
@@ -502,6 +541,24 @@ def _report(args, setup: Setup, batches, modes, results) -> None:
                 indent=1,
             )
         )
+
+
+def _report_speculative(results, batch: int, mode: str) -> None:
+    """What the speculative rewrite saves, in costs that do not depend on the hardware (issue 15)."""
+    rows = {m: results[(m, batch)] for m in ("none", "adaptive", mode)}
+    fwd = {m: r.per_token("forward_passes") for m, r in rows.items()}
+    steps = {m: r.per_token("row_steps") for m, r in rows.items()}
+    print(
+        f"forward calls per output token at batch {batch}: none {fwd['none']:.4f}, adaptive {fwd['adaptive']:.4f} "
+        f"({fwd['adaptive'] / fwd['none']:.2f}x none), {mode} {fwd[mode]:.4f} "
+        f"({fwd[mode] / fwd['none']:.2f}x none; goal <= 1.25x)"
+    )
+    spec = rows[mode]
+    print(
+        f"row-steps per output token at batch {batch}: none {steps['none']:.3f}, adaptive {steps['adaptive']:.3f}, "
+        f"{mode} {steps[mode]:.3f}; draft tokens accepted {spec.stats['draft_accepted']}/"
+        f"{spec.stats['draft_tokens']} ({spec.acceptance or 0:.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -34,19 +34,23 @@ def test_bench_generate_runs_and_baselines_emit_the_adaptive_tokens(
             "--reports=3",
             "--max-new=90",
             "--repeat=2",
-            "--modes=none,adaptive,adaptive-padded,re-prefill,none-dynamic-cache,adaptive-dynamic-cache",
+            "--modes=none,adaptive,adaptive-speculative,adaptive-padded,re-prefill,none-dynamic-cache,"
+            "adaptive-dynamic-cache",
             f"--json={out}",
             *data_overrides(indexed_demo),
             f"paths.output_dir={tmp_path}",
+            "generation.probe=draft",
         ]
     )
     printed = capsys.readouterr().out
     assert "adaptive / none at batch 3" in printed and "adaptive / re-prefill at batch 3" in printed
     assert "ceiling (decoded tokens at none's cost + retrieval)" in printed
+    assert "forward calls per output token at batch 3" in printed and "draft tokens accepted" in printed
     rows = {(r["mode"], r["batch"]): r for r in json.loads(out.read_text())["rows"]}
     modes = (
         "none",
         "adaptive",
+        "adaptive-speculative",
         "adaptive-padded",
         "re-prefill",
         "none-dynamic-cache",
@@ -60,6 +64,9 @@ def test_bench_generate_runs_and_baselines_emit_the_adaptive_tokens(
         # as the loop on its in-place cache
         for variant in modes[2:]:
             assert rows[(variant, batch)]["same_tokens"] is True, variant
+        speculative, adaptive = rows[("adaptive-speculative", batch)], rows[("adaptive", batch)]
+        assert speculative["forward_calls_per_token"] < adaptive["forward_calls_per_token"]
+        assert 0 < speculative["draft_acceptance"] <= 1 and adaptive["draft_acceptance"] is None
 
 
 def test_continuous_batching_in_the_benchmark_does_the_same_work(bench, indexed_demo: Path, tmp_path, capsys):

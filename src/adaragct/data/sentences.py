@@ -142,6 +142,29 @@ _KEYWORD_RES = tuple(re.compile(r"\b(?:" + k.pattern + ")") for k in KEYWORDS)
 _HEADER_RE = re.compile(r"^\s*(?:" + "|".join(HEADERS) + r")\s*:\s*", re.IGNORECASE)
 _ENUM_RE = re.compile(r"^\s*(?:\(?\d{1,2}[.)]|[-*\u2022])\s+")
 _CONTENT_RE = re.compile(r"[a-z]", re.IGNORECASE)
+# Where a sentence ends while it is being written: ".?!" not after a digit ("1." may go on as "1.5 cm"), or any
+# ".?!" before whitespace ("T12. The"). One rule for generation (where a look-ahead probe ends, when a row may ask
+# again) and for the retrievers (which sentence is being written); whole reports go through pysbd instead.
+SENTENCE_END = re.compile(r"(?<!\d)[.?!]|[.?!](?=\s)")
+
+
+def first_sentence_end(text: str) -> int | None:
+    """Offset just past the first sentence end of ``text`` (:data:`SENTENCE_END`), or None."""
+    match = SENTENCE_END.search(text)
+    return match.end() if match else None
+
+
+def ends_sentence(before: str, after: str) -> bool:
+    """Whether extending ``before`` to ``after`` (its continuation, e.g. one more token) ended a sentence."""
+    return any(m.end() > len(before) for m in SENTENCE_END.finditer(after))
+
+
+def last_sentence_end(text: str) -> int:
+    """Offset just past the last sentence end of ``text`` (0 when it has none)."""
+    ends = [m.end() for m in SENTENCE_END.finditer(text)]
+    return ends[-1] if ends else 0
+
+
 # hard boundaries: CT-RATE's bare quote between findings and impression, line breaks, inline section headers
 _CHUNK_RE = re.compile(r'"|\n+|\b(?:' + "|".join(HEADERS) + r")\s*:", re.IGNORECASE)
 # "and" starts a new clause only before a new subject or negation ("... normal and no lesion was detected");

@@ -1,4 +1,4 @@
-"""Repetition penalty over ragged per-row token sets.
+"""Repetition penalty over ragged per-row token sets, and the greedy choice it feeds.
 
 Same arithmetic as transformers' ``RepetitionPenaltyLogitsProcessor`` (a seen token's logit is divided by the
 penalty when positive, multiplied when negative), but driven by a (B, V) "seen" mask instead of a rectangular
@@ -35,8 +35,40 @@ class SeenTokens:
 
     def apply(self, logits: torch.Tensor, penalty: float) -> torch.Tensor:
         """Penalised copy of ``logits`` (B, V)."""
-        if penalty == 1.0:
-            return logits
-        seen = self.mask[:, : logits.shape[-1]]
-        penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
-        return torch.where(seen, penalised, logits)
+        return _penalise(logits, self.mask[:, : logits.shape[-1]], penalty)
+
+    def apply_draft(
+        self, row: int, logits: torch.Tensor, draft: tuple[int, ...], penalty: float
+    ) -> torch.Tensor:
+        """Penalised copy of one row's ``logits`` (n+1, V) at the positions of a draft of n tokens: position i has
+        seen the row's tokens plus ``draft[:i]`` (what the row will have written if the draft holds up to there)."""
+        n, vocab = len(draft), logits.shape[-1]
+        seen = self.mask[row, :vocab].expand(n + 1, vocab).clone()
+        if n:
+            position, earlier = torch.tril_indices(n + 1, n, -1, device=seen.device)
+            seen[position, torch.tensor(draft, device=seen.device)[earlier]] = True
+        return _penalise(logits, seen, penalty)
+
+
+def _penalise(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    if penalty == 1.0:
+        return logits
+    penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
+    return torch.where(seen, penalised, logits)
+
+
+def greedy_candidates(scores: torch.Tensor, rag_id: int, bias: float) -> list[tuple[int, bool, bool]]:
+    """Per row of ``scores`` (N, V): the best token other than ``[RAG]``, and whether ``[RAG]`` beats it with
+    ``bias`` added to its score / without. With these a row's greedy choice is exactly ``argmax`` of its scores
+    after the bias (first index among ties, as ``argmax``), for whichever of its states (bias, ``[RAG]`` barred)
+    the row is in, without another pass over the vocabulary."""
+    rag = scores[:, rag_id].clone()
+    others = scores.clone()
+    others[:, rag_id] = float("-inf")
+    best_score, best = others.max(dim=-1)
+    biased = rag + bias
+
+    def wins(value: torch.Tensor) -> torch.Tensor:
+        return (value > best_score) | ((value == best_score) & (best > rag_id))
+
+    return list(zip(*torch.stack([best, wins(biased).long(), wins(rag).long()]).tolist(), strict=True))

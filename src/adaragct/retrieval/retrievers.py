@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -23,6 +22,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from adaragct.data.bundle import context_key
+from adaragct.data.sentences import last_sentence_end
 from adaragct.errors import DataError
 from adaragct.ids import normalize_volume_id
 from adaragct.retrieval.bank import SentenceBank
@@ -30,8 +30,6 @@ from adaragct.retrieval.encoders import MemoEncoder, TextEncoder
 from adaragct.retrieval.mmr import bleu2, mmr_select
 
 log = logging.getLogger(__name__)
-
-_SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
 
 
 @dataclass(frozen=True)
@@ -76,13 +74,13 @@ class Retriever(Protocol):
 
 
 def current_sentence(text_so_far: str, probe: str) -> str:
-    """The sentence being written: the unfinished tail of ``text_so_far`` (after its last ``.!?``) + ``probe``.
+    """The sentence being written: the unfinished tail of ``text_so_far`` (after its last sentence end, the rule of
+    :data:`adaragct.data.sentences.SENTENCE_END`) + ``probe``.
 
     Organ detection counts keywords over this rather than the whole report so far, which would always vote
     "lung" (the longest section of every chest-CT report).
     """
-    ends = list(_SENTENCE_END.finditer(text_so_far))
-    tail = text_so_far[ends[-1].end() :] if ends else text_so_far
+    tail = text_so_far[last_sentence_end(text_so_far) :]
     return f"{tail.strip()} {probe.strip()}".strip()
 
 
