@@ -36,7 +36,7 @@ def _rank_world() -> tuple[int, int]:
 def load_generation_model(ckpt: str, device: str, base: str | None = None, dtype: str = "float32"):
     """(ReportModel with merged adapters, tokenizer, checkpoint config) for decoding: a checkpoint of ours, or
     the release's AdaRAG step directory (its base from ``base`` or its adapter config) or base directory."""
-    from adaragct.models.checkpoint import load_for_inference
+    from adaragct.models.loading import load_for_inference
 
     model, tokenizer, ckpt_cfg = load_for_inference(ckpt, base=base, device=device, dtype=dtype)
     # plain forwards are faster than LoRA-wrapped ones; but merging a LoRA into 4-bit weights re-quantizes them

@@ -153,8 +153,9 @@ def dataset_summary(checked: dict[str, Any], whole_key: str, max_reports: int = 
     import numpy as np
 
     from adaragct.analysis.bottleneck import top2_variance_share
-    from adaragct.analysis.cohort import organ_probe_table, tag_unique_reports, text_stats
+    from adaragct.analysis.cohort import organ_probe_table, text_stats
     from adaragct.constants import ORGAN_SLOTS
+    from adaragct.data.sentences import tag_unique_reports
 
     volumes, labels = checked["volumes"], checked["labels"]
     reports = [v.report for split in ("train", "valid") for v in volumes[split]]
