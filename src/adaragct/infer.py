@@ -18,6 +18,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from adaragct import CONF_DIR
+
 log = logging.getLogger(__name__)
 
 
@@ -222,7 +224,7 @@ def _evaluate(cfg: DictConfig, reuse: bool) -> dict[str, Any]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="infer")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="infer")
 def main(cfg: DictConfig) -> dict[str, Any]:
     """Console entry point (``adaragct-infer``); the summary is returned for multirun callbacks (grid cells)."""
     return run_infer(cfg)

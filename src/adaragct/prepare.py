@@ -27,6 +27,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from adaragct import CONF_DIR
+
 log = logging.getLogger(__name__)
 
 
@@ -264,7 +266,7 @@ def _print(summary: dict[str, Any], data: dict[str, Any]) -> None:
     print(f"  {'summary':<14} {Path(data['work_dir']) / 'summary.json'}")
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="prepare")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="prepare")
 def main(cfg: DictConfig) -> None:
     """Console entry point (``adaragct-prepare``)."""
     run_prepare(cfg)

@@ -52,6 +52,11 @@ def unwrapped_name(name: str) -> str:
     return name
 
 
+def _under(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of a submodule (``llm.``, ``projector.``), named relative to it."""
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+
+
 def _save_adapter(llm: Any, directory: Path, state: Mapping[str, torch.Tensor] | None) -> None:
     """PEFT's adapter files, from the live ``llm`` or from its gathered ``state`` (unwrapped names).
 
@@ -95,15 +100,10 @@ def save_checkpoint(
     final, tmp = root / name, root / f".tmp-{name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    llm_state = None if state is None else {k[4:]: v for k, v in state.items() if k.startswith("llm.")}
-    _save_adapter(model.llm, tmp, llm_state)
+    _save_adapter(model.llm, tmp, None if state is None else _under(state, "llm."))
     (tmp / "README.md").unlink(missing_ok=True)  # PEFT's model card: not ours to publish
     _sort_target_modules(tmp / "adapter_config.json")
-    projector = (
-        model.projector.state_dict()
-        if state is None
-        else {k[10:]: v for k, v in state.items() if k.startswith("projector.")}
-    )
+    projector = model.projector.state_dict() if state is None else _under(state, "projector.")
     save_file({k: v.detach().float().cpu().contiguous() for k, v in projector.items()}, str(tmp / PROJECTOR))
     tokenizer.save_pretrained(str(tmp))
     (tmp / CONFIG).write_text(config_yaml)
