@@ -5,7 +5,8 @@ import hides a dependency from the reader but not from the layering, and two laz
 A *part* is the first name under ``adaragct`` (``adaragct.data.demo.writer`` is in ``data``, ``adaragct.ids`` is
 ``ids``). The rules, one row per part that is restricted (a part may always import itself):
 
-    constants, errors, ids, io   the foundation: import only each other
+    constants, errors, ids,      the foundation (vocabularies, errors, volume ids, file I/O, the ledger of
+    io, ledger                   finished steps): import only each other
     data                         formats, sentences, the datamodule, the demo cohort: the foundation only (not
                                  models/, retrieval/, generation/, nor analysis/, which reads data/)
     eval                         runs on a predictions file alone: data/ and the foundation only
@@ -23,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-FOUNDATION = frozenset({"constants", "errors", "ids", "io"})
+FOUNDATION = frozenset({"constants", "errors", "ids", "io", "ledger"})
 MAY_IMPORT: dict[str, frozenset[str]] = {
     **dict.fromkeys(FOUNDATION, FOUNDATION),
     "data": FOUNDATION,
@@ -164,5 +165,5 @@ def test_a_bad_import_planted_in_a_copy_of_the_package_is_reported(tmp_path) -> 
     )
     assert layer_violations(import_graph(tmp_path)) == [
         "adaragct.data.prompt imports adaragct.models.vlm "
-        "(data may import only ['constants', 'errors', 'ids', 'io'])"
+        "(data may import only ['constants', 'errors', 'ids', 'io', 'ledger'])"
     ]
