@@ -25,12 +25,14 @@ demo-ablations: $(STAMP) ## claims (b) bottleneck, (c) model size: the demo (if 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# every version comes from constraints.txt (what CI tests); pyproject.toml only holds the accepted ranges
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first, pinned: it resolves to the CPU wheel on disk (an unpinned torch pulls a multi-GB CUDA build)
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	# torch first, pinned by the constraints: it resolves to the CPU wheel on disk (an unpinned torch pulls a
+	# multi-GB CUDA build)
+	$(PY) -m pip install -q -c constraints.txt torch
+	$(PY) -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
 	@touch $(STAMP)
 
 install: $(STAMP) ## create/refresh .venv with the package and its dev extras

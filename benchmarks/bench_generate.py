@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from adaragct import CONF_DIR  # noqa: E402
 from adaragct.constants import RAG_TOKEN  # noqa: E402
 from adaragct.generation import AdaptiveGenerator, GenerationSettings  # noqa: E402
 from adaragct.generation.batch import ChunkFeeder  # noqa: E402
@@ -116,7 +117,7 @@ def _compose(overrides: list[str]):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("infer", overrides=[f"paths.root_dir={ROOT}", "paths.output_dir=/tmp", *overrides])
     OmegaConf.resolve(cfg)
     return cfg

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+import adaragct
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = PROJECT_ROOT / "conf"
+CONF_DIR = adaragct.CONF_DIR  # the configs the code reads (conf/ at the top links there)
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
 # No hub access in tests: everything is built locally or ships in a package.

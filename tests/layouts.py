@@ -107,8 +107,8 @@ def _release_contexts(contexts: Mapping[str, list[dict]]) -> dict[str, list[dict
 
 def write_release_bundle(root: Path, splits: Mapping[str, Any], encoder: Any) -> Path:
     """Every file of the release bundle under ``root`` (see the module docstring); returns ``root``."""
-    from adaragct.analysis.cohort import tag_unique_reports
     from adaragct.data.demo.writer import labels_frame, organ_reports_entries, reports_frame, write_csv
+    from adaragct.data.sentences import tag_unique_reports
     from adaragct.io import write_json
     from adaragct.retrieval.bank import SentenceBank
     from adaragct.retrieval.contexts import QuerySentence, oracle_contexts

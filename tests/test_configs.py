@@ -1,9 +1,14 @@
-"""Every file under conf/ is composed and resolved, and every code path a config names exists."""
+"""Every file under conf/ is composed and resolved, every code path a config names exists, and every console
+script finds the configs from any directory."""
 
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -121,3 +126,26 @@ def test_multirun_dirs_are_readable(tmp_path: Path) -> None:
     _, hydra_cfg = _compose("infer", ["ablation=retrieval_grid"], tmp_path)
     assert OmegaConf.to_container(hydra_cfg.sweep)["subdir"] == "${hydra.job.override_dirname}"
     assert hydra_cfg.mode.name == "MULTIRUN"
+
+
+SCRIPTS = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_every_console_script_finds_its_configs_from_another_directory(script: str, tmp_path: Path) -> None:
+    """A console script imports its app as a module, not as ``__main__``: Hydra then reads a relative
+    ``config_path`` as a module path (``../../conf`` became the top-level module ``conf``, found nowhere)."""
+    module, _, func = SCRIPTS[script].partition(":")
+    done = subprocess.run(
+        [sys.executable, "-c", f"from {module} import {func}; {func}()", "--help"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "src"), str(PROJECT_ROOT)])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (
+        "== Configuration groups ==" in done.stdout and "data: adaragct_bundle, ctrate, demo" in done.stdout
+    )
+    assert list(tmp_path.iterdir()) == [], "--help writes nothing"

@@ -1,10 +1,16 @@
 """adaragct: retrieval-augmented 3D CT report generation (a reimplementation of AdaRAG-CT).
 
-Stages (each a Hydra app under ``conf/``): prepare -> index -> train -> infer -> evaluate -> analyze.
+Stages (each a Hydra app over ``adaragct/conf``, linked as ``conf/`` at the top of a checkout): prepare -> index -> train -> infer -> evaluate -> analyze.
 See README.md for the two commands that run everything (`make demo`, `make test`).
 """
 
+from pathlib import Path
+
 __version__ = "0.1.0"
+# every Hydra config (``conf/`` at the top of a checkout links here), shipped in the package. The stage apps pass
+# it to ``hydra.main`` as an absolute path: a relative one is read as a module path when the app runs as a console
+# script (``../conf`` from ``adaragct.train`` became the top-level module ``conf``)
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 def _register_resolvers() -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from adaragct import CONF_DIR
 from adaragct.experiments.grid import METRIC_COLUMNS, Cell, find_cells, resolve_grid_dir
 from adaragct.io import atomic_open
 
@@ -133,7 +134,7 @@ def aggregate(grid: str, output_root: str | Path) -> dict[str, Any]:
     return {"cells": len(table), "done": done, **{k: str(v) for k, v in out.items()}}
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="aggregate")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="aggregate")
 def main(cfg: DictConfig) -> None:
     """Console entry point: ``python -m adaragct.aggregate grid=<name or folder>``."""
     aggregate(str(cfg.grid), cfg.paths.output_root)

@@ -23,6 +23,8 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from adaragct import CONF_DIR
+
 log = logging.getLogger(__name__)
 
 
@@ -193,7 +195,7 @@ def run_text_stats(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="analyze")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="analyze")
 def main(cfg: DictConfig) -> None:
     """Console entry point (``adaragct-analyze``): the text statistics when ``text.a`` is set, else the bottleneck."""
     log.info("analyze config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))

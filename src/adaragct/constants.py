@@ -75,3 +75,7 @@ RET_START = "<|ret_start|>"
 RET_END = "<|ret_end|>"
 RAG_TOKEN = "[RAG]"
 SPECIAL_TOKENS: tuple[str, ...] = (*SLOT_TOKENS.values(), TASK_TOKEN, RET_START, RET_END, RAG_TOKEN)
+
+# Label value of a position that is not trained (the prompt, the injected context span, padding): the
+# ``ignore_index`` of torch's cross-entropy, shared by the datamodule that writes labels and the loss that reads them.
+IGNORE_INDEX = -100

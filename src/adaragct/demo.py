@@ -29,6 +29,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from adaragct import CONF_DIR
 from adaragct.ledger import Ledger, code_fingerprint, fingerprint, sha256_path
 
 log = logging.getLogger(__name__)
@@ -371,7 +372,7 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
     return rows
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="demo")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="demo")
 def main(cfg: DictConfig) -> None:
     """Console entry point (``adaragct-demo``)."""
     run_demo(cfg)

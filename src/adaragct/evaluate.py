@@ -10,23 +10,16 @@ Outputs land in ``${paths.output_dir}`` (``outputs/evaluate/runs/<time>/``).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from adaragct import CONF_DIR
+
 log = logging.getLogger(__name__)
 
 
-def _conf_dir() -> str:
-    """The project's ``conf/``: walk up from this file to the directory that holds ``conf/`` next to ``src/``."""
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "conf").is_dir() and (parent / "src").is_dir():
-            return str(parent / "conf")
-    raise FileNotFoundError("conf/ not found above the installed package; run from a checkout of the project")
-
-
-@hydra.main(version_base="1.3", config_path=_conf_dir(), config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
 def main(cfg: DictConfig) -> dict:
     """1. build options from the config, 2. score, 3. optionally compare, 4. write outputs."""
     from adaragct.eval.runner import EvalOptions, run_evaluation

@@ -32,6 +32,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from adaragct import CONF_DIR
+
 log = logging.getLogger(__name__)
 
 
@@ -137,7 +139,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     print("\n".join(lines))
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="index")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="index")
 def main(cfg: DictConfig) -> None:
     """Console entry point: ``python -m adaragct.index data=demo``."""
     run(cfg)

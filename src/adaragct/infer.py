@@ -18,6 +18,8 @@ from typing import Any, NamedTuple
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from adaragct import CONF_DIR
+
 log = logging.getLogger(__name__)
 
 
@@ -36,7 +38,7 @@ def _rank_world() -> tuple[int, int]:
 def load_generation_model(ckpt: str, device: str, base: str | None = None, dtype: str = "float32"):
     """(ReportModel with merged adapters, tokenizer, checkpoint config) for decoding: a checkpoint of ours, or
     the release's AdaRAG step directory (its base from ``base`` or its adapter config) or base directory."""
-    from adaragct.models.checkpoint import load_for_inference
+    from adaragct.models.loading import load_for_inference
 
     model, tokenizer, ckpt_cfg = load_for_inference(ckpt, base=base, device=device, dtype=dtype)
     # plain forwards are faster than LoRA-wrapped ones; but merging a LoRA into 4-bit weights re-quantizes them
@@ -242,7 +244,7 @@ def _evaluate(cfg: DictConfig, reuse: bool) -> dict[str, Any]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="infer")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="infer")
 def main(cfg: DictConfig) -> dict[str, Any]:
     """Console entry point (``adaragct-infer``); the summary is returned for multirun callbacks (grid cells)."""
     return run_infer(cfg)

@@ -27,6 +27,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from adaragct import CONF_DIR
+
 log = logging.getLogger(__name__)
 
 
@@ -144,8 +146,9 @@ def dataset_summary(checked: dict[str, Any], whole_key: str, max_reports: int = 
     import numpy as np
 
     from adaragct.analysis.bottleneck import top2_variance_share
-    from adaragct.analysis.cohort import organ_probe_table, tag_unique_reports, text_stats
+    from adaragct.analysis.cohort import organ_probe_table, text_stats
     from adaragct.constants import ORGAN_SLOTS
+    from adaragct.data.sentences import tag_unique_reports
 
     volumes, labels = checked["volumes"], checked["labels"]
     reports = [v.report for split in ("train", "valid") for v in volumes[split]]
@@ -255,7 +258,7 @@ def _print(summary: dict[str, Any], data: dict[str, Any]) -> None:
     print(f"  {'summary':<14} {Path(data['work_dir']) / 'summary.json'}")
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="prepare")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="prepare")
 def main(cfg: DictConfig) -> None:
     """Console entry point (``adaragct-prepare``)."""
     run_prepare(cfg)

@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from adaragct.analysis.bottleneck import top2_variance_share
-from adaragct.analysis.cohort import organ_probe_table, tag_unique_reports
+from adaragct.analysis.cohort import organ_probe_table
 from adaragct.constants import FINDINGS, ORGANS, SPECIAL_TOKENS
 from adaragct.data.bundle import (
     CT_CLIP_KEYS,
@@ -24,7 +24,7 @@ from adaragct.data.ctrate import read_labels_csv, read_reports_csv
 from adaragct.data.demo import checks
 from adaragct.data.demo.cohort import PREVALENCE
 from adaragct.data.demo.writer import demo_paths
-from adaragct.data.sentences import tag_sentence
+from adaragct.data.sentences import tag_sentence, tag_unique_reports
 from adaragct.ids import patient_id
 from adaragct.prepare import run_prepare
 from tests.conftest import CONF_DIR, PROJECT_ROOT

@@ -220,7 +220,7 @@ def _as_release(base_ckpt: Path, rag_ckpt: Path, root: Path) -> tuple[Path, Path
     LoRA under raw PEFT keys and the full trained embed_tokens / lm_head matrices, as the release's do."""
     import copy
 
-    from adaragct.models.checkpoint import load_checkpoint
+    from adaragct.models.loading import load_checkpoint
     from tests.models.conftest import write_release_base, write_release_step
 
     base, tokenizer, _ = load_checkpoint(base_ckpt)
@@ -275,7 +275,8 @@ def test_a_release_checkpoint_decodes_like_ours(indexed_demo, tiny_checkpoints, 
 
 def _with_visible_lora(ckpt: Path, root: Path) -> Path:
     """A copy of a 2-step rag checkpoint with random trained weights, so that dropping them changes the reports."""
-    from adaragct.models.checkpoint import load_checkpoint, save_checkpoint
+    from adaragct.models.checkpoint import save_checkpoint
+    from adaragct.models.loading import load_checkpoint
     from tests.models.conftest import perturb_trainable
 
     model, tokenizer, _ = load_checkpoint(ckpt)
@@ -293,7 +294,8 @@ def _trained_prompt(ckpt: Path) -> dict:
 def test_a_directory_that_is_no_checkpoint_names_the_field_and_fix(tmp_path) -> None:
     from adaragct.errors import DataError
     from adaragct.inference.inference_rag import parse, to_overrides
-    from adaragct.models.checkpoint import checkpoint_kind, release_base_for
+    from adaragct.models.loading import checkpoint_kind
+    from adaragct.models.release import release_base_for
 
     (tmp_path / "notes.txt").write_text("not a model")
     with pytest.raises(

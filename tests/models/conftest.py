@@ -66,7 +66,6 @@ CHECKPOINT_FILES = {
     "adapter_config.json",
     "adapter_model.safetensors",
     "projector.safetensors",
-    "new_token_rows.safetensors",
     "tokenizer.json",
     "tokenizer_config.json",
     "config.yaml",

@@ -12,7 +12,8 @@ from adaragct.models.builders import (
     llama3_3_70b,
     llama_tiny,
 )
-from adaragct.models.vlm import build_stage_model, count_parameters
+from adaragct.models.loading import build_stage_model
+from adaragct.models.vlm import count_parameters
 from tests.models.conftest import stage_cfg
 
 REAL_DIMS = {"whole_ct": 512, "lung": 256, "heart": 256, "esophagus": 256, "aorta": 256}

@@ -11,8 +11,9 @@ import yaml
 from safetensors.torch import load_file
 
 from adaragct.constants import SPECIAL_TOKENS, VISUAL_SLOTS
-from adaragct.models.checkpoint import load_checkpoint, load_release, read_release_projector, save_checkpoint
-from adaragct.models.vlm import build_stage_model
+from adaragct.models.checkpoint import save_checkpoint
+from adaragct.models.loading import build_stage_model, load_checkpoint, load_release
+from adaragct.models.release import read_release_projector
 from tests.models.conftest import (
     CHECKPOINT_FILES,
     model_cfg,
@@ -22,6 +23,8 @@ from tests.models.conftest import (
     write_release_base,
     write_release_step,
 )
+
+ROW_MODULES = ("lm_head", "model.embed_tokens")
 
 
 def _inputs(tokenizer) -> torch.Tensor:
@@ -58,9 +61,14 @@ def test_checkpoint_files_and_identical_reload_both_stages(tmp_path, tokenizer_d
     reloaded, _, _ = load_checkpoint(tmp_path / "base" / "last")
     torch.testing.assert_close(_logits(reloaded, ids), _logits(base, ids), rtol=0, atol=0)
 
-    rows = load_file(str(base_dir / "new_token_rows.safetensors"))
-    assert rows["token_ids"].tolist() == [tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS]
-    assert rows["embed_tokens"].shape == rows["lm_head"].shape == (len(SPECIAL_TOKENS), 192)
+    # the new-token rows live in the adapter (PEFT trainable_token_indices), once: no second copy is written
+    token_ids = [tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS]
+    indices = json.loads((base_dir / "adapter_config.json").read_text())["trainable_token_indices"]
+    assert indices == {"embed_tokens": token_ids, "lm_head": token_ids}
+    adapter = load_file(str(base_dir / "adapter_model.safetensors"))
+    rows = {k: v.shape for k, v in adapter.items() if "trainable_tokens" in k}
+    assert sorted(rows) == [f"base_model.model.{m}.token_adapter.trainable_tokens_delta" for m in ROW_MODULES]
+    assert set(rows.values()) == {(len(SPECIAL_TOKENS), 192)}
 
     rag_stage = stage_cfg("rag", init_from=str(tmp_path / "base" / "last"))
     rag = build_stage_model(mc, rag_stage, tokenizer, init_from=rag_stage["init_from"])

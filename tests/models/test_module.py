@@ -10,7 +10,7 @@ import lightning as L
 import pytest
 import torch
 
-from adaragct.data.prompt import IGNORE_INDEX
+from adaragct.constants import IGNORE_INDEX
 from adaragct.models.module import ReportGenerationModule, warmup_cosine, warmup_cosine_schedule
 from adaragct.models.vlm import report_loss
 from tests.models.conftest import model_cfg, random_visual, stage_cfg

@@ -68,7 +68,7 @@ def test_whole_ct_alone_reaches_the_model_and_organ_placeholders_keep_their_toke
     """model.visual_slots=[whole_ct] (the bottleneck ablation): only the CT-CLIP slot is projected; the organ
     placeholders stay their token embedding, so the organ embeddings cannot change the model's input."""
     from adaragct.constants import SLOT_TOKENS
-    from adaragct.models.vlm import build_stage_model
+    from adaragct.models.loading import build_stage_model
     from tests.models.conftest import model_cfg, stage_cfg
 
     model = build_stage_model(

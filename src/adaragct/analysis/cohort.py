@@ -6,20 +6,13 @@ the same numbers are printed by the prepare stage for every dataset and can be c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from adaragct.analysis.bottleneck import probe_aucs
 from adaragct.constants import FINDING_TO_ORGAN, FINDINGS, ORGAN_SLOTS
-from adaragct.data.sentences import SentenceTag, tag_report
-
-Tagged = Mapping[str, list[tuple[str, SentenceTag]]]
-
-
-def tag_unique_reports(reports: Iterable[str]) -> dict[str, list[tuple[str, SentenceTag]]]:
-    """Tag each distinct report once (sentence splitting is the slow part; reconstructions share reports)."""
-    return {report: tag_report(report) for report in dict.fromkeys(reports)}
+from adaragct.data.sentences import Tagged
 
 
 def text_stats(reports: Sequence[str], tagged: Tagged) -> dict[str, float | int]:

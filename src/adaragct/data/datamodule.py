@@ -19,11 +19,11 @@ import torch
 from lightning.pytorch import Callback, LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
-from adaragct.constants import VISUAL_SLOTS
+from adaragct.constants import IGNORE_INDEX, VISUAL_SLOTS
 from adaragct.data.bundle import context_key, read_contexts
 from adaragct.data.cohort import Volume, load_split, patient_split
 from adaragct.data.index_files import index_file
-from adaragct.data.prompt import IGNORE_INDEX, PromptConfig, build_prompt, encode_example, target_segments
+from adaragct.data.prompt import PromptConfig, build_prompt, encode_example, target_segments
 from adaragct.data.sentences import split_sentences
 
 log = logging.getLogger(__name__)

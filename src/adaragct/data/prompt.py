@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from adaragct.constants import RAG_TOKEN, RET_END, RET_START, SLOT_TOKENS, TASK_TOKEN
+from adaragct.constants import IGNORE_INDEX, RAG_TOKEN, RET_END, RET_START, SLOT_TOKENS, TASK_TOKEN
 
-IGNORE_INDEX = -100
 BOS = "<|begin_of_text|>"
 HEADER_START = "<|start_header_id|>"
 HEADER_END = "<|end_header_id|>"

@@ -21,7 +21,7 @@ import argparse
 import functools
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -280,6 +280,14 @@ def tag_sentence(text: str) -> SentenceTag:
 def tag_report(report: str) -> list[tuple[str, SentenceTag]]:
     """Split a report and tag every sentence, in report order."""
     return [(sentence, tag_sentence(sentence)) for sentence in split_sentences(report)]
+
+
+Tagged = Mapping[str, list[tuple[str, SentenceTag]]]  # report -> its tagged sentences
+
+
+def tag_unique_reports(reports: Iterable[str]) -> dict[str, list[tuple[str, SentenceTag]]]:
+    """Tag each distinct report once (sentence splitting is the slow part; reconstructions share reports)."""
+    return {report: tag_report(report) for report in dict.fromkeys(reports)}
 
 
 def organ_of_text(text: str) -> str:

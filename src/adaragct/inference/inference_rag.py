@@ -69,12 +69,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from adaragct import CONF_DIR
     from adaragct.infer import run_infer
 
     args = parse(argv)
-    conf = Path(__file__).resolve().parents[3] / "conf"
-    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        cfg = compose("infer", overrides=[f"paths.root_dir={conf.parent}", *to_overrides(args)])
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("infer", overrides=to_overrides(args))
     OmegaConf.resolve(cfg)
     return run_infer(cfg)
 

@@ -22,9 +22,16 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule
 
-from adaragct.models.vlm import build_stage_model, count_parameters, report_loss
+from adaragct.models.checkpoint import unwrapped_name
+from adaragct.models.loading import build_stage_model
+from adaragct.models.vlm import count_parameters, report_loss
 
 log = logging.getLogger(__name__)
+
+
+def trainable_names(module: torch.nn.Module) -> set[str]:
+    """Names of ``module``'s trainable parameters as its state dict spells them, under FSDP wrapping too."""
+    return {unwrapped_name(name) for name, param in module.named_parameters() if param.requires_grad}
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
@@ -169,5 +176,5 @@ class ReportGenerationModule(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep only trainable tensors in Lightning's ``.ckpt`` (resume state), never the frozen base."""
-        names = {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
+        names = {f"model.{n}" for n in trainable_names(self.model)}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in names}

@@ -165,9 +165,9 @@ def main() -> None:
     """Console entry point: ``python -m adaragct.train [overrides]``."""
     import hydra
 
-    config_dir = str(Path(__file__).resolve().parents[3] / "conf")
+    from adaragct import CONF_DIR
 
-    @hydra.main(version_base="1.3", config_path=config_dir, config_name="train")
+    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
     def _app(cfg: DictConfig) -> float | None:
         metrics = train(cfg)
         objective = cfg.get("optimized_metric")

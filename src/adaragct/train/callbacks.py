@@ -1,14 +1,30 @@
-"""Writes checkpoints of trainable state (``adaragct.models.checkpoint``) during and at the end of training."""
+"""Writes checkpoints of trainable state (``adaragct.models.checkpoint``) during and at the end of training.
+
+The state is gathered through the strategy (``strategy.lightning_module_state_dict()``) on every rank, then
+written by rank 0. Under DDP or one device that is each rank's own copy. Under ``strategy=fsdp`` each rank holds
+a shard only, and the gather is a collective: Lightning's FSDP strategy assembles the full state dict on rank 0
+(on the CPU; the other ranks get an empty one), the same gather its own resume checkpoint makes at the same steps.
+Only the checkpoint's tensors are kept from it (trainable parameters + the projector).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch import Callback
-from lightning.pytorch.utilities import rank_zero_only
 
 from adaragct.models.checkpoint import save_checkpoint
+from adaragct.models.module import trainable_names
+
+
+def checkpoint_state(state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint of ours, keyed by ``ReportModel`` names, from the LightningModule's full state
+    dict (keys ``model.<name>``): the trainable parameters and the projector (frozen in stage rag, still saved)."""
+    keep = trainable_names(model)
+    mine = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    return {k: v for k, v in mine.items() if k in keep or k.startswith("projector.")}
 
 
 class TrainableCheckpoint(Callback):
@@ -32,12 +48,17 @@ class TrainableCheckpoint(Callback):
         )
         self.saved_step = -1
 
-    @rank_zero_only
     def _save(self, trainer, pl_module) -> None:
+        """Called on every rank (the gather is a collective under FSDP); rank 0 writes."""
         step = trainer.global_step
         if step == self.saved_step or step == 0:
             return
-        save_checkpoint(self.dirpath, f"step-{step:06d}", pl_module.model, self.tokenizer, self.config_yaml)
+        state = trainer.strategy.lightning_module_state_dict()
+        if trainer.is_global_zero:
+            tensors = checkpoint_state(state, pl_module.model)
+            save_checkpoint(
+                self.dirpath, f"step-{step:06d}", pl_module.model, self.tokenizer, self.config_yaml, tensors
+            )
         self.saved_step = step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

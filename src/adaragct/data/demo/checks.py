@@ -1,7 +1,7 @@
 """Demo-only check: the cohort's text asserts exactly its labels (by construction of the grammar).
 
 The checks that work on any cohort (text variety, bottleneck, organ probes) live in
-:mod:`adaragct.analysis.cohort`; this one needs the grammar's :data:`FINDING_PATTERNS` contract.
+:mod:`adaragct.analysis.cohort` (which data/ does not import: tests/test_layers.py); this one needs the grammar's :data:`FINDING_PATTERNS` contract.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from adaragct.analysis.cohort import Tagged
 from adaragct.constants import FINDINGS
 from adaragct.data.demo.grammar import asserted_findings
+from adaragct.data.sentences import Tagged
 
 
 def label_text_agreement(

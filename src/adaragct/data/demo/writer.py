@@ -19,11 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from adaragct.analysis.cohort import Tagged, tag_unique_reports
 from adaragct.constants import FINDINGS, ORGANS
 from adaragct.data.demo import checks
 from adaragct.data.demo.generate import SplitData, generate_cohort
-from adaragct.data.sentences import SentenceTag
+from adaragct.data.sentences import SentenceTag, Tagged, tag_unique_reports
 from adaragct.io import atomic_open, write_json
 from adaragct.ledger import Ledger, code_fingerprint, fingerprint
 

@@ -1,0 +1,217 @@
+"""Where a ``ReportModel`` is put together (SPEC 4): fresh for a training stage, or from a checkpoint.
+
+    model = build_stage_model(cfg.model, cfg.stage, tokenizer)            # stage base: projector + LoRA r=128
+    model = build_stage_model(cfg.model, cfg.stage, tokenizer,            # stage rag: merged base + LoRA r=32
+                              init_from="outputs/train/demo_tiny_base/last")
+    model, tokenizer, cfg = load_for_inference("outputs/train/demo_tiny_rag/last")   # ours or the release's
+
+New-token rows (the five placeholders, the task token, the context delimiters and ``[RAG]``) are trained through
+PEFT's ``trainable_token_indices`` on ``embed_tokens`` and ``lm_head``, not through a gradient mask on the full
+matrices: only the ~9 rows get parameters, gradients and AdamW state (a gradient mask keeps 2 x 128k x 4096
+gradients and optimizer moments for an 8B, ~12 GB, and AdamW's decoupled weight decay would still shrink every
+masked row), and the rows are saved inside the PEFT adapter and merged by ``merge_and_unload``.
+
+The file formats live apart: ours in :mod:`adaragct.models.checkpoint`, the release's in
+:mod:`adaragct.models.release`; this module is the only one that assembles a model from them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from adaragct.constants import RAG_TOKEN, SLOT_TOKENS, VISUAL_SLOTS
+from adaragct.errors import DataError
+from adaragct.models import checkpoint, release
+from adaragct.models.projector import VisualProjector
+from adaragct.models.vlm import ReportModel
+
+log = logging.getLogger(__name__)
+
+
+def assemble_report_model(llm: torch.nn.Module, projector: VisualProjector, tokenizer: Any) -> ReportModel:
+    """LLM + projector + the placeholder and ``[RAG]`` ids of ``tokenizer``."""
+    slot_ids = {slot: tokenizer.convert_tokens_to_ids(tok) for slot, tok in SLOT_TOKENS.items()}
+    return ReportModel(llm, projector, slot_ids, tokenizer.convert_tokens_to_ids(RAG_TOKEN))
+
+
+def resolve_builder(dotted: str):
+    """``adaragct.models.builders.llama3_1_8b`` -> the function (``conf/model: builder``)."""
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def lora_config(lora: Mapping[str, Any], new_token_ids: list[int] | None):
+    """A PEFT LoraConfig from ``conf/stage: lora`` (+ trainable new-token rows in embed_tokens and lm_head)."""
+    from peft import LoraConfig
+
+    tokens = {"embed_tokens": list(new_token_ids), "lm_head": list(new_token_ids)} if new_token_ids else None
+    return LoraConfig(
+        r=int(lora["r"]),
+        lora_alpha=int(lora["alpha"]),
+        lora_dropout=float(lora.get("dropout", 0.0)),
+        target_modules=list(lora["target_modules"]),
+        bias="none",
+        task_type="CAUSAL_LM",
+        trainable_token_indices=tokens,
+    )
+
+
+def build_stage_model(
+    model_cfg: Mapping[str, Any],
+    stage_cfg: Mapping[str, Any],
+    tokenizer,
+    *,
+    device: str | torch.device | None = None,
+    init_from: str | Path | None = None,
+) -> ReportModel:
+    """Build the LLM from its builder, merge a base checkpoint (stage rag), add a fresh LoRA, set trainability.
+
+    Args:
+        model_cfg: ``cfg.model`` (builder, path, dtype, quantization, gradient_checkpointing, visual_dims,
+            visual_slots).
+        stage_cfg: ``cfg.stage`` (lora, train_projector, train_new_token_rows).
+        tokenizer: the model's tokenizer (special tokens are added if missing).
+        device: ``"meta"`` to build without weights (size checks).
+        init_from: a stage=base checkpoint directory (ours or the release's base dir) to merge and freeze.
+    """
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    from adaragct.models.builders import new_token_ids
+
+    dtype = model_cfg.get("dtype", "float32")
+    llm = resolve_builder(model_cfg["builder"])(
+        tokenizer,
+        path=model_cfg.get("path"),
+        device=device,
+        dtype=dtype,
+        quantization=model_cfg.get("quantization"),
+        gradient_checkpointing=bool(model_cfg.get("gradient_checkpointing", False)),
+    )
+    projector = VisualProjector(
+        model_cfg["visual_dims"], llm.config.hidden_size, model_cfg.get("visual_slots")
+    )
+    projector.to(device=llm.get_input_embeddings().weight.device, dtype=getattr(torch, dtype))
+    if init_from is not None:
+        llm = merge_base_checkpoint(llm, projector, init_from)
+    if model_cfg.get("quantization"):
+        llm = prepare_model_for_kbit_training(
+            llm, use_gradient_checkpointing=bool(model_cfg.get("gradient_checkpointing"))
+        )
+    llm.requires_grad_(False)
+    ids = new_token_ids(tokenizer) if stage_cfg.get("train_new_token_rows", True) else None
+    llm = get_peft_model(llm, lora_config(stage_cfg["lora"], ids))
+    projector.requires_grad_(bool(stage_cfg.get("train_projector", True)))
+    return assemble_report_model(llm, projector, tokenizer)
+
+
+def merge_base_checkpoint(llm: Any, projector: VisualProjector, ckpt_dir: str | Path) -> Any:
+    """Stage rag's starting point: load a base checkpoint, merge its LoRA into the LLM, load the projector.
+
+    ``ckpt_dir`` is one of ours (adapter + projector.safetensors) or the release's base directory (a merged HF
+    model whose weights ``model.path`` must already have loaded, + projector.pt).
+    """
+    ckpt_dir = Path(ckpt_dir).resolve()
+    if checkpoint.is_base_checkpoint(ckpt_dir):
+        return checkpoint.merge_base_checkpoint(llm, projector, ckpt_dir)
+    if release.is_release_base(ckpt_dir):
+        release.check_merged_base(llm, ckpt_dir)
+        projector.load_state_dict(release.read_release_projector(ckpt_dir / "projector.pt"))
+        return llm
+    raise FileNotFoundError(
+        f"stage.init_from={ckpt_dir}: no stage=base checkpoint there (expected "
+        "adapter_config.json + projector.safetensors, or the release's projector.pt + "
+        "config.json; fix: train stage=base first or point init_from at its `last`)"
+    )
+
+
+def load_checkpoint(ckpt_dir: str | Path, *, device: str | None = None) -> tuple[Any, Any, dict[str, Any]]:
+    """Rebuild the model of a checkpoint of ours: (ReportModel in eval mode, tokenizer, resolved config)."""
+    from transformers import AutoTokenizer
+
+    ckpt_dir = Path(ckpt_dir).resolve()
+    cfg = checkpoint.read_config(ckpt_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(ckpt_dir), local_files_only=True)
+    init_from = checkpoint.init_from_of(cfg)
+    model = build_stage_model(cfg["model"], cfg["stage"], tokenizer, device=device, init_from=init_from)
+    checkpoint.load_trainable_state(model, ckpt_dir)
+    return model.eval(), tokenizer, cfg
+
+
+def checkpoint_kind(path: str | Path) -> str:
+    """``ours`` | ``release-step`` | ``release-base``: what a checkpoint directory holds, or a DataError."""
+    path = Path(path)
+    if checkpoint.is_checkpoint(path):
+        return "ours"
+    if release.is_release_step(path):
+        return "release-step"
+    if release.is_release_base(path):
+        return "release-base"
+    found = sorted(p.name for p in path.iterdir())[:8] if path.is_dir() else "no such directory"
+    raise DataError(
+        path,
+        "ckpt",
+        f"not a checkpoint (found: {found}); expected ours (config.yaml + adapter_model.safetensors + "
+        "projector.safetensors), a release AdaRAG step directory (adapter_config.json + "
+        "adapter_model.safetensors + projector.pt) or a release base directory (config.json + projector.pt)",
+        "point ckpt= (alias: --checkpoint) at outputs/train/<run>/last or at a release directory",
+    )
+
+
+def load_for_inference(
+    ckpt: str | Path, *, base: str | Path | None = None, device: str | None = None, dtype: str = "float32"
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Any checkpoint a user may hold, ready to decode: (ReportModel, tokenizer, config).
+
+    ``config`` is the checkpoint's resolved run config for ours. For the release's directories it is
+    ``{"model": {"visual_dims": ...}}`` (read from ``projector.pt``) and carries no prompt: the release's
+    checkpoints need the release's prompt strings, which the user sets in ``prompt`` (``conf/prompt``).
+    ``base`` and ``dtype`` apply to the release's directories only (ours record their base and dtype).
+    """
+    kind = checkpoint_kind(ckpt)
+    if kind == "ours":
+        return load_checkpoint(ckpt, device=device)
+    if kind == "release-step":
+        model, tokenizer = load_release(release.release_base_for(ckpt, base), ckpt, dtype=dtype)
+    else:
+        model, tokenizer = load_release(ckpt, dtype=dtype)
+    dims = {slot: int(mlp[0].in_features) for slot, mlp in model.projector.items()}
+    log.info("loaded a release %s checkpoint from %s: the prompt comes from conf/prompt", kind, ckpt)
+    return model, tokenizer, {"model": {"visual_dims": dims}, "release": kind}
+
+
+def load_release(
+    base_dir: str | Path,
+    step_dir: str | Path | None = None,
+    *,
+    visual_dims: dict[str, int] | None = None,
+    dtype: str = "float32",
+) -> tuple[Any, Any]:
+    """The release's model: merged base (+ the AdaRAG step's LoRA and full embed/lm_head matrices).
+
+    Args:
+        base_dir: the release base directory (merged HF Llama + projector.pt + tokenizer).
+        step_dir: an AdaRAG step directory (see :mod:`adaragct.models.release`); ``None``: base only.
+        visual_dims: input dims per slot (default: read from projector.pt).
+        dtype: weights dtype.
+    """
+    from peft import get_peft_model
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    base_dir = Path(base_dir)
+    own_dir = Path(step_dir) if step_dir is not None else base_dir  # tokenizer and projector.pt
+    tokenizer = AutoTokenizer.from_pretrained(str(own_dir), local_files_only=True)
+    llm = LlamaForCausalLM.from_pretrained(str(base_dir), dtype=getattr(torch, dtype), local_files_only=True)
+    state = release.read_release_projector(own_dir / "projector.pt")
+    dims = visual_dims or {s: int(state[f"{s}.0.weight"].shape[1]) for s in VISUAL_SLOTS}
+    projector = VisualProjector(dims, llm.config.hidden_size).to(getattr(torch, dtype))
+    projector.load_state_dict(state)
+    if step_dir is not None:
+        llm = get_peft_model(llm, release.release_lora_config(own_dir))
+        release.load_release_adapter(llm, own_dir / "adapter_model.safetensors")
+    return assemble_report_model(llm, projector, tokenizer).eval(), tokenizer
