@@ -110,6 +110,15 @@ def stage_cfg(name: str = "base", **overrides) -> dict:
     return {**cfg, **overrides}
 
 
+def stage_schedule(warmup_steps: int = 2):
+    """What ``conf/stage/*.yaml: scheduler`` instantiates to (a partial completed with the optimizer)."""
+    import functools
+
+    from adaragct.models.module import warmup_cosine_schedule
+
+    return functools.partial(warmup_cosine_schedule, warmup_steps=warmup_steps, min_lr_ratio=0.01)
+
+
 def random_visual(batch: int, seed: int = 0) -> dict:
     import torch
 

@@ -22,7 +22,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from tests.models.conftest import model_cfg, perturb_trainable, stage_cfg
+from tests.models.conftest import model_cfg, perturb_trainable, stage_cfg, stage_schedule
 
 WORLD = 2
 
@@ -66,7 +66,11 @@ def _worker(rank: int, store: str, tokenizer_dir: Path, out: Path) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
     model, tokenizer = _stage_model(tokenizer_dir)
     module = ReportGenerationModule(
-        model_cfg(tokenizer_dir), stage_cfg("rag"), tokenizer, optimizer=functools.partial(torch.optim.AdamW)
+        model_cfg(tokenizer_dir),
+        stage_cfg("rag"),
+        tokenizer,
+        optimizer=functools.partial(torch.optim.AdamW),
+        scheduler=stage_schedule(),
     )
     module.model = model
     strategy = _cpu_fsdp_strategy()

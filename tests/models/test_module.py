@@ -11,14 +11,10 @@ import pytest
 import torch
 
 from adaragct.constants import IGNORE_INDEX
-from adaragct.models.module import ReportGenerationModule, warmup_cosine, warmup_cosine_schedule
+from adaragct.models.module import ReportGenerationModule, warmup_cosine
 from adaragct.models.vlm import report_loss
 from tests.models.conftest import model_cfg, random_visual, stage_cfg
-
-
-def _schedule(warmup_steps: int = 2) -> functools.partial:
-    """What ``conf/stage/*.yaml: scheduler`` instantiates to."""
-    return functools.partial(warmup_cosine_schedule, warmup_steps=warmup_steps, min_lr_ratio=0.01)
+from tests.models.conftest import stage_schedule as _schedule
 
 
 def test_loss_ignores_masked_positions() -> None:
