@@ -57,10 +57,10 @@ class GenerationSettings:
     # it (the model was never trained on [RAG] without a context); "feed" emits it into the cache and drops it
     # from the text (plain greedy decoding of the raw model)
     ignored_rag: str = "suppress"
-    # where the look-ahead probe is decoded: "draft" (as plain decoding would go on: the token the row would take
-    # without [RAG], then on) or "after_rag" (the paper's loop: [RAG] fed first; but training never teaches what
-    # follows [RAG] alone, its label is the masked <|ret_start|>); see adaragct.generation.policy
-    probe: str = "draft"
+    # where the look-ahead probe is decoded: "after_rag" (SPEC 5, the paper's loop: [RAG] fed first, although
+    # training never teaches what follows [RAG] alone, its label being the masked <|ret_start|>) or "draft" (as
+    # plain decoding would go on: the model's own draft of the sentence); see adaragct.generation.policy
+    probe: str = "after_rag"
     # verify the probe as a draft of the rewrite in the injection's forward (same text, fewer forwards)
     speculative: bool = True
 
