@@ -71,7 +71,7 @@ def test_a_probe_ends_at_the_sentence_end_and_the_retrieval_is_injected(where: s
     p = policy(probe=where)
     write(p, "The")
     start = p.on_token(TOKENS.rag, ID[" lungs"])
-    assert p.phase is Phase.PROBE and p.rag_barred and not p.rag_biased
+    assert p.phase is Phase.PROBE and p.rag_barred and not p.may_retrieve
     if where == "after_rag":  # [RAG] goes into the cache first, the probe is decoded after it
         assert start == Feed((TOKENS.rag,), probe=True)
         start = p.on_token(ID[" lungs"], ID[" lungs"])

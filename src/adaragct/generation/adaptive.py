@@ -205,9 +205,7 @@ class AdaptiveGenerator:
                 torch.stack([w[1][0] if w else batch.logits[j, -1] for j, w in enumerate(windows)]),
             )
         if self.settings.compact_cache:
-            columns = batch.dropped_columns
-            batch.compact()
-            self.stats["dropped_columns"] += batch.dropped_columns - columns
+            self.stats["dropped_columns"] += batch.compact()
 
     def _forward(self, keep: int, **inputs: Any) -> torch.Tensor:
         self.stats["forward_passes"] += 1

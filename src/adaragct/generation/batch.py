@@ -117,7 +117,6 @@ class DecodeBatch:
         self.rows: list[Row] = []
         self.index_of: list[int] = []  # the input index of each row
         self.cache = self.mask = self.seen = self.logits = None
-        self.dropped_columns = 0
 
     def admits_more(self) -> bool:
         """Whether rows can join while others run (the cache must support stacking)."""
@@ -224,19 +223,21 @@ class DecodeBatch:
             self.mask[j, columns] = 0
             self.rows[j].count -= len(columns)
 
-    def compact(self) -> None:
+    def compact(self) -> int:
         """Repack when a quarter of the cache is holes in every row: attention runs over every column, so holes
         cost like live tokens, while a repack is one gather of the cache. (Measured on the demo, 64 reports at
-        batch 16 on CPU: repacking at 1/4 holes took 7-8% less time than at 1/2; 0.35 and 0.15 did no better.)"""
+        batch 16 on CPU: repacking at 1/4 holes took 7-8% less time than at 1/2; 0.35 and 0.15 did no better.)
+        Returns the number of columns dropped."""
         # a row's live (unmasked) columns are its count: no device sync to read them from the mask
         if 4 * max(r.count for r in self.rows) > 3 * self.mask.shape[1] or not kv.supported(self.cache):
-            return
+            return 0
         new_mask, old_to_new = kv.repack(self.cache, self.mask)
-        self.dropped_columns += self.mask.shape[1] - new_mask.shape[1]
+        dropped = self.mask.shape[1] - new_mask.shape[1]
         for j, row in enumerate(self.rows):
             row.probe_cols = [int(old_to_new[j, c]) for c in row.probe_cols]
             row.draft_cols = [int(old_to_new[j, c]) for c in row.draft_cols]
         self.mask = new_mask
+        return dropped
 
     def windows(self) -> list[tuple[int, torch.Tensor] | None]:
         """Per row: ``None`` when it fed no draft, else its draft window ``(j, logits (n+1, V))``."""

@@ -112,11 +112,6 @@ class RowPolicy:
         )
 
     @property
-    def rag_biased(self) -> bool:
-        """Whether ``rag_logit_bias`` is added to ``[RAG]``'s score."""
-        return self.may_retrieve
-
-    @property
     def rag_barred(self) -> bool:
         """Whether ``[RAG]`` may not be chosen at all (in a probe; when it cannot be acted on and is suppressed)."""
         return self.phase is Phase.PROBE or (
@@ -127,7 +122,8 @@ class RowPolicy:
         """The greedy token given the best non-``[RAG]`` token and whether ``[RAG]`` beats it (with the bias / without)."""
         if self.rag_barred:
             return best
-        return self.tokens.rag if (rag_wins_biased if self.rag_biased else rag_wins) else best
+        # rag_logit_bias is added to [RAG] exactly when the row may act on it
+        return self.tokens.rag if (rag_wins_biased if self.may_retrieve else rag_wins) else best
 
     # ------------------------------------------------------------------ transitions
     def on_token(self, token: int, alt: int) -> Action:
