@@ -54,14 +54,15 @@ format: $(STAMP) ## ruff auto-fix + format
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 	$(VENV)/bin/ruff format src tests benchmarks
 
-prepare: $(STAMP) ## write the demo cohort into data/demo/
-	$(PY) -m adaragct.prepare data=demo
+prepare: $(STAMP) ## write the demo cohort into data/demo/ and pretrain its tiny LM as the demo does (~7 min)
+	$(PY) -m adaragct.prepare experiment=demo
 
 index: prepare ## build the sentence bank, image neighbours and context files for the demo cohort
 	$(PY) -m adaragct.index data=demo
 
-train: index ## train the tiny model on the demo cohort: stage=base, then stage=rag
-	$(PY) -m adaragct.train experiment=demo stage=base
+train: index ## train the tiny model on the demo cohort: stage=align, base (from align's projector), rag
+	$(PY) -m adaragct.train experiment=demo stage=align
+	$(PY) -m adaragct.train experiment=demo stage=base stage.projector_from=outputs/train/demo_tiny_align/last
 	$(PY) -m adaragct.train experiment=demo stage=rag
 
 infer: $(STAMP) ## generate for the demo validation volumes: make infer RETRIEVAL=adaptive
@@ -75,6 +76,9 @@ analyze: prepare ## embedding-bottleneck report of the demo cohort (variance con
 
 bench-eval: $(STAMP) ## benchmark: our metrics vs pycocoevalcap, bootstrap cost
 	$(PY) benchmarks/bench_eval.py
+
+bench-train: prepare ## benchmark: training tokens/s of our Lightning step vs a plain PyTorch loop (demo model and batches), padded share with and without length grouping
+	$(PY) benchmarks/bench_train.py
 
 bench-retrieval: $(STAMP) ## benchmark: FAISS vs numpy, per-probe latency, encoder throughput
 	$(PY) benchmarks/bench_retrieval.py
@@ -100,4 +104,4 @@ clean: ## remove caches (keeps .venv, data/ and outputs/)
 	rm -rf .pytest_cache .ruff_cache .cache
 
 .PHONY: demo demo-ablations help install test test-slow test-all lint format prepare index train infer evaluate analyze bench-eval \
-	bench-retrieval bench-generate sweep-ablation bench clean
+	bench-train bench-retrieval bench-generate sweep-ablation bench clean

@@ -128,22 +128,22 @@ def _trained(cfg, n: int, device: str, dtype: torch.dtype) -> Setup:
 
     from adaragct.constants import VISUAL_SLOTS
     from adaragct.data.cohort import load_split
-    from adaragct.data.prompt import build_prompt
-    from adaragct.infer import _prompt, load_generation_model
+    from adaragct.generation.cache import pad_left
+    from adaragct.infer import _prompt, load_generation_model, prompt_prefixes
     from adaragct.retrieval.runtime import load_retriever
 
     model, tokenizer, ckpt_cfg = load_generation_model(cfg.ckpt, device)
     model = model.to(dtype)
-    ids = tokenizer.encode(build_prompt(_prompt(cfg, ckpt_cfg)), add_special_tokens=False)
     volumes = load_split(cfg.data, "valid")[:n]
     visual = {
         s: torch.tensor(np.stack([v.visual[s] for v in volumes]), device=device, dtype=dtype)
         for s in VISUAL_SLOTS
     }
-    with torch.no_grad():
-        embeds = model.embed(torch.tensor([ids], device=device).expand(n, -1), visual)
+    prefixes = prompt_prefixes(model, tokenizer, _prompt(cfg, ckpt_cfg), visual)  # left-padded to one length
+    width = max(len(m) for _, m in prefixes)
+    embeds = torch.stack([pad_left(e[None], width, 1)[0] for e, _ in prefixes])
+    mask = torch.stack([pad_left(m[None], width, 1)[0] for _, m in prefixes])
     retriever = load_retriever(cfg.retrieval, cfg.data, cfg.encoder)
-    mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=device)
     return Setup(
         model.llm,
         tokenizer,

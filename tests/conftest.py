@@ -133,10 +133,16 @@ def train_cfg(root: Path, data_dir: Path, *overrides: str):
 
 @pytest.fixture(scope="session")
 def tiny_checkpoints(indexed_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """stage=base then stage=rag (from the base), 2 steps each, with the demo experiment: {stage: checkpoint}."""
+    """stage=align, stage=base (from align's projector), stage=rag (from the base), 2 steps each, with the demo
+    experiment on the paper's prompt (the release's layout, which these checkpoints are also converted to, has no
+    finding classifier; the findings prompt runs end to end in tests/test_data_sources.py and
+    tests/experiments/test_experiment_configs.py): {stage: checkpoint}."""
     from adaragct.train import train
 
     root = tmp_path_factory.mktemp("ckpt")
-    train(train_cfg(root, indexed_demo, "experiment=demo", "stage=base"))
-    train(train_cfg(root, indexed_demo, "experiment=demo", "stage=rag"))
-    return {s: root / "outputs" / "train" / f"demo_tiny_{s}" / "last" for s in ("base", "rag")}
+    out = {s: root / "outputs" / "train" / f"demo_tiny_{s}" / "last" for s in ("align", "base", "rag")}
+    paper = ("experiment=demo", "prompt=default")
+    train(train_cfg(root, indexed_demo, *paper, "stage=align"))
+    train(train_cfg(root, indexed_demo, *paper, "stage=base", f"stage.projector_from={out['align']}"))
+    train(train_cfg(root, indexed_demo, *paper, "stage=rag"))
+    return out

@@ -1,7 +1,7 @@
 """Data that is not ours runs end to end: the release bundle and CT-RATE's layout through every stage.
 
-prepare -> index -> train stage=base -> train stage=rag -> infer (adaptive, oracle, none) -> cal_metrics, each
-stage composed from the real configs (``data=adaragct_bundle`` / ``data=ctrate`` plus paths) exactly as the README's
+prepare -> index -> train stage=align -> stage=base (from align's projector) -> stage=rag -> infer (adaptive,
+oracle, none) -> cal_metrics, each stage composed from the real configs (``data=adaragct_bundle`` / ``data=ctrate`` plus paths) exactly as the README's
 commands compose them, with ``model=tiny`` and a few steps. The release bundle's own retrieval pieces must be used
 as they are; for CT-RATE the index stage builds them all. Bad input files fail at the stage that reads them with a
 DataError naming the file and the field.
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from adaragct.errors import DataError
 from tests.conftest import FAST_TRAIN, compose_config
@@ -53,8 +54,8 @@ def release(cohort, projected, tmp_path_factory) -> Path:
 class Stages:
     """The stage commands' configs for one dataset, under one work folder."""
 
-    def __init__(self, work: Path, data: list[str], encoder: list[str] = ()) -> None:
-        self.work, self.encoder = work, list(encoder)
+    def __init__(self, work: Path, data: list[str], encoder: list[str] = (), model: list[str] = ()) -> None:
+        self.work, self.encoder, self.model = work, list(encoder), list(model)
         self.common = [
             f"paths.root_dir={work}",
             f"paths.data_dir={work}/data",
@@ -76,10 +77,11 @@ class Stages:
         overrides = ["index.progress=false", "+encoder.progress=false", *self.encoder, *extra]
         return _quiet(run, self.cfg("index", *overrides))
 
-    def train(self, stage: str) -> Path:
+    def train(self, stage: str, *extra: str) -> Path:
         from adaragct.train import train
 
-        cfg = self.cfg("train", "model=tiny", *FAST_TRAIN, f"stage={stage}", "datamodule.max_length=2048")
+        overrides = ("model=tiny", *FAST_TRAIN, f"stage={stage}", "datamodule.max_length=2048", *self.model)
+        cfg = self.cfg("train", *overrides, *extra)
         _quiet(train, cfg)
         return self.work / "outputs" / "train" / f"{cfg.data.name}_tiny_{stage}" / "last"
 
@@ -105,7 +107,9 @@ def _every_stage(stages: Stages, labels_csv: str, n_volumes: int) -> dict:
     from adaragct.eval.cal_metrics import main as cal_metrics
 
     out = {"prepare": stages.prepare(), "index": stages.index()}
-    out["checkpoints"] = [stages.train("base"), stages.train("rag")]
+    align = stages.train("align")
+    base = stages.train("base", f"stage.projector_from={align}")
+    out["checkpoints"] = [align, base, stages.train("rag")]
     out["metrics"] = {}
     for retrieval in ("adaptive", "oracle", "none"):
         predictions = stages.infer(retrieval)
@@ -163,10 +167,19 @@ def test_release_bundle_runs_every_stage_on_its_own_files(cohort, release, proje
 
 
 def test_ctrate_layout_runs_every_stage_with_everything_built(cohort, tmp_path) -> None:
+    """With the findings prompt too: CT-RATE has training labels, so stage align fits the finding classifier,
+    base and rag inherit it, and inference names each volume's findings from its own embeddings."""
     ctrate, bundle = write_ctrate_layout(tmp_path / "user", cohort)
-    stages = Stages(tmp_path, ["data=ctrate", f"data.root={ctrate}", f"data.bundle_root={bundle}"])
+    data = ["data=ctrate", f"data.root={ctrate}", f"data.bundle_root={bundle}"]
+    stages = Stages(tmp_path, data, model=["prompt=findings"])
     n_volumes = len(cohort["valid"].volume_ids)
     out = _every_stage(stages, str(ctrate / "multi_abnormality_labels/valid_predicted_labels.csv"), n_volumes)
+    align, base, rag = out["checkpoints"]
+    assert not (align / "adapter_model.safetensors").exists()  # align trains the projector alone
+    assert all((c / "findings.safetensors").is_file() for c in (align, base, rag))
+    from adaragct.models.findings import read_findings
+
+    assert torch.equal(read_findings(align).weight, read_findings(rag).weight)  # one classifier, inherited
     assert out["index"]["sources"] == dict.fromkeys(PIECES, "built")
     assert out["prepare"]["organ_probe_auc"], "CT-RATE has train labels: the probes run"
     written = {p.relative_to(tmp_path / "user") for p in (tmp_path / "user").rglob("*") if p.is_file()}
@@ -334,3 +347,16 @@ def test_the_command_line_prints_the_data_error(release, tmp_path) -> None:
         "DataError" in run.stderr and "visd_boost/valid_embeds.npz: file: does not exist (fix:" in run.stderr
     )
     assert "TypeError" not in run.stderr
+
+
+def test_findings_prompt_without_training_labels_names_the_missing_field(
+    release, projected, tmp_path
+) -> None:
+    """The release bundle has validation labels only: the findings prompt cannot be trained on it."""
+    from adaragct.train import train
+
+    stages = Stages(tmp_path, ["data=adaragct_bundle", f"data.bundle_root={release}"], projected[1])
+    stages.prepare()
+    cfg = stages.cfg("train", "model=tiny", *FAST_TRAIN, "stage=align", "prompt=findings")
+    with pytest.raises(DataError, match="train_labels_csv"):
+        train(cfg)

@@ -55,3 +55,23 @@ def test_single_object_named_jsonl_is_accepted(tmp_path: Path) -> None:
     assert read_json_or_jsonl(path) == {"x": [1]}
     path.write_text('{"x": 1}\n{"y": 2}\n')
     assert read_json_or_jsonl(path) == [{"x": 1}, {"y": 2}]
+
+
+def test_patient_derangement_never_pairs_a_volume_with_its_own_patient() -> None:
+    from adaragct.ids import patient_derangement
+
+    ids = [f"valid_{p}_a_{r}" for p in range(1, 30) for r in ((1, 2) if p % 3 == 0 else (1,))]
+    draws = [patient_derangement(ids, seed) for seed in range(5)]
+    for perm in draws:
+        assert sorted(perm) == list(range(len(ids)))  # a permutation
+        assert all(patient_id(ids[i]) != patient_id(ids[j]) for i, j in enumerate(perm))
+    assert len({tuple(p) for p in draws}) == 5  # seeds give other pairings
+    assert patient_derangement(ids, 3) == draws[3]  # and the same seed the same one
+
+
+def test_patient_derangement_is_none_when_one_patient_dominates() -> None:
+    from adaragct.ids import patient_derangement
+
+    assert patient_derangement(["valid_1_a_1", "valid_1_a_2", "valid_2_a_1"], 0) is None
+    assert patient_derangement(["valid_1_a_1"], 0) is None
+    assert patient_derangement(["valid_1_a_1", "valid_1_a_2", "valid_2_a_1", "valid_3_a_1"], 0) is not None

@@ -2,12 +2,15 @@
 
     make demo            # = python -m adaragct.demo
 
-1. prepare the cohort  2. index it  3. train stage=base  4. train stage=rag (from base)  5. the copy baselines
-(a training report copied: random, nearest whole-CT embedding, nearest organ embeddings)  6. generate for the
+1. prepare the cohort  2. index it  3. train stage=align (the projectors alone; with the findings prompt, the
+finding classifier), then stage=base from its projector  4. train stage=rag (from base), then measure each trained
+model's visual gain on the validation volumes (:mod:`adaragct.models.visual_gain`)  5. the copy baselines (a
+training report copied: random, nearest whole-CT embedding, nearest organ embeddings)  6. generate for the
 validation volumes: the base model, and the rag model with retrieval none / oracle / adaptive / text2text
-7. score every row with 95% bootstrap intervals  8. paired p-values against base/none and rag/none, the paper's
-claims checked one line each; the tables and claims go to the terminal and ``outputs/demo/results.md``,
-``results.json`` and ``results.png``.
+7. score every row with 95% bootstrap intervals (F1 owed to the volume and distinct reports included)
+8. paired p-values against base/none and rag/none, the paper's claims checked one line each (a claim resting on a
+model whose F1 owed is not above 0 is "not evidence"); the tables and claims go to the terminal and
+``outputs/demo/results.md``, ``results.json`` and ``results.png``.
 
 Each step is skipped when it already ran with the same settings, upstream outputs and code (the ledger
 ``outputs/demo/state.json``, :mod:`adaragct.ledger`); changing e.g. the training steps reruns that stage and
@@ -56,8 +59,16 @@ def _cell_run_name(cfg: DictConfig) -> list[str]:
     return [f"run_name=${{data.name}}_${{model.name}}_${{stage.name}}_{cfg.cell}"]
 
 
-def _train(stage: str, cfg: DictConfig, common: list[str], ledger: Ledger, upstream: str) -> str:
-    """Train ``stage`` unless its checkpoint is current; returns the checkpoint's sha256 (what later steps key on)."""
+def _train(
+    stage: str,
+    cfg: DictConfig,
+    common: list[str],
+    ledger: Ledger,
+    upstream: str,
+    start: list[str] | None = None,
+) -> tuple[str, str]:
+    """Train ``stage`` unless its checkpoint is current; returns the checkpoint's sha256 (what later steps key on)
+    and its directory. ``start``: overrides that name the checkpoint it starts from (base: the align run's)."""
     from adaragct.train import train
 
     tcfg = _compose(
@@ -67,6 +78,7 @@ def _train(stage: str, cfg: DictConfig, common: list[str], ledger: Ledger, upstr
             f"stage={stage}",
             *_cell_run_name(cfg),
             f"paths.output_dir={cfg.results_dir}/train_{stage}",
+            *(start or []),
             *cfg.train_overrides[stage],
         ],
     )
@@ -78,15 +90,49 @@ def _train(stage: str, cfg: DictConfig, common: list[str], ledger: Ledger, upstr
     step, last = f"train_{stage}", Path(tcfg.checkpoint_dir) / "last"
     if ledger.is_current(step, last, inputs):
         print(f"[demo] train stage={stage}: up to date ({last.resolve()})")
-        return ledger.sha256(step)
+        return ledger.sha256(step), str(last)
     if Path(tcfg.checkpoint_dir).exists():  # settings changed: start clean rather than resume stale state
         shutil.rmtree(tcfg.checkpoint_dir)
     print(f"[demo] train stage={stage}: {tcfg.trainer.max_steps} optimizer steps")
     _threads(cfg)
     metrics = train(tcfg)
-    return ledger.record(
+    sha = ledger.record(
         step, last, inputs, checkpoint=str(last.resolve()), **{k: round(v, 4) for k, v in metrics.items()}
     )
+    return sha, str(last)
+
+
+def _visual_gain(
+    stage: str, ckpt: str, cfg: DictConfig, common: list[str], ledger: Ledger, upstream: str
+) -> dict:
+    """Visual gain of a trained model on the validation volumes, with its bootstrap interval (cached by the
+    ledger): ``visual_gain_<stage>.json`` in the results folder."""
+    from adaragct.data.cohort import load_split
+    from adaragct.infer import _prompt, load_generation_model
+    from adaragct.io import read_json, write_json
+    from adaragct.models.visual_gain import measure_visual_gain
+
+    settings = OmegaConf.to_container(cfg.visual_gain, resolve=True)
+    path = Path(cfg.results_dir) / f"visual_gain_{stage}.json"
+    inputs = fingerprint(
+        upstream, settings, code_fingerprint("adaragct.models.visual_gain", "adaragct.infer")
+    )
+    if ledger.is_current(f"visual_gain_{stage}", path, inputs):
+        return read_json(path)
+    _threads(cfg)
+    icfg = _compose(
+        "infer", [*common, f"stage={stage}", *_cell_run_name(cfg), f"paths.output_dir={cfg.results_dir}"]
+    )
+    model, tokenizer, ckpt_cfg = load_generation_model(ckpt, "cpu")
+    volumes = load_split(icfg.data, "valid", ckpt_cfg["model"]["visual_dims"])
+    gain = measure_visual_gain(model, tokenizer, _prompt(icfg, ckpt_cfg), volumes, **settings).as_dict()
+    write_json(path, gain)
+    ledger.record(f"visual_gain_{stage}", path, inputs)
+    print(
+        f"[demo] visual gain of {stage}: {gain['visual_gain']:+.4f} nats/token "
+        f"[{gain['visual_gain_ci_lower']:+.4f}, {gain['visual_gain_ci_upper']:+.4f}]"
+    )
+    return gain
 
 
 def _infer(run: DictConfig, cfg: DictConfig, common: list[str], ledger: Ledger, upstream: str) -> dict:
@@ -183,8 +229,11 @@ def _score(name: str, predictions: str, cfg: DictConfig, ledger: Ledger, labels_
     return metrics
 
 
-def _row(name: str, metrics: dict[str, Any], info: dict[str, Any] | None) -> dict[str, Any]:
-    """A results row: point values and 95% intervals of the table's metrics, throughput for generated rows."""
+def _row(
+    name: str, metrics: dict[str, Any], info: dict[str, Any] | None, gain: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A results row: point values and 95% intervals of the table's metrics (F1 owed included), the model's
+    visual gain (trained rows), distinct reports, throughput for generated rows."""
     from adaragct.experiments.demo_report import COLUMNS
 
     task = "report_generation"
@@ -200,6 +249,11 @@ def _row(name: str, metrics: dict[str, Any], info: dict[str, Any] | None) -> dic
             if f"{task}/{m}_ci_lower" in metrics
         },
         "duplicate_rate": metrics.get(f"{task}/duplicate_rate"),
+        "distinct_reports": metrics.get(f"{task}/distinct_reports"),
+        "visual_gain": None if gain is None else gain["visual_gain"],
+        "visual_gain_ci": None
+        if gain is None
+        else [gain["visual_gain_ci_lower"], gain["visual_gain_ci_upper"]],
         "retrievals_per_report": info["retrievals_per_report"] if info else None,
         "predictions": info["file"] if info else None,
     }
@@ -304,8 +358,7 @@ def _prepare(cfg: DictConfig, common: list[str]) -> dict[str, Any]:
     """Step 1 (its own ledgers skip what is done): the prepare summary, whose ``fingerprint`` later steps key on."""
     from adaragct.prepare import run_prepare
 
-    data_common = [c for c in common if not c.startswith("experiment=")]
-    prepare = [*data_common, *cfg.get("prepare_overrides", []), f"paths.output_dir={cfg.results_dir}/prepare"]
+    prepare = [*common, *cfg.get("prepare_overrides", []), f"paths.output_dir={cfg.results_dir}/prepare"]
     return run_prepare(_compose("prepare", prepare))
 
 
@@ -347,13 +400,20 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
     data_fp = summary["fingerprint"]  # the cohort, the tokenizer and the tiny LM as prepared
     clock.step("index", "2/8 index")
     index_fp = _index(cfg, common)
-    clock.step("train_base", "3/8 train stage=base")
-    checkpoints = {"base": _train("base", cfg, common, ledger, data_fp)}
+    clock.step("train_align", "3/8 train stage=align, then stage=base from its projector")
+    align_sha, align_dir = _train("align", cfg, common, ledger, data_fp)
+    clock.step("train_base")
+    trained = {"base": _train("base", cfg, common, ledger, align_sha, [f"stage.projector_from={align_dir}"])}
     if any(
         run.stage == "rag" for run in cfg.runs
     ):  # an ablation cell with base rows only trains no rag model
         clock.step("train_rag", "4/8 train stage=rag")
-        checkpoints["rag"] = _train("rag", cfg, common, ledger, fingerprint(checkpoints["base"], index_fp))
+        trained["rag"] = _train("rag", cfg, common, ledger, fingerprint(trained["base"][0], index_fp))
+    checkpoints = {stage: sha for stage, (sha, _) in trained.items()}
+    clock.step("visual_gain", "   visual gain of each trained model on the validation volumes")
+    gains = {
+        stage: _visual_gain(stage, path, cfg, common, ledger, sha) for stage, (sha, path) in trained.items()
+    }
     clock.step("baselines", "5/8 copy baselines")
     predictions = _baselines(cfg, common, ledger, data_fp)
     clock.step("generate", "6/8 generate")
@@ -363,7 +423,12 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
     clock.step("score", f"7/8 score ({cfg.bootstrap.num_resamples} bootstrap resamples)")
     labels_csv = _compose("infer", common).data.valid_labels_csv
     rows = [
-        _row(name, _score(name.replace("/", "_"), path, cfg, ledger, labels_csv), infos.get(name))
+        _row(
+            name,
+            _score(name.replace("/", "_"), path, cfg, ledger, labels_csv),
+            infos.get(name),
+            gains.get(name.split("/")[0]),
+        )
         for name, path in predictions.items()
     ]
     clock.step("report", "8/8 paired comparisons, claims, results")

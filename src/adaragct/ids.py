@@ -37,3 +37,31 @@ def patient_id(volume_id: str) -> str:
     if len(parts) >= 4 and parts[1].isdigit():
         return f"{parts[0]}_{parts[1]}"
     return vid
+
+
+def patient_derangement(volume_ids: list[str], seed: int) -> list[int] | None:
+    """A seeded permutation ``perm`` of the volumes in which no volume is paired with its own patient.
+
+    ``perm[i]`` is the volume whose image (or labels) stands in for volume ``i`` when measuring what a model owes
+    to its input: a reconstruction of the same scan would carry the same findings, so partners always come from
+    another patient. ``None`` when no such permutation exists (one patient holds more than half the volumes).
+
+    Drawn by laying the volumes out grouped by patient (groups and their members in a seeded random order) and
+    pairing each with the volume ``largest group`` places further along that cycle: such a rotation never lands in
+    the same group.
+    """
+    import numpy as np
+
+    n = len(volume_ids)
+    patients = [patient_id(v) for v in volume_ids]
+    largest = max((patients.count(p) for p in set(patients)), default=0)
+    if n < 2 or 2 * largest > n:
+        return None
+    rng = np.random.default_rng(seed)
+    unique = sorted(set(patients))
+    rank = dict(zip(unique, rng.permutation(len(unique)).tolist(), strict=True))
+    order = sorted(rng.permutation(n).tolist(), key=lambda i: rank[patients[i]])  # grouped, shuffled
+    perm = [0] * n
+    for k, i in enumerate(order):
+        perm[i] = order[(k + largest) % n]
+    return perm

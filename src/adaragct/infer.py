@@ -65,6 +65,21 @@ def _prompt(cfg: DictConfig, ckpt_cfg: dict[str, Any]):
     return PromptConfig(**(trained or asked))
 
 
+def prompt_prefixes(model, tokenizer, prompt, visual: dict) -> list[tuple[Any, Any]]:
+    """``(prefix embeddings (T, H), attention mask (T,))`` of each volume of a batch: its prompt (which names its
+    findings when ``prompt.findings_sentence`` is set) with the projected embeddings in the placeholders."""
+    import torch
+
+    device = next(model.parameters()).device
+    out = []
+    for j, text in enumerate(model.prompts(prompt, visual)):
+        ids = torch.tensor(tokenizer.encode(text, add_special_tokens=False), device=device)
+        with torch.no_grad():
+            prefix = model.embed(ids[None], {s: v[j : j + 1] for s, v in visual.items()})[0]
+        out.append((prefix, torch.ones_like(ids)))
+    return out
+
+
 def generate_split(
     cfg: DictConfig, model, tokenizer, prompt, volumes, retriever, writer, progress: bool
 ) -> dict:
@@ -75,14 +90,12 @@ def generate_split(
     from tqdm.auto import tqdm
 
     from adaragct.constants import VISUAL_SLOTS
-    from adaragct.data.prompt import build_prompt
     from adaragct.generation import AdaptiveGenerator, GenerationSettings
     from adaragct.generation.predictions import prediction_record
 
     settings = GenerationSettings(**OmegaConf.to_container(cfg.generation, resolve=True))
     generator = AdaptiveGenerator(model.llm, tokenizer, retriever, settings)
     device = next(model.parameters()).device
-    prompt_ids = torch.tensor(tokenizer.encode(build_prompt(prompt), add_special_tokens=False), device=device)
     bar = tqdm(total=len(volumes), desc=f"infer[{retriever.name}]", disable=not progress, unit="report")
     projector_dtype = next(model.projector.parameters()).dtype
 
@@ -93,11 +106,10 @@ def generate_split(
                 s: torch.from_numpy(np.stack([v.visual[s] for v in batch])).to(device, projector_dtype)
                 for s in VISUAL_SLOTS
             }
-            ids = prompt_ids.expand(len(batch), -1)
-            with torch.no_grad():
-                prefix = model.embed(ids, visual)
-            for j, volume in enumerate(batch):
-                yield prefix[j], torch.ones_like(prompt_ids), volume.volume_id
+            for (prefix, mask), volume in zip(
+                prompt_prefixes(model, tokenizer, prompt, visual), batch, strict=True
+            ):
+                yield prefix, mask, volume.volume_id
 
     tokens = retrievals = done = 0
     start = time.perf_counter()

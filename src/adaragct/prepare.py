@@ -67,6 +67,57 @@ def _train_texts(cfg: DictConfig, checked: dict[str, Any]) -> list[str]:
     return texts
 
 
+def _lm_documents(cfg: DictConfig, checked: dict[str, Any], reports: list[str]) -> list[str]:
+    """What the tiny LM is pretrained on: the reports; with ``prompt.findings_sentence`` each report after the
+    end of the prompt that names its findings (from the training labels CSV), so the LM learns to follow
+    findings given as words (:func:`adaragct.data.prompt.findings_document`)."""
+    from adaragct.constants import FINDINGS
+    from adaragct.data.prompt import PromptConfig, findings_document
+    from adaragct.errors import DataError
+
+    prompt = PromptConfig(**cfg.prompt)
+    extra = _extra_reports(cfg)
+    if prompt.findings_sentence is None:
+        return reports + [report for report, _ in extra]
+    labels = checked["labels"]["train"]
+    if labels is None:
+        raise DataError(
+            f"conf/data/{cfg.data.name}.yaml",
+            "train_labels_csv",
+            "not set: prompt.findings_sentence pretrains the tiny LM on each report's findings",
+            "point data.train_labels_csv at the training labels, or set prompt.findings_sentence=null",
+        )
+    findings = {}  # reconstructions of one scan share the report and its labels
+    for volume in checked["volumes"]["train"]:
+        if volume.report not in findings and volume.volume_id in labels.index:
+            row = labels.loc[volume.volume_id]
+            findings[volume.report] = [f for f in FINDINGS if row[f] == 1]
+    unlabelled = [r for r in reports if r not in findings]
+    if unlabelled:
+        log.warning("tiny LM: %d training reports have no labels row and are left out", len(unlabelled))
+    documents = [findings_document(prompt, findings[r], r) for r in reports if r in findings]
+    return documents + [findings_document(prompt, names, report) for report, names in extra]
+
+
+def _extra_reports(cfg: DictConfig) -> list[tuple[str, list[str]]]:
+    """``tiny_lm.extra_reports`` reports the demo's grammar writes for patients outside the study (data=demo)."""
+    count = int(cfg.tiny_lm.get("extra_reports") or 0)
+    if not count:
+        return []
+    if not cfg.data.get("generator"):
+        from adaragct.errors import DataError
+
+        raise DataError(
+            f"conf/data/{cfg.data.name}.yaml",
+            "generator",
+            "tiny_lm.extra_reports needs the demo's report generator (data=demo)",
+            "set tiny_lm.extra_reports=0 (your training reports are the tiny LM's text)",
+        )
+    from adaragct.data.demo.generate import extra_reports
+
+    return extra_reports(OmegaConf.to_container(cfg.data.generator, resolve=True), count)
+
+
 def _tokenizer(cfg: DictConfig, texts: list[str], ledger: Any) -> str:
     """Step 3: model=tiny's BPE tokenizer trained on the training reports."""
     from adaragct.data.tokenizer import train_bpe_tokenizer
@@ -119,7 +170,7 @@ def _tiny_lm(cfg: DictConfig, texts: list[str], ledger: Any) -> str:
     from adaragct.models.tiny_lm import pretrain_tiny_lm
 
     log.info(
-        "[4/5] pretraining model=%s on %d train reports (%s steps)",
+        "[4/5] pretraining model=%s on %d train documents (%s steps)",
         cfg.model.name,
         len(texts),
         cfg.tiny_lm.steps,
@@ -231,7 +282,7 @@ def run_prepare(cfg: DictConfig) -> dict[str, Any]:
     ledger = Ledger(Path(data["work_dir"]) / "prepare_state.json", force=force)
     texts = _train_texts(cfg, checked)
     status["tokenizer"] = _tokenizer(cfg, texts, ledger)
-    status[f"lm_{cfg.model.name}"] = _tiny_lm(cfg, texts, ledger)
+    status[f"lm_{cfg.model.name}"] = _tiny_lm(cfg, _lm_documents(cfg, checked, texts), ledger)
     # 5. summary
     volume_ids = [v.volume_id for s in ("train", "valid") for v in checked["volumes"][s]]
     inputs = fingerprint(volume_ids, texts, cohort and cohort["inputs"])

@@ -91,7 +91,20 @@ def test_seed_command_writes_release_keys_and_cis_contain_estimates(release_case
         assert metrics[f"{TASK}/{m}_bootstrap_std"] > 0
     # a third of the predictions are the reference itself: clearly better than chance, below perfect
     assert 0.4 < metrics[f"{TASK}/clinical_f1"] < 1.0
-    assert (tmp_path / "metrics.md").read_text().count("|") > 50
+    # and what they owe to their volumes shows: another patient's labels fit them far worse
+    owed = metrics[f"{TASK}/clinical_f1_owed"]
+    assert owed == pytest.approx(metrics[f"{TASK}/clinical_f1"] - metrics[f"{TASK}/clinical_f1_deranged"])
+    assert (
+        0.03
+        < metrics[f"{TASK}/clinical_f1_owed_ci_lower"]
+        < owed
+        < metrics[f"{TASK}/clinical_f1_owed_ci_upper"]
+    )
+    written = {json.loads(line)["generated_text"].strip().lower() for line in pred.read_text().splitlines()}
+    assert metrics[f"{TASK}/distinct_reports"] == len(written) > 30
+    table = (tmp_path / "metrics.md").read_text()
+    assert table.count("|") > 50 and "| clinical_f1_owed |" in table
+    assert f"| distinct_reports | {len(written)} |" in table
 
 
 def test_help_is_fast_and_imports_no_torch() -> None:

@@ -24,8 +24,10 @@ pytestmark = pytest.mark.slow
 SMALL = [
     'overrides=["experiment=demo","data.generator.n_train_patients=60","data.generator.n_valid_patients=15",'
     '"data.generator.tokenizer_vocab_size=600","data.generator.tiny_lm_steps=30"]',
-    'train_overrides={base:["trainer.max_steps=6","trainer.val_check_interval=3"],'
-    'rag:["trainer.max_steps=6","trainer.val_check_interval=3"]}',
+    'prepare_overrides=["tiny_lm.steps=30","tiny_lm.extra_reports=100"]',
+    'train_overrides={align:["trainer.max_steps=4","trainer.val_check_interval=8"],'
+    'base:["trainer.max_steps=6","trainer.val_check_interval=6"],'
+    'rag:["trainer.max_steps=6","trainer.val_check_interval=6"]}',
     'infer_overrides=["batch_size=8","generation.max_new_tokens=120"]',
     "bootstrap.num_resamples=200",
 ]

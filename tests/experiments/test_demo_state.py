@@ -26,6 +26,5 @@ def test_ablation_cells_make_their_one_change_and_keep_their_own_checkpoints() -
         assert check(train.model) and check(infer.model)
         assert Path(train.checkpoint_dir).name == f"demo_{train.model.name}_base_{cell}"
         assert infer.ckpt == f"{train.checkpoint_dir}/last"
-        assert list(cfg.train_overrides.base) == list(
-            demo.train_overrides.base
-        )  # trained like the demo's base
+        for step in ("align", "base"):  # trained like the demo's align and base
+            assert list(cfg.train_overrides[step]) == list(demo.train_overrides[step])

@@ -85,6 +85,41 @@ def test_each_condition_can_fail(args: tuple, failing: str) -> None:
     assert {c.key: c.status for c in check_claims(rows, comparisons)}[failing] == "FAIL"
 
 
+def test_claim_a_needs_paired_p_against_random_and_nearest_ct() -> None:
+    rows, comparisons = _table(0.20, 0.26, 0.16, 0.25, 0.01)
+    comparisons["base/none"].update(
+        {
+            "copy/random": _cmp(-0.05, 0.01),
+            "copy/nearest_ct": _cmp(-0.03, 0.04),
+            "copy/nearest_organs": _cmp(0.02, 0.5),
+        }
+    )
+    claims = {c.key: c for c in check_claims(rows, comparisons)}
+    assert claims["a"].status == "PASS"  # nearest_organs (0.12 > base 0.10) is reported, not required
+    comparisons["base/none"]["copy/nearest_ct"] = _cmp(-0.03, 0.06)
+    assert {c.key: c.status for c in check_claims(rows, comparisons)}["a"] == "FAIL"
+
+
+def test_a_claim_on_a_model_that_owes_nothing_to_its_volume_is_not_evidence() -> None:
+    rows, comparisons = _table(0.20, 0.26, 0.16, 0.25, p_adaptive=0.01)
+    for name, lo in (("base/none", 0.05), ("rag/none", 0.04), ("rag/oracle", 0.03), ("rag/text2text", 0.02)):
+        rows[name]["ci"]["clinical_f1_owed"] = [lo, lo + 0.1]
+    rows["rag/adaptive"]["ci"]["clinical_f1_owed"] = [
+        -0.02,
+        0.08,
+    ]  # adaptive's reports: any patient's labels fit
+    claims = {c.key: c for c in check_claims(rows, comparisons)}
+    assert claims["d"].status == claims["e"].status == "NOT EVIDENCE"
+    assert claims["d"].detail.startswith("rag/adaptive F1 owed [-0.020, +0.080] includes 0")
+    assert "(numbers alone: PASS)" in claims["d"].detail
+    # (f) is decided by oracle (0.25) against the best other rag row (adaptive 0.20): not evidence either
+    assert claims["f"].status == "NOT EVIDENCE"
+    rows["rag/text2text"]["metrics"]["clinical_f1"] = (
+        0.22  # now text2text, a volume-dependent row, decides (f)
+    )
+    assert {c.key: c.status for c in check_claims(rows, comparisons)}["f"] == "PASS"
+
+
 def test_a_missing_row_is_not_applicable() -> None:
     rows, comparisons = _table(0.20, 0.26, 0.16, 0.25, 0.01)
     del rows["rag/text2text"]

@@ -30,7 +30,9 @@ SHRINK_INFER = [
 
 def test_every_experiment_is_covered() -> None:
     # the paper rows and the demo: a new experiment file is picked up by the parametrisation below
-    assert {"demo", "base_8b", "adaragct_8b", "base_70b", "adaragct_70b"} <= set(EXPERIMENTS)
+    assert {"demo", "align_8b", "base_8b", "adaragct_8b", "align_70b", "base_70b", "adaragct_70b"} <= set(
+        EXPERIMENTS
+    )
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -40,8 +42,11 @@ def test_experiment_trains_and_infers_on_cpu(
     from adaragct.infer import run_infer
     from adaragct.train import train
 
-    stage = compose_config("train", [f"experiment={experiment}"], resolve=False).stage.name
+    composed = compose_config("train", [f"experiment={experiment}"], resolve=False).stage
+    stage = composed.name
     init = [f"stage.init_from={tiny_checkpoints['base']}"] if stage == "rag" else []
+    if composed.get("projector_from"):  # the paper's base rows start from their align run
+        init.append(f"stage.projector_from={tiny_checkpoints['align']}")
     cfg = train_cfg(tmp_path, indexed_demo, f"experiment={experiment}", *init)
     assert (
         cfg.trainer.accelerator == "cpu"
@@ -50,12 +55,14 @@ def test_experiment_trains_and_infers_on_cpu(
     )
     train(cfg)
     ckpt = tmp_path / "outputs" / "train" / f"demo_tiny_{stage}" / "last"
-    assert (ckpt / "adapter_model.safetensors").is_file() and (ckpt / "config.yaml").is_file()
+    # stage align trains the projector alone: no adapter
+    assert (ckpt / "adapter_model.safetensors").is_file() == (stage != "align")
+    assert (ckpt / "projector.safetensors").is_file() and (ckpt / "config.yaml").is_file()
     saved = OmegaConf.load(ckpt / "config.yaml")
     assert saved.stage.name == stage and list(saved.tags) == list(
         cfg.tags
     )  # the experiment's own settings ran
-    assert saved.stage.lora.r == cfg.stage.lora.r
+    assert (saved.stage.lora or {}).get("r") == (cfg.stage.lora or {}).get("r")
 
     predictions = tmp_path / "infer" / "predictions.jsonl"
     infer_cfg = compose_config(
@@ -73,7 +80,8 @@ def test_experiment_trains_and_infers_on_cpu(
     summary = run_infer(infer_cfg)
     records = [json.loads(line) for line in predictions.read_text().splitlines()]
     assert len(records) == 2 == summary["generated"]
-    expected = "none" if experiment.startswith("base_") else "adaptive"  # paper rows: base = no retrieval
+    # paper rows: align and base = no retrieval
+    expected = "none" if experiment.startswith(("align_", "base_")) else "adaptive"
     assert infer_cfg.retrieval.name == expected and {r["retrieval"] for r in records} == {expected}
     metrics = json.loads((predictions.parent / "metrics.json").read_text())
     assert metrics["num_samples"] == 2

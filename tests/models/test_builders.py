@@ -161,3 +161,24 @@ def test_local_weights_load_and_a_wrong_architecture_is_refused(tmp_path, tokeni
     )
     with pytest.raises(ValueError, match=r"hidden_size=192 but the builder expects 4096"):
         llama3_1_8b(tokenizer, path=tmp_path / "tiny")
+
+
+@pytest.mark.parametrize(("experiment", "hidden"), [("align_8b", 4096), ("align_70b", 8192)])
+def test_paper_align_stage_composes_on_the_meta_device(experiment: str, hidden: int) -> None:
+    """experiment=align_8b/70b: the release's projector stage on the frozen LLM, built without weights."""
+    from omegaconf import OmegaConf
+
+    from tests.conftest import compose_config
+
+    cfg = compose_config("train", [f"experiment={experiment}", "paths.output_dir=unused"])
+    assert (cfg.stage.name, cfg.stage.lora, cfg.trainer.max_steps) == ("align", None, 9000)
+    model_cfg = {**OmegaConf.to_container(cfg.model), "path": None}
+    model = build_stage_model(model_cfg, OmegaConf.to_container(cfg.stage), llama3_tokenizer(), device="meta")
+    trainable, _ = count_parameters(model)
+    assert trainable == projector_count(hidden)  # the projectors alone; no LoRA, no token rows
+    assert not hasattr(model.llm, "peft_config")
+    base = compose_config(
+        "train", [f"experiment={experiment.replace('align', 'base')}", "paths.output_dir=unused"]
+    )
+    assert base.stage.projector_from.endswith(f"ctrate_{experiment.split('_')[1]}_align/last")
+    assert base.stage.train_projector is False  # the release keeps the aligned projector frozen

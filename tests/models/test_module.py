@@ -135,7 +135,7 @@ def test_hyperparameters_hold_no_modules(tokenizer_dir, tokenizer) -> None:
         optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
         scheduler=_schedule(),
     )
-    assert set(module.hparams) == {"model", "stage", "init_from"}
+    assert set(module.hparams) == {"model", "stage", "init_from", "visual_gain"}
     flat = str(dict(module.hparams))
     assert "Tokenizer" not in flat and "Module" not in flat
 

@@ -19,12 +19,14 @@ import torch
 from lightning.pytorch import Callback, LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
-from adaragct.constants import IGNORE_INDEX, VISUAL_SLOTS
+from adaragct.constants import FINDINGS, VISUAL_SLOTS
 from adaragct.data.bundle import context_key, read_contexts
 from adaragct.data.cohort import Volume, load_split, patient_split
 from adaragct.data.index_files import index_file
-from adaragct.data.prompt import PromptConfig, build_prompt, encode_example, target_segments
+from adaragct.data.prompt import PromptConfig, build_prompt, encode_example, pad_examples, target_segments
 from adaragct.data.sentences import split_sentences
+from adaragct.errors import DataError
+from adaragct.ids import patient_derangement
 
 log = logging.getLogger(__name__)
 CONTEXT_SOURCES = ("none", "oracle", "retrieved")
@@ -82,8 +84,22 @@ class ContextRoll:
         return source, contexts
 
 
+def visual_tensors(volume: Volume) -> dict[str, torch.Tensor]:
+    """A volume's embeddings as float32 tensors, one per slot."""
+    return {
+        slot: torch.from_numpy(np.asarray(volume.visual[slot], dtype=np.float32)) for slot in VISUAL_SLOTS
+    }
+
+
 class ReportDataset(Dataset):
-    """Tokenised (visual, prompt, target) samples; contexts are rolled per item when ``roll`` is given."""
+    """Tokenised (visual, prompt, target) samples; contexts are rolled per item when ``roll`` is given.
+
+    ``findings`` (``{volume_id: [finding names]}``, from the labels CSV) fills the prompt's findings sentence when
+    ``prompt.findings_sentence`` is set (:mod:`adaragct.models.findings`). ``partners`` (validation): for each
+    sample, the index of another patient's volume; the sample then also carries ``partner``, the same target read
+    with that volume's image (its embeddings, and its findings in the prompt), for ``val/visual_gain``
+    (:mod:`adaragct.models.visual_gain`).
+    """
 
     def __init__(
         self,
@@ -93,6 +109,8 @@ class ReportDataset(Dataset):
         max_length: int,
         roll: ContextRoll | None = None,
         seed: int = 0,
+        partners: Sequence[int] | None = None,
+        findings: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.volumes, self.tokenizer, self.max_length, self.roll, self.seed = (
             volumes,
@@ -101,12 +119,33 @@ class ReportDataset(Dataset):
             roll,
             seed,
         )
-        self.prompt_text = build_prompt(prompt)
+        self.partners = partners
+        self.prompt_texts = [
+            build_prompt(prompt, None if findings is None else findings[v.volume_id]) for v in volumes
+        ]
         self.sentences = [split_sentences(v.report) for v in volumes] if roll is not None else None
         self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.volumes)
+
+    def lengths(self) -> list[int]:
+        """Tokens of each sample without context spans (what length grouping sorts by; stage rag adds spans)."""
+        return [
+            len(self.tokenizer.encode(p + v.report, add_special_tokens=False))
+            for p, v in zip(self.prompt_texts, self.volumes, strict=True)
+        ]
+
+    def _encode(
+        self, volume: Volume, prompt_text: str, segments: Sequence[Any]
+    ) -> tuple[list[int], list[int]]:
+        input_ids, labels = encode_example(self.tokenizer, prompt_text, segments)
+        if len(input_ids) > self.max_length:
+            raise ValueError(
+                f"volume {volume.volume_id}: {len(input_ids)} tokens > datamodule.max_length="
+                f"{self.max_length}; raise datamodule.max_length (samples are never silently cut)"
+            )
+        return input_ids, labels
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         volume = self.volumes[index]
@@ -117,44 +156,50 @@ class ReportDataset(Dataset):
             source, contexts = self.roll(volume.volume_id, sentences, rng)
         else:
             sentences = [volume.report]  # stage base: the report as one segment (tokenised as a whole)
-        input_ids, labels = encode_example(
-            self.tokenizer, self.prompt_text, target_segments(sentences, contexts)
-        )
-        if len(input_ids) > self.max_length:
-            raise ValueError(
-                f"volume {volume.volume_id}: {len(input_ids)} tokens > datamodule.max_length="
-                f"{self.max_length}; raise datamodule.max_length (samples are never silently cut)"
-            )
-        return {
+        segments = target_segments(sentences, contexts)
+        input_ids, labels = self._encode(volume, self.prompt_texts[index], segments)
+        item = {
             "volume_id": volume.volume_id,
             "input_ids": torch.tensor(input_ids, dtype=torch.long),
             "labels": torch.tensor(labels, dtype=torch.long),
-            "visual": {
-                slot: torch.from_numpy(np.asarray(volume.visual[slot], dtype=np.float32))
-                for slot in VISUAL_SLOTS
-            },
+            "visual": visual_tensors(volume),
             "context_source": source,
             "n_contexts": len(contexts),
         }
+        if self.partners is not None:
+            other = self.partners[index]
+            ids, labs = self._encode(volume, self.prompt_texts[other], segments)
+            item["partner"] = {
+                "input_ids": torch.tensor(ids, dtype=torch.long),
+                "labels": torch.tensor(labs, dtype=torch.long),
+                "visual": visual_tensors(self.volumes[other]),
+            }
+        return item
 
 
-def collate(batch: Sequence[Mapping[str, Any]], pad_token_id: int) -> dict[str, Any]:
-    """Right-pad to the longest sample; padding is masked in ``attention_mask`` and ignored in ``labels``."""
-    length = max(len(item["input_ids"]) for item in batch)
-    input_ids = torch.full((len(batch), length), pad_token_id, dtype=torch.long)
-    labels = torch.full((len(batch), length), IGNORE_INDEX, dtype=torch.long)
-    attention = torch.zeros((len(batch), length), dtype=torch.long)
-    for row, item in enumerate(batch):
-        n = len(item["input_ids"])
-        input_ids[row, :n], labels[row, :n], attention[row, :n] = item["input_ids"], item["labels"], 1
+def _padded(batch: Sequence[Mapping[str, Any]], pad_token_id: int) -> dict[str, Any]:
+    input_ids, attention, labels = pad_examples([(i["input_ids"], i["labels"]) for i in batch], pad_token_id)
     return {
-        "volume_id": [item["volume_id"] for item in batch],
         "input_ids": input_ids,
         "attention_mask": attention,
         "labels": labels,
         "visual": {slot: torch.stack([item["visual"][slot] for item in batch]) for slot in VISUAL_SLOTS},
+    }
+
+
+def collate(batch: Sequence[Mapping[str, Any]], pad_token_id: int) -> dict[str, Any]:
+    """Right-pad to the longest sample; padding is masked in ``attention_mask`` and ignored in ``labels``.
+
+    Validation samples carry ``partner`` (the target read with another patient's image, ``val/visual_gain``),
+    padded the same way."""
+    out = {
+        "volume_id": [item["volume_id"] for item in batch],
+        **_padded(batch, pad_token_id),
         "context_source": [item["context_source"] for item in batch],
     }
+    if all("partner" in item for item in batch):
+        out["partner"] = _padded([item["partner"] for item in batch], pad_token_id)
+    return out
 
 
 class _Collator:
@@ -178,6 +223,8 @@ class ReportDataModule(LightningDataModule):
         stage_contexts: ``cfg.stage.contexts`` for stage=rag, ``None`` for stage=base.
         seed: seeds the context rolls.
         visual_dims: expected input dims per slot (checked on load).
+        visual_partners: validation samples also carry another patient's embeddings (``val/visual_gain``).
+        length_grouping: training batches of similar lengths (less padding; see ``conf/datamodule``).
     """
 
     def __init__(
@@ -188,19 +235,22 @@ class ReportDataModule(LightningDataModule):
         *,
         batch_size: int = 8,
         num_workers: int = 0,
-        max_length: int = 1024,
+        max_length: int = 2048,
         val_fraction: float = 0.1,
         split_seed: int = 0,
         stage_contexts: Mapping[str, Any] | None = None,
         seed: int = 0,
         visual_dims: Mapping[str, int] | None = None,
         pin_memory: bool = False,
+        visual_partners: bool = True,
+        length_grouping: bool = False,
     ) -> None:
         super().__init__()
         self.data_cfg, self.tokenizer, self.prompt = data_cfg, tokenizer, prompt
         self.batch_size, self.num_workers, self.max_length = batch_size, num_workers, max_length
         self.val_fraction, self.split_seed, self.seed = val_fraction, split_seed, seed
         self.stage_contexts, self.visual_dims, self.pin_memory = stage_contexts, visual_dims, pin_memory
+        self.visual_partners, self.length_grouping = visual_partners, length_grouping
         if tokenizer.pad_token_id is None:
             raise ValueError("tokenizer has no pad token; the model builder must add one")
         self.train_set: ReportDataset | None = None
@@ -232,26 +282,72 @@ class ReportDataModule(LightningDataModule):
         volumes = load_split(self.data_cfg, "train", self.visual_dims)
         train_idx, val_idx = patient_split([v.volume_id for v in volumes], self.val_fraction, self.split_seed)
         roll = self._roll()
+        findings = self._findings(volumes) if self.prompt.findings_sentence is not None else None
 
-        def subset(indices: list[int]) -> ReportDataset:
+        def subset(indices: list[int], partners: bool = False) -> ReportDataset:
             items = [volumes[i] for i in indices]
-            return ReportDataset(items, self.tokenizer, self.prompt, self.max_length, roll, self.seed)
+            pairs = patient_derangement([v.volume_id for v in items], self.split_seed) if partners else None
+            if partners and pairs is None:
+                log.warning("datamodule: the validation volumes span too few patients for val/visual_gain")
+            args = (self.tokenizer, self.prompt, self.max_length, roll, self.seed)
+            return ReportDataset(items, *args, partners=pairs, findings=findings)
 
         # validation rolls contexts too (same mixture), with its own fixed draws: val loss tracks the rag task
-        self.train_set, self.val_set = subset(train_idx), subset(val_idx)
+        self.train_set, self.val_set = subset(train_idx), subset(val_idx, partners=self.visual_partners)
         log.info("datamodule: %d train / %d val volumes (patient-level split)", len(train_idx), len(val_idx))
+
+    def train_labels(self, volumes: Sequence[Volume]) -> np.ndarray:
+        """(n, 18) labels of ``volumes`` from ``data.train_labels_csv`` (a DataError naming the fix if absent)."""
+        from adaragct.data.ctrate import read_labels_csv
+
+        path = self.data_cfg.get("train_labels_csv")
+        if not path:
+            raise DataError(
+                f"conf/data/{self.data_cfg.get('name')}.yaml",
+                "train_labels_csv",
+                "not set: prompt.findings_sentence trains on each volume's findings, read from training labels",
+                "point data.train_labels_csv at a labels CSV of the training volumes (CT-RATE layout), or set "
+                "prompt.findings_sentence=null",
+            )
+        labels = read_labels_csv(path)
+        missing = [v.volume_id for v in volumes if v.volume_id not in labels.index]
+        if missing:
+            raise DataError(
+                path,
+                "VolumeName",
+                f"{len(missing)} training volumes have no labels, first {missing[:3]}",
+                "use the labels CSV of the same training split",
+            )
+        return labels.loc[[v.volume_id for v in volumes]].to_numpy(dtype=np.int8)
+
+    def _findings(self, volumes: Sequence[Volume]) -> dict[str, list[str]]:
+        """``{volume_id: [finding names]}`` for the prompt's findings sentence (training reads the true labels;
+        inference, the model's finding classifier)."""
+        labels = self.train_labels(volumes)
+        return {
+            v.volume_id: [f for f, hit in zip(FINDINGS, row, strict=True) if hit]
+            for v, row in zip(volumes, labels, strict=True)
+        }
 
     def set_epoch(self, epoch: int) -> None:
         """New context draws each epoch (workers are re-created per epoch and pick this up)."""
         if self.train_set is not None:
             self.train_set.epoch = epoch
 
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: ReportDataset, shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
+        sampler = None
+        if shuffle and self.length_grouping:
+            # transformers' sampler: shuffle, then sort mega-batches (up to 50 batches, at least 4 per epoch) by
+            # length, so a batch pads to a similar length (make bench-train: padded share and tokens/s)
+            from transformers.trainer_pt_utils import LengthGroupedSampler
+
+            sampler = LengthGroupedSampler(self.batch_size, lengths=dataset.lengths(), generator=generator)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=_Collator(self.tokenizer.pad_token_id),
             generator=generator,

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
+
 from adaragct.constants import IGNORE_INDEX, RAG_TOKEN, RET_END, RET_START, SLOT_TOKENS, TASK_TOKEN
 
 BOS = "<|begin_of_text|>"
@@ -19,14 +21,20 @@ HEADER_END = "<|end_header_id|>"
 EOT = "<|eot_id|>"
 
 
+NO_FINDINGS = "no abnormality"  # what ``{findings}`` reads for a volume with none of the 18 findings
+
+
 @dataclass(frozen=True)
 class PromptConfig:
     """Prompt texts (``conf/prompt``). ``embeddings_sentence`` has ``{whole_ct}``, ``{lung}``, ... fields that are
-    replaced by the slot placeholder tokens."""
+    replaced by the slot placeholder tokens. ``findings_sentence`` (``None``: the paper's prompt) has a
+    ``{findings}`` field: the findings read from the volume's embeddings (:mod:`adaragct.models.findings`), given
+    to the LM as words (the demo's departure, docs/visual_dependence.md)."""
 
     system: str
     embeddings_sentence: str
     question: str
+    findings_sentence: str | None = None
 
     def __post_init__(self) -> None:
         for slot, token in SLOT_TOKENS.items():
@@ -35,20 +43,55 @@ class PromptConfig:
                     f"conf/prompt: embeddings_sentence lacks the {{{slot}}} field for {token}; "
                     "every visual slot needs exactly one placeholder"
                 )
+        if self.findings_sentence is not None and "{findings}" not in self.findings_sentence:
+            raise ValueError("conf/prompt: findings_sentence lacks its {findings} field (or set it to null)")
 
 
 def _turn(role: str, text: str) -> str:
     return f"{HEADER_START}{role}{HEADER_END}\n\n{text}{EOT}"
 
 
-def user_message(prompt: PromptConfig) -> str:
-    """The user turn: the embeddings sentence with one placeholder per slot, the task token, the question."""
-    return f"{prompt.embeddings_sentence.format(**SLOT_TOKENS)} {TASK_TOKEN} {prompt.question}"
+def findings_words(findings: Sequence[str]) -> str:
+    """``"emphysema, lung nodule"``: finding names in lower case, in the order given (:data:`NO_FINDINGS` if none)."""
+    return ", ".join(f.lower() for f in findings) or NO_FINDINGS
 
 
-def build_prompt(prompt: PromptConfig) -> str:
-    """Everything before the report: system and user turns, then the assistant header (Llama-3 layout)."""
-    return f"{BOS}{_turn('system', prompt.system)}{_turn('user', user_message(prompt))}{HEADER_START}assistant{HEADER_END}\n\n"
+def findings_line(prompt: PromptConfig, findings: Sequence[str] | None) -> str | None:
+    """The prompt's findings sentence for ``findings``; ``None`` for the paper's prompt (no findings sentence)."""
+    if prompt.findings_sentence is None:
+        return None
+    if findings is None:
+        raise ValueError(
+            "conf/prompt: findings_sentence is set, so every prompt needs the volume's findings (training: the "
+            "labels CSV; inference: the model's finding classifier); set prompt.findings_sentence=null otherwise"
+        )
+    return prompt.findings_sentence.format(findings=findings_words(findings))
+
+
+def user_message(prompt: PromptConfig, findings: Sequence[str] | None = None) -> str:
+    """The user turn: the embeddings sentence with one placeholder per slot, the task token, the question, then
+    the findings sentence (when the prompt has one: last, next to the report the findings shape)."""
+    parts = (prompt.embeddings_sentence.format(**SLOT_TOKENS), TASK_TOKEN, prompt.question)
+    return " ".join(p for p in (*parts, findings_line(prompt, findings)) if p is not None)
+
+
+ASSISTANT = f"{HEADER_START}assistant{HEADER_END}\n\n"
+
+
+def build_prompt(prompt: PromptConfig, findings: Sequence[str] | None = None) -> str:
+    """Everything before the report: system and user turns, then the assistant header (Llama-3 layout).
+
+    ``findings``: the volume's findings, needed when ``prompt.findings_sentence`` is set (ignored otherwise)."""
+    user = user_message(prompt, findings)
+    return f"{BOS}{_turn('system', prompt.system)}{_turn('user', user)}{ASSISTANT}"
+
+
+def findings_document(prompt: PromptConfig, findings: Sequence[str], report: str) -> str:
+    """A tiny-LM pretraining document for ``prompt.findings_sentence``: the prompt's last words (the findings
+    sentence, the end of the user turn, the assistant header), then the report; see :mod:`adaragct.models.tiny_lm`.
+
+    The same tokens as the end of every prompt, so what the LM learns to follow transfers to the full prompt."""
+    return f"{BOS}{findings_line(prompt, findings)}{EOT}{ASSISTANT}{report.strip()}"
 
 
 def context_span(contexts: Sequence[str]) -> str:
@@ -93,3 +136,20 @@ def encode_example(tokenizer, prompt_text: str, segments: Sequence[Segment]) -> 
         input_ids.extend(ids)
         labels.extend(ids if segment.trained else [IGNORE_INDEX] * len(ids))
     return input_ids, labels
+
+
+def pad_examples(
+    examples: Sequence[tuple[Sequence[int], Sequence[int]]], pad_token_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-pad ``(input_ids, labels)`` pairs to the longest: (input_ids, attention_mask, labels) tensors, with
+    padding masked in ``attention_mask`` and ignored in ``labels``."""
+    length = max(len(ids) for ids, _ in examples)
+    input_ids = torch.full((len(examples), length), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(examples), length), IGNORE_INDEX, dtype=torch.long)
+    attention = torch.zeros((len(examples), length), dtype=torch.long)
+    for row, (ids, labs) in enumerate(examples):
+        n = len(ids)
+        input_ids[row, :n] = torch.as_tensor(ids, dtype=torch.long)
+        labels[row, :n] = torch.as_tensor(labs, dtype=torch.long)
+        attention[row, :n] = 1
+    return input_ids, attention, labels

@@ -15,6 +15,7 @@ from typing import Any
 from adaragct.constants import FINDINGS
 from adaragct.eval.bootstrap import Interval
 from adaragct.eval.clinical import ClinicalMetrics
+from adaragct.eval.dependence import Dependence
 from adaragct.eval.text_metrics import TextMetrics
 
 TASK = "report_generation"
@@ -64,6 +65,7 @@ def build_metrics_dict(
     llama_score: float | None = None,
     judge_unparseable: int | None = None,
     duplicate_rate: float = 0.0,
+    dependence: Dependence | None = None,
     num_empty_predictions: int = 0,
     num_dropped_missing_labels: int = 0,
     labeler: str = "rule",
@@ -83,6 +85,12 @@ def build_metrics_dict(
         out[f"{TASK}/clinical_{avg}_f1"] = values["f1"]
     out[f"{TASK}/crg"] = _clean(clinical.crg)
     out[f"{TASK}/duplicate_rate"] = duplicate_rate
+    if dependence is not None:  # adaragct.eval.dependence: what the predictions owe to their volumes
+        out[f"{TASK}/distinct_reports"] = int(dependence.distinct_reports)
+        out[f"{TASK}/clinical_f1_owed"] = _clean(dependence.f1_owed)
+        out[f"{TASK}/clinical_f1_deranged"] = _clean(dependence.f1_deranged)
+        if dependence.f1_owed_interval is not None:
+            intervals = {**(intervals or {}), "clinical_f1_owed": dependence.f1_owed_interval}
     out[f"{TASK}/num_empty_predictions"] = int(num_empty_predictions)
     out["num_dropped_missing_labels"] = int(num_dropped_missing_labels)
     out["labeler"] = labeler
@@ -112,7 +120,15 @@ def markdown_table(metrics: dict[str, Any]) -> str:
         "| metric | value | 95% CI |",
         "|---|---|---|",
     ]
-    for name in (*HEADLINE, "clinical_micro_f1", "clinical_macro_f1", "crg", "duplicate_rate"):
+    rows = (
+        "clinical_micro_f1",
+        "clinical_macro_f1",
+        "crg",
+        "clinical_f1_owed",
+        "distinct_reports",
+        "duplicate_rate",
+    )
+    for name in (*HEADLINE, *rows):
         value = metrics.get(f"{TASK}/{name}")
         lo, hi = metrics.get(f"{TASK}/{name}_ci_lower"), metrics.get(f"{TASK}/{name}_ci_upper")
         ci = f"[{lo:.4f}, {hi:.4f}]" if lo is not None and hi is not None else ""

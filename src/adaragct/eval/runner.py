@@ -16,6 +16,7 @@ import numpy as np
 from adaragct.errors import DataError
 from adaragct.eval.bootstrap import bootstrap_intervals, duplicate_rate
 from adaragct.eval.clinical import compute_clinical_metrics
+from adaragct.eval.dependence import clinical_dependence
 from adaragct.eval.labelers import build_labeler
 from adaragct.eval.predictions import PredictionSet, attach_references, read_predictions
 from adaragct.eval.report import build_metrics_dict, markdown_table
@@ -120,6 +121,10 @@ def evaluate_predictions(opts: EvalOptions) -> dict[str, Any]:
             seed=opts.seed,
             cider=text.cider_per_sample,
         )
+    # what the predictions owe to their volumes: distinct reports, F1 against own minus another patient's labels
+    dependence = clinical_dependence(
+        preds.ids, preds.predictions, predicted, truth, num_resamples=opts.bootstrap, seed=opts.seed
+    )
     llama, unparseable = None, None
     if opts.judge_model is not None:
         from adaragct.eval.judge import LLMJudge
@@ -136,6 +141,7 @@ def evaluate_predictions(opts: EvalOptions) -> dict[str, Any]:
         llama_score=llama,
         judge_unparseable=unparseable,
         duplicate_rate=duplicate_rate(preds.predictions),
+        dependence=dependence,
         num_empty_predictions=sum(not p.strip() for p in preds.predictions),
         num_dropped_missing_labels=dropped,
         labeler=labeler.name,

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from adaragct.experiments.evidence import ALPHA, Claim, Comparisons, format_p, paired_comparisons
+from adaragct.experiments.evidence import ALPHA, Claim, Comparisons, format_p, gate, paired_comparisons
 
 REFERENCE = "tiny/organs+whole_ct"
 # cell -> its results row name (model/input)
@@ -86,7 +86,8 @@ def check(rows: dict[str, dict[str, Any]], comparisons: Comparisons) -> list[Cla
         row = CELLS[cell]
         if row in rows:
             passed = holds(_difference(comparisons, row))
-            claims.append(Claim(key, text, "PASS" if passed else "FAIL", _detail(rows, comparisons, row)))
+            claim = Claim(key, text, "PASS" if passed else "FAIL", _detail(rows, comparisons, row))
+            claims.append(gate(claim, rows, [REFERENCE, row]))
     return claims
 
 

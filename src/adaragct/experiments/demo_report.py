@@ -24,6 +24,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("BLEU-4", "bleu_4"),
     ("ROUGE-L", "rouge_l"),
     ("CIDEr", "cider"),
+    ("F1 owed", "clinical_f1_owed"),
 )
 HEADLINE = ("clinical_f1", "bleu_4", "rouge_l")  # the columns the terminal shows with their intervals
 PVALUE_METRICS: tuple[tuple[str, str], ...] = (
@@ -34,7 +35,9 @@ PVALUE_METRICS: tuple[tuple[str, str], ...] = (
 
 
 def _cell(row: Mapping[str, Any], metric: str, with_ci: bool) -> str:
-    value = row["metrics"][metric]
+    value = row["metrics"].get(metric)
+    if value is None:  # e.g. F1 owed where the volumes span too few patients
+        return "-"
     ci = row.get("ci", {}).get(metric)
     return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if with_ci and ci else f"{value:.3f}"
 
@@ -43,13 +46,23 @@ def _optional(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def _gain(row: Mapping[str, Any]) -> str:
+    """The model's visual gain (nats per report token) with its interval; ``-`` for copy rows."""
+    if row.get("visual_gain") is None:
+        return "-"
+    lo, hi = row["visual_gain_ci"]
+    return f"{row['visual_gain']:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+
+
 def results_table(rows: Sequence[Mapping[str, Any]], *, all_intervals: bool = True) -> str:
     """Markdown table, one row per results row; ``all_intervals=False`` gives intervals to :data:`HEADLINE` only
-    (the terminal's narrow table)."""
-    head = ["model", "retrieval", *[c for c, _ in COLUMNS], "retr/report"]
+    (the terminal's narrow table). Every trained row shows its model's visual gain and its F1 owed to the volume
+    with their intervals, and the distinct reports it wrote."""
+    head = ["model", "retrieval", *[c for c, _ in COLUMNS], "visual gain", "distinct", "retr/report"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [_cell(row, m, all_intervals or m in HEADLINE) for _, m in COLUMNS]
+        cells = [_cell(row, m, all_intervals or m in HEADLINE or m == "clinical_f1_owed") for _, m in COLUMNS]
+        cells += [_gain(row), _optional(row.get("distinct_reports"), "d")]
         cells.append(_optional(row.get("retrievals_per_report"), ".2f"))
         lines.append("| " + " | ".join([row["stage"], row["retrieval"], *cells]) + " |")
     return "\n".join(lines)

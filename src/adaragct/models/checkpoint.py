@@ -2,8 +2,10 @@
 
 A checkpoint directory (``outputs/train/<run>/step-000100/``, with ``last`` pointing at the newest)::
 
-    adapter_model.safetensors, adapter_config.json   PEFT LoRA + the new-token rows (trainable_token_indices)
+    adapter_model.safetensors, adapter_config.json   PEFT LoRA + the new-token rows (trainable_token_indices);
+                                                     absent for stage align (projector only)
     projector.safetensors                            {slot}.{0,2}.{weight,bias}
+    findings.safetensors                             the finding classifier (prompt.findings_sentence only)
     tokenizer.json, tokenizer_config.json            the tokenizer with the SPEC 4 special tokens
     config.yaml                                      the resolved run config (model, stage, init_from, ...)
 
@@ -100,11 +102,16 @@ def save_checkpoint(
     final, tmp = root / name, root / f".tmp-{name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    _save_adapter(model.llm, tmp, None if state is None else _under(state, "llm."))
-    (tmp / "README.md").unlink(missing_ok=True)  # PEFT's model card: not ours to publish
-    _sort_target_modules(tmp / "adapter_config.json")
+    if hasattr(model.llm, "peft_config"):  # stage align trains no LoRA: the projector is the checkpoint
+        _save_adapter(model.llm, tmp, None if state is None else _under(state, "llm."))
+        (tmp / "README.md").unlink(missing_ok=True)  # PEFT's model card: not ours to publish
+        _sort_target_modules(tmp / "adapter_config.json")
     projector = model.projector.state_dict() if state is None else _under(state, "projector.")
     save_file({k: v.detach().float().cpu().contiguous() for k, v in projector.items()}, str(tmp / PROJECTOR))
+    if getattr(model, "findings", None) is not None:
+        from adaragct.models.findings import save_findings
+
+        save_findings(model.findings, tmp)
     tokenizer.save_pretrained(str(tmp))
     (tmp / CONFIG).write_text(config_yaml)
     if final.exists():
@@ -118,8 +125,8 @@ def save_checkpoint(
 
 
 def is_checkpoint(path: str | Path) -> bool:
-    """A full checkpoint of ours (what ``load_checkpoint`` reads)."""
-    return (Path(path) / CONFIG).is_file() and (Path(path) / ADAPTER).is_file()
+    """A full checkpoint of ours (what ``load_checkpoint`` reads); stage align's has no adapter."""
+    return (Path(path) / CONFIG).is_file() and (Path(path) / PROJECTOR).is_file()
 
 
 def is_base_checkpoint(path: str | Path) -> bool:
@@ -157,14 +164,25 @@ def load_trainable_state(model: Any, ckpt_dir: Path) -> None:
     """Load the adapter (LoRA + new-token rows) and the projector into a freshly built stage model."""
     from peft import set_peft_model_state_dict
 
-    result = set_peft_model_state_dict(model.llm, load_file(str(ckpt_dir / ADAPTER)))
-    missing = [k for k in result.missing_keys if "lora_" in k or "trainable_tokens" in k]
-    if missing or result.unexpected_keys:
-        raise ValueError(
-            f"{ckpt_dir}/{ADAPTER}: missing {missing[:4]} unexpected "
-            f"{list(result.unexpected_keys)[:4]} (fix: the checkpoint and config.yaml disagree)"
-        )
-    model.projector.load_state_dict(load_file(str(ckpt_dir / PROJECTOR)))
+    if hasattr(model.llm, "peft_config") or (ckpt_dir / ADAPTER).is_file():
+        if not (ckpt_dir / ADAPTER).is_file() or not hasattr(model.llm, "peft_config"):
+            raise ValueError(
+                f"{ckpt_dir}: {ADAPTER} and config.yaml's stage.lora disagree (fix: the checkpoint is incomplete "
+                "or its config.yaml was edited)"
+            )
+        result = set_peft_model_state_dict(model.llm, load_file(str(ckpt_dir / ADAPTER)))
+        missing = [k for k in result.missing_keys if "lora_" in k or "trainable_tokens" in k]
+        if missing or result.unexpected_keys:
+            raise ValueError(
+                f"{ckpt_dir}/{ADAPTER}: missing {missing[:4]} unexpected "
+                f"{list(result.unexpected_keys)[:4]} (fix: the checkpoint and config.yaml disagree)"
+            )
+    model.projector.load_state_dict(read_projector(ckpt_dir))
+
+
+def read_projector(ckpt_dir: str | Path) -> dict[str, torch.Tensor]:
+    """The projector's tensors of a checkpoint of ours (``{slot}.{0,2}.{weight,bias}``)."""
+    return load_file(str(Path(ckpt_dir) / PROJECTOR))
 
 
 def merge_base_checkpoint(llm: Any, projector: torch.nn.Module, ckpt_dir: Path) -> Any:
@@ -172,5 +190,5 @@ def merge_base_checkpoint(llm: Any, projector: torch.nn.Module, ckpt_dir: Path) 
     from peft import PeftModel
 
     llm = PeftModel.from_pretrained(llm, str(ckpt_dir)).merge_and_unload()
-    projector.load_state_dict(load_file(str(ckpt_dir / PROJECTOR)))
+    projector.load_state_dict(read_projector(ckpt_dir))
     return llm

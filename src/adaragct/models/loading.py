@@ -28,16 +28,22 @@ import torch
 from adaragct.constants import RAG_TOKEN, SLOT_TOKENS, VISUAL_SLOTS
 from adaragct.errors import DataError
 from adaragct.models import checkpoint, release
+from adaragct.models.findings import FindingClassifier, read_findings
 from adaragct.models.projector import VisualProjector
 from adaragct.models.vlm import ReportModel
 
 log = logging.getLogger(__name__)
 
 
-def assemble_report_model(llm: torch.nn.Module, projector: VisualProjector, tokenizer: Any) -> ReportModel:
-    """LLM + projector + the placeholder and ``[RAG]`` ids of ``tokenizer``."""
+def assemble_report_model(
+    llm: torch.nn.Module,
+    projector: VisualProjector,
+    tokenizer: Any,
+    findings: FindingClassifier | None = None,
+) -> ReportModel:
+    """LLM + projector (+ finding classifier) + the placeholder and ``[RAG]`` ids of ``tokenizer``."""
     slot_ids = {slot: tokenizer.convert_tokens_to_ids(tok) for slot, tok in SLOT_TOKENS.items()}
-    return ReportModel(llm, projector, slot_ids, tokenizer.convert_tokens_to_ids(RAG_TOKEN))
+    return ReportModel(llm, projector, slot_ids, tokenizer.convert_tokens_to_ids(RAG_TOKEN), findings)
 
 
 def resolve_builder(dotted: str):
@@ -69,8 +75,11 @@ def build_stage_model(
     *,
     device: str | torch.device | None = None,
     init_from: str | Path | None = None,
+    projector_from: str | Path | None = None,
+    findings: FindingClassifier | None = None,
 ) -> ReportModel:
-    """Build the LLM from its builder, merge a base checkpoint (stage rag), add a fresh LoRA, set trainability.
+    """Build the LLM from its builder, merge a base checkpoint (stage rag) or load an aligned projector (stage
+    base), add a fresh LoRA (none for stage align: ``stage.lora: null``), set trainability.
 
     Args:
         model_cfg: ``cfg.model`` (builder, path, dtype, quantization, gradient_checkpointing, visual_dims,
@@ -79,6 +88,10 @@ def build_stage_model(
         tokenizer: the model's tokenizer (special tokens are added if missing).
         device: ``"meta"`` to build without weights (size checks).
         init_from: a stage=base checkpoint directory (ours or the release's base dir) to merge and freeze.
+        projector_from: a checkpoint whose projector to start from (stage base: the stage=align run, ours or
+            the release's ``projector.pt`` directory).
+        findings: a finding classifier fitted for this stage; otherwise the one ``init_from`` or
+            ``projector_from`` carries (:mod:`adaragct.models.findings`), if any.
     """
     from peft import get_peft_model, prepare_model_for_kbit_training
 
@@ -99,15 +112,49 @@ def build_stage_model(
     projector.to(device=llm.get_input_embeddings().weight.device, dtype=getattr(torch, dtype))
     if init_from is not None:
         llm = merge_base_checkpoint(llm, projector, init_from)
+    if projector_from is not None:
+        load_projector(projector, projector_from)
+    for source in (init_from, projector_from):  # the classifier travels with the projector
+        if findings is None and source is not None:
+            findings = read_findings(source)
     if model_cfg.get("quantization"):
         llm = prepare_model_for_kbit_training(
             llm, use_gradient_checkpointing=bool(model_cfg.get("gradient_checkpointing"))
         )
     llm.requires_grad_(False)
-    ids = new_token_ids(tokenizer) if stage_cfg.get("train_new_token_rows", True) else None
-    llm = get_peft_model(llm, lora_config(stage_cfg["lora"], ids))
+    if stage_cfg.get("lora"):  # stage align has none: the projector alone learns
+        ids = new_token_ids(tokenizer) if stage_cfg.get("train_new_token_rows", True) else None
+        llm = get_peft_model(llm, lora_config(stage_cfg["lora"], ids))
     projector.requires_grad_(bool(stage_cfg.get("train_projector", True)))
-    return assemble_report_model(llm, projector, tokenizer)
+    if findings is not None:
+        findings.to(llm.get_input_embeddings().weight.device)
+    return assemble_report_model(llm, projector, tokenizer, findings)
+
+
+def load_projector(projector: VisualProjector, ckpt_dir: str | Path) -> None:
+    """Stage base's starting projector: the projector of a stage=align checkpoint of ours (any checkpoint of ours
+    holds one) or of a release directory (``projector.pt``, the release's ``pretrain_checkpoint``)."""
+    ckpt_dir = Path(ckpt_dir).resolve()
+    if (ckpt_dir / checkpoint.PROJECTOR).is_file():
+        state = checkpoint.read_projector(ckpt_dir)
+    elif (ckpt_dir / "projector.pt").is_file():
+        state = release.read_release_projector(ckpt_dir / "projector.pt")
+    else:
+        raise FileNotFoundError(
+            f"stage.projector_from={ckpt_dir}: no projector there (expected {checkpoint.PROJECTOR} or the "
+            "release's projector.pt; fix: train stage=align first, or set stage.projector_from=null to start "
+            "from a fresh projector)"
+        )
+    missing, unexpected = projector.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise DataError(
+            ckpt_dir,
+            "projector",
+            f"slots differ from model.visual_slots/visual_dims (missing {missing[:4]}, unexpected "
+            f"{unexpected[:4]})",
+            "align and base must use the same model.visual_slots and model.visual_dims",
+        )
+    log.info("projector loaded from %s", ckpt_dir)
 
 
 def merge_base_checkpoint(llm: Any, projector: VisualProjector, ckpt_dir: str | Path) -> Any:
@@ -138,7 +185,14 @@ def load_checkpoint(ckpt_dir: str | Path, *, device: str | None = None) -> tuple
     cfg = checkpoint.read_config(ckpt_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(ckpt_dir), local_files_only=True)
     init_from = checkpoint.init_from_of(cfg)
-    model = build_stage_model(cfg["model"], cfg["stage"], tokenizer, device=device, init_from=init_from)
+    model = build_stage_model(
+        cfg["model"],
+        cfg["stage"],
+        tokenizer,
+        device=device,
+        init_from=init_from,
+        findings=read_findings(ckpt_dir),
+    )
     checkpoint.load_trainable_state(model, ckpt_dir)
     return model.eval(), tokenizer, cfg
 

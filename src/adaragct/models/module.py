@@ -24,9 +24,13 @@ from lightning.pytorch import LightningModule
 
 from adaragct.models.checkpoint import unwrapped_name
 from adaragct.models.loading import build_stage_model
+from adaragct.models.visual_gain import batch_gains, gain_probes, row_nll
 from adaragct.models.vlm import count_parameters, report_loss
 
 log = logging.getLogger(__name__)
+
+
+DEFAULT_VISUAL_GAIN = {"enabled": True, "per_slot": False, "warn_after_steps": 500, "warn_below": 0.001}
 
 
 def trainable_names(module: torch.nn.Module) -> set[str]:
@@ -84,6 +88,11 @@ class ReportGenerationModule(LightningModule):
             ``cfg.stage.scheduler``; called with the optimizer and ``total_steps``.
         init_from: stage rag: the stage=base checkpoint to merge.
         device: ``"meta"`` builds without weights (size checks only).
+        findings: a finding classifier fitted for this run (:mod:`adaragct.models.findings`), else inherited.
+        needs_findings: the prompt names findings (``prompt.findings_sentence``): the model must have a classifier.
+        visual_gain: ``cfg.visual_gain`` (``enabled``, ``per_slot``, ``warn_after_steps``, ``warn_below``): at every
+            validation, log ``val/visual_gain`` (loss with another patient's embeddings minus loss with the
+            volume's own, nats per report token; :mod:`adaragct.models.visual_gain`) and warn when it stays ~0.
     """
 
     def __init__(
@@ -95,17 +104,28 @@ class ReportGenerationModule(LightningModule):
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler],
         init_from: str | None = None,
         device: str | None = None,
+        visual_gain: Mapping[str, Any] | None = None,
+        findings: Any = None,
+        needs_findings: bool = False,
     ) -> None:
         super().__init__()
+        self.visual_gain = {**DEFAULT_VISUAL_GAIN, **dict(visual_gain or {})}
         self.save_hyperparameters(
-            {"model": dict(model_cfg), "stage": dict(stage_cfg), "init_from": init_from}
+            {
+                "model": dict(model_cfg),
+                "stage": dict(stage_cfg),
+                "init_from": init_from,
+                "visual_gain": self.visual_gain,
+            }
         )
         self.model_cfg, self.stage_cfg, self.tokenizer = dict(model_cfg), dict(stage_cfg), tokenizer
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.init_from, self.build_device = init_from, device
+        self.findings, self.needs_findings = findings, needs_findings
         self.model = None
         self.strict_loading = False  # .ckpt files hold the trainable state only
         self._tick: float | None = None
+        self._gain_sum, self._gain_tokens = 0.0, 0
 
     def configure_model(self) -> None:
         if self.model is None:
@@ -115,19 +135,27 @@ class ReportGenerationModule(LightningModule):
                 self.tokenizer,
                 device=self.build_device,
                 init_from=self.init_from,
+                projector_from=self.stage_cfg.get("projector_from"),
+                findings=self.findings,
             )
+            if self.needs_findings and self.model.findings is None:
+                raise ValueError(
+                    "prompt.findings_sentence is set but neither stage.init_from nor stage.projector_from carries "
+                    "a finding classifier (findings.safetensors); fix: train the earlier stage with the same prompt"
+                )
 
-    def _step(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _step(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         logits = self.model(batch["input_ids"], batch["attention_mask"], batch["visual"])
-        return report_loss(
+        loss, stats = report_loss(
             logits,
             batch["labels"],
             self.model.rag_token_id,
             float(self.stage_cfg.get("rag_loss_weight", 1.0)),
         )
+        return loss, stats, logits
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
-        loss, stats = self._step(batch)
+        loss, stats, _ = self._step(batch)
         size = batch["input_ids"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         if not torch.isnan(stats["rag_token_acc"]):
@@ -144,11 +172,45 @@ class ReportGenerationModule(LightningModule):
         return loss
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        loss, stats = self._step(batch)
+        loss, stats, logits = self._step(batch)
         size = batch["input_ids"].shape[0]
         self.log("val/loss", loss, prog_bar=True, batch_size=size, sync_dist=True)
         if not torch.isnan(stats["rag_token_acc"]):
             self.log("val/rag_token_acc", stats["rag_token_acc"], batch_size=size, sync_dist=True)
+        if self.visual_gain["enabled"] and "partner" in batch:
+            self._log_visual_gain(batch, logits)
+
+    def _log_visual_gain(self, batch: Mapping[str, Any], logits: torch.Tensor) -> None:
+        """``val/visual_gain`` (and ``val/visual_gain_<slot>``): token-weighted over the validation epoch, as
+        Lightning averages a logged value by its ``batch_size``, here the batch's report tokens."""
+        own, tokens = row_nll(logits, batch["labels"])
+        n = int(tokens.sum())
+        if n == 0:
+            return
+        probes = gain_probes(list(self.model.projector), bool(self.visual_gain["per_slot"]))
+        for suffix, diff in batch_gains(self.model, batch, own, probes).items():
+            self.log(f"val/visual_gain{suffix}", diff.sum() / n, batch_size=n, sync_dist=True)
+            if not suffix:
+                self._gain_sum, self._gain_tokens = self._gain_sum + float(diff.sum()), self._gain_tokens + n
+
+    def on_validation_epoch_start(self) -> None:
+        self._gain_sum, self._gain_tokens = 0.0, 0
+
+    def on_validation_epoch_end(self) -> None:
+        """Warn when the model still does not read its image after ``visual_gain.warn_after_steps`` steps."""
+        settings = self.visual_gain
+        if self.trainer.sanity_checking or not self._gain_tokens:
+            return
+        gain = self._gain_sum / self._gain_tokens
+        if self.global_step >= int(settings["warn_after_steps"]) and gain < float(settings["warn_below"]):
+            log.warning(
+                "val/visual_gain = %.5f nats/token after %d steps (< %s): the model is not reading its image "
+                "(its loss is the same with another patient's embeddings); its reports will not depend on "
+                "the volume (docs/visual_dependence.md says what to try)",
+                gain,
+                self.global_step,
+                settings["warn_below"],
+            )
 
     def on_fit_start(self) -> None:
         trainable, total = count_parameters(self.model)

@@ -2,10 +2,14 @@
 
 The paper's recipe freezes a *pretrained* LLM and trains a projector and LoRA on top. A randomly initialised
 tiny model cannot play that part (its frozen random embeddings and LM head leave LoRA little to work with), so the
-demo's prepare stage first teaches it the language of the training reports, then saves it like any Hugging Face
+prepare stage first teaches it the language of the training reports, then saves it like any Hugging Face
 model directory (weights + tokenizer), which ``conf/model/tiny.yaml`` points at.
 
-    pretrain_tiny_lm(train_reports, "data/demo/tokenizer", "data/demo/tiny_lm", steps=200)
+With ``prompt=findings`` (the demo's) the documents are the prompt's last words naming a report's findings, then
+the report (:func:`adaragct.data.prompt.findings_document`): the LM learns to follow findings given as words, the
+stand-in for an LLM that uses what its prompt tells it (docs/visual_dependence.md).
+
+    pretrain_tiny_lm(documents, "data/demo/tokenizer", "data/demo/tiny_lm", steps=700)
 """
 
 from __future__ import annotations
@@ -21,8 +25,14 @@ log = logging.getLogger(__name__)
 
 
 def _batches(ids: list[list[int]], batch_size: int, pad_id: int, generator: torch.Generator):
+    """Endless batches, each epoch reshuffled with documents of similar length together (transformers' length
+    grouping: mega-batches sorted by length), so little of a batch is padding."""
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    lengths = [len(row) for row in ids]
     while True:
-        for chunk in torch.randperm(len(ids), generator=generator).split(batch_size):
+        order = torch.tensor(get_length_grouped_indices(lengths, batch_size, generator=generator))
+        for chunk in order.split(batch_size):
             rows = [ids[i] for i in chunk.tolist()]
             width = max(map(len, rows))
             input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -45,7 +55,8 @@ def pretrain_tiny_lm(
     seed: int = 0,
     size: str = "tiny",
 ) -> dict[str, float]:
-    """Train a tiny Llama (``builders.tiny_config(size)``) on ``texts`` (each followed by the end token); save it.
+    """Train a tiny Llama (``builders.tiny_config(size)``) on ``texts`` (each followed by the end token) in
+    length-grouped batches of ``batch_size``, with linear warmup and a cosine to 10%; save it.
 
     Returns the first and last training loss. The model and its tokenizer are written to ``out_dir``
     atomically, with the SPEC 4 special tokens already in the vocabulary.

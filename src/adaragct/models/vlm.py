@@ -11,6 +11,8 @@ import torch
 from torch import nn
 
 from adaragct.constants import IGNORE_INDEX
+from adaragct.data.prompt import PromptConfig, build_prompt
+from adaragct.models.findings import FindingClassifier
 from adaragct.models.projector import VisualProjector, project_visual_slots
 
 
@@ -22,14 +24,35 @@ class ReportModel(nn.Module):
         projector: the per-slot projector.
         slot_token_ids: ``{slot: placeholder id}``.
         rag_token_id: id of ``[RAG]`` (loss weight and accuracy).
+        findings: the finding classifier whose findings the prompt names (``prompt.findings_sentence``;
+            :mod:`adaragct.models.findings`), or ``None`` (the paper's prompt).
     """
 
     def __init__(
-        self, llm: nn.Module, projector: VisualProjector, slot_token_ids: Mapping[str, int], rag_token_id: int
+        self,
+        llm: nn.Module,
+        projector: VisualProjector,
+        slot_token_ids: Mapping[str, int],
+        rag_token_id: int,
+        findings: FindingClassifier | None = None,
     ) -> None:
         super().__init__()
-        self.llm, self.projector = llm, projector
+        self.llm, self.projector, self.findings = llm, projector, findings
         self.slot_token_ids, self.rag_token_id = dict(slot_token_ids), rag_token_id
+
+    def prompts(self, prompt: PromptConfig, visual: Mapping[str, torch.Tensor]) -> list[str]:
+        """The prompt text of each volume of a batch: the same for all with the paper's prompt, each volume's own
+        findings (read by :attr:`findings`) with ``prompt.findings_sentence``."""
+        rows = len(next(iter(visual.values())))
+        if prompt.findings_sentence is None:
+            return [build_prompt(prompt)] * rows
+        if self.findings is None:
+            raise ValueError(
+                "prompt.findings_sentence is set but the model has no finding classifier (fix: train it with the "
+                "same prompt from stage align, whose checkpoint carries findings.safetensors, or set "
+                "prompt.findings_sentence=null)"
+            )
+        return [build_prompt(prompt, found) for found in self.findings.findings(visual)]
 
     def embed(self, input_ids: torch.Tensor, visual: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """(B, T, H) input embeddings with the visual tokens in place."""

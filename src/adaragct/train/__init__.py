@@ -76,8 +76,10 @@ def _seed(cfg: DictConfig) -> str:
 
         apply_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True)
-    if cfg.stage.name == "rag" and cfg.stage.get("init_from") and Path(cfg.stage.init_from).exists():
-        cfg.stage.init_from = str(Path(cfg.stage.init_from).resolve())  # record step-N, not the moving `last`
+    for key in ("init_from", "projector_from"):  # record step-N, not the moving `last`
+        where = cfg.stage.get(key)
+        if where and (key != "init_from" or cfg.stage.name == "rag") and Path(where).exists():
+            cfg.stage[key] = str(Path(where).resolve())
     return OmegaConf.to_yaml(cfg, resolve=True)
 
 
@@ -96,10 +98,35 @@ def _datamodule(cfg: DictConfig, tokenizer: Any) -> Any:
         stage_contexts=contexts,
         seed=cfg.seed,
         visual_dims=dict(cfg.model.visual_dims),
+        visual_partners=bool(cfg.visual_gain.enabled),
     )
 
 
-def _module(cfg: DictConfig, tokenizer: Any) -> Any:
+def _findings(cfg: DictConfig, datamodule: Any) -> Any:
+    """Step 3b: with ``prompt.findings_sentence``, the finding classifier (adaragct.models.findings), fitted on
+    the training volumes by the first stage that has none to inherit (stage align, or stage base without
+    ``stage.projector_from``); later stages take it from their starting checkpoint."""
+    if cfg.prompt.get("findings_sentence") is None:
+        return None
+    if cfg.stage.name == "rag" or cfg.stage.get("projector_from"):
+        return None
+    import numpy as np
+
+    from adaragct.models.findings import FindingClassifier
+
+    datamodule.setup("fit")
+    volumes, slots = datamodule.train_set.volumes, list(cfg.model.visual_slots)
+    visual = {s: np.stack([v.visual[s] for v in volumes]) for s in slots}
+    log.info("fitting the finding classifier on %d training volumes (slots %s)", len(volumes), slots)
+    return FindingClassifier.fit(
+        visual,
+        datamodule.train_labels(volumes),
+        slots=slots,
+        **OmegaConf.to_container(cfg.findings_classifier),
+    )
+
+
+def _module(cfg: DictConfig, tokenizer: Any, findings: Any = None) -> Any:
     """Step 4: the LightningModule with its optimizer and scheduler factories (``cfg.stage``); the model is built
     lazily in ``configure_model`` (under the strategy), stage=rag merging ``stage.init_from`` first."""
     from adaragct.models.module import ReportGenerationModule
@@ -111,6 +138,9 @@ def _module(cfg: DictConfig, tokenizer: Any) -> Any:
         optimizer=_instantiate(cfg.stage.optimizer),
         scheduler=_instantiate(cfg.stage.scheduler),
         init_from=cfg.stage.get("init_from") if cfg.stage.name == "rag" else None,
+        visual_gain=OmegaConf.to_container(cfg.visual_gain),
+        findings=findings,
+        needs_findings=cfg.prompt.get("findings_sentence") is not None,
     )
 
 
@@ -140,8 +170,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     tokenizer = load_tokenizer(cfg.model.path)
     # 3. data
     datamodule = _datamodule(cfg, tokenizer)
-    # 4. model, optimizer, LR schedule
-    module = _module(cfg, tokenizer)
+    # 4. model (with the finding classifier when the prompt names findings), optimizer, LR schedule
+    module = _module(cfg, tokenizer, _findings(cfg, datamodule))
     # 5. strategy: fsdp/deepspeed on a CPU run fail here, before any model is built
     strategy = _instantiate(cfg.strategy, accelerator=cfg.trainer.accelerator)
     # 6. loggers and callbacks are runtime objects, injected here rather than written into YAML

@@ -19,7 +19,7 @@ from adaragct.data.demo.grammar import ReportStyle
 from adaragct.data.demo.report import write_report
 
 SPLITS: tuple[str, ...] = ("train", "valid")
-_STREAMS = {"encoder": 0, "train": 1, "valid": 2}
+_STREAMS = {"encoder": 0, "train": 1, "valid": 2, "extra": 3}
 
 CLINICAL = (
     "Cough.",
@@ -109,3 +109,18 @@ def generate_cohort(gen: Mapping[str, Any]) -> dict[str, SplitData]:
     style = ReportStyle(int(gen["seed"]), int(gen["radiologists"]), float(gen["stock_phrasing"]))
     sizes = {"train": int(gen["n_train_patients"]), "valid": int(gen["n_valid_patients"])}
     return {split: _split(split, sizes[split], gen, intercepts, encoder, style) for split in SPLITS}
+
+
+def extra_reports(gen: Mapping[str, Any], n_patients: int) -> list[tuple[str, list[str]]]:
+    """``(report, [finding names])`` of ``n_patients`` patients outside the study (text only, no embeddings):
+    the same findings model and radiologists as the cohort, their own random stream, so the train and valid splits
+    are the same with or without them. The tiny LM's extra pretraining text (``tiny_lm.extra_reports``)."""
+    rng = _rng(gen["seed"], "extra")
+    cohort = sample_cohort("extra", n_patients, 0.0, rng, calibrate_intercepts(seed=int(gen["seed"])))
+    style = ReportStyle(int(gen["seed"]), int(gen["radiologists"]), float(gen["stock_phrasing"]))
+    out = []
+    for p in range(n_patients):
+        findings, impression = write_report(cohort.labels[p], int(cohort.ages[p]), rng, style)
+        names = [f for f, hit in zip(FINDINGS, cohort.labels[p], strict=True) if hit]
+        out.append((f"{findings} {impression}".strip(), names))
+    return out
