@@ -216,3 +216,21 @@ def test_ablation_claims_b_and_c(whole_diff, whole_p, large_diff, large_p, expec
     assert {k: c.status for k, c in claims.items()} == expected
     assert f"diff {whole_diff:+.3f}" in claims["b"].detail and f"diff {large_diff:+.3f}" in claims["c"].detail
     assert check({REFERENCE: rows[REFERENCE]}, {REFERENCE: {}}) == []  # no cell results yet: no claim lines
+
+
+def test_ablation_claims_are_gated_on_the_models_that_must_read_their_image() -> None:
+    """(b): a whole-CT-only model that owes nothing to its volume is the bottleneck itself, not a reason to doubt
+    the claim; the demo's base model must read its image for either claim to be evidence."""
+    from adaragct.experiments.demo_ablations import CELLS, REFERENCE, check
+
+    whole, large = CELLS["whole_ct"], CELLS["tiny_large"]
+    owed = {REFERENCE: [0.06, 0.17], whole: [-0.03, 0.06], large: [-0.01, 0.09]}
+    rows = {
+        n: _row(n, f, ci={"clinical_f1_owed": owed[n]})
+        for n, f in ((REFERENCE, 0.36), (whole, 0.30), (large, 0.33))
+    }
+    comparisons = {REFERENCE: {whole: _cmp(-0.06, 0.02), large: _cmp(-0.03, 0.3)}}
+    claims = {c.key: c.status for c in check(rows, comparisons)}
+    assert claims == {"b": "PASS", "c": "NOT EVIDENCE"}
+    rows[REFERENCE]["ci"]["clinical_f1_owed"] = [-0.01, 0.1]
+    assert {c.key: c.status for c in check(rows, comparisons)} == {"b": "NOT EVIDENCE", "c": "NOT EVIDENCE"}
