@@ -247,15 +247,60 @@ def write_tiny_cohort(root: Path, n_patients: int = 12, whole_dim: int = 16, org
     }
     for name in ("oracle.jsonl", "retrieved.jsonl"):
         (root / name).write_text(json.dumps(contexts))
+    return data_node(
+        "tiny",
+        root,
+        root / "train_reports.csv",
+        root / "emb/whole.npz",
+        root / "emb/organs.npz",
+        oracle_contexts=str(root / "oracle.jsonl"),
+        retrieved_contexts=str(root / "retrieved.jsonl"),
+    )
+
+
+def data_node(name: str, root: Path, reports_csv: Path, whole: Path, organs: Path, **extra) -> dict:
+    """A ``conf/data`` node over one reports CSV and two embedding files (train and valid read the same)."""
     return {
-        "name": "tiny",
+        "name": name,
         "root": str(root),
-        "train_reports_csv": str(root / "train_reports.csv"),
-        "valid_reports_csv": str(root / "train_reports.csv"),
-        "whole_embeddings": {"train": str(root / "emb/whole.npz"), "valid": str(root / "emb/whole.npz")},
+        "train_reports_csv": str(reports_csv),
+        "valid_reports_csv": str(reports_csv),
+        "whole_embeddings": {"train": str(whole), "valid": str(whole)},
         "whole_key": "ct_clip_max",
-        "organ_embeddings": {"train": str(root / "emb/organs.npz"), "valid": str(root / "emb/organs.npz")},
-        "oracle_contexts": str(root / "oracle.jsonl"),
-        "retrieved_contexts": str(root / "retrieved.jsonl"),
+        "organ_embeddings": {"train": str(organs), "valid": str(organs)},
         "missing_embedding": "error",
+        **extra,
     }
+
+
+def train_config(root: Path, data: dict, model_path: Path, *overrides: str):
+    """The real train config over ``data`` with the tiny model at ``model_path``, outputs and a CSV log under
+    ``root/run``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf, open_dict
+
+    from tests.conftest import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                f"paths.root_dir={root}",
+                f"paths.output_dir={root}/run",
+                f"model.path={model_path}",
+                *overrides,
+            ],
+        )
+    with open_dict(cfg):
+        cfg.data = OmegaConf.create(data)
+        cfg.model.visual_dims = VISUAL_DIMS
+        cfg.logger = {
+            "csv": {
+                "_target_": "lightning.pytorch.loggers.CSVLogger",
+                "save_dir": f"{root}/run",
+                "name": "csv",
+            }
+        }
+    return cfg

@@ -9,10 +9,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
 from tests.conftest import CONF_DIR
-from tests.models.conftest import CHECKPOINT_FILES, VISUAL_DIMS, write_tiny_cohort
+from tests.models.conftest import CHECKPOINT_FILES, train_config, write_tiny_cohort
 
 
 @pytest.fixture(scope="module")
@@ -22,33 +22,14 @@ def cohort(tmp_path_factory, tokenizer_dir) -> tuple[Path, dict]:
 
 
 def _cfg(root: Path, data: dict, tokenizer_dir: Path, *overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                f"paths.root_dir={root}",
-                f"paths.output_dir={root}/run",
-                "debug=default",
-                f"model.path={tokenizer_dir}",
-                "trainer.max_steps=4",
-                "trainer.val_check_interval=2",
-                "stage.scheduler.warmup_steps=1",
-                "trainer.detect_anomaly=false",
-                *overrides,
-            ],
-        )
-    with open_dict(cfg):
-        cfg.data = OmegaConf.create(data)
-        cfg.model.visual_dims = VISUAL_DIMS
-        cfg.logger = {
-            "csv": {
-                "_target_": "lightning.pytorch.loggers.CSVLogger",
-                "save_dir": f"{root}/run",
-                "name": "csv",
-            }
-        }
-    return cfg
+    debug = [
+        "debug=default",
+        "trainer.max_steps=4",
+        "trainer.val_check_interval=2",
+        "stage.scheduler.warmup_steps=1",
+        "trainer.detect_anomaly=false",
+    ]
+    return train_config(root, data, tokenizer_dir, *debug, *overrides)
 
 
 def _metrics(root: Path) -> list[dict[str, str]]:

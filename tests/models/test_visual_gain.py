@@ -9,12 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf, open_dict
 
-from tests.conftest import CONF_DIR
-from tests.models.conftest import VISUAL_DIMS
+from tests.models.conftest import VISUAL_DIMS, data_node, train_config
 
 REPORTS = ("Mild emphysema is present in both lungs.", "The lungs are clear.")
 # a short prompt: the toy trains in seconds (the placeholders are all it needs)
@@ -50,51 +46,27 @@ def write_toy_cohort(root: Path, *, shuffled: bool, n_patients: int = 80) -> dic
     order = rng.permutation(n_patients) if shuffled else np.arange(n_patients)
     np.savez(root / "whole.npz", sample_ids=np.array(ids), ct_clip_max=whole[order])
     np.savez(root / "organs.npz", sample_ids=np.array(ids), **{o: v[order] for o, v in organs.items()})
-    return {
-        "name": "toy",
-        "root": str(root),
-        "train_reports_csv": str(root / "reports.csv"),
-        "valid_reports_csv": str(root / "reports.csv"),
-        "whole_embeddings": {"train": str(root / "whole.npz"), "valid": str(root / "whole.npz")},
-        "whole_key": "ct_clip_max",
-        "organ_embeddings": {"train": str(root / "organs.npz"), "valid": str(root / "organs.npz")},
-        "missing_embedding": "error",
-    }
+    return data_node("toy", root, root / "reports.csv", root / "whole.npz", root / "organs.npz")
 
 
 def _train(root: Path, data: dict, lm_dir: Path) -> list[dict[str, str]]:
     from adaragct.train import train
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                f"paths.root_dir={root}",
-                f"paths.output_dir={root}/run",
-                "experiment=tiny",
-                "stage=base",
-                f"model.path={lm_dir}",
-                "trainer.max_steps=200",
-                "trainer.val_check_interval=100",
-                "trainer.accumulate_grad_batches=1",
-                "datamodule.batch_size=8",
-                "datamodule.val_fraction=0.25",
-                "stage.scheduler.warmup_steps=5",
-                "stage.optimizer.lr=3e-3",
-                *SHORT_PROMPT,
-            ],
-        )
-    with open_dict(cfg):
-        cfg.data = OmegaConf.create(data)
-        cfg.model.visual_dims = VISUAL_DIMS
-        cfg.logger = {
-            "csv": {
-                "_target_": "lightning.pytorch.loggers.CSVLogger",
-                "save_dir": f"{root}/run",
-                "name": "csv",
-            }
-        }
+    cfg = train_config(
+        root,
+        data,
+        lm_dir,
+        "experiment=tiny",
+        "stage=base",
+        "trainer.max_steps=200",
+        "trainer.val_check_interval=100",
+        "trainer.accumulate_grad_batches=1",
+        "datamodule.batch_size=8",
+        "datamodule.val_fraction=0.25",
+        "stage.scheduler.warmup_steps=5",
+        "stage.optimizer.lr=3e-3",
+        *SHORT_PROMPT,
+    )
     train(cfg)
     (log,) = (root / "run" / "csv").glob("version_*/metrics.csv")
     with open(log) as handle:
