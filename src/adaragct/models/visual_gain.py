@@ -10,7 +10,8 @@ findings, so it is never the stand-in), the prompt and target stay the volume's 
 time is swapped, which says which embedding the model reads.
 
 Used by the training module (``val/visual_gain`` at every validation) and by :func:`measure_visual_gain` on a
-split with a bootstrap interval over volumes (``python -m adaragct.infer ... visual_gain.enabled=true``).
+split with a bootstrap interval over volumes (the demo's ``visual_gain_<stage>.json``;
+``python -m adaragct.demo visual_gain.per_slot=true`` adds the per-slot values).
 """
 
 from __future__ import annotations
