@@ -17,7 +17,6 @@ The file formats live apart: ours in :mod:`adaragct.models.checkpoint`, the rele
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,10 +45,12 @@ def assemble_report_model(
     return ReportModel(llm, projector, slot_ids, tokenizer.convert_tokens_to_ids(RAG_TOKEN), findings)
 
 
-def resolve_builder(dotted: str):
-    """``adaragct.models.builders.llama3_1_8b`` -> the function (``conf/model: builder``)."""
-    module, _, name = dotted.rpartition(".")
-    return getattr(importlib.import_module(module), name)
+def resolve_builder(name: str, where: str | Path = "conf/model"):
+    """``adaragct.models.builders.llama3_1_8b`` -> the function (``conf/model: builder``), from the package's
+    allowlist only (:data:`adaragct.models.builders.BUILDERS`): a config never chooses which code runs."""
+    from adaragct.models.builders import builder_named
+
+    return builder_named(name, where)
 
 
 def lora_config(lora: Mapping[str, Any], new_token_ids: list[int] | None):
@@ -183,6 +184,7 @@ def load_checkpoint(ckpt_dir: str | Path, *, device: str | None = None) -> tuple
 
     ckpt_dir = Path(ckpt_dir).resolve()
     cfg = checkpoint.read_config(ckpt_dir)
+    resolve_builder(cfg["model"]["builder"], ckpt_dir / checkpoint.CONFIG)  # refused before anything is built
     tokenizer = AutoTokenizer.from_pretrained(str(ckpt_dir), local_files_only=True)
     init_from = checkpoint.init_from_of(cfg)
     model = build_stage_model(
