@@ -172,3 +172,15 @@ def test_a_random_init_base_is_fingerprinted_by_its_tensors(tmp_path, tokenizer_
         DataError, match=r"base: trained on base weights sha256 \w+ \(random init of llama_tiny"
     ):
         load_checkpoint(ckpt)
+
+
+def test_the_training_chain_records_each_stage_start(tiny_checkpoints) -> None:
+    """The real train entry point: align -> base (projector_from) -> rag (init_from), each on the prepared tiny
+    LM, each recording what it started from."""
+    align, base, rag = (provenance.read_provenance(tiny_checkpoints[s]) for s in ("align", "base", "rag"))
+    model_path = yaml.safe_load((tiny_checkpoints["rag"] / "config.yaml").read_text())["model"]["path"]
+    assert align["base"] == base["base"] == rag["base"] == provenance.weights_fingerprint(model_path)
+    assert set(align) == {"format", "base"}
+    assert base["projector_from"] == provenance.stage_fingerprint(tiny_checkpoints["align"].resolve())
+    assert rag["init_from"] == provenance.stage_fingerprint(tiny_checkpoints["base"].resolve())
+    assert set(rag) == {"format", "base", "init_from"}
