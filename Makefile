@@ -54,19 +54,19 @@ format: $(STAMP) ## ruff auto-fix + format
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 	$(VENV)/bin/ruff format src tests benchmarks
 
-prepare: $(STAMP) ## write the demo cohort into data/demo/ and pretrain its tiny LM as the demo does (~7 min)
-	$(PY) -m adaragct.prepare experiment=demo
+# prepare, index, train and infer are `make demo`'s own steps (python -m adaragct.demo until=STEP): its settings
+# (conf/demo.yaml) and its ledger, so none rebuilds the demo's inputs with other settings and none redoes its work
+prepare: $(STAMP) ## the demo's step 1: its cohort in data/demo/ and its tiny LM pretrained (~7 min; a no-op when current)
+	$(PY) -m adaragct.demo until=prepare
 
-index: prepare ## build the sentence bank, image neighbours and context files for the demo cohort
-	$(PY) -m adaragct.index data=demo
+index: $(STAMP) ## the demo's steps 1-2: + the sentence bank, image neighbours and context files of its cohort
+	$(PY) -m adaragct.demo until=index
 
-train: index ## train the tiny model on the demo cohort: stage=align, base (from align's projector), rag
-	$(PY) -m adaragct.train experiment=demo stage=align
-	$(PY) -m adaragct.train experiment=demo stage=base stage.projector_from=outputs/train/demo_tiny_align/last
-	$(PY) -m adaragct.train experiment=demo stage=rag
+train: $(STAMP) ## the demo's steps 1-4: + the tiny model trained on its cohort, stage=align, base (from align's projector), rag
+	$(PY) -m adaragct.demo until=train
 
-infer: $(STAMP) ## generate for the demo validation volumes: make infer RETRIEVAL=adaptive
-	$(PY) -m adaragct.infer experiment=demo retrieval=$(or $(RETRIEVAL),adaptive)
+infer: $(STAMP) ## the demo's rag model generating for its validation volumes, scored: make infer RETRIEVAL=adaptive -> outputs/demo/rag_adaptive/
+	$(PY) -m adaragct.demo until=score 'runs=[{stage: rag, retrieval: $(or $(RETRIEVAL),adaptive)}]'
 
 evaluate: $(STAMP) ## score a predictions file: make evaluate PRED=path/to/predictions.jsonl
 	$(PY) -m adaragct.evaluate predictions=$(PRED)

@@ -132,7 +132,9 @@ def _trained(cfg, n: int, device: str, dtype: torch.dtype) -> Setup:
     from adaragct.infer import _prompt, load_generation_model, prompt_prefixes
     from adaragct.retrieval.runtime import load_retriever
 
-    model, tokenizer, ckpt_cfg = load_generation_model(cfg.ckpt, device)
+    model, tokenizer, ckpt_cfg = load_generation_model(
+        cfg.ckpt, device, allow_base_mismatch=bool(cfg.allow_base_mismatch)
+    )
     model = model.to(dtype)
     volumes = load_split(cfg.data, "valid")[:n]
     visual = {

@@ -19,6 +19,11 @@ everything after it. A step's code is every module its entry point imports
 ``generation/`` regenerates (and rescores predictions that changed), editing ``eval/`` only rescores. Every stage
 runs with ``threads`` threads (``adaragct.determinism``), so two runs from scratch write the same bytes whatever
 the machine's core count.
+
+``until=<step>`` stops after one of :data:`STEPS`: ``make prepare``, ``make index``, ``make train`` and ``make
+infer`` are the demo's own steps run this way, with its settings and its ledger, so no make target rebuilds the
+demo's inputs differently and none redoes what the demo has done (a checkpoint also refuses other base weights:
+:mod:`adaragct.models.provenance`).
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from adaragct import CONF_DIR
 from adaragct.ledger import Ledger, code_fingerprint, fingerprint, sha256_path
 
 log = logging.getLogger(__name__)
+# the steps ``until`` may name, in order (``make prepare|index|train|infer``); null runs all eight
+STEPS = ("prepare", "index", "train", "generate", "score")
 
 
 def _compose(name: str, overrides: list[str]) -> DictConfig:
@@ -389,17 +396,41 @@ def _generate(
     }
 
 
+def check_until(cfg: DictConfig) -> None:
+    """``until`` names one of :data:`STEPS` (or is null): checked before any work."""
+    until = cfg.get("until")
+    if until is not None and until not in STEPS:
+        from adaragct.errors import DataError
+
+        raise DataError(
+            "conf/demo.yaml", "until", f"{until!r} is not a step", f"one of {', '.join(STEPS)}, or null"
+        )
+
+
+def _stops_after(cfg: DictConfig, step: str) -> bool:
+    """``until=step``: the run ends after ``step`` (printed)."""
+    if cfg.get("until") == step:
+        print(f"[demo] stopped after step {step} (until={step}); `make demo` goes on from there, skipping it")
+    return cfg.get("until") == step
+
+
 def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
-    """Run (or skip) the module docstring's steps 1-8 and return the results rows."""
+    """Run (or skip) the module docstring's steps 1-8 and return the results rows (none when ``until`` stops the
+    run earlier)."""
+    check_until(cfg)
     results = Path(cfg.results_dir)
     results.mkdir(parents=True, exist_ok=True)
     ledger, common = Ledger(results / "state.json"), _common_overrides(cfg)
     clock = StepClock(results / "timings.json")
     clock.step("prepare", f"1/8 prepare (threads: {_threads(cfg)['threads']})")
     summary = _prepare(cfg, common)
+    if _stops_after(cfg, "prepare"):
+        return []
     data_fp = summary["fingerprint"]  # the cohort, the tokenizer and the tiny LM as prepared
     clock.step("index", "2/8 index")
     index_fp = _index(cfg, common)
+    if _stops_after(cfg, "index"):
+        return []
     clock.step("train_align", "3/8 train stage=align, then stage=base from its projector")
     align_sha, align_dir = _train("align", cfg, common, ledger, data_fp)
     clock.step("train_base")
@@ -409,6 +440,8 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
     ):  # an ablation cell with base rows only trains no rag model
         clock.step("train_rag", "4/8 train stage=rag")
         trained["rag"] = _train("rag", cfg, common, ledger, fingerprint(trained["base"][0], index_fp))
+    if _stops_after(cfg, "train"):
+        return []
     checkpoints = {stage: sha for stage, (sha, _) in trained.items()}
     clock.step("visual_gain", "   visual gain of each trained model on the validation volumes")
     gains = {
@@ -420,6 +453,8 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
     infos = _generate(cfg, common, ledger, checkpoints, index_fp)
     predictions.update({name: info["file"] for name, info in infos.items()})
     clock.throughput(infos)
+    if _stops_after(cfg, "generate"):
+        return []
     clock.step("score", f"7/8 score ({cfg.bootstrap.num_resamples} bootstrap resamples)")
     labels_csv = _compose("infer", common).data.valid_labels_csv
     rows = [
@@ -431,6 +466,8 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
         )
         for name, path in predictions.items()
     ]
+    if _stops_after(cfg, "score"):
+        return []
     clock.step("report", "8/8 paired comparisons, claims, results")
     _report(cfg, rows, predictions, labels_csv, summary["counts"]["valid"]["volumes"])
     clock.step(None)

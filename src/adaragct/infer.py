@@ -35,12 +35,21 @@ def _rank_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def load_generation_model(ckpt: str, device: str, base: str | None = None, dtype: str = "float32"):
-    """(ReportModel with merged adapters, tokenizer, checkpoint config) for decoding: a checkpoint of ours, or
-    the release's AdaRAG step directory (its base from ``base`` or its adapter config) or base directory."""
+def load_generation_model(
+    ckpt: str,
+    device: str,
+    base: str | None = None,
+    dtype: str = "float32",
+    allow_base_mismatch: bool = False,
+):
+    """(ReportModel with merged adapters, tokenizer, checkpoint config) for decoding: a checkpoint of ours (on
+    the base weights it was trained on, unless ``allow_base_mismatch``), or the release's AdaRAG step directory
+    (its base from ``base`` or its adapter config) or base directory."""
     from adaragct.models.loading import load_for_inference
 
-    model, tokenizer, ckpt_cfg = load_for_inference(ckpt, base=base, device=device, dtype=dtype)
+    model, tokenizer, ckpt_cfg = load_for_inference(
+        ckpt, base=base, device=device, dtype=dtype, allow_base_mismatch=allow_base_mismatch
+    )
     # plain forwards are faster than LoRA-wrapped ones; but merging a LoRA into 4-bit weights re-quantizes them
     # and changes the model (on a tiny model it moved logits by ~1 and flipped greedy tokens), so a QLoRA
     # checkpoint decodes with its adapters as trained
@@ -158,7 +167,11 @@ def _load(cfg: DictConfig, device: str) -> _Loaded:
 
     log.info("[1/6] loading checkpoint %s on %s", cfg.ckpt, device)
     model, tokenizer, ckpt_cfg = load_generation_model(
-        cfg.ckpt, device, cfg.get("ckpt_base"), cfg.model.get("dtype", "float32")
+        cfg.ckpt,
+        device,
+        cfg.get("ckpt_base"),
+        cfg.model.get("dtype", "float32"),
+        bool(cfg.get("allow_base_mismatch", False)),
     )
     log.info("[2/6] loading the %s split of data=%s", cfg.split, cfg.data.name)
     volumes = load_split(cfg.data, cfg.split, ckpt_cfg.get("model", {}).get("visual_dims"))

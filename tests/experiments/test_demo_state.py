@@ -28,3 +28,67 @@ def test_ablation_cells_make_their_one_change_and_keep_their_own_checkpoints() -
         assert infer.ckpt == f"{train.checkpoint_dir}/last"
         for step in ("align", "base"):  # trained like the demo's align and base
             assert list(cfg.train_overrides[step]) == list(demo.train_overrides[step])
+
+
+DEMO_INPUT_STAGES = ("adaragct.prepare", "adaragct.index", "adaragct.train")
+
+
+def _makefile() -> dict[str, tuple[list[str], list[str]]]:
+    """``{target: (prerequisites, recipe lines)}`` of the Makefile (continuation lines joined)."""
+    import re
+
+    from tests.conftest import PROJECT_ROOT
+
+    text = (PROJECT_ROOT / "Makefile").read_text().replace("\\\n", " ")
+    rules: dict[str, tuple[list[str], list[str]]] = {}
+    target = None
+    for line in text.splitlines():
+        if line.startswith("\t") and target:
+            rules[target][1].append(line.strip())
+        elif line[:1].isalpha() and ":" in line and not re.match(r"(export\s+)?\S+\s*[:?+]?=", line):
+            target, rest = line.split(":", 1)
+            rules[target] = (rest.split("##")[0].split(), [])
+        elif line and not line.startswith("#"):
+            target = None
+    return rules
+
+
+def test_make_targets_run_the_demos_own_steps_with_its_settings() -> None:
+    """Issue 24: `make bench-generate` (through `make index` -> `make prepare`) pretrained the demo's tiny LM again
+    with other settings. prepare/index/train/infer are the demo's steps (``until``): its config and its ledger;
+    no target runs a stage that builds the demo's inputs with settings of its own."""
+    import shlex
+
+    from adaragct.demo import check_until
+    from tests.conftest import compose_config
+
+    rules = _makefile()
+    for target, step in {"prepare": "prepare", "index": "index", "train": "train", "infer": "score"}.items():
+        (line,) = rules[target][1]
+        args = shlex.split(line.replace("$(or $(RETRIEVAL),adaptive)", "oracle"))
+        assert args[:4] == ["$(PY)", "-m", "adaragct.demo", f"until={step}"], line
+        cfg = compose_config("demo", [*args[3:], "paths.output_dir=/tmp/unused"])
+        check_until(cfg)
+        assert cfg.until == step and list(cfg.overrides) == ["experiment=demo"]
+        if target == "infer":
+            assert [dict(r) for r in cfg.runs] == [{"stage": "rag", "retrieval": "oracle"}]
+    for target, (_, lines) in rules.items():
+        for line in lines:
+            assert not any(f"-m {stage} " in f"{line} " for stage in DEMO_INPUT_STAGES), (target, line)
+    # what reads the demo's inputs gets them through those targets
+    assert "index" in rules["bench-generate"][0]
+    assert "prepare" in rules["bench-train"][0] and "prepare" in rules["analyze"][0]
+
+
+def test_an_unknown_until_is_refused_before_any_work() -> None:
+    import pytest
+
+    from adaragct.demo import check_until
+    from adaragct.errors import DataError
+    from tests.conftest import compose_config
+
+    cfg = compose_config("demo", ["until=trian", "paths.output_dir=/tmp/unused"])
+    with pytest.raises(
+        DataError, match=r"conf/demo.yaml: until: 'trian' is not a step \(fix: one of prepare"
+    ):
+        check_until(cfg)

@@ -69,6 +69,7 @@ CHECKPOINT_FILES = {
     "tokenizer.json",
     "tokenizer_config.json",
     "config.yaml",
+    "provenance.json",
 }
 
 VISUAL_DIMS = {"whole_ct": 16, "lung": 8, "heart": 8, "esophagus": 8, "aorta": 8}

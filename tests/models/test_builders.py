@@ -1,20 +1,28 @@
-"""Builders: the tiny model's size, the one place special tokens are added, 8B/70B on the meta device."""
+"""Builders: the tiny model's size, the one place special tokens are added, 8B/70B on the meta device, and the
+allowlist a checkpoint's ``model.builder`` is resolved from."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 
 from adaragct.constants import SPECIAL_TOKENS
+from adaragct.errors import DataError
 from adaragct.models.builders import (
+    BUILDERS,
     add_special_tokens,
     llama3_1_8b,
     llama3_3_70b,
     llama_tiny,
 )
-from adaragct.models.loading import build_stage_model
+from adaragct.models.checkpoint import save_checkpoint
+from adaragct.models.loading import build_stage_model, load_checkpoint, resolve_builder
 from adaragct.models.vlm import count_parameters
-from tests.models.conftest import stage_cfg
+from tests.models.conftest import model_cfg, stage_cfg
 
 REAL_DIMS = {"whole_ct": 512, "lung": 256, "heart": 256, "esophagus": 256, "aorta": 256}
 
@@ -182,3 +190,40 @@ def test_paper_align_stage_composes_on_the_meta_device(experiment: str, hidden: 
     )
     assert base.stage.projector_from.endswith(f"ctrate_{experiment.split('_')[1]}_align/last")
     assert base.stage.train_projector is False  # the release keeps the aligned projector frozen
+
+
+@pytest.mark.parametrize(
+    "builder", ["this.nothing", "os.system", "adaragct.models.loading.build_stage_model"]
+)
+def test_a_checkpoint_naming_other_code_as_its_builder_is_refused_unimported(
+    tmp_path, tokenizer_dir, tokenizer, builder
+) -> None:
+    """A shared checkpoint does not choose code: ``this`` (which prints on import) is never imported."""
+    mc = model_cfg(tokenizer_dir)
+    config_yaml = yaml.safe_dump({"model": mc, "stage": stage_cfg("base")})
+    model = build_stage_model(mc, stage_cfg("base"), tokenizer)
+    ckpt = save_checkpoint(tmp_path / "b", "step-000001", model, tokenizer, config_yaml)
+    config = yaml.safe_load((ckpt / "config.yaml").read_text())
+    config["model"]["builder"] = builder
+    (ckpt / "config.yaml").write_text(yaml.safe_dump(config))
+    sys.modules.pop("this", None)
+    with pytest.raises(DataError) as caught:
+        load_checkpoint(ckpt)
+    assert "this" not in sys.modules
+    message = str(caught.value)
+    assert message.startswith(f"{ckpt}/config.yaml: model.builder: {builder!r} is not one of the package's")
+    assert all(f"adaragct.models.builders.{name}" in message for name in BUILDERS)
+    assert "fix: set model.builder to one of them" in message
+
+
+def test_the_builders_configs_name_resolve_by_dotted_or_short_name() -> None:
+    from tests.conftest import CONF_DIR
+
+    for path in sorted(Path(CONF_DIR, "model").glob("*.yaml")):
+        name = yaml.safe_load(path.read_text())["builder"]
+        assert (
+            resolve_builder(name)
+            is BUILDERS[name.rpartition(".")[2]]
+            is resolve_builder(name.rpartition(".")[2])
+        )
+    assert set(BUILDERS) == {"llama_tiny", "llama_tiny_large", "llama3_1_8b", "llama3_3_70b"}

@@ -279,3 +279,27 @@ def llama3_3_70b(
     return build_llama(
         llama3_3_70b_config(), tokenizer, path=_require_weights(path, device, "70b"), device=device, **kwargs
     )
+
+
+# The builders a config (and so a checkpoint's config.yaml) may name. A checkpoint is a file people share: the
+# name in its ``model.builder`` selects one of these functions and never imports a module the file names.
+BUILDERS = {f.__name__: f for f in (llama_tiny, llama_tiny_large, llama3_1_8b, llama3_3_70b)}
+
+
+def builder_named(name: str, where: str | Path = "conf/model") -> Any:
+    """The builder ``model.builder`` names: ``adaragct.models.builders.llama3_1_8b`` (the form configs use) or
+    ``llama3_1_8b``; anything else is a DataError naming ``where`` (the config file it came from), without
+    importing anything."""
+    from adaragct.errors import DataError
+
+    short = name.removeprefix(f"{__name__}.") if isinstance(name, str) else name
+    if isinstance(short, str) and short in BUILDERS:
+        return BUILDERS[short]
+    allowed = ", ".join(f"{__name__}.{b}" for b in BUILDERS)
+    raise DataError(
+        where,
+        "model.builder",
+        f"{name!r} is not one of the package's model builders ({allowed}); nothing was imported",
+        "set model.builder to one of them (conf/model/*.yaml); a new architecture is a builder function in "
+        f"{__name__}, added to its BUILDERS",
+    )

@@ -8,9 +8,12 @@ A checkpoint directory (``outputs/train/<run>/step-000100/``, with ``last`` poin
     findings.safetensors                             the finding classifier (prompt.findings_sentence only)
     tokenizer.json, tokenizer_config.json            the tokenizer with the SPEC 4 special tokens
     config.yaml                                      the resolved run config (model, stage, init_from, ...)
+    provenance.json                                  fingerprints of the base weights and of the starting
+                                                     checkpoint it was trained on (adaragct.models.provenance)
 
 The base LLM is never written (it is rebuilt from ``model.builder`` and its path, or, for ``model=tiny``, from
-its fixed seed), so a checkpoint of an 8B LoRA is megabytes. A directory is written under a temporary name
+its fixed seed), so a checkpoint of an 8B LoRA is megabytes; ``provenance.json`` says which base weights those
+were, and loading it on others is an error. A directory is written under a temporary name
 and renamed, so a crash never leaves a half-written checkpoint behind ``last``. Checkpoints written before
 issue 16 also hold ``new_token_rows.safetensors`` (a copy of the rows inside the adapter); nothing reads it.
 
@@ -114,6 +117,10 @@ def save_checkpoint(
         save_findings(model.findings, tmp)
     tokenizer.save_pretrained(str(tmp))
     (tmp / CONFIG).write_text(config_yaml)
+    if getattr(model, "provenance", None) is not None:
+        from adaragct.models.provenance import write_provenance
+
+        write_provenance(tmp, model.provenance)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)

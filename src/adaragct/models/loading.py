@@ -17,7 +17,6 @@ The file formats live apart: ours in :mod:`adaragct.models.checkpoint`, the rele
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 
 from adaragct.constants import RAG_TOKEN, SLOT_TOKENS, VISUAL_SLOTS
 from adaragct.errors import DataError
-from adaragct.models import checkpoint, release
+from adaragct.models import checkpoint, provenance, release
 from adaragct.models.findings import FindingClassifier, read_findings
 from adaragct.models.projector import VisualProjector
 from adaragct.models.vlm import ReportModel
@@ -46,10 +45,12 @@ def assemble_report_model(
     return ReportModel(llm, projector, slot_ids, tokenizer.convert_tokens_to_ids(RAG_TOKEN), findings)
 
 
-def resolve_builder(dotted: str):
-    """``adaragct.models.builders.llama3_1_8b`` -> the function (``conf/model: builder``)."""
-    module, _, name = dotted.rpartition(".")
-    return getattr(importlib.import_module(module), name)
+def resolve_builder(name: str, where: str | Path = "conf/model"):
+    """``adaragct.models.builders.llama3_1_8b`` -> the function (``conf/model: builder``), from the package's
+    allowlist only (:data:`adaragct.models.builders.BUILDERS`): a config never chooses which code runs."""
+    from adaragct.models.builders import builder_named
+
+    return builder_named(name, where)
 
 
 def lora_config(lora: Mapping[str, Any], new_token_ids: list[int] | None):
@@ -77,6 +78,7 @@ def build_stage_model(
     init_from: str | Path | None = None,
     projector_from: str | Path | None = None,
     findings: FindingClassifier | None = None,
+    allow_base_mismatch: bool = False,
 ) -> ReportModel:
     """Build the LLM from its builder, merge a base checkpoint (stage rag) or load an aligned projector (stage
     base), add a fresh LoRA (none for stage align: ``stage.lora: null``), set trainability.
@@ -92,6 +94,11 @@ def build_stage_model(
             the release's ``projector.pt`` directory).
         findings: a finding classifier fitted for this stage; otherwise the one ``init_from`` or
             ``projector_from`` carries (:mod:`adaragct.models.findings`), if any.
+        allow_base_mismatch: go on (with a warning) when ``init_from``/``projector_from`` was trained on other
+            base weights than the ones built now (:mod:`adaragct.models.provenance`); otherwise a DataError.
+
+    The model's ``provenance`` (what its checkpoints record) holds the fingerprints of the base weights and of
+    the starting checkpoint; None on the meta device.
     """
     from peft import get_peft_model, prepare_model_for_kbit_training
 
@@ -110,6 +117,12 @@ def build_stage_model(
         model_cfg["visual_dims"], llm.config.hidden_size, model_cfg.get("visual_slots")
     )
     projector.to(device=llm.get_input_embeddings().weight.device, dtype=getattr(torch, dtype))
+    record = None if str(device) == "meta" else {"format": provenance.FORMAT}
+    if record is not None:  # before a LoRA is merged into the base's weights
+        record["base"] = provenance.base_fingerprint(model_cfg, llm)
+    for field, start in (("init_from", init_from), ("projector_from", projector_from)):
+        if record is not None and start is not None:
+            record[field] = provenance.start_from(start, field, record["base"], allow_base_mismatch)
     if init_from is not None:
         llm = merge_base_checkpoint(llm, projector, init_from)
     if projector_from is not None:
@@ -128,7 +141,9 @@ def build_stage_model(
     projector.requires_grad_(bool(stage_cfg.get("train_projector", True)))
     if findings is not None:
         findings.to(llm.get_input_embeddings().weight.device)
-    return assemble_report_model(llm, projector, tokenizer, findings)
+    model = assemble_report_model(llm, projector, tokenizer, findings)
+    model.provenance = record
+    return model
 
 
 def load_projector(projector: VisualProjector, ckpt_dir: str | Path) -> None:
@@ -177,14 +192,31 @@ def merge_base_checkpoint(llm: Any, projector: VisualProjector, ckpt_dir: str | 
     )
 
 
-def load_checkpoint(ckpt_dir: str | Path, *, device: str | None = None) -> tuple[Any, Any, dict[str, Any]]:
-    """Rebuild the model of a checkpoint of ours: (ReportModel in eval mode, tokenizer, resolved config)."""
+def load_checkpoint(
+    ckpt_dir: str | Path, *, device: str | None = None, allow_base_mismatch: bool = False
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Rebuild the model of a checkpoint of ours: (ReportModel in eval mode, tokenizer, resolved config).
+
+    Its ``model.builder`` must be one of the package's builders, and the base weights (and, for stage rag, the
+    stage=base checkpoint it merges) must be the ones it was trained on (``provenance.json``), checked before
+    the weights are read where the fingerprint allows; ``allow_base_mismatch`` turns a mismatch into a warning.
+    """
     from transformers import AutoTokenizer
 
     ckpt_dir = Path(ckpt_dir).resolve()
     cfg = checkpoint.read_config(ckpt_dir)
+    resolve_builder(cfg["model"]["builder"], ckpt_dir / checkpoint.CONFIG)  # refused before anything is built
     tokenizer = AutoTokenizer.from_pretrained(str(ckpt_dir), local_files_only=True)
     init_from = checkpoint.init_from_of(cfg)
+    recorded = provenance.read_provenance(ckpt_dir)
+    base_files = provenance.weights_fingerprint(cfg["model"].get("path"))
+    if recorded is None:
+        provenance.warn_unrecorded(ckpt_dir, cfg["model"].get("path"))
+    else:  # an 8B's 16 GB are not read for a checkpoint that cannot run on them
+        start = provenance.stage_fingerprint(init_from) if init_from else None
+        provenance.check_recorded(
+            ckpt_dir, recorded, {"base": base_files, "init_from": start}, allow_base_mismatch
+        )
     model = build_stage_model(
         cfg["model"],
         cfg["stage"],
@@ -192,7 +224,10 @@ def load_checkpoint(ckpt_dir: str | Path, *, device: str | None = None) -> tuple
         device=device,
         init_from=init_from,
         findings=read_findings(ckpt_dir),
+        allow_base_mismatch=allow_base_mismatch,
     )
+    if recorded is not None and base_files is None and model.provenance is not None:  # random init: built now
+        provenance.check_recorded(ckpt_dir, recorded, {"base": model.provenance["base"]}, allow_base_mismatch)
     checkpoint.load_trainable_state(model, ckpt_dir)
     return model.eval(), tokenizer, cfg
 
@@ -218,18 +253,24 @@ def checkpoint_kind(path: str | Path) -> str:
 
 
 def load_for_inference(
-    ckpt: str | Path, *, base: str | Path | None = None, device: str | None = None, dtype: str = "float32"
+    ckpt: str | Path,
+    *,
+    base: str | Path | None = None,
+    device: str | None = None,
+    dtype: str = "float32",
+    allow_base_mismatch: bool = False,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Any checkpoint a user may hold, ready to decode: (ReportModel, tokenizer, config).
 
     ``config`` is the checkpoint's resolved run config for ours. For the release's directories it is
     ``{"model": {"visual_dims": ...}}`` (read from ``projector.pt``) and carries no prompt: the release's
     checkpoints need the release's prompt strings, which the user sets in ``prompt`` (``conf/prompt``).
-    ``base`` and ``dtype`` apply to the release's directories only (ours record their base and dtype).
+    ``base`` and ``dtype`` apply to the release's directories only (ours record their base and dtype);
+    ``allow_base_mismatch`` to ours only (the release's record no base fingerprint: :func:`load_release`).
     """
     kind = checkpoint_kind(ckpt)
     if kind == "ours":
-        return load_checkpoint(ckpt, device=device)
+        return load_checkpoint(ckpt, device=device, allow_base_mismatch=allow_base_mismatch)
     if kind == "release-step":
         model, tokenizer = load_release(release.release_base_for(ckpt, base), ckpt, dtype=dtype)
     else:
@@ -268,4 +309,10 @@ def load_release(
     if step_dir is not None:
         llm = get_peft_model(llm, release.release_lora_config(own_dir))
         release.load_release_adapter(llm, own_dir / "adapter_model.safetensors")
+        log.warning(
+            "%s: the release's step directories record no fingerprint of their base weights: it runs on %s as "
+            "given (ckpt_base, or its adapter_config.json base_model_name_or_path), unchecked",
+            step_dir,
+            base_dir,
+        )
     return assemble_report_model(llm, projector, tokenizer).eval(), tokenizer

@@ -90,6 +90,8 @@ class ReportGenerationModule(LightningModule):
         device: ``"meta"`` builds without weights (size checks only).
         findings: a finding classifier fitted for this run (:mod:`adaragct.models.findings`), else inherited.
         needs_findings: the prompt names findings (``prompt.findings_sentence``): the model must have a classifier.
+        allow_base_mismatch: build on ``init_from``/``projector_from`` even when it was trained on other base
+            weights (a warning instead of an error; :mod:`adaragct.models.provenance`).
         visual_gain: ``cfg.visual_gain`` (``enabled``, ``per_slot``, ``warn_after_steps``, ``warn_below``): at every
             validation, log ``val/visual_gain`` (loss with another patient's embeddings minus loss with the
             volume's own, nats per report token; :mod:`adaragct.models.visual_gain`) and warn when it stays ~0.
@@ -107,6 +109,7 @@ class ReportGenerationModule(LightningModule):
         visual_gain: Mapping[str, Any] | None = None,
         findings: Any = None,
         needs_findings: bool = False,
+        allow_base_mismatch: bool = False,
     ) -> None:
         super().__init__()
         self.visual_gain = {**DEFAULT_VISUAL_GAIN, **dict(visual_gain or {})}
@@ -122,6 +125,7 @@ class ReportGenerationModule(LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.init_from, self.build_device = init_from, device
         self.findings, self.needs_findings = findings, needs_findings
+        self.allow_base_mismatch = allow_base_mismatch
         self.model = None
         self.strict_loading = False  # .ckpt files hold the trainable state only
         self._tick: float | None = None
@@ -137,6 +141,7 @@ class ReportGenerationModule(LightningModule):
                 init_from=self.init_from,
                 projector_from=self.stage_cfg.get("projector_from"),
                 findings=self.findings,
+                allow_base_mismatch=self.allow_base_mismatch,
             )
             if self.needs_findings and self.model.findings is None:
                 raise ValueError(

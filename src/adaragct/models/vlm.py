@@ -39,6 +39,9 @@ class ReportModel(nn.Module):
         super().__init__()
         self.llm, self.projector, self.findings = llm, projector, findings
         self.slot_token_ids, self.rag_token_id = dict(slot_token_ids), rag_token_id
+        # what its checkpoints record: fingerprints of the base weights and of the starting checkpoint
+        # (:mod:`adaragct.models.provenance`; set by ``build_stage_model``)
+        self.provenance: dict | None = None
 
     def prompts(self, prompt: PromptConfig, visual: Mapping[str, torch.Tensor]) -> list[str]:
         """The prompt text of each volume of a batch: the same for all with the paper's prompt, each volume's own

@@ -141,6 +141,7 @@ def _module(cfg: DictConfig, tokenizer: Any, findings: Any = None) -> Any:
         visual_gain=OmegaConf.to_container(cfg.visual_gain),
         findings=findings,
         needs_findings=cfg.prompt.get("findings_sentence") is not None,
+        allow_base_mismatch=bool(cfg.get("allow_base_mismatch", False)),
     )
 
 
