@@ -3,10 +3,8 @@ an honest "unavailable" with its reason, never a hang and never a Java process l
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
-from pathlib import Path
 
 import pytest
 
@@ -23,20 +21,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("java") is None, reason="METEOR needs java on PATH"),
     pytest.mark.timeout(600),  # a hang, as before issue 24, fails instead of blocking the run
 ]
-
-
-def java_children() -> list[int]:
-    """Pids of METEOR Java processes started by this test process and still alive."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == os.getpid() and b"meteor-1.5.jar" in cmdline:
-            found.append(int(stat.parent.name))
-    return found
 
 
 def test_same_numbers_as_pycocoevalcap_on_real_reports(manual_labels) -> None:
@@ -66,7 +50,7 @@ def test_protocol_text_keeps_one_line_without_separator() -> None:
     assert score_request("a  b|||c", "x|||y") == "SCORE ||| xy ||| a bc"  # pycocoevalcap's line for this pair
 
 
-def test_hostile_text_is_scored_as_its_clean_twin_without_hanging() -> None:
+def test_hostile_text_is_scored_as_its_clean_twin_without_hanging(java_children) -> None:
     # each of these hung cal_metrics for ever before issue 24 (traceback, then Meteor.__del__ waiting on its lock)
     hostile = [
         "findings: lungs clear.\nimpression: normal.",
@@ -84,7 +68,7 @@ def test_hostile_text_is_scored_as_its_clean_twin_without_hanging() -> None:
     assert java_children() == []
 
 
-def test_a_stalled_scorer_is_killed_and_reported() -> None:
+def test_a_stalled_scorer_is_killed_and_reported(java_children) -> None:
     # the first answer needs the JVM started and the paraphrase table loaded: never within 50 ms
     start = time.monotonic()
     with pytest.raises(MeteorUnavailable, match=r"gave no answer within 0.05 s at pair 1 of 2"):
@@ -94,7 +78,7 @@ def test_a_stalled_scorer_is_killed_and_reported() -> None:
 
 
 @pytest.mark.slow
-def test_java_dying_on_a_5mb_report_is_reported_with_its_reason() -> None:
+def test_java_dying_on_a_5mb_report_is_reported_with_its_reason(java_children) -> None:
     # Java runs out of heap (-Xmx2G, pycocoevalcap's setting) on one 5 MB report: before issue 24, a hang
     start = time.monotonic()
     with pytest.raises(
