@@ -146,6 +146,8 @@ def _read_vlm3d(path: Path, doc: dict) -> PredictionSet:
             )
         ids.append(normalize_volume_id(item["input_image_name"]))
         preds.append(item["report"])
+    if not ids:
+        raise DataError(path, "key 'generated_reports'", "is an empty list", "add the reports to score")
     _check_unique(ids, path, "key 'input_image_name'")
     return PredictionSet(path, ids, preds, None)
 
