@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from adaragct.errors import DataError, UsageError
+from adaragct.errors import UsageError
 from adaragct.eval.cal_metrics import main as cal_metrics
 from adaragct.eval.runner import EvalOptions, check_options, output_paths
 
@@ -113,7 +113,7 @@ def test_output_naming_the_markdown_table_keeps_both_files(pred: Path, tmp_path:
     assert (tmp_path / "m.md").read_text().startswith("# Evaluation (2 volumes")
     # the Hydra app names both; the same file twice is refused
     opts = EvalOptions(pred, tmp_path / "x.json", markdown=tmp_path / "x.json")
-    with pytest.raises(DataError, match="is also an input"):
+    with pytest.raises(UsageError, match=r"x\.json: are the same file"):
         check_options(opts)
 
 

@@ -119,9 +119,12 @@ class _JavaScorer:
     def __init__(self, java: str, jar: Path, stderr: IO[bytes], timeout_s: float) -> None:
         # pycocoevalcap's command line, run in the jar's folder (it finds its data/ there)
         command = [java, "-jar", "-Xmx2G", jar.name, "-", "-", "-stdio", "-l", "en", "-norm"]
-        self.proc = subprocess.Popen(
-            command, cwd=jar.parent, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr
-        )
+        try:
+            self.proc = subprocess.Popen(
+                command, cwd=jar.parent, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr
+            )
+        except OSError as err:
+            raise MeteorUnavailable(f"{java} could not be started ({err})") from err
         self.watchdog = _Watchdog(self.proc, timeout_s)
 
     def send(self, line: str) -> None:
@@ -208,11 +211,8 @@ def meteor_scores(
             scorer.send(" ||| ".join(("EVAL", *stats)))
             segments = [_numbers(scorer.receive(), f"segment score {i + 1}")[0] for i in range(len(requests))]
             score = _numbers(scorer.receive(), where)[0]
-        except (
-            OSError,
-            EOFError,
-            ValueError,
-        ) as err:  # BrokenPipe, end of output, an answer that is no number
+        # BrokenPipe writing, end of output reading, an answer that is not numbers
+        except (OSError, EOFError, ValueError) as err:
             failure = err
         finally:
             scorer.close()

@@ -113,7 +113,12 @@ def check_options(
     )
     outputs = (json_path, md_path, *more_outputs)
     for i, out in enumerate(outputs):
-        check_output_file(out, inputs=inputs + outputs[:i])
+        for earlier in outputs[:i]:
+            if Path(out).resolve() == Path(earlier).resolve():
+                raise UsageError(
+                    f"outputs {earlier} and {out}", "are the same file", "give each output its own path"
+                )
+        check_output_file(out, inputs=inputs)
     return json_path, md_path
 
 
