@@ -246,3 +246,16 @@ def test_hydra_app_prints_one_line_and_validates_before_writing(pred: Path, tmp_
         assert res.returncode == 2, res.stderr[-2000:]
         assert message in one_error_line(res.stderr)
     assert not list(tmp_path.glob("outputs/evaluate/runs/*/metrics.*"))  # validated before writing
+
+
+def test_vlm3d_file_without_reports_is_a_data_error(tmp_path: Path, capsys) -> None:
+    # found by the fuzz suite: it reached sacreBLEU and died there with an IndexError
+    path = tmp_path / "submission.json"
+    path.write_text(
+        json.dumps({"name": "x", "type": "report_generation", "generated_reports": [], "version": "1"})
+    )
+    argv = [str(path), "--output", str(tmp_path / "m.json"), "--references", str(path), "--no-meteor"]
+    assert cal_metrics(argv) == 2
+    assert "submission.json: key 'generated_reports': is an empty list" in one_error_line(
+        capsys.readouterr().err
+    )
