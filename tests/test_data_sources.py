@@ -342,11 +342,10 @@ def test_the_command_line_prints_the_data_error(release, tmp_path) -> None:
         text=True,
         timeout=300,
     )
-    assert run.returncode != 0
-    assert (
-        "DataError" in run.stderr and "visd_boost/valid_embeds.npz: file: does not exist (fix:" in run.stderr
-    )
-    assert "TypeError" not in run.stderr
+    assert run.returncode == 2  # a user error: one line, no traceback (errors.user_errors_exit)
+    assert run.stderr.startswith("error: ") and run.stderr.count("\n") == 1
+    assert "visd_boost/valid_embeds.npz: file: does not exist (fix:" in run.stderr
+    assert "Traceback" not in run.stderr and "TypeError" not in run.stderr
 
 
 def test_findings_prompt_without_training_labels_names_the_missing_field(

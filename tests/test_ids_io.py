@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from adaragct.errors import DataError
+from adaragct.errors import USER_ERROR_EXIT, DataError, UsageError, user_errors_exit
 from adaragct.ids import normalize_volume_id, patient_id
-from adaragct.io import atomic_open, read_json_or_jsonl, read_jsonl, write_json
+from adaragct.io import (
+    atomic_open,
+    check_output_file,
+    read_json,
+    read_json_or_jsonl,
+    read_jsonl,
+    write_json,
+)
 
 
 @pytest.mark.parametrize(
@@ -75,3 +84,63 @@ def test_patient_derangement_is_none_when_one_patient_dominates() -> None:
     assert patient_derangement(["valid_1_a_1", "valid_1_a_2", "valid_2_a_1"], 0) is None
     assert patient_derangement(["valid_1_a_1"], 0) is None
     assert patient_derangement(["valid_1_a_1", "valid_1_a_2", "valid_2_a_1", "valid_3_a_1"], 0) is not None
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_open_gives_the_umask_mode(tmp_path: Path, umask: int) -> None:
+    # tempfile.mkstemp made every output 0600 whatever the umask (issue 24)
+    old = os.umask(umask)
+    try:
+        write_json(tmp_path / "m.json", {"a": 1})
+        with atomic_open(tmp_path / "new" / "m.md") as handle:
+            handle.write("| a |\n")
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "m.json", tmp_path / "new" / "m.md"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "new"]  # no temp file left
+
+
+def test_not_utf8_names_line_and_byte(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(b'{"a": "ok"}\n{"a": "lungs \xff clear"}\n')
+    for reader in (read_jsonl, read_json_or_jsonl, read_json):
+        with pytest.raises(DataError, match=r"p.jsonl: line 2 byte 14: is not UTF-8 text \(byte 0xff\)"):
+            reader(path)
+
+
+def test_check_output_file_refuses_inputs_directories_and_files_as_folders(tmp_path: Path) -> None:
+    source = tmp_path / "pred.jsonl"
+    source.write_text("{}\n")
+    (tmp_path / "link.json").symlink_to(source)
+    os.link(source, tmp_path / "hard.json")
+    for out in (
+        source,
+        tmp_path / "link.json",
+        tmp_path / "hard.json",
+        tmp_path / "sub" / ".." / "pred.jsonl",
+    ):
+        with pytest.raises(DataError, match="is also an input"):
+            check_output_file(out, inputs=(None, source))
+    with pytest.raises(DataError, match="is a directory"):
+        check_output_file(tmp_path, inputs=(source,))
+    with pytest.raises(DataError, match=r"pred.jsonl: output file: is a file, so .* cannot be created"):
+        check_output_file(source / "deeper" / "m.json")
+    # a new folder (created by atomic_open) below a writable one is fine
+    assert (
+        check_output_file(tmp_path / "a" / "b" / "m.json", inputs=(source,))
+        == tmp_path / "a" / "b" / "m.json"
+    )
+    assert source.read_text() == "{}\n"
+
+
+def test_user_errors_exit_prints_one_line_and_keeps_other_tracebacks(capsys) -> None:
+    with pytest.raises(SystemExit) as stop, user_errors_exit():
+        raise DataError("x.csv", "line 3", "is bad\nreally", "fix it")
+    assert stop.value.code == USER_ERROR_EXIT == 2
+    assert capsys.readouterr().err == "error: x.csv: line 3: is bad really (fix: fix it)\n"
+    with pytest.raises(SystemExit), user_errors_exit():
+        raise UsageError("--bootstrap", "is negative", "pass 0 or more")
+    assert capsys.readouterr().err == "error: --bootstrap: is negative (fix: pass 0 or more)\n"
+    with pytest.raises(KeyError), user_errors_exit():  # a bug, not an input: its traceback stays
+        raise KeyError("bug")

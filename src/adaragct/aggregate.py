@@ -23,6 +23,7 @@ import hydra
 from omegaconf import DictConfig
 
 from adaragct import CONF_DIR
+from adaragct.errors import user_errors_exit
 from adaragct.experiments.grid import METRIC_COLUMNS, Cell, find_cells, resolve_grid_dir
 from adaragct.io import atomic_open
 
@@ -137,7 +138,8 @@ def aggregate(grid: str, output_root: str | Path) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="aggregate")
 def main(cfg: DictConfig) -> None:
     """Console entry point: ``python -m adaragct.aggregate grid=<name or folder>``."""
-    aggregate(str(cfg.grid), cfg.paths.output_root)
+    with user_errors_exit():
+        aggregate(str(cfg.grid), cfg.paths.output_root)
 
 
 if __name__ == "__main__":

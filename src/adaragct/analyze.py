@@ -24,6 +24,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from adaragct import CONF_DIR
+from adaragct.errors import user_errors_exit
 
 log = logging.getLogger(__name__)
 
@@ -199,10 +200,11 @@ def run_text_stats(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> None:
     """Console entry point (``adaragct-analyze``): the text statistics when ``text.a`` is set, else the bottleneck."""
     log.info("analyze config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
-    if cfg.text.a is not None or cfg.text.b is not None:
-        run_text_stats(cfg)
-    else:
-        run_analyze(cfg)
+    with user_errors_exit():
+        if cfg.text.a is not None or cfg.text.b is not None:
+            run_text_stats(cfg)
+        else:
+            run_analyze(cfg)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from adaragct import CONF_DIR
+from adaragct.errors import user_errors_exit
 from adaragct.ledger import Ledger, code_fingerprint, fingerprint, sha256_path
 
 log = logging.getLogger(__name__)
@@ -477,7 +478,8 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="demo")
 def main(cfg: DictConfig) -> None:
     """Console entry point (``adaragct-demo``)."""
-    run_demo(cfg)
+    with user_errors_exit():
+        run_demo(cfg)
 
 
 if __name__ == "__main__":

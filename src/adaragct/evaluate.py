@@ -4,25 +4,41 @@ Run:
     python -m adaragct.evaluate predictions=P.jsonl [bootstrap.num_resamples=1000] [judge.model_path=DIR]
         [labeler.name=radbert labeler.radbert_checkpoint=C labeler.roberta_dir=R] [compare_with=P2.jsonl]
 
-Outputs land in ``${paths.output_dir}`` (``outputs/evaluate/runs/<time>/``).
+Outputs land in ``${paths.output_dir}`` (``outputs/evaluate/runs/<time>/``). A bad input file or option is told on
+one line before anything is scored, exit status 2 (``adaragct.errors.user_errors_exit``).
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from adaragct import CONF_DIR
+from adaragct.errors import DataError, UsageError, user_errors_exit
 
 log = logging.getLogger(__name__)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
-def main(cfg: DictConfig) -> dict:
-    """1. build options from the config, 2. score, 3. optionally compare, 4. write outputs."""
-    from adaragct.eval.runner import EvalOptions, run_evaluation
+def _check_comparison(cfg: DictConfig) -> None:
+    """``compare_with`` needs the labels CSV and an existing file; checked before the first file is scored."""
+    if cfg.labels_csv is None:
+        raise UsageError(
+            f"compare_with={cfg.compare_with}",
+            "needs labels_csv (the ground truth shared by both files), which is null",
+            "pass labels_csv=PATH, or drop compare_with",
+        )
+    if not Path(cfg.compare_with).is_file():
+        raise DataError(
+            cfg.compare_with, "compare_with", "does not exist", "pass the second predictions file to compare"
+        )
+
+
+def run(cfg: DictConfig) -> dict:
+    """1. build options from the config, 2. check them, 3. score, 4. optionally compare, 5. write outputs."""
+    from adaragct.eval.runner import EvalOptions, check_options, run_evaluation
     from adaragct.io import write_json
 
     opts = EvalOptions(
@@ -42,15 +58,17 @@ def main(cfg: DictConfig) -> dict:
         judge_model=cfg.judge.model_path,
         judge_batch_size=cfg.judge.batch_size,
         meteor=cfg.meteor,
+        meteor_timeout_s=cfg.meteor_timeout_s,
     )
+    if cfg.compare_with:
+        _check_comparison(cfg)
+        check_options(opts, more_outputs=(Path(cfg.output.comparison_json),), more_inputs=(cfg.compare_with,))
     metrics = run_evaluation(opts)
     if cfg.compare_with:
         from adaragct.data.ctrate import read_labels_csv
         from adaragct.eval.compare import compare_predictions
         from adaragct.eval.labelers import build_labeler
 
-        if cfg.labels_csv is None:
-            raise ValueError("compare_with needs labels_csv (ground truth shared by both files)")
         labels = read_labels_csv(cfg.labels_csv)
         truth = {vid: row for vid, row in zip(labels.index, labels.to_numpy(), strict=True)}
         labeler = build_labeler(
@@ -76,6 +94,13 @@ def main(cfg: DictConfig) -> dict:
         cfg.output.metrics_json,
     )
     return metrics
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
+def main(cfg: DictConfig) -> dict:
+    """Console entry point (``adaragct-evaluate``)."""
+    with user_errors_exit():
+        return run(cfg)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import hydra
 from omegaconf import DictConfig
 
 from adaragct import CONF_DIR
+from adaragct.errors import user_errors_exit
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="index")
 def main(cfg: DictConfig) -> None:
     """Console entry point: ``python -m adaragct.index data=demo``."""
-    run(cfg)
+    with user_errors_exit():
+        run(cfg)
 
 
 if __name__ == "__main__":

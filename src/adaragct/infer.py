@@ -19,6 +19,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from adaragct import CONF_DIR
+from adaragct.errors import user_errors_exit
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +273,8 @@ def _evaluate(cfg: DictConfig, reuse: bool) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="infer")
 def main(cfg: DictConfig) -> dict[str, Any]:
     """Console entry point (``adaragct-infer``); the summary is returned for multirun callbacks (grid cells)."""
-    return run_infer(cfg)
+    with user_errors_exit():
+        return run_infer(cfg)
 
 
 if __name__ == "__main__":

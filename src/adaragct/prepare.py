@@ -28,6 +28,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from adaragct import CONF_DIR
+from adaragct.errors import user_errors_exit
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +313,8 @@ def _print(summary: dict[str, Any], data: dict[str, Any]) -> None:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="prepare")
 def main(cfg: DictConfig) -> None:
     """Console entry point (``adaragct-prepare``)."""
-    run_prepare(cfg)
+    with user_errors_exit():
+        run_prepare(cfg)
 
 
 if __name__ == "__main__":

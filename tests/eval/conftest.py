@@ -3,6 +3,8 @@ models (a WordLevel tokenizer trained here, a random Llama and a random RoBERTa)
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +15,26 @@ import pytest
 def manual_labels(shared_data: Path) -> pd.DataFrame:
     """The 800 hand-labelled CT-RATE reports (AccessionNo, report_text, 18 findings)."""
     return pd.read_csv(shared_data / "ctrate_manual_labels" / "train.csv")
+
+
+@pytest.fixture(scope="session")
+def java_children() -> Callable[[], list[int]]:
+    """A function listing the METEOR Java processes this test process started that are still alive (none may
+    outlive a score: before issue 24 a failed one blocked the interpreter's exit)."""
+
+    def alive() -> list[int]:
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                cmdline = (stat.parent / "cmdline").read_bytes()
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == os.getpid() and b"meteor-1.5.jar" in cmdline:
+                found.append(int(stat.parent.name))
+        return found
+
+    return alive
 
 
 @pytest.fixture(scope="session")

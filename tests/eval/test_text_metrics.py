@@ -12,13 +12,13 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.rouge.rouge import Rouge, my_lcs
 
+from adaragct.eval.meteor import MeteorUnavailable, compute_meteor
 from adaragct.eval.text_metrics import (
     bleu_stats,
     cider_d_scores,
     compute_text_metrics,
     corpus_bleu,
     lcs_length,
-    meteor_score,
     normalize_text,
     rouge_l_scores,
 )
@@ -82,11 +82,14 @@ def test_compute_text_metrics_sacrebleu_and_perfect_match() -> None:
     out = compute_text_metrics(refs, refs, with_meteor=False)
     assert out.bleu == pytest.approx([1.0] * 4, abs=1e-6)
     assert out.rouge_l == pytest.approx(1.0) and out.bleu_sacre == pytest.approx(1.0)
-    assert out.meteor is None  # not requested: absent, not invented
+    assert out.meteor is None and out.meteor_unavailable.startswith("not requested")  # absent, not invented
     worse = compute_text_metrics(["the lungs are clear .", "heart ."], refs, with_meteor=False)
     assert 0 <= worse.bleu_sacre < 0.5
 
 
 def test_meteor_absent_without_java(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no java on it
-    assert meteor_score(["a b"], ["a b"]) is None
+    with pytest.raises(MeteorUnavailable, match="no java on PATH"):
+        compute_meteor(["a b"], ["a b"])
+    out = compute_text_metrics(["a b"], ["a b"])
+    assert out.meteor is None and "no java on PATH" in out.meteor_unavailable

@@ -19,6 +19,7 @@ import pandas as pd
 from adaragct.constants import FINDINGS
 from adaragct.errors import DataError
 from adaragct.ids import normalize_volume_id
+from adaragct.io import utf8_error
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,18 @@ def _read_csv(path: str | Path) -> pd.DataFrame:
         )
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+    except pd.errors.EmptyDataError as err:
         raise DataError(
-            path, "CSV", f"cannot be parsed ({err})", "repair the file (expected a comma-separated CSV)"
+            path, "file", "is empty (no header, no rows)", "pass the CSV written by the prepare stage"
+        ) from err
+    except UnicodeDecodeError as err:
+        raise utf8_error(path) from err
+    except pd.errors.ParserError as err:
+        raise DataError(
+            path,
+            "CSV",
+            f"cannot be parsed ({str(err).strip()})",
+            "repair the file (expected a comma-separated CSV)",
         ) from err
 
 

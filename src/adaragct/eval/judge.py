@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from adaragct.errors import DataError
+
 MAX_NEW_TOKENS = 256
 
 RUBRIC = """You are an expert thoracic radiologist reviewing an automatically written chest CT report.
@@ -105,6 +107,15 @@ class LLMJudge:
         batch_size: int = 4,
         max_new_tokens: int = MAX_NEW_TOKENS,
     ) -> None:
+        model_path = Path(model_path)
+        if not (model_path / "config.json").is_file():  # else transformers reads the path as a hub repo id
+            problem = "has no config.json" if model_path.is_dir() else "is not a folder"
+            raise DataError(
+                model_path,
+                "judge model",
+                problem if model_path.exists() else "does not exist",
+                "pass a local causal LM directory written by save_pretrained (--judge-model, judge.model_path)",
+            )
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from adaragct.errors import DataError
 from adaragct.ids import normalize_volume_id
-from adaragct.io import read_jsonl
+from adaragct.io import read_jsonl, read_text_utf8
 
 ID_FIELDS = ("image", "volume_id", "id", "input_image_name", "sample_id")
 PREDICTION_FIELDS = ("generated_text", "prediction", "report")
@@ -146,6 +146,8 @@ def _read_vlm3d(path: Path, doc: dict) -> PredictionSet:
             )
         ids.append(normalize_volume_id(item["input_image_name"]))
         preds.append(item["report"])
+    if not ids:
+        raise DataError(path, "key 'generated_reports'", "is an empty list", "add the reports to score")
     _check_unique(ids, path, "key 'input_image_name'")
     return PredictionSet(path, ids, preds, None)
 
@@ -155,9 +157,12 @@ def read_predictions(path: str | Path) -> PredictionSet:
     path = Path(path)
     if not path.is_file():
         raise DataError(
-            path, "file", "does not exist", "pass the predictions file written by the infer stage"
+            path,
+            "file",
+            "is a directory" if path.is_dir() else "does not exist",
+            "pass the predictions file written by the infer stage",
         )
-    text = path.read_text(encoding="utf-8")
+    text = read_text_utf8(path)
     stripped = text.lstrip()
     if stripped.startswith("{") and '"generated_reports"' in text:
         try:

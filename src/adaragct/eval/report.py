@@ -4,7 +4,8 @@ Release keys: ``num_samples``; ``report_generation/{bleu_1..4, bleu_sacre, rouge
 clinical_precision, clinical_recall, clinical_f1}``; ``report_generation/clinical_detailed/{finding: {precision,
 recall, f1, support}}``; the same scalars under ``overall/``; ``report_generation/{m}_{ci_lower, ci_upper,
 bootstrap_mean, bootstrap_std}`` for bootstrapped metrics; ``llama_score``. Ours are added under the same prefix:
-micro/macro P/R/F1, CRG, duplicate rate, empty-prediction and dropped-volume counts.
+micro/macro P/R/F1, CRG, duplicate rate, empty-prediction, empty-reference and dropped-volume counts, and
+``meteor_unavailable`` (why METEOR is null, or null when it was computed).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def build_metrics_dict(
     duplicate_rate: float = 0.0,
     dependence: Dependence | None = None,
     num_empty_predictions: int = 0,
+    num_empty_references: int = 0,
     num_dropped_missing_labels: int = 0,
     labeler: str = "rule",
     ground_truth: str = "labels_csv",
@@ -77,6 +79,7 @@ def build_metrics_dict(
     for prefix in (TASK, "overall"):
         for name, value in scalars.items():
             out[f"{prefix}/{name}"] = _clean(value)
+    out[f"{TASK}/meteor_unavailable"] = text.meteor_unavailable
     out[f"{TASK}/clinical_detailed"] = clinical.per_finding
     for avg in ("micro", "macro"):
         values = getattr(clinical, avg)
@@ -92,6 +95,7 @@ def build_metrics_dict(
         if dependence.f1_owed_interval is not None:
             intervals = {**(intervals or {}), "clinical_f1_owed": dependence.f1_owed_interval}
     out[f"{TASK}/num_empty_predictions"] = int(num_empty_predictions)
+    out[f"{TASK}/num_empty_references"] = int(num_empty_references)
     out["num_dropped_missing_labels"] = int(num_dropped_missing_labels)
     out["labeler"] = labeler
     out["ground_truth"] = ground_truth
@@ -135,6 +139,9 @@ def markdown_table(metrics: dict[str, Any]) -> str:
         lines.append(f"| {name} | {_fmt(value)} | {ci} |")
     lines.append(f"| llama_score | {_fmt(metrics.get('llama_score'))} | |")
     lines.append(f"| empty predictions | {metrics.get(f'{TASK}/num_empty_predictions', 0)} | |")
+    lines.append(f"| empty references | {metrics.get(f'{TASK}/num_empty_references', 0)} | |")
+    if metrics.get(f"{TASK}/meteor_unavailable"):
+        lines += ["", f"METEOR unavailable: {metrics[f'{TASK}/meteor_unavailable']}"]
     lines += ["", "| finding | precision | recall | f1 | support |", "|---|---|---|---|---|"]
     detailed = metrics.get(f"{TASK}/clinical_detailed", {})
     for finding in FINDINGS:

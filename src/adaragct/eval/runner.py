@@ -13,15 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from adaragct.errors import DataError
+from adaragct.errors import DataError, UsageError
 from adaragct.eval.bootstrap import bootstrap_intervals, duplicate_rate
 from adaragct.eval.clinical import compute_clinical_metrics
 from adaragct.eval.dependence import clinical_dependence
 from adaragct.eval.labelers import build_labeler
+from adaragct.eval.meteor import METEOR_TIMEOUT_S
 from adaragct.eval.predictions import PredictionSet, attach_references, read_predictions
 from adaragct.eval.report import build_metrics_dict, markdown_table
 from adaragct.eval.text_metrics import compute_text_metrics
-from adaragct.io import atomic_open, write_json
+from adaragct.io import atomic_open, check_output_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class EvalOptions:
 
     Attributes:
         predictions: predictions file (our JSONL, the release JSONL or VLM3D JSON).
-        output: metrics JSON path; the markdown table goes next to it (``.md``) unless ``markdown`` is set.
+        output: metrics JSON path; see :func:`output_paths` for where the markdown table goes.
         labels_csv: ground-truth labels CSV (CT-RATE or VLM3D layout); None labels the references instead.
         references: optional second file with the references (VLM3D keeps them apart).
         label_references: use the labeler on the reference text as ground truth even when a CSV is given.
@@ -41,6 +42,9 @@ class EvalOptions:
         labeler: ``rule`` or ``radbert`` (+ checkpoint and roberta_dir).
         judge_model: local causal LM directory for the LLaMA score (None = skip).
         meteor: compute METEOR when Java is present.
+        meteor_timeout_s: longest wait for one answer of METEOR's Java scorer; past it METEOR is reported as
+            unavailable (None: ``eval/meteor.py``'s default).
+        markdown: markdown table path (None: derived from ``output``).
     """
 
     predictions: str | Path
@@ -58,7 +62,64 @@ class EvalOptions:
     judge_model: str | Path | None = None
     judge_batch_size: int = 4
     meteor: bool = True
+    meteor_timeout_s: float | None = None
     markdown: str | Path | None = None
+
+
+def output_paths(output: str | Path, markdown: str | Path | None = None) -> tuple[Path, Path]:
+    """Where the metrics JSON and the markdown table are written, never the same file.
+
+    ``output`` names the JSON and the table goes beside it with the suffix ``.md`` (``m.json`` -> ``m.md``),
+    unless ``output`` itself ends in ``.md``: then it names the table and the JSON goes beside it with the
+    suffix ``.json`` (``m.md`` -> ``m.json``). An explicit ``markdown`` path wins.
+    """
+    output = Path(output)
+    if markdown is not None:
+        return output, Path(markdown)
+    if output.suffix.lower() == ".md":
+        return output.with_suffix(".json"), output
+    return output, output.with_suffix(".md")
+
+
+def _check_numbers(opts: EvalOptions) -> None:
+    if opts.bootstrap < 0:
+        raise UsageError(
+            f"bootstrap = {opts.bootstrap}", "is negative", "pass 0 (no intervals) or a count such as 1000"
+        )
+    if opts.meteor_timeout_s is not None and not opts.meteor_timeout_s > 0:
+        raise UsageError(
+            f"METEOR time limit = {opts.meteor_timeout_s}", "is not positive", "pass seconds, e.g. 120"
+        )
+
+
+def check_options(
+    opts: EvalOptions, *, more_outputs: tuple[Path, ...] = (), more_inputs: tuple = ()
+) -> tuple[Path, Path]:
+    """Refuse options that cannot work before anything is read or scored; returns (metrics JSON, table) paths.
+
+    ``more_outputs`` and ``more_inputs`` are further files the caller will write and read (the Hydra app's
+    comparison); every output must be none of the inputs, none of the other outputs, and writable.
+    """
+    _check_numbers(opts)
+    json_path, md_path = output_paths(opts.output, opts.markdown)
+    inputs = (
+        opts.predictions,
+        opts.references,
+        opts.labels_csv,
+        opts.radbert_checkpoint,
+        opts.roberta_dir,
+        opts.judge_model,
+        *more_inputs,
+    )
+    outputs = (json_path, md_path, *more_outputs)
+    for i, out in enumerate(outputs):
+        for earlier in outputs[:i]:
+            if Path(out).resolve() == Path(earlier).resolve():
+                raise UsageError(
+                    f"outputs {earlier} and {out}", "are the same file", "give each output its own path"
+                )
+        check_output_file(out, inputs=inputs)
+    return json_path, md_path
 
 
 def _align_labels(
@@ -86,8 +147,27 @@ def _align_labels(
     return preds, labels.loc[preds.ids].to_numpy(dtype=np.int8), len(missing)
 
 
+def _load_judge(opts: EvalOptions):
+    """The LLM judge, loaded before any scoring so that a wrong model path fails first (None: no judge)."""
+    if opts.judge_model is None:
+        return None
+    from adaragct.eval.judge import LLMJudge
+
+    return LLMJudge(opts.judge_model, device=opts.device, batch_size=opts.judge_batch_size)
+
+
+def _count_empty(texts: list[str], what: str, path: str | Path) -> int:
+    count = sum(not t.strip() for t in texts)
+    if count:
+        log.warning(
+            "%d of %d %s in %s are empty; they are scored as ' ' and counted", count, len(texts), what, path
+        )
+    return count
+
+
 def evaluate_predictions(opts: EvalOptions) -> dict[str, Any]:
-    """Compute the metrics dict (nothing written)."""
+    """Compute the metrics dict (nothing written). Inputs are read and checked before any scoring."""
+    _check_numbers(opts)
     preds = read_predictions(opts.predictions)
     if opts.references is not None:
         preds = attach_references(preds, opts.references)
@@ -98,18 +178,26 @@ def evaluate_predictions(opts: EvalOptions) -> dict[str, Any]:
             "missing: the file holds no references",
             "add reference_text to each record or pass the references file (--references)",
         )
+    dropped = 0
+    truth = None
+    if opts.labels_csv is not None and not opts.label_references:
+        preds, truth, dropped = _align_labels(preds, Path(opts.labels_csv), opts.allow_missing)
     labeler = build_labeler(
         opts.labeler, checkpoint=opts.radbert_checkpoint, roberta_dir=opts.roberta_dir, device=opts.device
     )
-    dropped = 0
-    if opts.labels_csv is not None and not opts.label_references:
-        preds, truth, dropped = _align_labels(preds, Path(opts.labels_csv), opts.allow_missing)
+    judge = _load_judge(opts)
+    num_empty_predictions = _count_empty(preds.predictions, "predictions", opts.predictions)
+    num_empty_references = _count_empty(preds.references, "references", opts.references or opts.predictions)
+    if truth is not None:
         ground_truth = "labels_csv"
     else:
         truth = labeler.labels(preds.references)
         ground_truth = "labeler_on_reference"
     predicted = labeler.labels(preds.predictions)
-    text = compute_text_metrics(preds.predictions, preds.references, with_meteor=opts.meteor)
+    timeout_s = METEOR_TIMEOUT_S if opts.meteor_timeout_s is None else opts.meteor_timeout_s
+    text = compute_text_metrics(
+        preds.predictions, preds.references, with_meteor=opts.meteor, meteor_timeout_s=timeout_s
+    )
     clinical = compute_clinical_metrics(predicted, truth)
     intervals = None
     if opts.bootstrap > 0:
@@ -126,12 +214,8 @@ def evaluate_predictions(opts: EvalOptions) -> dict[str, Any]:
         preds.ids, preds.predictions, predicted, truth, num_resamples=opts.bootstrap, seed=opts.seed
     )
     llama, unparseable = None, None
-    if opts.judge_model is not None:
-        from adaragct.eval.judge import LLMJudge
-
-        result = LLMJudge(opts.judge_model, device=opts.device, batch_size=opts.judge_batch_size).score(
-            preds.predictions, preds.references
-        )
+    if judge is not None:
+        result = judge.score(preds.predictions, preds.references)
         llama, unparseable = result.mean_score, result.num_unparseable
     return build_metrics_dict(
         num_samples=len(preds),
@@ -142,7 +226,8 @@ def evaluate_predictions(opts: EvalOptions) -> dict[str, Any]:
         judge_unparseable=unparseable,
         duplicate_rate=duplicate_rate(preds.predictions),
         dependence=dependence,
-        num_empty_predictions=sum(not p.strip() for p in preds.predictions),
+        num_empty_predictions=num_empty_predictions,
+        num_empty_references=num_empty_references,
         num_dropped_missing_labels=dropped,
         labeler=labeler.name,
         ground_truth=ground_truth,
@@ -150,12 +235,14 @@ def evaluate_predictions(opts: EvalOptions) -> dict[str, Any]:
 
 
 def run_evaluation(opts: EvalOptions) -> dict[str, Any]:
-    """Evaluate and write the metrics JSON and markdown table atomically; returns the metrics."""
+    """Check the options and outputs, evaluate, and write the metrics JSON and markdown table atomically.
+
+    Returns the metrics. An output that is an input, a directory or unwritable is refused before any scoring.
+    """
+    json_path, md_path = check_options(opts)
     metrics = evaluate_predictions(opts)
-    output = Path(opts.output)
-    write_json(output, metrics)
-    md_path = Path(opts.markdown) if opts.markdown else output.with_suffix(".md")
+    write_json(json_path, metrics)
     with atomic_open(md_path, "w", encoding="utf-8") as handle:
         handle.write(markdown_table(metrics))
-    log.info("wrote %s and %s (%d volumes)", output, md_path, metrics["num_samples"])
+    log.info("wrote %s and %s (%d volumes)", json_path, md_path, metrics["num_samples"])
     return metrics

@@ -1,4 +1,5 @@
-"""Text metrics with exactly the numbers of pycocoevalcap (BLEU-1..4, ROUGE-L, CIDEr-D), plus sacreBLEU and METEOR.
+"""Text metrics with exactly the numbers of pycocoevalcap (BLEU-1..4, ROUGE-L, CIDEr-D), plus sacreBLEU and METEOR
+(``meteor.py``).
 
 Why our own code for BLEU, ROUGE-L and CIDEr-D: the bootstrap (``bootstrap.py``) needs *per-sample sufficient
 statistics* (clipped n-gram matches, candidate and reference lengths, per-sample ROUGE-L), which pycocoevalcap
@@ -13,13 +14,17 @@ ROUGE-L with ``str.split(" ")``, exactly as pycocoevalcap does (so runs of space
 
 from __future__ import annotations
 
+import logging
 import math
-import shutil
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from adaragct.eval.meteor import METEOR_TIMEOUT_S, MeteorUnavailable, compute_meteor
+
+log = logging.getLogger(__name__)
 
 BLEU_N = 4
 ROUGE_BETA = 1.2
@@ -185,29 +190,6 @@ def sacrebleu_score(predictions: Sequence[str], references: Sequence[str]) -> fl
     return float(sacrebleu.corpus_bleu(list(predictions), [list(references)]).score) / 100.0
 
 
-def java_available() -> bool:
-    """METEOR (pycocoevalcap's jar) needs a ``java`` on PATH."""
-    return shutil.which("java") is not None
-
-
-def meteor_score(predictions: Sequence[str], references: Sequence[str]) -> float | None:
-    """METEOR 1.5 through pycocoevalcap, or None when Java or pycocoevalcap is absent (never a made-up value)."""
-    if not java_available():
-        return None
-    try:
-        from pycocoevalcap.meteor.meteor import Meteor
-    except ImportError:
-        return None
-    scorer = Meteor()
-    try:
-        gts = {i: [r] for i, r in enumerate(references)}
-        res = {i: [p] for i, p in enumerate(predictions)}
-        score, _ = scorer.compute_score(gts, res)
-    finally:
-        del scorer
-    return float(score)
-
-
 @dataclass
 class TextMetrics:
     """All text metrics of one prediction set plus the per-sample statistics the bootstrap resamples."""
@@ -217,26 +199,42 @@ class TextMetrics:
     cider: float
     bleu_sacre: float
     meteor: float | None
+    meteor_unavailable: str | None  # why ``meteor`` is None (None when it was computed)
     stats: BleuStats
     rouge_per_sample: np.ndarray
     cider_per_sample: np.ndarray
 
 
 def compute_text_metrics(
-    predictions: Sequence[str], references: Sequence[str], *, with_meteor: bool = True
+    predictions: Sequence[str],
+    references: Sequence[str],
+    *,
+    with_meteor: bool = True,
+    meteor_timeout_s: float = METEOR_TIMEOUT_S,
 ) -> TextMetrics:
-    """Compute every text metric on normalised text (strip + lower, empty -> " ")."""
+    """Compute every text metric on normalised text (strip + lower, empty -> " ").
+
+    ``meteor_timeout_s`` is the longest wait for one answer of METEOR's Java scorer (``meteor.py``).
+    """
     preds = [normalize_text(p) for p in predictions]
     refs = [normalize_text(r) for r in references]
     stats = bleu_stats(preds, refs)
     rouge = rouge_l_scores(preds, refs)
     cider = cider_d_scores(preds, refs)
+    meteor, meteor_unavailable = None, "not requested (--no-meteor or meteor=false)"
+    if with_meteor:
+        try:
+            meteor, meteor_unavailable = compute_meteor(preds, refs, timeout_s=meteor_timeout_s), None
+        except MeteorUnavailable as err:  # reported as null with its reason: never a made-up value
+            log.warning("METEOR unavailable, reported as null: %s", err)
+            meteor_unavailable = str(err)
     return TextMetrics(
         bleu=corpus_bleu(stats),
         rouge_l=float(np.mean(rouge)),
         cider=float(np.mean(cider)),
         bleu_sacre=sacrebleu_score(preds, refs),
-        meteor=meteor_score(preds, refs) if with_meteor else None,
+        meteor=meteor,
+        meteor_unavailable=meteor_unavailable,
         stats=stats,
         rouge_per_sample=rouge,
         cider_per_sample=cider,

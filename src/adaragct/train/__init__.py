@@ -197,10 +197,12 @@ def main() -> None:
     import hydra
 
     from adaragct import CONF_DIR
+    from adaragct.errors import user_errors_exit
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
     def _app(cfg: DictConfig) -> float | None:
-        metrics = train(cfg)
+        with user_errors_exit():
+            metrics = train(cfg)
         objective = cfg.get("optimized_metric")
         return metrics.get(objective) if objective else None
 

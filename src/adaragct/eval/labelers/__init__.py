@@ -8,6 +8,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from adaragct.errors import UsageError
+
 
 @runtime_checkable
 class Labeler(Protocol):
@@ -44,11 +46,13 @@ def build_labeler(
         return RuleLabeler()
     if kind == "radbert":
         if checkpoint is None or roberta_dir is None:
-            raise ValueError(
-                "labeler=radbert needs a checkpoint (RadBertClassifier.pth) and a local RoBERTa "
-                "directory (roberta_dir); use labeler=rule to score offline without them"
+            raise UsageError(
+                "labeler radbert",
+                "needs a checkpoint (RadBertClassifier.pth) and a local RoBERTa directory (roberta_dir)",
+                "pass both (--radbert-checkpoint C --roberta-dir R, or labeler.radbert_checkpoint=C "
+                "labeler.roberta_dir=R), or use the rule labeler to score offline without them",
             )
         from adaragct.eval.labelers.radbert import RadBertLabeler
 
         return RadBertLabeler(checkpoint, roberta_dir, device=device, batch_size=batch_size)
-    raise ValueError(f"unknown labeler {kind!r}: choose 'rule' or 'radbert'")
+    raise UsageError(f"labeler {kind!r}", "is not a labeler", "choose 'rule' or 'radbert'")
