@@ -14,10 +14,10 @@ export WANDB_MODE := offline
 .DEFAULT_GOAL := help
 
 
-demo: $(STAMP) ## the whole study on the demo cohort (prepare, index, train base+rag, copy baselines, infer x5, CIs, claims), ~11 min on 2 cores
+demo: $(STAMP) ## the whole study on the demo cohort (prepare, index, train align+base+rag, copy baselines, infer x5, CIs, claims), ~18 min on 2 cores
 	$(PY) -m adaragct.demo
 
-demo-ablations: $(STAMP) ## claims (b) bottleneck, (c) model size: the demo (if not done), its ablation cells (Hydra multirun), table + plot; ~12 min after the demo
+demo-ablations: $(STAMP) ## claims (b) bottleneck, (c) model size: the demo (if not done), its ablation cells (Hydra multirun), table + plot; ~30 min after the demo (the larger cell pretrains its own LM)
 	$(PY) -m adaragct.demo
 	$(PY) -m adaragct.demo -m demo_ablation=whole_ct,tiny_large
 	$(PY) -m adaragct.experiments.demo_ablations
