@@ -149,3 +149,16 @@ def test_every_console_script_finds_its_configs_from_another_directory(script: s
         "== Configuration groups ==" in done.stdout and "data: adaragct_bundle, ctrate, demo" in done.stdout
     )
     assert list(tmp_path.iterdir()) == [], "--help writes nothing"
+
+
+def test_two_runs_started_together_get_run_folders_of_their_own(tmp_path: Path) -> None:
+    """``${now:}`` has 1 s resolution: run folders also carry the process id (issue 24: two runs launched in the
+    same second shared one folder, one overrides.yaml and one log)."""
+    env = {**os.environ, "PROJECT_ROOT": str(tmp_path), "PYTHONPATH": str(PROJECT_ROOT / "src")}
+    command = [sys.executable, "-m", "adaragct.evaluate", f"predictions={tmp_path}/none.jsonl"]
+    runs = [subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE) for _ in range(2)]
+    for run in runs:
+        run.communicate(timeout=300)
+        assert run.returncode == 2  # a missing predictions file: one line, after Hydra made the run folder
+    folders = sorted(p.name for p in (tmp_path / "outputs" / "evaluate" / "runs").iterdir())
+    assert sorted(name.rpartition("_")[2] for name in folders) == sorted(str(run.pid) for run in runs)

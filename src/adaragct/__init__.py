@@ -15,13 +15,17 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 def _register_resolvers() -> None:
     """``${adaragct_cwd:}``: the working directory, resolvable where ``${hydra:runtime.cwd}`` is not (a multirun
-    sweep directory is resolved before Hydra sets its runtime config)."""
+    sweep directory is resolved before Hydra sets its runtime config). ``${adaragct_pid:}``: the process id, in the
+    run and sweep folder names beside ``${now:}`` (1 s resolution), so two runs started in the same second get
+    folders of their own; cached like ``now``, so a sweep's jobs share the value Hydra resolved first."""
     import os
 
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("adaragct_cwd"):
         OmegaConf.register_new_resolver("adaragct_cwd", os.getcwd)
+    if not OmegaConf.has_resolver("adaragct_pid"):
+        OmegaConf.register_new_resolver("adaragct_pid", lambda: str(os.getpid()), use_cache=True)
 
 
 _register_resolvers()

@@ -4,7 +4,7 @@ Run:
     python -m adaragct.evaluate predictions=P.jsonl [bootstrap.num_resamples=1000] [judge.model_path=DIR]
         [labeler.name=radbert labeler.radbert_checkpoint=C labeler.roberta_dir=R] [compare_with=P2.jsonl]
 
-Outputs land in ``${paths.output_dir}`` (``outputs/evaluate/runs/<time>/``). A bad input file or option is told on
+Outputs land in ``${paths.output_dir}`` (``outputs/evaluate/runs/<time>_<pid>/``). A bad input file or option is told on
 one line before anything is scored, exit status 2 (``adaragct.errors.user_errors_exit``).
 """
 
