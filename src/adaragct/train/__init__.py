@@ -50,7 +50,6 @@ def _loggers(cfg: DictConfig) -> list[Any]:
 def _callbacks(cfg: DictConfig, tokenizer: Any, config_yaml: str) -> list[Any]:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from adaragct.data.datamodule import ContextEpochCallback
     from adaragct.train.callbacks import TrainableCheckpoint
 
     every = int(cfg.trainer.get("val_check_interval") or 0) or None
@@ -63,7 +62,6 @@ def _callbacks(cfg: DictConfig, tokenizer: Any, config_yaml: str) -> list[Any]:
             save_top_k=0,
             every_n_train_steps=every,
         ),
-        ContextEpochCallback(),
     ]
 
 
