@@ -134,7 +134,7 @@ def test_rolls_are_deterministic_and_follow_the_mixture(rag_data: dict, tokenize
 def test_new_epoch_redraws_contexts(rag_data: dict, tokenizer) -> None:
     dm = _module(rag_data, tokenizer, {"none_prob": 0.0, "oracle_ratio": 0.5})
     first = [dm.train_set[i]["input_ids"] for i in range(8)]
-    dm.set_epoch(1)
+    dm.train_set.set_epoch(1)
     second = [dm.train_set[i]["input_ids"] for i in range(8)]
     assert any(not torch.equal(x, y) for x, y in zip(first, second, strict=True))
 

@@ -105,8 +105,9 @@ def test_fsdp_on_cpu_fails_at_start_with_the_fix(cohort, tokenizer_dir) -> None:
     from adaragct.train import train
 
     root, data = cohort
+    fresh = f"checkpoint_dir={root}/fsdp"  # not the stage=base run above, which a rerun with fsdp would not resume
     with pytest.raises(RuntimeError, match=r"strategy=fsdp needs CUDA GPUs.*use strategy=ddp"):
-        train(_cfg(root, data, tokenizer_dir, "stage=base", "strategy=fsdp"))
+        train(_cfg(root, data, tokenizer_dir, "stage=base", "strategy=fsdp", fresh))
 
 
 def test_release_config_keys_map_onto_ours(tmp_path) -> None:

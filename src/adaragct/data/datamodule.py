@@ -3,7 +3,9 @@
 Each sample is (5-slot visual input, prompt, target). For stage=rag every sample rolls one context source
 (none / oracle / retrieved) and rewrites at most ``max_sentences`` of its sentences as
 ``[RAG]<|ret_start|>{contexts}<|ret_end|> {sentence}``. Rolls are drawn from ``(seed, epoch, index)``, so a run
-is reproducible and each epoch sees fresh context draws.
+is reproducible and each epoch sees fresh context draws. The training loader is a
+:class:`~adaragct.data.resumable.ResumableDataLoader`: it tells the dataset the epoch before each pass, and
+Lightning checkpoints its position, so a run resumed mid-epoch reads what the uninterrupted run would have.
 
     dm = ReportDataModule(data_cfg, tokenizer, prompt, batch_size=8, stage_contexts=cfg.stage.contexts)
 """
@@ -16,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch import Callback, LightningDataModule
+from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from adaragct.constants import FINDINGS, VISUAL_SLOTS
@@ -24,6 +26,7 @@ from adaragct.data.bundle import context_key, read_contexts
 from adaragct.data.cohort import Volume, load_split, patient_split
 from adaragct.data.index_files import index_file
 from adaragct.data.prompt import PromptConfig, build_prompt, encode_example, pad_examples, target_segments
+from adaragct.data.resumable import ResumableDataLoader
 from adaragct.data.sentences import split_sentences
 from adaragct.errors import DataError
 from adaragct.ids import patient_derangement
@@ -128,6 +131,11 @@ class ReportDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.volumes)
+
+    def set_epoch(self, epoch: int) -> None:
+        """New context draws each epoch (the training loader calls this before each pass; worker processes are
+        started per pass, so they pick it up)."""
+        self.epoch = epoch
 
     def lengths(self) -> list[int]:
         """Tokens of each sample without context spans (what length grouping sorts by; stage rag adds spans)."""
@@ -329,12 +337,9 @@ class ReportDataModule(LightningDataModule):
             for v, row in zip(volumes, labels, strict=True)
         }
 
-    def set_epoch(self, epoch: int) -> None:
-        """New context draws each epoch (workers are re-created per epoch and pick this up)."""
-        if self.train_set is not None:
-            self.train_set.epoch = epoch
-
     def _loader(self, dataset: ReportDataset, shuffle: bool) -> DataLoader:
+        """Training (``shuffle``): a :class:`ResumableDataLoader` whose one generator draws the shuffle and the
+        workers' seeds, so Lightning's checkpoint of its position resumes the epoch exactly."""
         generator = torch.Generator().manual_seed(self.seed)
         sampler = None
         if shuffle and self.length_grouping:
@@ -343,7 +348,8 @@ class ReportDataModule(LightningDataModule):
             from transformers.trainer_pt_utils import LengthGroupedSampler
 
             sampler = LengthGroupedSampler(self.batch_size, lengths=dataset.lengths(), generator=generator)
-        return DataLoader(
+        loader_cls = ResumableDataLoader if shuffle else DataLoader
+        return loader_cls(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle and sampler is None,
@@ -360,12 +366,3 @@ class ReportDataModule(LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False)
-
-
-class ContextEpochCallback(Callback):
-    """Tells the datamodule the epoch so each epoch rolls fresh contexts."""
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        datamodule = getattr(trainer, "datamodule", None)
-        if isinstance(datamodule, ReportDataModule):
-            datamodule.set_epoch(trainer.current_epoch)

@@ -6,8 +6,10 @@
     python -m adaragct.train model=70b model.quantization=4bit stage=base    # QLoRA on one GPU
 
 Checkpoints (trainable state + tokenizer + resolved config) go to ``checkpoint_dir/step-NNNNNN`` with
-``checkpoint_dir/last`` pointing at the newest; Lightning's resume state to ``checkpoint_dir/lightning/``
-(``ckpt_path=.../lightning/last.ckpt`` resumes). Heavy libraries are imported inside ``train`` so that
+``checkpoint_dir/last`` pointing at the newest; Lightning's resume state to ``checkpoint_dir/lightning/last.ckpt``
+every ``resume_every_n_steps``. Rerunning the same command after a kill resumes from it, exactly (same data
+order, context draws and dropout as the uninterrupted run; :mod:`adaragct.train.resume`); ``resume=false`` starts
+over, ``ckpt_path=<file.ckpt>`` resumes from that file. Heavy libraries are imported inside ``train`` so that
 ``--help`` and config errors answer at once.
 """
 
@@ -48,22 +50,16 @@ def _loggers(cfg: DictConfig) -> list[Any]:
 
 
 def _callbacks(cfg: DictConfig, tokenizer: Any, config_yaml: str) -> list[Any]:
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    from adaragct.data.datamodule import ContextEpochCallback
+    """Our checkpoints (``step-N``, ``last``) at every validation; Lightning's resume state every
+    ``resume_every_n_steps`` (null: at every validation), both also at the end."""
     from adaragct.train.callbacks import TrainableCheckpoint
+    from adaragct.train.resume import ResumeCheckpoint, ResumeState
 
     every = int(cfg.trainer.get("val_check_interval") or 0) or None
     return [
         TrainableCheckpoint(cfg.checkpoint_dir, tokenizer, config_yaml, every_n_steps=every),
-        ModelCheckpoint(
-            dirpath=Path(cfg.checkpoint_dir) / "lightning",
-            filename="resume",
-            save_last=True,
-            save_top_k=0,
-            every_n_train_steps=every,
-        ),
-        ContextEpochCallback(),
+        ResumeState(config_yaml),
+        ResumeCheckpoint(cfg.checkpoint_dir, every_n_steps=cfg.get("resume_every_n_steps") or every),
     ]
 
 
@@ -164,9 +160,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
 
     from adaragct.models.builders import load_tokenizer
+    from adaragct.train.resume import AtomicCheckpointIO, resume_from
 
-    # 1. threads and seeds
+    # 1. threads and seeds; 1b. whether this run resumes (a rerun of a killed command does)
     config_yaml = _seed(cfg)
+    ckpt_path = resume_from(cfg, config_yaml)
     # 2. tokenizer with the SPEC 4 special tokens (from the model directory: tiny = the pretrained demo LM)
     tokenizer = load_tokenizer(cfg.model.path)
     # 3. data
@@ -177,17 +175,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     strategy = _instantiate(cfg.strategy, accelerator=cfg.trainer.accelerator)
     # 6. loggers and callbacks are runtime objects, injected here rather than written into YAML
     loggers, callbacks = _loggers(cfg), _callbacks(cfg, tokenizer, config_yaml)
-    # 7. trainer
+    # 7. trainer (its resume checkpoints written atomically: a kill mid-write leaves the previous one)
     log.info("instantiating lightning.pytorch.Trainer")
     trainer = L.Trainer(
         **OmegaConf.to_container(cfg.trainer),
         strategy=strategy,
         logger=loggers or False,
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
         default_root_dir=cfg.paths.output_dir,
     )
-    # 8. fit (ckpt_path resumes from a Lightning checkpoint of this run)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    # 8. fit, from step 0 or from the resume checkpoint of 1b
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     # 9. summary
     return _summary(cfg, trainer)
 
