@@ -305,3 +305,17 @@ def train_config(root: Path, data: dict, model_path: Path, *overrides: str):
             }
         }
     return cfg
+
+
+DEBUG_TRAIN = [
+    "debug=default",
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=2",
+    "stage.scheduler.warmup_steps=1",
+    "trainer.detect_anomaly=false",
+]
+
+
+def debug_train_config(root: Path, data: dict, model_path: Path, *overrides: str):
+    """:func:`train_config` with the debug trainer: 4 optimizer steps, a validation every 2 (``overrides`` win)."""
+    return train_config(root, data, model_path, *DEBUG_TRAIN, *overrides)

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from adaragct.errors import DataError, UsageError
 from adaragct.train.resume import AtomicCheckpointIO, resume_file
-from tests.models.conftest import VISUAL_DIMS, train_config, write_tiny_cohort
+from tests.models.conftest import VISUAL_DIMS, debug_train_config, write_tiny_cohort
 
 MAX_STEPS, SAVE_EVERY, KILL_AT = 60, 7, 14  # ~5 batches an epoch: saves at 7, 14, 21, ... fall mid-epoch
 # how long the run is: a step count (the default), or epochs (then Lightning builds the training iterator before it
@@ -34,23 +34,13 @@ def cohort(tmp_path_factory) -> tuple[Path, dict]:
     return root, write_tiny_cohort(root / "data")
 
 
-def _cfg(root: Path, data: dict, tokenizer_dir: Path, *overrides: str):
-    debug = [
-        "debug=default",
-        "trainer.max_steps=4",
-        "trainer.val_check_interval=2",
-        "stage.scheduler.warmup_steps=1",
-    ]
-    return train_config(root, data, tokenizer_dir, *debug, "trainer.detect_anomaly=false", *overrides)
-
-
 @pytest.fixture(scope="module")
 def base_run(cohort, tokenizer_dir) -> tuple[Path, Path]:
     """A finished stage=base run of 4 steps (what stage=rag starts from): (its checkpoint_dir, its resume file)."""
     from adaragct.train import train
 
     root, data = cohort
-    cfg = _cfg(root, data, tokenizer_dir, "stage=base")
+    cfg = debug_train_config(root, data, tokenizer_dir, "stage=base")
     train(cfg)
     return Path(cfg.checkpoint_dir), resume_file(cfg.checkpoint_dir)
 
@@ -165,10 +155,14 @@ def test_a_checkpoint_of_other_settings_is_refused_naming_them(cohort, base_run,
 
     root, data = cohort
     with pytest.raises(DataError, match=r"trainer\.max_steps: 4 -> 6.*resume=false to start over") as caught:
-        train(_cfg(root, data, tokenizer_dir, "stage=base", "trainer.max_steps=6"))
+        train(debug_train_config(root, data, tokenizer_dir, "stage=base", "trainer.max_steps=6"))
     assert str(caught.value).startswith(f"{base_run[1]}: config: written by a run of this checkpoint_dir")
     with pytest.raises(UsageError, match="drop one of them"):
-        train(_cfg(root, data, tokenizer_dir, "stage=base", "resume=false", f"ckpt_path={base_run[1]}"))
+        train(
+            debug_train_config(
+                root, data, tokenizer_dir, "stage=base", "resume=false", f"ckpt_path={base_run[1]}"
+            )
+        )
 
 
 def test_rerunning_a_finished_run_trains_nothing(cohort, base_run, tokenizer_dir, caplog) -> None:
@@ -178,7 +172,7 @@ def test_rerunning_a_finished_run_trains_nothing(cohort, base_run, tokenizer_dir
     checkpoint_dir, resume = base_run
     before = {p: p.stat().st_mtime_ns for p in [resume, *(checkpoint_dir / "step-000004").iterdir()]}
     with caplog.at_level("INFO", logger="adaragct.train.resume"):
-        train(_cfg(root, data, tokenizer_dir, "stage=base"))
+        train(debug_train_config(root, data, tokenizer_dir, "stage=base"))
     assert f"resuming from {resume} (step 4 = trainer.max_steps: nothing left to train" in caplog.text
     assert {p: p.stat().st_mtime_ns for p in before} == before
 
@@ -189,13 +183,17 @@ def test_a_truncated_resume_file_is_a_one_line_error_and_resume_false_moves_the_
     from adaragct.train import train
 
     root, data = cohort
-    cfg = _cfg(root, data, tokenizer_dir, "stage=base", f"checkpoint_dir={root}/truncated")
+    cfg = debug_train_config(root, data, tokenizer_dir, "stage=base", f"checkpoint_dir={root}/truncated")
     path = resume_file(cfg.checkpoint_dir)
     path.parent.mkdir(parents=True)
     path.write_bytes(base_run[1].read_bytes()[:5000])  # what a non-atomic write cut short would leave
     with pytest.raises(DataError, match=r"last\.ckpt: file: cannot be read .*resume=false to start over"):
         train(cfg)
-    train(_cfg(root, data, tokenizer_dir, "stage=base", f"checkpoint_dir={root}/truncated", "resume=false"))
+    train(
+        debug_train_config(
+            root, data, tokenizer_dir, "stage=base", f"checkpoint_dir={root}/truncated", "resume=false"
+        )
+    )
     (aside,) = root.glob("truncated.replaced-*")
     assert (aside / "lightning" / "last.ckpt").stat().st_size == 5000  # the old run is kept, not deleted
     assert _saved_step(path) == 4 and (Path(cfg.checkpoint_dir) / "step-000004").is_dir()

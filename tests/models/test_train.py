@@ -12,24 +12,13 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from tests.conftest import CONF_DIR
-from tests.models.conftest import CHECKPOINT_FILES, train_config, write_tiny_cohort
+from tests.models.conftest import CHECKPOINT_FILES, debug_train_config, write_tiny_cohort
 
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory, tokenizer_dir) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("cohort")
     return root, write_tiny_cohort(root / "data")
-
-
-def _cfg(root: Path, data: dict, tokenizer_dir: Path, *overrides: str):
-    debug = [
-        "debug=default",
-        "trainer.max_steps=4",
-        "trainer.val_check_interval=2",
-        "stage.scheduler.warmup_steps=1",
-        "trainer.detect_anomaly=false",
-    ]
-    return train_config(root, data, tokenizer_dir, *debug, *overrides)
 
 
 def _metrics(root: Path) -> list[dict[str, str]]:
@@ -49,7 +38,7 @@ def test_stage_base_writes_exactly_the_checkpoint_files(cohort, tokenizer_dir) -
     from adaragct.train import train
 
     root, data = cohort
-    cfg = _cfg(root, data, tokenizer_dir, "stage=base")
+    cfg = debug_train_config(root, data, tokenizer_dir, "stage=base")
     metrics = train(cfg)
     ckpt_dir = Path(cfg.checkpoint_dir)
     assert ckpt_dir.name == f"{cfg.data.name}_tiny_base"  # one checkpoint folder per dataset, model and stage
@@ -77,10 +66,10 @@ def test_stage_rag_trains_from_the_base_checkpoint_and_resumes(cohort, tokenizer
     from adaragct.train import train
 
     root, data = cohort
-    base = _cfg(root, data, tokenizer_dir, "stage=base")
+    base = debug_train_config(root, data, tokenizer_dir, "stage=base")
     if not (Path(base.checkpoint_dir) / "last").exists():
         train(base)
-    cfg = _cfg(root, data, tokenizer_dir, "stage=rag")
+    cfg = debug_train_config(root, data, tokenizer_dir, "stage=rag")
     train(cfg)
     ckpt_dir = Path(cfg.checkpoint_dir)
     assert {p.name for p in (ckpt_dir / "last").iterdir()} == CHECKPOINT_FILES
@@ -88,7 +77,7 @@ def test_stage_rag_trains_from_the_base_checkpoint_and_resumes(cohort, tokenizer
     assert init_from == str((Path(base.checkpoint_dir) / "step-000004").resolve())
     rows = _metrics(root)
     assert any(r.get("train/rag_token_acc") for r in rows)  # the rag batches carry [RAG] targets
-    resumed = _cfg(
+    resumed = debug_train_config(
         root,
         data,
         tokenizer_dir,
@@ -107,7 +96,7 @@ def test_fsdp_on_cpu_fails_at_start_with_the_fix(cohort, tokenizer_dir) -> None:
     root, data = cohort
     fresh = f"checkpoint_dir={root}/fsdp"  # not the stage=base run above, which a rerun with fsdp would not resume
     with pytest.raises(RuntimeError, match=r"strategy=fsdp needs CUDA GPUs.*use strategy=ddp"):
-        train(_cfg(root, data, tokenizer_dir, "stage=base", "strategy=fsdp", fresh))
+        train(debug_train_config(root, data, tokenizer_dir, "stage=base", "strategy=fsdp", fresh))
 
 
 def test_release_config_keys_map_onto_ours(tmp_path) -> None:

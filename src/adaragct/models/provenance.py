@@ -46,6 +46,7 @@ import torch
 
 from adaragct.errors import DataError
 from adaragct.io import write_json
+from adaragct.ledger import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +68,13 @@ def _cache_path() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "adaragct" / "file_sha256.json"
 
 
-def _hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_sha256(path: str | Path) -> str:
     """sha256 of a file's contents; for large files cached by (resolved path, size, mtime_ns), so a rewritten
     file (new mtime or size) is hashed again."""
     path = Path(path).resolve()
     stat = path.stat()
     if stat.st_size < CACHE_MIN_BYTES:
-        return _hash_file(path)
+        return sha256_file(path)
     key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
     cache_file = _cache_path()
     try:
@@ -90,7 +83,7 @@ def file_sha256(path: str | Path) -> str:
         cache = {}
     if key not in cache:
         log.info("fingerprinting %s (%.1f GB; once per file version)", path, stat.st_size / 1e9)
-        cache[key] = _hash_file(path)
+        cache[key] = sha256_file(path)
         try:
             write_json(cache_file, cache)
         except OSError as error:  # a read-only home: correct, only slower next time
