@@ -56,7 +56,7 @@ format: $(STAMP) ## ruff auto-fix + format
 
 # prepare, index, train and infer are `make demo`'s own steps (python -m adaragct.demo until=STEP): its settings
 # (conf/demo.yaml) and its ledger, so none rebuilds the demo's inputs with other settings and none redoes its work
-prepare: $(STAMP) ## the demo's step 1: its cohort in data/demo/ and its tiny LM pretrained (~7 min; a no-op when current)
+prepare: $(STAMP) ## the demo's step 1: its cohort in data/demo/ and its tiny LM pretrained (~8 min; a no-op when current)
 	$(PY) -m adaragct.demo until=prepare
 
 index: $(STAMP) ## the demo's steps 1-2: + the sentence bank, image neighbours and context files of its cohort
