@@ -1,8 +1,9 @@
 """Hydra app of the evaluate stage: predictions file -> metrics JSON + markdown table (SPEC 1, 6).
 
-Run:
-    python -m adaragct.evaluate predictions=P.jsonl [bootstrap.num_resamples=1000] [judge.model_path=DIR]
-        [labeler.name=radbert labeler.radbert_checkpoint=C labeler.roberta_dir=R] [compare_with=P2.jsonl]
+Run (any predictions file, nothing else needed; ground truth from labelling the references):
+    python -m adaragct.evaluate predictions=P.jsonl [labels_csv=L] [bootstrap.num_resamples=1000]
+        [judge.model_path=DIR] [labeler.name=radbert labeler.radbert_checkpoint=C labeler.roberta_dir=R]
+        [protocol=release] [compare_with=P2.jsonl]
 
 Outputs land in ``${paths.output_dir}`` (``outputs/evaluate/runs/<time>_<pid>/``). A bad input file or option is told on
 one line before anything is scored, exit status 2 (``adaragct.errors.user_errors_exit``).
@@ -59,6 +60,9 @@ def run(cfg: DictConfig) -> dict:
         judge_batch_size=cfg.judge.batch_size,
         meteor=cfg.meteor,
         meteor_timeout_s=cfg.meteor_timeout_s,
+        compute_clinical=cfg.compute_clinical,
+        protocol=cfg.protocol,
+        progress=cfg.progress,
     )
     if cfg.compare_with:
         _check_comparison(cfg)
@@ -87,12 +91,10 @@ def run(cfg: DictConfig) -> dict:
         )
         write_json(cfg.output.comparison_json, comparison)
         log.info("wrote %s", cfg.output.comparison_json)
-    log.info(
-        "clinical F1 %.4f, BLEU-4 %.4f -> %s",
-        metrics["report_generation/clinical_f1"],
-        metrics["report_generation/bleu_4"],
-        cfg.output.metrics_json,
-    )
+    from adaragct.eval.report import console_report
+    from adaragct.eval.runner import output_paths
+
+    print("\n".join(console_report(metrics, *output_paths(cfg.output.metrics_json, cfg.output.markdown))))
     return metrics
 
 

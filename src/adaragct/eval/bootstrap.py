@@ -84,17 +84,18 @@ def clinical_from_weighted(conf: Confusion, weights: np.ndarray) -> dict[str, np
 def resampled_metrics(
     stats: BleuStats,
     rouge: np.ndarray,
-    conf: Confusion,
+    conf: Confusion | None,
     weights: np.ndarray,
     cider: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Every bootstrapped metric for each resample: {metric: (B,)}; ``cider`` only when its per-sample scores
-    (CIDEr-D of the full set, see the module docstring) are given."""
+    (CIDEr-D of the full set, see the module docstring) are given, the clinical ones only with ``conf``."""
     bleu = bleu_from_weighted(stats, weights)
     out = {"bleu_1": bleu[1], "bleu_4": bleu[4], "rouge_l": weights @ rouge / weights.sum(1)}
     if cider is not None:
         out["cider"] = weights @ cider / weights.sum(1)
-    out.update(clinical_from_weighted(conf, weights))
+    if conf is not None:
+        out.update(clinical_from_weighted(conf, weights))
     return out
 
 
@@ -117,7 +118,7 @@ def summarise(samples: np.ndarray, alpha: float = 0.05) -> Interval:
 def bootstrap_intervals(
     stats: BleuStats,
     rouge: np.ndarray,
-    conf: Confusion,
+    conf: Confusion | None,
     *,
     num_resamples: int = 1000,
     seed: int = 42,

@@ -35,6 +35,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+from tqdm.auto import tqdm
+
 # Longest wait for one answer of the Java scorer. The first answer includes starting the JVM and loading the
 # paraphrase table (~5-20 s on 2 busy cores); later ones take ~0.1 s per ~300-word report pair. The limit bounds a
 # stall, not the whole run, so large test sets never hit it.
@@ -168,7 +170,11 @@ def _java_message(log: IO[bytes]) -> str:
 
 
 def compute_meteor(
-    predictions: Sequence[str], references: Sequence[str], *, timeout_s: float = METEOR_TIMEOUT_S
+    predictions: Sequence[str],
+    references: Sequence[str],
+    *,
+    timeout_s: float = METEOR_TIMEOUT_S,
+    progress: bool = False,
 ) -> float:
     """Corpus METEOR 1.5 of pycocoevalcap (one reference per prediction), on the texts as given.
 
@@ -176,16 +182,21 @@ def compute_meteor(
         predictions: generated reports (normalised by the caller, see ``text_metrics.normalize_text``).
         references: their reference reports, aligned by position.
         timeout_s: longest wait for one answer of the Java scorer (JVM start included in the first).
+        progress: a progress bar over the pairs.
 
     Raises:
         MeteorUnavailable: no Java, no pycocoevalcap, no pairs, the scorer died, answered garbage or stalled; the
             Java process is ended in every case.
     """
-    return meteor_scores(predictions, references, timeout_s=timeout_s)[0]
+    return meteor_scores(predictions, references, timeout_s=timeout_s, progress=progress)[0]
 
 
 def meteor_scores(
-    predictions: Sequence[str], references: Sequence[str], *, timeout_s: float = METEOR_TIMEOUT_S
+    predictions: Sequence[str],
+    references: Sequence[str],
+    *,
+    timeout_s: float = METEOR_TIMEOUT_S,
+    progress: bool = False,
 ) -> tuple[float, list[float]]:
     """The corpus METEOR and the per-pair segment scores (pycocoevalcap's ``compute_score`` pair); see
     :func:`compute_meteor`."""
@@ -202,7 +213,9 @@ def meteor_scores(
         where, failure = "the start", None
         try:
             stats = []
-            for i, request in enumerate(requests):
+            for i, request in enumerate(
+                tqdm(requests, desc="METEOR", unit="report", disable=not progress, leave=False)
+            ):
                 where = f"pair {i + 1} of {len(requests)}"
                 scorer.send(request)
                 stats.append(scorer.receive())

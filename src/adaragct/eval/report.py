@@ -42,16 +42,18 @@ def _clean(value: float | None) -> float | None:
     return float(value)
 
 
-def headline_scalars(text: TextMetrics, clinical: ClinicalMetrics) -> dict[str, float | None]:
-    """The headline metrics of one evaluation, keyed as in :data:`HEADLINE` and in that order."""
+def headline_scalars(text: TextMetrics, clinical: ClinicalMetrics | None) -> dict[str, float | None]:
+    """The headline metrics of one evaluation, keyed as in :data:`HEADLINE` and in that order (the clinical ones
+    None without ``clinical``: clinical efficacy off)."""
+    weighted = clinical.weighted if clinical is not None else {"p": None, "r": None, "f1": None}
     values = {
         "bleu_sacre": text.bleu_sacre,
         "rouge_l": text.rouge_l,
         "meteor": text.meteor,
         "cider": text.cider,
-        "clinical_precision": clinical.weighted["p"],
-        "clinical_recall": clinical.weighted["r"],
-        "clinical_f1": clinical.weighted["f1"],
+        "clinical_precision": weighted["p"],
+        "clinical_recall": weighted["r"],
+        "clinical_f1": weighted["f1"],
     }
     values.update({f"bleu_{k + 1}": b for k, b in enumerate(text.bleu)})
     return {name: values[name] for name in HEADLINE}
@@ -61,7 +63,7 @@ def build_metrics_dict(
     *,
     num_samples: int,
     text: TextMetrics,
-    clinical: ClinicalMetrics,
+    clinical: ClinicalMetrics | None,
     intervals: dict[str, Interval] | None = None,
     llama_score: float | None = None,
     judge_unparseable: int | None = None,
@@ -70,23 +72,24 @@ def build_metrics_dict(
     num_empty_predictions: int = 0,
     num_empty_references: int = 0,
     num_dropped_missing_labels: int = 0,
-    labeler: str = "rule",
-    ground_truth: str = "labels_csv",
+    labeler: str | None = "rule",
+    ground_truth: str | None = "labels_csv",
+    protocol: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Assemble the metrics JSON object."""
+    """Assemble the metrics JSON object (``clinical`` None: clinical efficacy off, its keys null or absent)."""
     scalars = headline_scalars(text, clinical)
     out: dict[str, Any] = {"num_samples": int(num_samples)}
     for prefix in (TASK, "overall"):
         for name, value in scalars.items():
             out[f"{prefix}/{name}"] = _clean(value)
     out[f"{TASK}/meteor_unavailable"] = text.meteor_unavailable
-    out[f"{TASK}/clinical_detailed"] = clinical.per_finding
+    out[f"{TASK}/clinical_detailed"] = clinical.per_finding if clinical is not None else {}
     for avg in ("micro", "macro"):
-        values = getattr(clinical, avg)
+        values = getattr(clinical, avg) if clinical is not None else {"p": None, "r": None, "f1": None}
         out[f"{TASK}/clinical_{avg}_precision"] = values["p"]
         out[f"{TASK}/clinical_{avg}_recall"] = values["r"]
         out[f"{TASK}/clinical_{avg}_f1"] = values["f1"]
-    out[f"{TASK}/crg"] = _clean(clinical.crg)
+    out[f"{TASK}/crg"] = _clean(clinical.crg) if clinical is not None else None
     out[f"{TASK}/duplicate_rate"] = duplicate_rate
     if dependence is not None:  # adaragct.eval.dependence: what the predictions owe to their volumes
         out[f"{TASK}/distinct_reports"] = int(dependence.distinct_reports)
@@ -105,6 +108,8 @@ def build_metrics_dict(
     out["llama_score"] = _clean(llama_score)
     if judge_unparseable is not None:
         out["llama_score_unparseable"] = int(judge_unparseable)
+    if protocol is not None:
+        out["protocol"] = protocol
     return out
 
 
@@ -142,6 +147,10 @@ def markdown_table(metrics: dict[str, Any]) -> str:
     lines.append(f"| empty references | {metrics.get(f'{TASK}/num_empty_references', 0)} | |")
     if metrics.get(f"{TASK}/meteor_unavailable"):
         lines += ["", f"METEOR unavailable: {metrics[f'{TASK}/meteor_unavailable']}"]
+    if "protocol" in metrics:  # what was used, and whether it is the paper's protocol (eval/protocol.py)
+        from adaragct.eval.protocol import console_lines
+
+        lines += ["", *(f"- {line}" for line in console_lines(metrics["protocol"]))]
     lines += ["", "| finding | precision | recall | f1 | support |", "|---|---|---|---|---|"]
     detailed = metrics.get(f"{TASK}/clinical_detailed", {})
     for finding in FINDINGS:
@@ -152,3 +161,32 @@ def markdown_table(metrics: dict[str, Any]) -> str:
                 f"{row['support']} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def console_report(metrics: dict[str, Any], json_path: Any, md_path: Any) -> list[str]:
+    """What both scoring commands print: the protocol (labeler, ground truth, comparability), every metric that
+    was skipped and why (never a silent n/a), and the headline numbers with the files written."""
+    from adaragct.eval.protocol import console_lines
+
+    lines = console_lines(metrics["protocol"]) if "protocol" in metrics else []
+    if metrics.get(f"{TASK}/meteor_unavailable"):
+        lines.append(f"METEOR skipped: {metrics[f'{TASK}/meteor_unavailable']}")
+    if metrics.get("protocol", {}).get("labeler", "") is None:
+        lines.append(
+            "clinical efficacy skipped: turned off (--no-compute-clinical-efficacy, compute_clinical=false)"
+        )
+    if metrics.get("llama_score") is None:
+        lines.append(
+            "LLaMA score skipped: no judge (--compute-llama-score --llama-model-path DIR; judge.model_path=DIR)"
+        )
+
+    def fmt(key: str) -> str:
+        value = metrics.get(f"{TASK}/{key}")
+        return "n/a" if value is None else f"{value:.4f}"
+
+    parts = [f"clinical F1 {fmt('clinical_f1')}", f"BLEU-4 {fmt('bleu_4')}", f"ROUGE-L {fmt('rouge_l')}"]
+    parts.append(f"METEOR {fmt('meteor')}")
+    if metrics.get("llama_score") is not None:
+        parts.append(f"LLaMA score {metrics['llama_score']:.2f}")
+    lines.append(f"{metrics['num_samples']} volumes: {', '.join(parts)} -> {json_path}, {md_path}")
+    return lines

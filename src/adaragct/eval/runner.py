@@ -7,7 +7,8 @@ command) both fill an :class:`EvalOptions` and call :func:`run_evaluation`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from adaragct.eval.dependence import clinical_dependence
 from adaragct.eval.labelers import build_labeler
 from adaragct.eval.meteor import METEOR_TIMEOUT_S
 from adaragct.eval.predictions import PredictionSet, attach_references, read_predictions
+from adaragct.eval.protocol import PROTOCOLS, check_release_protocol, describe, release_protocol_problems
 from adaragct.eval.report import build_metrics_dict, markdown_table
 from adaragct.eval.text_metrics import compute_text_metrics
 from adaragct.io import atomic_open, check_output_file, write_json
@@ -45,6 +47,13 @@ class EvalOptions:
         meteor_timeout_s: longest wait for one answer of METEOR's Java scorer; past it METEOR is reported as
             unavailable (None: ``eval/meteor.py``'s default).
         markdown: markdown table path (None: derived from ``output``).
+        compute_clinical: label the reports and compute clinical efficacy (the release's
+            ``--[no-]compute-clinical-efficacy``); off: the clinical metrics are null and no labeler runs.
+        protocol: ``ours`` (score with what is given) or ``release`` (the paper's protocol, refused unless every
+            choice is the release's: ``eval/protocol.py``).
+        progress: progress bars for labelling, METEOR and the judge.
+        judge_options: further keyword arguments of :class:`adaragct.eval.judge.LLMJudge` (rubric, device_map,
+            answer cache, ...).
     """
 
     predictions: str | Path
@@ -64,6 +73,10 @@ class EvalOptions:
     meteor: bool = True
     meteor_timeout_s: float | None = None
     markdown: str | Path | None = None
+    compute_clinical: bool = True
+    protocol: str = "ours"
+    progress: bool = False
+    judge_options: dict[str, Any] = field(default_factory=dict)
 
 
 def output_paths(output: str | Path, markdown: str | Path | None = None) -> tuple[Path, Path]:
@@ -90,6 +103,23 @@ def _check_numbers(opts: EvalOptions) -> None:
         raise UsageError(
             f"METEOR time limit = {opts.meteor_timeout_s}", "is not positive", "pass seconds, e.g. 120"
         )
+    if opts.protocol not in PROTOCOLS:
+        raise UsageError(
+            f"protocol {opts.protocol!r}", "is not a protocol", f"choose one of {', '.join(PROTOCOLS)}"
+        )
+
+
+def _protocol_options(opts: EvalOptions, judge: Any = None) -> dict[str, Any]:
+    return {
+        "labeler": opts.labeler,
+        "radbert_checkpoint": opts.radbert_checkpoint,
+        "labels_csv": opts.labels_csv,
+        "label_references": opts.label_references,
+        "meteor": opts.meteor,
+        "compute_clinical": opts.compute_clinical,
+        "judge_model": opts.judge_model,
+        "judge_rubric_is_default": bool(getattr(judge, "rubric_is_default", True)),
+    }
 
 
 def check_options(
@@ -101,6 +131,8 @@ def check_options(
     comparison); every output must be none of the inputs, none of the other outputs, and writable.
     """
     _check_numbers(opts)
+    if opts.protocol == "release":
+        check_release_protocol(**_protocol_options(opts, _JudgeRubric(opts)))
     json_path, md_path = output_paths(opts.output, opts.markdown)
     inputs = (
         opts.predictions,
@@ -135,7 +167,8 @@ def _align_labels(
             labels_csv,
             "volume ids",
             f"{len(missing)} of {len(preds)} predicted volumes are missing, first: {missing[:5]}",
-            "pass the labels CSV of the same split, or --allow-missing to score only labelled volumes",
+            "pass the labels CSV of the same split, or score only the labelled volumes (--allow-missing; "
+            "Hydra: allow_missing=true)",
         )
     if missing:
         log.warning("%d predicted volumes have no labels in %s and were dropped", len(missing), labels_csv)
@@ -153,7 +186,37 @@ def _load_judge(opts: EvalOptions):
         return None
     from adaragct.eval.judge import LLMJudge
 
-    return LLMJudge(opts.judge_model, device=opts.device, batch_size=opts.judge_batch_size)
+    return LLMJudge(
+        opts.judge_model,
+        device=opts.device,
+        batch_size=opts.judge_batch_size,
+        progress=opts.progress,
+        **opts.judge_options,
+    )
+
+
+class _JudgeRubric:
+    """Whether the judge options keep our default rubric, known before the judge model is loaded."""
+
+    def __init__(self, opts: EvalOptions) -> None:
+        from adaragct.eval.judge import rubric_is_default
+
+        self.rubric_is_default = opts.judge_model is None or rubric_is_default(**opts.judge_options)
+
+
+LABEL_CHUNK = 64  # reports per progress step; a multiple of RadBERT's batch of 16, so batches are unchanged
+
+
+def _label(labeler: Any, texts: Sequence[str], what: str, progress: bool) -> np.ndarray:
+    """``labeler.labels(texts)`` in chunks of :data:`LABEL_CHUNK`, with a progress bar when asked."""
+    from tqdm.auto import tqdm
+
+    chunks = [texts[i : i + LABEL_CHUNK] for i in range(0, len(texts), LABEL_CHUNK)]
+    out = [
+        labeler.labels(chunk)
+        for chunk in tqdm(chunks, desc=f"labelling {what} ({labeler.name})", unit="x64", disable=not progress)
+    ]
+    return np.concatenate(out) if out else np.zeros((0, 18), dtype=np.int8)
 
 
 def _count_empty(texts: list[str], what: str, path: str | Path) -> int:
@@ -178,45 +241,63 @@ def evaluate_predictions(opts: EvalOptions) -> dict[str, Any]:
             "missing: the file holds no references",
             "add reference_text to each record or pass the references file (--references)",
         )
-    dropped = 0
-    truth = None
-    if opts.labels_csv is not None and not opts.label_references:
+    dropped, truth, labeler, predicted = 0, None, None, None
+    if opts.compute_clinical and opts.labels_csv is not None and not opts.label_references:
         preds, truth, dropped = _align_labels(preds, Path(opts.labels_csv), opts.allow_missing)
-    labeler = build_labeler(
-        opts.labeler, checkpoint=opts.radbert_checkpoint, roberta_dir=opts.roberta_dir, device=opts.device
-    )
+    if opts.compute_clinical:
+        labeler = build_labeler(
+            opts.labeler, checkpoint=opts.radbert_checkpoint, roberta_dir=opts.roberta_dir, device=opts.device
+        )
     judge = _load_judge(opts)
     num_empty_predictions = _count_empty(preds.predictions, "predictions", opts.predictions)
     num_empty_references = _count_empty(preds.references, "references", opts.references or opts.predictions)
-    if truth is not None:
-        ground_truth = "labels_csv"
-    else:
-        truth = labeler.labels(preds.references)
-        ground_truth = "labeler_on_reference"
-    predicted = labeler.labels(preds.predictions)
+    ground_truth = None
+    if labeler is not None:
+        if truth is not None:
+            ground_truth = "labels_csv"
+        else:
+            truth = _label(labeler, preds.references, "references", opts.progress)
+            ground_truth = "labeler_on_reference"
+        predicted = _label(labeler, preds.predictions, "predictions", opts.progress)
     timeout_s = METEOR_TIMEOUT_S if opts.meteor_timeout_s is None else opts.meteor_timeout_s
     text = compute_text_metrics(
-        preds.predictions, preds.references, with_meteor=opts.meteor, meteor_timeout_s=timeout_s
+        preds.predictions,
+        preds.references,
+        with_meteor=opts.meteor,
+        meteor_timeout_s=timeout_s,
+        progress=opts.progress,
     )
-    clinical = compute_clinical_metrics(predicted, truth)
+    clinical = compute_clinical_metrics(predicted, truth) if labeler is not None else None
     intervals = None
     if opts.bootstrap > 0:
         intervals = bootstrap_intervals(
             text.stats,
             text.rouge_per_sample,
-            clinical.confusion,
+            None if clinical is None else clinical.confusion,
             num_resamples=opts.bootstrap,
             seed=opts.seed,
             cider=text.cider_per_sample,
         )
     # what the predictions owe to their volumes: distinct reports, F1 against own minus another patient's labels
-    dependence = clinical_dependence(
-        preds.ids, preds.predictions, predicted, truth, num_resamples=opts.bootstrap, seed=opts.seed
-    )
-    llama, unparseable = None, None
+    dependence = None
+    if clinical is not None:
+        dependence = clinical_dependence(
+            preds.ids, preds.predictions, predicted, truth, num_resamples=opts.bootstrap, seed=opts.seed
+        )
+    llama, unparseable, judge_block = None, None, None
     if judge is not None:
         result = judge.score(preds.predictions, preds.references)
         llama, unparseable = result.mean_score, result.num_unparseable
+        judge_block = judge.describe()
+    protocol = describe(
+        labeler=None if labeler is None else labeler.name,
+        radbert_checkpoint=opts.radbert_checkpoint if labeler is not None else None,
+        ground_truth=ground_truth,
+        labels_csv=opts.labels_csv,
+        meteor_unavailable=text.meteor_unavailable,
+        problems=release_protocol_problems(**_protocol_options(opts, judge)),
+        judge=judge_block,
+    )
     return build_metrics_dict(
         num_samples=len(preds),
         text=text,
@@ -229,8 +310,9 @@ def evaluate_predictions(opts: EvalOptions) -> dict[str, Any]:
         num_empty_predictions=num_empty_predictions,
         num_empty_references=num_empty_references,
         num_dropped_missing_labels=dropped,
-        labeler=labeler.name,
+        labeler=None if labeler is None else labeler.name,
         ground_truth=ground_truth,
+        protocol=protocol,
     )
 
 

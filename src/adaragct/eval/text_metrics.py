@@ -211,10 +211,12 @@ def compute_text_metrics(
     *,
     with_meteor: bool = True,
     meteor_timeout_s: float = METEOR_TIMEOUT_S,
+    progress: bool = False,
 ) -> TextMetrics:
     """Compute every text metric on normalised text (strip + lower, empty -> " ").
 
-    ``meteor_timeout_s`` is the longest wait for one answer of METEOR's Java scorer (``meteor.py``).
+    ``meteor_timeout_s`` is the longest wait for one answer of METEOR's Java scorer (``meteor.py``); ``progress``
+    shows a bar over METEOR's pairs (the only slow metric: one Java round trip per report).
     """
     preds = [normalize_text(p) for p in predictions]
     refs = [normalize_text(r) for r in references]
@@ -224,7 +226,8 @@ def compute_text_metrics(
     meteor, meteor_unavailable = None, "not requested (--no-meteor or meteor=false)"
     if with_meteor:
         try:
-            meteor, meteor_unavailable = compute_meteor(preds, refs, timeout_s=meteor_timeout_s), None
+            meteor = compute_meteor(preds, refs, timeout_s=meteor_timeout_s, progress=progress)
+            meteor_unavailable = None
         except MeteorUnavailable as err:  # reported as null with its reason: never a made-up value
             log.warning("METEOR unavailable, reported as null: %s", err)
             meteor_unavailable = str(err)
