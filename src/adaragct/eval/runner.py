@@ -199,9 +199,11 @@ class _JudgeRubric:
     """Whether the judge options keep our default rubric, known before the judge model is loaded."""
 
     def __init__(self, opts: EvalOptions) -> None:
-        from adaragct.eval.judge import rubric_is_default
+        self.rubric_is_default = True
+        if opts.judge_model is not None:
+            from adaragct.eval.judge import rubric_is_default
 
-        self.rubric_is_default = opts.judge_model is None or rubric_is_default(**opts.judge_options)
+            self.rubric_is_default = rubric_is_default(**opts.judge_options)
 
 
 LABEL_CHUNK = 64  # reports per progress step; a multiple of RadBERT's batch of 16, so batches are unchanged
