@@ -12,6 +12,7 @@ import pytest
 from adaragct.errors import USER_ERROR_EXIT, DataError, UsageError, user_errors_exit
 from adaragct.ids import normalize_volume_id, patient_id
 from adaragct.io import (
+    atomic_dir,
     atomic_open,
     check_output_file,
     read_json,
@@ -99,6 +100,20 @@ def test_atomic_open_gives_the_umask_mode(tmp_path: Path, umask: int) -> None:
     for path in (tmp_path / "m.json", tmp_path / "new" / "m.md"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "new"]  # no temp file left
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_dir_gives_the_umask_mode(tmp_path: Path, umask: int) -> None:
+    # tempfile.mkdtemp made the folder 0700, then a fixed chmod 0755 ignored the umask (issue 24)
+    old = os.umask(umask)
+    try:
+        with atomic_dir(tmp_path / "tokenizer") as folder:
+            (folder / "vocab.json").write_text("{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "tokenizer").stat().st_mode) == 0o777 & ~umask
+    assert (tmp_path / "tokenizer" / "vocab.json").read_text() == "{}"
+    assert [p.name for p in tmp_path.iterdir()] == ["tokenizer"]  # no temporary folder left beside it
 
 
 def test_not_utf8_names_line_and_byte(tmp_path: Path) -> None:

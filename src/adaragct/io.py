@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import secrets
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -31,6 +30,19 @@ def _new_temp_beside(path: Path) -> Path:
         except FileExistsError:
             continue
         os.close(fd)
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
+def _new_dir_beside(path: Path) -> Path:
+    """A new empty folder next to ``path``, created with mode 0o777 so that the umask decides its permissions, as
+    ``mkdir`` gives any folder (``tempfile.mkdtemp`` always makes 0700)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            tmp.mkdir(mode=0o777)
+        except FileExistsError:
+            continue
         return tmp
     raise FileExistsError(f"no free temporary name beside {path}")
 
@@ -212,10 +224,9 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
 
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = _new_dir_beside(target)
     try:
         yield tmp
-        tmp.chmod(0o755)  # mkdtemp makes it private; this is an ordinary output folder
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
