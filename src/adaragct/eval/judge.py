@@ -101,9 +101,9 @@ def _number_at(text: str, match: re.Match) -> float:
 class Rubric:
     """The judge's prompt text: a system prompt ("" = no system message) and a question template.
 
-    ``question`` holds ``{reference}`` and ``{generated}``; they are replaced in one pass and every other brace is
-    kept as written (a pasted prompt's JSON example needs no ``{{``), so a report containing ``{generated}``
-    is not substituted again.
+    ``question`` holds ``{reference}`` and ``{generated}``. They are replaced in one pass (a report that contains
+    ``{generated}`` is not substituted again) and every other brace is kept as written: a pasted prompt's JSON
+    example needs no ``{{``.
     """
 
     system: str
@@ -131,7 +131,7 @@ class JudgeSettings:
     Attributes:
         system_prompt: system message text; None or "" sends none. When the tokenizer's chat template has no
             system role (it raises, or drops the text), the system prompt is put before the question, separated
-            by a blank line, in the one user message; so it is for a tokenizer without a chat template.
+            by a blank line, in the one user message, as it is for a tokenizer without a chat template.
         question: user message template with ``{reference}`` and ``{generated}``; None: our :data:`RUBRIC`.
         system_prompt_file: UTF-8 file holding the system prompt (instead of ``system_prompt``).
         question_file: UTF-8 file holding the question template (instead of ``question``). A file's one final
