@@ -63,6 +63,7 @@ def run(cfg: DictConfig) -> dict:
         compute_clinical=cfg.compute_clinical,
         protocol=cfg.protocol,
         progress=cfg.progress,
+        judge_options={k: v for k, v in cfg.judge.items() if k not in ("model_path", "batch_size")},
     )
     if cfg.compare_with:
         _check_comparison(cfg)

@@ -300,3 +300,63 @@ def test_protocol_release_with_every_choice_is_comparable(
     assert code == 0, capsys.readouterr().err
     assert metrics["protocol"]["comparable_to_paper"] is True
     assert "comparable to the paper's protocol: yes" in capsys.readouterr().out
+
+
+def test_compute_green_is_refused_with_what_to_run_instead(case, tmp_path, capsys) -> None:
+    for flags in (("--compute-green",), ("--compute-green", "--green-model-path", str(tmp_path))):
+        code, _, _ = _score(case, tmp_path, *flags)
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        assert "GREEN is not computed by adaragct" in err and "python -m adaragct.eval.green" in err
+    code, metrics, _ = _score(case, tmp_path, "--no-compute-green", "--green-model-path", str(tmp_path))
+    assert code == 0 and "report_generation/green_mean" not in metrics  # the release's default: off
+
+
+def test_the_judge_rubric_from_files_is_recorded_and_makes_the_protocol_comparable(
+    case, tmp_path, tiny_llama_dir, radbert, tiny_roberta_dir, capsys
+) -> None:
+    system = tmp_path / "system.txt"
+    system.write_text("You grade chest CT reports.\n")
+    question = tmp_path / "question.txt"
+    question.write_text("Reference: {reference}\nCandidate: {generated}\nScore 0-10:\n")
+    release = [
+        "--protocol",
+        "release",
+        "--radbert-checkpoint",
+        str(radbert),
+        "--roberta-dir",
+        str(tiny_roberta_dir),
+    ]
+    release += ["--clinical-labels-csv", str(case["labels"]), "--compute-llama-score"]
+    release += ["--llama-model-path", str(tiny_llama_dir), "--judge-max-new-tokens", "4"]
+    code, _, _ = _score(case, tmp_path, *release, meteor=True)  # our rubric is not the release's prompt
+    assert code == 2 and "the judge uses our rubric" in capsys.readouterr().err
+    cache = tmp_path / "answers.jsonl"
+    code, metrics, _ = _score(
+        case,
+        tmp_path,
+        *release,
+        "--judge-system-prompt-file",
+        str(system),
+        "--judge-question-file",
+        str(question),
+        "--judge-cache",
+        str(cache),
+        meteor=True,
+    )
+    assert code == 0, capsys.readouterr().err
+    assert metrics["llama_score_rubric"] == "custom" and metrics["protocol"]["comparable_to_paper"]
+    assert len(cache.read_text().splitlines()) == len(REPORTS)
+    code, again, _ = _score(
+        case,
+        tmp_path,
+        *release,
+        "--judge-system-prompt-file",
+        str(system),
+        "--judge-question-file",
+        str(question),
+        "--judge-cache",
+        str(cache),
+        meteor=True,
+    )
+    assert again["llama_score_num_cached"] == len(REPORTS) and again["llama_score"] == metrics["llama_score"]

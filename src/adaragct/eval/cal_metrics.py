@@ -141,6 +141,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--judge-batch-size", type=int, default=4)
     p.add_argument(
+        "--judge-system-prompt-file",
+        default=None,
+        help="UTF-8 file with the judge's system prompt (the release's llama_score.py text; default: none)",
+    )
+    p.add_argument(
+        "--judge-question-file",
+        default=None,
+        help="UTF-8 file with the judge's question, with {reference} and {generated} (default: our own rubric, "
+        "which is not the paper's: the score is then not comparable to its 7.75)",
+    )
+    p.add_argument("--judge-max-new-tokens", type=int, default=256, help="judge answer budget")
+    p.add_argument(
+        "--judge-device-map",
+        default=None,
+        choices=("auto", "balanced", "balanced_low_0", "sequential"),
+        help="spread the judge over every visible GPU (accelerate), e.g. a 70B judge: auto",
+    )
+    p.add_argument("--judge-dtype", default="auto", choices=("auto", "bfloat16", "float16", "float32"))
+    p.add_argument(
+        "--judge-cache", default=None, help="JSONL of finished judge answers; rerun with it to resume"
+    )
+    p.add_argument(
         "--compute-green",
         action=bool_flag,
         default=False,
@@ -204,9 +226,9 @@ def _refusals(args: argparse.Namespace) -> None:
             "pass --llama-model-path DIR (a local causal LM directory, e.g. Meta-Llama-3-70B-Instruct)",
         )
     if args.compute_green:
-        from adaragct.eval.green import refuse_green
+        from adaragct.eval.green import green_usage_error
 
-        refuse_green(args.green_model_path)
+        raise green_usage_error("--compute-green")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,6 +262,14 @@ def main(argv: list[str] | None = None) -> int:
             compute_clinical=args.compute_clinical_efficacy,
             protocol=args.protocol,
             progress=not args.no_progress,
+            judge_options={
+                "system_prompt_file": args.judge_system_prompt_file,
+                "question_file": args.judge_question_file,
+                "max_new_tokens": args.judge_max_new_tokens,
+                "device_map": args.judge_device_map,
+                "dtype": args.judge_dtype,
+                "cache_path": args.judge_cache,
+            },
         )
         metrics = run_evaluation(opts)
     except (DataError, UsageError) as err:

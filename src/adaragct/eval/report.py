@@ -108,6 +108,11 @@ def build_metrics_dict(
     out["llama_score"] = _clean(llama_score)
     if judge_unparseable is not None:
         out["llama_score_unparseable"] = int(judge_unparseable)
+    judge = (protocol or {}).get("judge")
+    if judge is not None:  # whose rubric: a LLaMA score is comparable to another only with the same hash
+        out["llama_score_rubric_sha256"] = judge["rubric_sha256"]
+        out["llama_score_rubric"] = "adaragct_default" if judge["rubric_is_default"] else "custom"
+        out["llama_score_num_cached"] = judge["num_cached"]
     if protocol is not None:
         out["protocol"] = protocol
     return out

@@ -109,7 +109,7 @@ def _check_numbers(opts: EvalOptions) -> None:
         )
 
 
-def _protocol_options(opts: EvalOptions, judge: Any = None) -> dict[str, Any]:
+def _protocol_options(opts: EvalOptions) -> dict[str, Any]:
     return {
         "labeler": opts.labeler,
         "radbert_checkpoint": opts.radbert_checkpoint,
@@ -118,8 +118,17 @@ def _protocol_options(opts: EvalOptions, judge: Any = None) -> dict[str, Any]:
         "meteor": opts.meteor,
         "compute_clinical": opts.compute_clinical,
         "judge_model": opts.judge_model,
-        "judge_rubric_is_default": bool(getattr(judge, "rubric_is_default", True)),
+        "judge_rubric_is_default": _rubric_is_default(opts),
     }
+
+
+def _judge_files(opts: EvalOptions) -> tuple[tuple, tuple]:
+    """(inputs, outputs) of the judge options: its prompt files are read, its answer cache is written."""
+    if opts.judge_model is None:
+        return (), ()
+    files = opts.judge_options
+    inputs = tuple(files.get(k) for k in ("system_prompt_file", "question_file") if files.get(k) is not None)
+    return inputs, (() if files.get("cache_path") is None else (Path(files["cache_path"]),))
 
 
 def check_options(
@@ -132,8 +141,9 @@ def check_options(
     """
     _check_numbers(opts)
     if opts.protocol == "release":
-        check_release_protocol(**_protocol_options(opts, _JudgeRubric(opts)))
+        check_release_protocol(**_protocol_options(opts))
     json_path, md_path = output_paths(opts.output, opts.markdown)
+    judge_inputs, judge_outputs = _judge_files(opts)
     inputs = (
         opts.predictions,
         opts.references,
@@ -141,9 +151,10 @@ def check_options(
         opts.radbert_checkpoint,
         opts.roberta_dir,
         opts.judge_model,
+        *judge_inputs,
         *more_inputs,
     )
-    outputs = (json_path, md_path, *more_outputs)
+    outputs = (json_path, md_path, *judge_outputs, *more_outputs)
     for i, out in enumerate(outputs):
         for earlier in outputs[:i]:
             if Path(out).resolve() == Path(earlier).resolve():
@@ -180,30 +191,31 @@ def _align_labels(
     return preds, labels.loc[preds.ids].to_numpy(dtype=np.int8), len(missing)
 
 
+def _judge_settings(opts: EvalOptions):
+    from adaragct.eval.judge import JudgeSettings
+
+    return JudgeSettings(
+        **{
+            "device": opts.device,
+            "batch_size": opts.judge_batch_size,
+            "progress": opts.progress,
+            **opts.judge_options,
+        }
+    )
+
+
 def _load_judge(opts: EvalOptions):
     """The LLM judge, loaded before any scoring so that a wrong model path fails first (None: no judge)."""
     if opts.judge_model is None:
         return None
     from adaragct.eval.judge import LLMJudge
 
-    return LLMJudge(
-        opts.judge_model,
-        device=opts.device,
-        batch_size=opts.judge_batch_size,
-        progress=opts.progress,
-        **opts.judge_options,
-    )
+    return LLMJudge(opts.judge_model, _judge_settings(opts))
 
 
-class _JudgeRubric:
-    """Whether the judge options keep our default rubric, known before the judge model is loaded."""
-
-    def __init__(self, opts: EvalOptions) -> None:
-        self.rubric_is_default = True
-        if opts.judge_model is not None:
-            from adaragct.eval.judge import rubric_is_default
-
-            self.rubric_is_default = rubric_is_default(**opts.judge_options)
+def _rubric_is_default(opts: EvalOptions) -> bool:
+    """Whether the judge keeps our own rubric, known before its model is loaded (prompt files are read)."""
+    return opts.judge_model is None or _judge_settings(opts).rubric().is_default
 
 
 LABEL_CHUNK = 64  # reports per progress step; a multiple of RadBERT's batch of 16, so batches are unchanged
@@ -290,14 +302,19 @@ def evaluate_predictions(opts: EvalOptions) -> dict[str, Any]:
     if judge is not None:
         result = judge.score(preds.predictions, preds.references)
         llama, unparseable = result.mean_score, result.num_unparseable
-        judge_block = judge.describe()
+        judge_block = {
+            "model": str(opts.judge_model),
+            "rubric_sha256": result.rubric_sha256,
+            "rubric_is_default": result.default_rubric,
+            "num_cached": result.num_cached,
+        }
     protocol = describe(
         labeler=None if labeler is None else labeler.name,
         radbert_checkpoint=opts.radbert_checkpoint if labeler is not None else None,
         ground_truth=ground_truth,
         labels_csv=opts.labels_csv,
         meteor_unavailable=text.meteor_unavailable,
-        problems=release_protocol_problems(**_protocol_options(opts, judge)),
+        problems=release_protocol_problems(**_protocol_options(opts)),
         judge=judge_block,
     )
     return build_metrics_dict(
