@@ -3,9 +3,10 @@
     python -m adaragct.infer model=tiny data=demo retrieval=adaptive ckpt=outputs/train/demo_tiny_rag/last
     torchrun --nproc-per-node 8 -m adaragct.infer experiment=adaragct_8b data=ctrate   # shards volumes per GPU
 
-Steps: 1. load the checkpoint (adapters merged for speed) 2. load the split's volumes 3. build the retriever from
-the index stage's files 4. skip volumes already in the predictions file 5. decode batch by batch, appending one
-line per volume 6. merge rank shards (multi-process) and print a summary.
+Steps: 1. load the checkpoint (adapters merged for speed) 2. load the split's volumes 3. build the retriever (and
+the global context, when ``global_context.top_k`` is set) from the index stage's files 4. skip volumes already in
+the predictions file 5. decode batch by batch, appending one line per volume 6. merge rank shards (multi-process)
+and print a summary.
 """
 
 from __future__ import annotations
@@ -75,14 +76,22 @@ def _prompt(cfg: DictConfig, ckpt_cfg: dict[str, Any]):
     return PromptConfig(**(trained or asked))
 
 
-def prompt_prefixes(model, tokenizer, prompt, visual: dict) -> list[tuple[Any, Any]]:
+def prompt_prefixes(
+    model, tokenizer, prompt, visual: dict, global_reports: list[list[str]] | None = None
+) -> list[tuple[Any, Any]]:
     """``(prefix embeddings (T, H), attention mask (T,))`` of each volume of a batch: its prompt (which names its
-    findings when ``prompt.findings_sentence`` is set) with the projected embeddings in the placeholders."""
+    findings when ``prompt.findings_sentence`` is set) with the projected embeddings in the placeholders, after
+    the volume's global-context reports when ``global_reports`` gives them (one list per volume)."""
     import torch
+
+    from adaragct.data.prompt import with_global_context
 
     device = next(model.parameters()).device
     out = []
-    for j, text in enumerate(model.prompts(prompt, visual)):
+    texts = model.prompts(prompt, visual)
+    if global_reports is not None:
+        texts = [with_global_context(t, r) for t, r in zip(texts, global_reports, strict=True)]
+    for j, text in enumerate(texts):
         ids = torch.tensor(tokenizer.encode(text, add_special_tokens=False), device=device)
         with torch.no_grad():
             prefix = model.embed(ids[None], {s: v[j : j + 1] for s, v in visual.items()})[0]
@@ -91,10 +100,11 @@ def prompt_prefixes(model, tokenizer, prompt, visual: dict) -> list[tuple[Any, A
 
 
 def generate_split(
-    cfg: DictConfig, model, tokenizer, prompt, volumes, retriever, writer, progress: bool
+    cfg: DictConfig, model, tokenizer, prompt, volumes, retriever, writer, progress: bool, global_context=None
 ) -> dict:
     """Decode ``volumes`` with ``cfg.batch_size`` rows at a time (a finished row's slot goes to the next volume
-    when ``cfg.continuous_batching``), appending each prediction as it finishes; returns throughput figures."""
+    when ``cfg.continuous_batching``), appending each prediction as it finishes; returns throughput figures.
+    ``global_context`` (:class:`adaragct.retrieval.global_context.GlobalContext`): reports before each prompt."""
     import numpy as np
     import torch
     from tqdm.auto import tqdm
@@ -108,6 +118,10 @@ def generate_split(
     device = next(model.parameters()).device
     bar = tqdm(total=len(volumes), desc=f"infer[{retriever.name}]", disable=not progress, unit="report")
     projector_dtype = next(model.projector.parameters()).dtype
+    # the training volumes whose reports go before each volume's prompt (the release's --global-context)
+    contexts = (
+        {v.volume_id: global_context.for_volume(v.volume_id) for v in volumes} if global_context else {}
+    )
 
     def items():  # prefixes are embedded a batch at a time, as slots free up
         for i in range(0, len(volumes), cfg.batch_size):
@@ -116,8 +130,9 @@ def generate_split(
                 s: torch.from_numpy(np.stack([v.visual[s] for v in batch])).to(device, projector_dtype)
                 for s in VISUAL_SLOTS
             }
+            reports = [contexts[v.volume_id][1] for v in batch] if contexts else None
             for (prefix, mask), volume in zip(
-                prompt_prefixes(model, tokenizer, prompt, visual), batch, strict=True
+                prompt_prefixes(model, tokenizer, prompt, visual, reports), batch, strict=True
             ):
                 yield prefix, mask, volume.volume_id
 
@@ -125,7 +140,8 @@ def generate_split(
     start = time.perf_counter()
     stream = generator.generate_stream(items(), cfg.batch_size, refill=bool(cfg.continuous_batching))
     for index, out in stream:  # in the order rows finish; run_infer restores the input order at the end
-        writer.write(prediction_record(out, volumes[index].report, settings, retriever.name))
+        used = contexts[out.volume_id][0] if contexts else None
+        writer.write(prediction_record(out, volumes[index].report, settings, retriever.name, used))
         tokens, retrievals, done = tokens + len(out.token_ids), retrievals + out.retrieval_count, done + 1
         bar.update(1)
         elapsed = time.perf_counter() - start
@@ -159,11 +175,13 @@ class _Loaded(NamedTuple):
     ckpt_cfg: dict[str, Any]
     volumes: list
     retriever: Any
+    global_context: Any  # GlobalContext, or None (global_context.top_k: 0)
 
 
 def _load(cfg: DictConfig, device: str) -> _Loaded:
-    """Steps 1-3: the model, the split's volumes, the retriever."""
+    """Steps 1-3: the model, the split's volumes, the retriever and the global context."""
     from adaragct.data.cohort import load_split
+    from adaragct.retrieval.global_context import load_global_context
     from adaragct.retrieval.runtime import load_retriever
 
     log.info("[1/6] loading checkpoint %s on %s", cfg.ckpt, device)
@@ -178,14 +196,16 @@ def _load(cfg: DictConfig, device: str) -> _Loaded:
     volumes = load_split(cfg.data, cfg.split, ckpt_cfg.get("model", {}).get("visual_dims"))
     volumes = volumes[: cfg.limit] if cfg.limit else volumes
     log.info("[3/6] retriever <%s>", cfg.retrieval._target_)
-    return _Loaded(model, tokenizer, ckpt_cfg, volumes, load_retriever(cfg.retrieval, cfg.data, cfg.encoder))
+    retriever = load_retriever(cfg.retrieval, cfg.data, cfg.encoder)
+    global_context = load_global_context(cfg.get("global_context") or {}, cfg.data, volumes)
+    return _Loaded(model, tokenizer, ckpt_cfg, volumes, retriever, global_context)
 
 
 def _decode(cfg: DictConfig, loaded: _Loaded, rank: int, world: int) -> tuple[list, list, dict[str, Any]]:
     """Steps 4-5: decode this rank's volumes not yet in a predictions file; returns (mine, todo, stats)."""
     from adaragct.generation.predictions import PredictionWriter, done_ids_elsewhere, shard, shard_path
 
-    model, tokenizer, ckpt_cfg, volumes, retriever = loaded
+    model, tokenizer, ckpt_cfg, volumes, retriever, global_context = loaded
     path = shard_path(cfg.predictions, rank, world)
     mine = shard(volumes, rank, world)
     earlier = done_ids_elsewhere(cfg.predictions, world)  # the final file, shards of another process count
@@ -194,7 +214,9 @@ def _decode(cfg: DictConfig, loaded: _Loaded, rank: int, world: int) -> tuple[li
         log.info("[4/6] %d volumes, %d already in %s", len(mine), len(mine) - len(todo), path)
         progress = bool(cfg.progress) and rank == 0
         prompt = _prompt(cfg, ckpt_cfg)
-        stats = generate_split(cfg, model, tokenizer, prompt, todo, retriever, writer, progress)
+        stats = generate_split(
+            cfg, model, tokenizer, prompt, todo, retriever, writer, progress, global_context
+        )
     return mine, todo, stats
 
 

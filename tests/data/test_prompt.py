@@ -7,11 +7,13 @@ import pytest
 from adaragct.constants import TASK_TOKEN
 from adaragct.data.prompt import (
     ASSISTANT,
+    BOS,
     NO_FINDINGS,
     PromptConfig,
     build_prompt,
     findings_document,
     user_message,
+    with_global_context,
 )
 from tests.conftest import compose_config
 
@@ -52,3 +54,14 @@ def test_pretraining_document_is_the_prompts_tail_then_the_report() -> None:
     doc = findings_document(prompt, ["Cardiomegaly"], " The heart is enlarged. ")
     tail = build_prompt(prompt, ["Cardiomegaly"]).split(f"{prompt.question} ")[1]
     assert doc.endswith(tail + "The heart is enlarged.")
+
+
+def test_global_context_goes_before_the_prompt_in_the_releases_words() -> None:
+    prompt = build_prompt(_prompt())
+    reports = ["Lungs are clear. No effusion.", "Mild cardiomegaly."]
+    assert with_global_context(prompt, reports) == (
+        f"{BOS}<|ret_start|> Reference context: Lungs are clear. No effusion. Mild cardiomegaly. <|ret_end|>\n"
+        + prompt[len(BOS) :]
+    )
+    assert with_global_context("Write.", ["A."]) == "<|ret_start|> Reference context: A. <|ret_end|>\nWrite."
+    assert with_global_context(prompt, []) == prompt  # every neighbour's report empty: no global context

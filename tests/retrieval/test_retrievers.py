@@ -13,6 +13,7 @@ from adaragct.errors import DataError
 from adaragct.retrieval.bank import SentenceBank
 from adaragct.retrieval.retrievers import (
     AdaptiveRetriever,
+    CorruptRetriever,
     NoRetriever,
     OracleRetriever,
     RetrievalQuery,
@@ -140,7 +141,7 @@ def test_oracle_exact_and_fuzzy_lookup() -> None:
     assert "no oracle contexts" in oracle.retrieve(RetrievalQuery("valid_1_a_1", "", "x", 3)).note
 
 
-@pytest.mark.parametrize("name", ["none", "oracle", "adaptive", "text2text"])
+@pytest.mark.parametrize("name", ["none", "oracle", "adaptive", "text2text", "corrupt"])
 def test_build_retriever_from_the_real_configs(name: str, bank, minilm) -> None:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -157,6 +158,37 @@ def test_build_retriever_from_the_real_configs(name: str, bank, minilm) -> None:
     assert (len(result) == 0) == (name == "none")
     if name == "adaptive":
         assert (retriever.n_candidates, retriever.mmr_lambda) == (50, 0.7)
+    if name == "corrupt":
+        assert retriever.seed == 0
+
+
+def test_corrupt_draws_uniform_distinct_sentences_seeded_per_volume_and_retrieval(bank) -> None:
+    def texts(retriever, volume: str, index: int, probe: str = "The heart is enlarged.", k: int = 3):
+        return retriever.retrieve(RetrievalQuery(volume, "", probe, k, retrieval_index=index)).texts
+
+    corrupt = CorruptRetriever(bank, seed=7)
+    first = texts(corrupt, "valid_9_a_1", 0)
+    rows = corrupt.draw("valid_9_a_1", 0, 3)
+    assert len(set(rows.tolist())) == 3 and first == tuple(bank.texts[r] for r in rows)
+    result = corrupt.retrieve(RetrievalQuery("valid_9_a_1", "", "x", 3))
+    assert result.sentence_ids == tuple(bank.records[r].sentence_id for r in rows)
+    # the probe and what came before it do not matter; (seed, volume, retrieval index) alone decide
+    assert texts(corrupt, "valid_9_a_1", 0, "Hiatal hernia.") == first
+    fresh = CorruptRetriever(bank, seed=7)
+    assert texts(fresh, "valid_9_a_1.nii.gz", 0) == first  # another instance, the same volume id
+    later = [texts(corrupt, "valid_9_a_1", i) for i in range(1, 6)]
+    assert any(t != first for t in later), "each retrieval of a volume draws anew"
+    others = [texts(CorruptRetriever(bank, seed=s), "valid_9_a_1", 0) for s in range(8, 14)]
+    assert any(t != first for t in others), "the seed changes the draws"
+    whole_bank = texts(corrupt, "valid_9_a_1", 0, k=100)  # at most the whole bank, no repeats
+    assert sorted(whole_bank) == sorted(bank.texts)
+    # uniform over the bank's sentences (not its distinct texts, not weighted by organ): 3 of 15 rows per draw
+    counts = np.zeros(len(bank.texts))
+    for i in range(2000):
+        counts[corrupt.draw(f"valid_{i}_a_1", i % 4, 3)] += 1
+    expected = 2000 * 3 / len(bank.texts)
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 36.1, counts  # 14 degrees of freedom, p = 0.001
 
 
 def test_build_retriever_rejects_unknown_keys_and_missing_runtime_objects(bank, minilm) -> None:

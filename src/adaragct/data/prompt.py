@@ -94,6 +94,19 @@ def findings_document(prompt: PromptConfig, findings: Sequence[str], report: str
     return f"{BOS}{findings_line(prompt, findings)}{EOT}{ASSISTANT}{report.strip()}"
 
 
+def with_global_context(prompt_text: str, reports: Sequence[str]) -> str:
+    """The prompt with the release's global context (its ``--global-context``) in front:
+    ``<|ret_start|> Reference context: {reports joined by spaces} <|ret_end|>\n`` + the prompt.
+
+    The release prepends this to its prompt string; Llama's tokenizer opens the result with the begin-of-text
+    token (its default, assumed here). Our prompt text carries that token itself, so the context goes right after
+    it. No reports: the prompt as it is."""
+    if not reports:
+        return prompt_text
+    head = BOS if prompt_text.startswith(BOS) else ""
+    return f"{head}{RET_START} Reference context: {' '.join(reports)} {RET_END}\n{prompt_text[len(head) :]}"
+
+
 def context_span(contexts: Sequence[str]) -> str:
     """``<|ret_start|>ctx1 ctx2 ctx3<|ret_end|>``: what is injected after ``[RAG]`` (training and generation)."""
     return f"{RET_START}{' '.join(c.strip() for c in contexts)}{RET_END}"

@@ -266,8 +266,13 @@ class AdaptiveGenerator:
             return row.policy.after_probe(end.probe_text, None)
         from adaragct.retrieval.retrievers import RetrievalQuery
 
+        asked = sum(entry["action"] != "cancelled" for entry in row.policy.log)  # earlier queries of this row
         query = RetrievalQuery(
-            row.volume_id, self._text(row.policy.output), end.probe_text, top_k=self.settings.top_k
+            row.volume_id,
+            self._text(row.policy.output),
+            end.probe_text,
+            top_k=self.settings.top_k,
+            retrieval_index=asked,
         )
         result = self.retriever.retrieve(query)
         if len(result) == 0:

@@ -23,9 +23,12 @@ from adaragct.io import atomic_open
 TASK_TYPE = "report_generation"
 
 
-def prediction_record(output, reference: str, settings, retrieval: str) -> dict[str, Any]:
-    """The release-compatible record of one generated report (``image``, ``generated_text``, ...) + our trace."""
-    return {
+def prediction_record(
+    output, reference: str, settings, retrieval: str, global_context: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """The release-compatible record of one generated report (``image``, ``generated_text``, ...) + our trace;
+    ``global_context``: the training volumes whose reports preceded the prompt (only then in the record)."""
+    record = {
         "image": output.volume_id,
         "generated_text": output.text,
         "reference_text": reference,
@@ -37,6 +40,9 @@ def prediction_record(output, reference: str, settings, retrieval: str) -> dict[
         "stopped_on_end_token": output.stopped_on_end_token,
         "decoding": asdict(settings),
     }
+    if global_context is not None:
+        record["global_context"] = list(global_context)
+    return record
 
 
 def _cut_partial_tail(path: Path) -> int:

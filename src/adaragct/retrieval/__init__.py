@@ -7,7 +7,9 @@ Modules, one responsibility each:
     bank        -- ``SentenceBank``: sentences + per-organ FAISS indexes + a checksummed manifest
     neighbours  -- per-organ image neighbours (top-20 training volumes, same patient excluded)
     mmr         -- BLEU-2 redundancy and maximal-marginal-relevance selection
-    retrievers  -- the ``Retriever`` protocol, ``none`` / ``oracle`` / ``adaptive`` / ``text2text``, ``build_retriever``
+    retrievers  -- the ``Retriever`` protocol, ``none`` / ``oracle`` / ``adaptive`` / ``text2text`` / ``corrupt``,
+                   ``build_retriever``
+    global_context -- the release's global context: reports of the top whole-CT neighbours before the prompt
     contexts    -- oracle and retrieved context files for stage=rag training (release layout)
     quality     -- retrieval-quality figures printed by ``python -m adaragct.index``
 

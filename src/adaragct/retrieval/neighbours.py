@@ -92,6 +92,7 @@ def image_neighbours(
     train_vectors: Mapping[str, np.ndarray],
     k: int = 20,
     progress: bool = True,
+    keys: Sequence[str] = ORGANS,
 ) -> Neighbours:
     """Top-``k`` training volumes per query volume and organ, same patient (and self) excluded.
 
@@ -102,6 +103,7 @@ def image_neighbours(
         train_vectors: ``{organ: (len(train_ids), d)}``.
         k: neighbours per organ.
         progress: show a progress bar over organs.
+        keys: the vector keys searched (default the organs; the global context searches ``whole_ct`` alone).
 
     Returns:
         ``{query_id: {organ: [{"image_id": id, "score": cosine}, ...]}}``, scores descending, ties by id order.
@@ -118,7 +120,7 @@ def image_neighbours(
             "only %d training volumes: fewer than k=%d neighbours for some volumes", len(train_ids), k
         )
     out: Neighbours = {vid: {} for vid in query_ids}
-    for organ in tqdm(ORGANS, desc="image neighbours", unit="organ", disable=not progress, leave=False):
+    for organ in tqdm(keys, desc="image neighbours", unit="organ", disable=not progress, leave=False):
         base = np.ascontiguousarray(train_vectors[organ], dtype=np.float32)
         index = faiss.IndexFlatIP(base.shape[1])
         index.add(base)

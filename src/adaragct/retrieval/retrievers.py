@@ -1,6 +1,6 @@
 """Retrievers: one small protocol that the generation loop and the context precompute call (SPEC 3, 5).
 
-``retrieval=none|oracle|adaptive|text2text`` picks one through Hydra (``conf/retrieval/*.yaml`` names the class
+``retrieval=none|oracle|adaptive|text2text|corrupt`` picks one through Hydra (``conf/retrieval/*.yaml`` names the class
 in ``_target_`` plus its numbers); runtime objects -- the bank, the encoder, the neighbours, the contexts -- are
 injected by :func:`build_retriever` at the call site, never built from YAML::
 
@@ -13,6 +13,7 @@ inference, ``contexts.top_k`` in the index stage): a retriever holds no count of
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
 from collections.abc import Mapping, Sequence
@@ -41,12 +42,15 @@ class RetrievalQuery:
         text_so_far: report text generated before the ``[RAG]`` token.
         probe: the look-ahead sentence decoded after ``[RAG]`` (or, in the precompute, a ground-truth sentence).
         top_k: how many sentences to return (the caller's setting: ``generation.top_k``, ``contexts.top_k``).
+        retrieval_index: how many times this report asked before (0 at its first ``[RAG]``): lets a random
+            retriever draw the same sentences for a volume whatever else shares its batch.
     """
 
     volume_id: str
     text_so_far: str
     probe: str
     top_k: int
+    retrieval_index: int = 0
 
 
 @dataclass(frozen=True)
@@ -275,6 +279,37 @@ class Text2TextRetriever:
             sentence_ids=tuple(self.bank.records[rows[0][i]].sentence_id for i in picked),
             organ=None,
             note="whole bank",
+        )
+
+
+class CorruptRetriever:
+    """``retrieval=corrupt`` (the release's ``--corrupt-rag`` ablation): ``top_k`` sentences drawn uniformly, without
+    replacement, from the whole sentence bank, the probe ignored.
+
+    What does the model make of wrong context? The release drew with Python's unseeded ``random``; here the draw of
+    the n-th retrieval of a volume is seeded by ``(seed, volume id, n)``, so a rerun, another batch size or another
+    process count gives the same sentences.
+    """
+
+    name = "corrupt"
+
+    def __init__(self, bank: SentenceBank, seed: int = 0) -> None:
+        self.bank, self.seed = bank, seed
+
+    def draw(self, volume_id: str, retrieval_index: int, k: int) -> np.ndarray:
+        """Bank rows of one draw: distinct, uniform, a function of (seed, volume, retrieval index) alone."""
+        volume = int.from_bytes(
+            hashlib.sha256(normalize_volume_id(volume_id).encode()).digest()[:8], "little"
+        )
+        rng = np.random.default_rng([self.seed, volume, retrieval_index])
+        return rng.choice(len(self.bank.texts), size=min(k, len(self.bank.texts)), replace=False)
+
+    def retrieve(self, query: RetrievalQuery) -> RetrievalResult:
+        rows = self.draw(query.volume_id, query.retrieval_index, query.top_k)
+        return RetrievalResult(
+            texts=tuple(self.bank.texts[r] for r in rows),
+            sentence_ids=tuple(self.bank.records[r].sentence_id for r in rows),
+            note="random sentences of the bank (probe ignored)",
         )
 
 
