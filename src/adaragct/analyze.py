@@ -3,7 +3,7 @@ how two report sets compare as text.
 
     python -m adaragct.analyze data=demo
     python -m adaragct.analyze npz=data/demo/bundle/embeddings/ct_clip/valid_embeds.npz
-    python -m adaragct.analyze text.a=../shared/data/ctrate_manual_labels/train.csv text.b=demo
+    python -m adaragct.analyze text.a=CT-CLIP/text_classifier/data/train.csv text.b=demo
 
 The bottleneck report prints and writes ``bottleneck.json`` / ``bottleneck.md`` (variance share of the top-k
 principal components, effective rank, participation ratio per slot; linear-probe AUC per slot and finding) and

@@ -12,7 +12,7 @@ so they count only when no non-lung anatomical keyword is present.
 
 Run over a CSV of reports to see the organ distribution::
 
-    python -m adaragct.data.sentences --report ../shared/data/ctrate_manual_labels/train.csv
+    python -m adaragct.data.sentences --report CT-CLIP/text_classifier/data/train.csv
 """
 
 from __future__ import annotations

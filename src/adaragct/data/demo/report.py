@@ -3,7 +3,7 @@ then the impression (SPEC 2.3).
 
 Which optional statements appear, and how often an absent finding is denied, is set by the probabilities below;
 they were tuned so that the default cohort sits inside every issue-14 band against the hand-labelled CT-RATE
-reports (``python -m adaragct.analyze text.a=../shared/data/ctrate_manual_labels/train.csv text.b=demo``) while
+reports (``python -m adaragct.analyze text.a=CT-CLIP/text_classifier/data/train.csv text.b=demo``) while
 staying near the short end of the length band: every extra token costs demo training and generation time.
 """
 
