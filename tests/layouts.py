@@ -4,7 +4,9 @@
   that are ONE JSON object despite the ``.jsonl`` name, ``.nii.gz`` ids in the ViSD-Boost NPZ and in the sentence
   database, string sentence ids (``"0"``, ``"1"``, ...), three pooled CT-CLIP keys, validation references only in
   ``valid_organ_reports.json``, validation labels only, 256-d sentence embeddings (a projected MiniLM standing in
-  for the paper's CXR-BERT), image neighbours of the validation volumes only, by raw (uncentred) cosine.
+  for the paper's CXR-BERT), image neighbours of the validation volumes only, by raw (uncentred) cosine. With
+  ``object_ids=True`` the id arrays of every NPZ (``sample_ids``, ``sentence_ids``) are object arrays of str, as
+  the release's are when written from a pandas column (the release reads them with ``allow_pickle=True``).
 * :func:`write_ctrate_layout`: CT-RATE's own folders (reports and labels CSVs) plus the bundle's embeddings, and
   no retrieval piece: the index stage builds them all.
 
@@ -105,7 +107,24 @@ def _release_contexts(contexts: Mapping[str, list[dict]]) -> dict[str, list[dict
     }
 
 
-def write_release_bundle(root: Path, splits: Mapping[str, Any], encoder: Any) -> Path:
+def rewrite_ids_as_objects(root: Path) -> list[Path]:
+    """Rewrite the id arrays (``sample_ids``, ``sentence_ids``) of every NPZ under ``root`` as object arrays of
+    str, as ``np.savez`` writes a pandas column (pickled inside the ``.npy``); returns the files rewritten."""
+    rewritten = []
+    for path in sorted(root.rglob("*.npz")):
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        for key in ("sample_ids", "sentence_ids"):
+            if key in arrays:
+                arrays[key] = np.array([str(s) for s in arrays[key]], dtype=object)
+        np.savez(path, **arrays)
+        rewritten.append(path)
+    return rewritten
+
+
+def write_release_bundle(
+    root: Path, splits: Mapping[str, Any], encoder: Any, object_ids: bool = False
+) -> Path:
     """Every file of the release bundle under ``root`` (see the module docstring); returns ``root``."""
     from adaragct.data.demo.writer import labels_frame, organ_reports_entries, reports_frame, write_csv
     from adaragct.data.sentences import tag_unique_reports
@@ -151,6 +170,8 @@ def write_release_bundle(root: Path, splits: Mapping[str, Any], encoder: Any) ->
     for name, n in (("oracle/oracle_context_top3.jsonl", 20), ("retrieval/retrieval_context_top3.jsonl", 5)):
         contexts = oracle_contexts(queries, encoder, bank, neighbours, 3, n, progress=False)
         write_json(root / name, _release_contexts(contexts), indent=None)  # one object, as the release
+    if object_ids:
+        rewrite_ids_as_objects(root)
     return root
 
 

@@ -21,7 +21,13 @@ import torch
 
 from adaragct.errors import DataError
 from tests.conftest import FAST_TRAIN, compose_config
-from tests.layouts import small_cohort, write_ctrate_layout, write_projection, write_release_bundle
+from tests.layouts import (
+    rewrite_ids_as_objects,
+    small_cohort,
+    write_ctrate_layout,
+    write_projection,
+    write_release_bundle,
+)
 
 N_VALID = 10
 PIECES = ("database", "embeddings", "neighbours", "oracle_contexts", "retrieved_contexts")
@@ -310,6 +316,36 @@ def test_index_names_the_file_and_field_of_bad_release_input(release, projected,
     with pytest.raises(DataError) as err:
         Stages(tmp_path, ["data=adaragct_bundle", f"data.bundle_root={bundle}"], projected[1]).index()
     assert file in err.value.path and field in str(err.value) and err.value.fix
+
+
+def test_release_npz_with_object_id_arrays_goes_through_prepare_and_index(
+    cohort, release, projected, tmp_path
+) -> None:
+    """The release writes its id arrays from pandas columns: object arrays of str, pickled inside the .npy. They
+    load through the restricted unpickler (adaragct.data.safe_npz) with the same ids as string arrays give."""
+    from adaragct.data.bundle import read_embeddings_npz, read_sentence_embeddings
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(release, bundle)
+    rewritten = rewrite_ids_as_objects(bundle)
+    assert len(rewritten) == 5
+    with np.load(bundle / "retrieval/database/train_sentence_embeds.npz", allow_pickle=True) as npz:
+        assert npz["sentence_ids"].dtype == object  # the fixture holds what the release holds
+    stages = Stages(tmp_path, ["data=adaragct_bundle", f"data.bundle_root={bundle}"], projected[1])
+    prepared = stages.prepare()
+    assert prepared["counts"]["valid"]["volumes"] == len(cohort["valid"].volume_ids)
+    index = stages.index("index.quality=false")
+    assert index["sources"] == dict.fromkeys(PIECES, "release"), index["status"]
+    assert index["status"]["embeddings"].startswith("used as is (release")
+    organs = "embeddings/visd_boost/valid_embeds.npz"
+    assert (
+        read_embeddings_npz(bundle / organs, ["lung"]).ids
+        == read_embeddings_npz(release / organs, ["lung"]).ids
+    )
+    sentences = "retrieval/database/train_sentence_embeds.npz"
+    ids, emb = read_sentence_embeddings(bundle / sentences)
+    assert ids == read_sentence_embeddings(release / sentences)[0] and ids[:3] == ["0", "1", "2"]
+    assert emb.dtype == np.float32
 
 
 def test_release_embeddings_of_another_dimension_are_re_encoded_and_the_log_says_why(
