@@ -4,7 +4,11 @@
   that are ONE JSON object despite the ``.jsonl`` name, ``.nii.gz`` ids in the ViSD-Boost NPZ and in the sentence
   database, string sentence ids (``"0"``, ``"1"``, ...), three pooled CT-CLIP keys, validation references only in
   ``valid_organ_reports.json``, validation labels only, 256-d sentence embeddings (a projected MiniLM standing in
-  for the paper's CXR-BERT), image neighbours of the validation volumes only, by raw (uncentred) cosine.
+  for the paper's CXR-BERT), image neighbours of the validation volumes only, by raw (uncentred) cosine. With
+  ``object_ids=True`` the id arrays of every NPZ (``sample_ids``, ``sentence_ids``) are object arrays of str, as
+  the release's are when written from a pandas column (the release reads them with ``allow_pickle=True``).
+* :func:`write_tiny_visd_boost`: a ViSD-Boost E2E checkpoint in the release's key layout around a tiny random BERT
+  (the text tower of ``encoder=visd_boost``), and the BERT directory (config + tokenizer) it needs.
 * :func:`write_ctrate_layout`: CT-RATE's own folders (reports and labels CSVs) plus the bundle's embeddings, and
   no retrieval piece: the index stage builds them all.
 
@@ -48,6 +52,64 @@ def write_projection(path: Path, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, (rng.standard_normal((PROJECTION_DIM, 384)) / np.sqrt(384)).astype(np.float32))
     return path
+
+
+def write_tiny_visd_boost(
+    root: Path, texts: list[str], seed: int = 0, blip_style: bool = False
+) -> tuple[Path, Path, Any, Any]:
+    """``root/best_e2e.pth`` + ``root/bert`` (config and WordPiece tokenizer of ``texts``' words, no weights).
+
+    The checkpoint is ``{'model': {'text_encoder.<BERT keys>', 'text_proj.weight'/'bias' (256, 32),
+    'image_encoder.*', 'vision_proj.*', 'temp'}, 'epoch': 3}``, as the release's. ``blip_style`` writes what a
+    BLIP-style XBert adds or lacks: cross-attention tensors, the ``position_ids`` buffer, no token-type embeddings
+    (zeroed in the returned model, so it computes what the checkpoint means). Returns the checkpoint, the BERT
+    directory, and the BertModel and Linear whose weights it holds.
+    """
+    import re
+
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    bert_dir = root / "bert"
+    bert_dir.mkdir(parents=True, exist_ok=True)
+    words = sorted({w for t in texts for w in re.findall(r"[a-z0-9]+", t.lower())})
+    (bert_dir / "vocab.txt").write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", *words]) + "\n"
+    )
+    tokenizer = BertTokenizerFast(vocab_file=str(bert_dir / "vocab.txt"))
+    tokenizer.save_pretrained(bert_dir)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        initializer_range=0.5,  # large random weights: sentences get clearly different CLS states
+    )
+    config.save_pretrained(bert_dir)  # config and tokenizer only: the weights are the checkpoint's
+    torch.manual_seed(seed)
+    bert, proj = BertModel(config, add_pooling_layer=False).eval(), torch.nn.Linear(32, PROJECTION_DIM).eval()
+    text = dict(bert.state_dict())
+    if blip_style:
+        with torch.no_grad():
+            bert.embeddings.token_type_embeddings.weight.zero_()
+        del text["embeddings.token_type_embeddings.weight"]
+        text["embeddings.position_ids"] = torch.arange(64)[None]
+        for layer in range(2):
+            text[f"encoder.layer.{layer}.crossattention.self.query.weight"] = torch.randn(32, 32)
+    state = {f"text_encoder.{k}": v for k, v in text.items()}
+    state.update({f"text_proj.{k}": v for k, v in proj.state_dict().items()})
+    state.update(
+        {
+            "image_encoder.conv.weight": torch.randn(4, 1, 3, 3, 3),
+            "vision_proj.weight": torch.randn(PROJECTION_DIM, 4),
+            "temp": torch.tensor(0.07),
+        }
+    )
+    checkpoint = root / "best_e2e.pth"
+    torch.save({"model": state, "epoch": 3}, checkpoint)
+    return checkpoint, bert_dir, bert, proj
 
 
 def _write_embeddings(root: Path, splits: Mapping[str, Any]) -> None:
@@ -105,7 +167,24 @@ def _release_contexts(contexts: Mapping[str, list[dict]]) -> dict[str, list[dict
     }
 
 
-def write_release_bundle(root: Path, splits: Mapping[str, Any], encoder: Any) -> Path:
+def rewrite_ids_as_objects(root: Path) -> list[Path]:
+    """Rewrite the id arrays (``sample_ids``, ``sentence_ids``) of every NPZ under ``root`` as object arrays of
+    str, as ``np.savez`` writes a pandas column (pickled inside the ``.npy``); returns the files rewritten."""
+    rewritten = []
+    for path in sorted(root.rglob("*.npz")):
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        for key in ("sample_ids", "sentence_ids"):
+            if key in arrays:
+                arrays[key] = np.array([str(s) for s in arrays[key]], dtype=object)
+        np.savez(path, **arrays)
+        rewritten.append(path)
+    return rewritten
+
+
+def write_release_bundle(
+    root: Path, splits: Mapping[str, Any], encoder: Any, object_ids: bool = False
+) -> Path:
     """Every file of the release bundle under ``root`` (see the module docstring); returns ``root``."""
     from adaragct.data.demo.writer import labels_frame, organ_reports_entries, reports_frame, write_csv
     from adaragct.data.sentences import tag_unique_reports
@@ -151,6 +230,8 @@ def write_release_bundle(root: Path, splits: Mapping[str, Any], encoder: Any) ->
     for name, n in (("oracle/oracle_context_top3.jsonl", 20), ("retrieval/retrieval_context_top3.jsonl", 5)):
         contexts = oracle_contexts(queries, encoder, bank, neighbours, 3, n, progress=False)
         write_json(root / name, _release_contexts(contexts), indent=None)  # one object, as the release
+    if object_ids:
+        rewrite_ids_as_objects(root)
     return root
 
 

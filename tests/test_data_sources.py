@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -21,7 +22,14 @@ import torch
 
 from adaragct.errors import DataError
 from tests.conftest import FAST_TRAIN, compose_config
-from tests.layouts import small_cohort, write_ctrate_layout, write_projection, write_release_bundle
+from tests.layouts import (
+    rewrite_ids_as_objects,
+    small_cohort,
+    write_ctrate_layout,
+    write_projection,
+    write_release_bundle,
+    write_tiny_visd_boost,
+)
 
 N_VALID = 10
 PIECES = ("database", "embeddings", "neighbours", "oracle_contexts", "retrieved_contexts")
@@ -310,6 +318,73 @@ def test_index_names_the_file_and_field_of_bad_release_input(release, projected,
     with pytest.raises(DataError) as err:
         Stages(tmp_path, ["data=adaragct_bundle", f"data.bundle_root={bundle}"], projected[1]).index()
     assert file in err.value.path and field in str(err.value) and err.value.fix
+
+
+def test_release_npz_with_object_id_arrays_goes_through_prepare_and_index(
+    cohort, release, projected, tmp_path
+) -> None:
+    """The release writes its id arrays from pandas columns: object arrays of str, pickled inside the .npy. They
+    load through the restricted unpickler (adaragct.data.safe_npz) with the same ids as string arrays give."""
+    from adaragct.data.bundle import read_embeddings_npz, read_sentence_embeddings
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(release, bundle)
+    rewritten = rewrite_ids_as_objects(bundle)
+    assert len(rewritten) == 5
+    with np.load(bundle / "retrieval/database/train_sentence_embeds.npz", allow_pickle=True) as npz:
+        assert npz["sentence_ids"].dtype == object  # the fixture holds what the release holds
+    stages = Stages(tmp_path, ["data=adaragct_bundle", f"data.bundle_root={bundle}"], projected[1])
+    prepared = stages.prepare()
+    assert prepared["counts"]["valid"]["volumes"] == len(cohort["valid"].volume_ids)
+    index = stages.index("index.quality=false")
+    assert index["sources"] == dict.fromkeys(PIECES, "release"), index["status"]
+    assert index["status"]["embeddings"].startswith("used as is (release")
+    organs = "embeddings/visd_boost/valid_embeds.npz"
+    assert (
+        read_embeddings_npz(bundle / organs, ["lung"]).ids
+        == read_embeddings_npz(release / organs, ["lung"]).ids
+    )
+    sentences = "retrieval/database/train_sentence_embeds.npz"
+    ids, emb = read_sentence_embeddings(bundle / sentences)
+    assert ids == read_sentence_embeddings(release / sentences)[0] and ids[:3] == ["0", "1", "2"]
+    assert emb.dtype == np.float32
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread: the tiny BERT's thousand single-sentence forwards take ~1 ms each, but ~15 ms with two
+    threads on a loaded machine (spin-waiting)."""
+    ambient = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(ambient)
+
+
+def test_release_embeddings_of_visd_boost_are_used_as_is_with_encoder_visd_boost(
+    tmp_path, caplog, one_thread
+) -> None:
+    """The release's sentence embeddings come from ViSD-Boost's text tower: with encoder=visd_boost (the same
+    checkpoint and max_txt_len) the index stage uses them as they are; another max_txt_len fails the spot check."""
+    from adaragct.retrieval.visd_boost import VisdBoostEncoder
+
+    cohort = small_cohort(n_train=24, n_valid=4, seed=11)
+    reports = [r for split in cohort.values() for r in split.volume_reports()]
+    checkpoint, bert_dir, _, _ = write_tiny_visd_boost(tmp_path / "visd_boost", reports)
+    encoder = VisdBoostEncoder(checkpoint, bert_dir, max_txt_len=32, progress=False)
+    bundle = write_release_bundle(tmp_path / "bundle", cohort, encoder)
+    settings = ["encoder=visd_boost", f"encoder.checkpoint={checkpoint}", f"encoder.bert_dir={bert_dir}"]
+    data = ["data=adaragct_bundle", f"data.bundle_root={bundle}"]
+    stages = Stages(tmp_path / "work", data, [*settings, "encoder.max_txt_len=32"])
+    with caplog.at_level(logging.INFO, logger="adaragct.retrieval.index_build"):
+        index = stages.index("index.quality=false")
+    assert index["sources"] == dict.fromkeys(PIECES, "release"), index["status"]
+    assert index["status"]["embeddings"] == "used as is (release)"
+    assert (index["encoder_id"], index["dim"]) == (encoder.encoder_id, 256)
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("embeddings ")]
+    assert len(logged) == 1 and "used as is (release)" in logged[0], logged
+    other = Stages(tmp_path / "other", data, [*settings, "encoder.max_txt_len=4"])
+    with pytest.raises(DataError, match="not made by the configured encoder visd_boost:best_e2e:256:len4:"):
+        other.index("index.quality=false")
 
 
 def test_release_embeddings_of_another_dimension_are_re_encoded_and_the_log_says_why(

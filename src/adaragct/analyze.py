@@ -47,7 +47,9 @@ def _npz_arrays(path: str, keys: list[str] | None) -> dict[str, np.ndarray]:
     from adaragct.data.bundle import read_embeddings_npz
 
     if keys is None:
-        with np.load(path, allow_pickle=False) as npz:
+        from adaragct.data.safe_npz import open_npz
+
+        with open_npz(path, "point npz= at an existing embeddings NPZ") as npz:
             keys = [k for k in npz.files if npz[k].ndim == 2 and np.issubdtype(npz[k].dtype, np.floating)]
     return read_embeddings_npz(path, keys).arrays
 

@@ -162,6 +162,7 @@ def _infer(run: DictConfig, cfg: DictConfig, common: list[str], ledger: Ledger, 
             "progress=true",
             "evaluate.enabled=false",  # scored by _score, with bootstrap intervals
             *cfg.infer_overrides,
+            *(cfg.adaptive_overrides if run.retrieval == "adaptive" else []),
         ],
     )
     inputs = fingerprint(
@@ -378,7 +379,15 @@ def _index(cfg: DictConfig, common: list[str]) -> str:
     # the index has no model node (a cell sets one), nor an experiment
     no_model = [c for c in common if not c.startswith(("experiment=", "model"))]
     index = run_index(
-        _compose("index", [*no_model, f"paths.output_dir={cfg.results_dir}/index", "index.progress=false"])
+        _compose(  # its retrieved contexts come from retrieval=adaptive (conf/index.yaml)
+            "index",
+            [
+                *no_model,
+                f"paths.output_dir={cfg.results_dir}/index",
+                "index.progress=false",
+                *cfg.adaptive_overrides,
+            ],
+        )
     )
     files = [sha256_path(p) for p in index["paths"].values() if Path(p).is_file()]
     return fingerprint(index["encoder_id"], *files)

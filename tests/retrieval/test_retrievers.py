@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from adaragct.errors import DataError
+from adaragct.errors import DataError, UsageError
 from adaragct.retrieval.bank import SentenceBank
 from adaragct.retrieval.retrievers import (
     AdaptiveRetriever,
@@ -21,7 +21,7 @@ from adaragct.retrieval.retrievers import (
     build_retriever,
     current_sentence,
 )
-from tests.conftest import CONF_DIR
+from tests.conftest import CONF_DIR, compose_config
 
 ALL_TRAIN = ["train_1_a_1", "train_1_a_2", "train_2_a_1", "train_3_a_1", "train_4_a_1", "train_5_a_1"]
 
@@ -157,7 +157,7 @@ def test_build_retriever_from_the_real_configs(name: str, bank, minilm) -> None:
     result = retriever.retrieve(RetrievalQuery("valid_9_a_1", "", "The heart is enlarged.", 3))
     assert (len(result) == 0) == (name == "none")
     if name == "adaptive":
-        assert (retriever.n_candidates, retriever.mmr_lambda) == (50, 0.7)
+        assert (retriever.n_candidates, retriever.mmr_lambda, retriever.mmr_bleu) == (50, 0.7, "release")
     if name == "corrupt":
         assert retriever.seed == 0
 
@@ -189,6 +189,22 @@ def test_corrupt_draws_uniform_distinct_sentences_seeded_per_volume_and_retrieva
     expected = 2000 * 3 / len(bank.texts)
     chi2 = float(((counts - expected) ** 2 / expected).sum())
     assert chi2 < 36.1, counts  # 14 degrees of freedom, p = 0.001
+
+
+def test_the_demo_keeps_the_smoothed_mmr_bleu_and_the_paper_configs_use_the_release_one(bank, minilm) -> None:
+    """The demo's recorded results used the smoothed BLEU-2: its index and adaptive runs pin it (conf/demo.yaml),
+    its other runs take no such key; the paper's experiments get the release's."""
+    unused = "paths.output_dir=unused"  # nothing is written
+    demo = compose_config("demo", [unused])
+    index = compose_config("index", [unused, *demo.adaptive_overrides])
+    infer = compose_config("infer", [unused, *demo.overrides, "retrieval=adaptive", *demo.adaptive_overrides])
+    for cfg in (index, infer):
+        retriever = build_retriever(cfg.retrieval, bank=bank, encoder=minilm, neighbours={})
+        assert retriever.mmr_bleu == "smoothed"
+    for experiment in ("adaragct_8b", "adaragct_70b"):
+        assert compose_config("infer", [unused, f"experiment={experiment}"]).retrieval.mmr_bleu == "release"
+    with pytest.raises(UsageError, match=r"retrieval\.mmr_bleu=sacre: not a BLEU-2 variant"):
+        AdaptiveRetriever(bank, minilm, {}, mmr_bleu="sacre")
 
 
 def test_build_retriever_rejects_unknown_keys_and_missing_runtime_objects(bank, minilm) -> None:

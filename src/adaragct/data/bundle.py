@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from adaragct.constants import ORGANS
+from adaragct.data.safe_npz import open_npz
 from adaragct.errors import DataError
 from adaragct.ids import normalize_volume_id
 from adaragct.io import read_json, read_json_or_jsonl
@@ -50,18 +50,6 @@ class Embeddings:
                 "re-extract embeddings for them, or set data.missing_embedding=skip",
             )
         return self.arrays[key][[pos[v] for v in volume_ids]]
-
-
-def open_npz(path: Path, fix_missing: str) -> Any:
-    """``np.load`` without pickle; a missing or unreadable (e.g. truncated) file is a DataError."""
-    if not path.is_file():
-        raise DataError(path, "file", "does not exist", fix_missing)
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(
-            path, "file", f"not a readable NPZ ({err})", "re-create the file (it may be truncated)"
-        ) from err
 
 
 def read_embeddings_npz(path: str | Path, keys: Iterable[str], dim: int | None = None) -> Embeddings:

@@ -3,10 +3,11 @@
 Modules, one responsibility each:
     encoders    -- the ``TextEncoder`` protocol and its implementations (HF directory, sentence-transformers,
                    the packaged offline MiniLM)
+    visd_boost  -- the release's probe encoder: ViSD-Boost's text tower from its E2E checkpoint (encoder=visd_boost)
     cache       -- on-disk embedding cache keyed by encoder id and sentence text
     bank        -- ``SentenceBank``: sentences + per-organ FAISS indexes + a checksummed manifest
     neighbours  -- per-organ image neighbours (top-20 training volumes, same patient excluded)
-    mmr         -- BLEU-2 redundancy and maximal-marginal-relevance selection
+    mmr         -- BLEU-2 redundancy (the release's or smoothed) and maximal-marginal-relevance selection
     retrievers  -- the ``Retriever`` protocol, ``none`` / ``oracle`` / ``adaptive`` / ``text2text`` / ``corrupt``,
                    ``build_retriever``
     global_context -- the release's global context: reports of the top whole-CT neighbours before the prompt

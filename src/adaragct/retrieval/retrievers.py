@@ -24,11 +24,11 @@ import numpy as np
 
 from adaragct.data.bundle import context_key
 from adaragct.data.sentences import last_sentence_end
-from adaragct.errors import DataError
+from adaragct.errors import DataError, UsageError
 from adaragct.ids import normalize_volume_id
 from adaragct.retrieval.bank import SentenceBank
 from adaragct.retrieval.encoders import MemoEncoder, TextEncoder
-from adaragct.retrieval.mmr import bleu2, mmr_select
+from adaragct.retrieval.mmr import BLEU2, MmrBleu, bleu2, mmr_select
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,8 @@ class AdaptiveRetriever:
     1. organ = ``organ_of_text`` over the sentence being written (:func:`current_sentence`);
     2. candidates = that organ's sentences of the volume's top-``n_neighbours`` image neighbours for that organ;
     3. cosine(probe, candidate), duplicates of one text collapsed, top ``n_candidates``;
-    4. MMR (``mmr_lambda``, BLEU-2 redundancy) down to the query's ``top_k``.
+    4. MMR (``mmr_lambda``, BLEU-2 redundancy of the ``mmr_bleu`` variant: ``release``, the paper's, or
+       ``smoothed``; see :mod:`adaragct.retrieval.mmr`) down to the query's ``top_k``.
 
     A volume absent from the neighbours file is an error (``missing_neighbours="error"``, the default: it means
     the index stage did not cover this split) or falls back to the organ's whole bank partition (``"bank"``).
@@ -181,11 +182,17 @@ class AdaptiveRetriever:
         mmr_lambda: float = 0.7,
         missing_neighbours: Literal["error", "bank"] = "error",
         probe_memo: int = 65536,
+        mmr_bleu: MmrBleu = "release",
     ) -> None:
         if encoder.encoder_id != bank.encoder_id:
             raise ValueError(
                 f"adaptive retriever: bank built with {bank.encoder_id!r}, encoder is {encoder.encoder_id!r}"
             )
+        if mmr_bleu not in BLEU2:
+            raise UsageError(
+                f"retrieval.mmr_bleu={mmr_bleu}", "not a BLEU-2 variant", f"use one of {sorted(BLEU2)}"
+            )
+        self.mmr_bleu = mmr_bleu
         self.bank, self.encoder, self.neighbours = bank, _memo(encoder, probe_memo), neighbours
         self.n_neighbours, self.n_candidates = n_neighbours, n_candidates
         self.mmr_lambda, self.missing_neighbours = mmr_lambda, missing_neighbours
@@ -227,7 +234,9 @@ class AdaptiveRetriever:
         order = np.lexsort((rows, -sims))
         order = _unique_by_text([self.bank.texts[r] for r in rows], order)[: self.n_candidates]
         rows, sims = rows[order], sims[order]
-        picked = mmr_select([self.bank.texts[r] for r in rows], sims, query.top_k, self.mmr_lambda)
+        picked = mmr_select(
+            [self.bank.texts[r] for r in rows], sims, query.top_k, self.mmr_lambda, self.mmr_bleu
+        )
         return RetrievalResult(
             texts=tuple(self.bank.texts[rows[i]] for i in picked),
             scores=tuple(float(sims[i]) for i in picked),
