@@ -162,7 +162,7 @@ def _infer(run: DictConfig, cfg: DictConfig, common: list[str], ledger: Ledger, 
             "progress=true",
             "evaluate.enabled=false",  # scored by _score, with bootstrap intervals
             *cfg.infer_overrides,
-            *(cfg.adaptive_overrides if run.retrieval == "adaptive" else []),
+            *cfg.retrieval_overrides.get(run.retrieval, []),
         ],
     )
     inputs = fingerprint(
@@ -385,7 +385,7 @@ def _index(cfg: DictConfig, common: list[str]) -> str:
                 *no_model,
                 f"paths.output_dir={cfg.results_dir}/index",
                 "index.progress=false",
-                *cfg.adaptive_overrides,
+                *cfg.retrieval_overrides.adaptive,
             ],
         )
     )

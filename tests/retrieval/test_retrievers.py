@@ -118,6 +118,23 @@ def test_text2text_searches_everything_but_the_own_patient(bank, minilm) -> None
     assert "Centrilobular emphysema is present in the lungs." in result.texts
 
 
+def test_text2text_reranks_with_the_releases_mmr_and_lambda_one_is_nearest_first(bank, minilm) -> None:
+    """The release's one-stage retrieval: cosine shortlist of the whole bank, then MMR (BLEU-2 redundancy)."""
+    from adaragct.retrieval.mmr import mmr_select
+
+    query = RetrievalQuery("valid_9_a_1", "", "No pleural effusion.", 3)
+    nearest = Text2TextRetriever(bank, minilm, mmr_lambda=1.0).retrieve(query)
+    assert list(nearest.scores) == sorted(nearest.scores, reverse=True)
+    wide = Text2TextRetriever(bank, minilm, mmr_lambda=1.0).retrieve(
+        RetrievalQuery("valid_9_a_1", "", query.probe, len(bank.texts))
+    )
+    assert nearest.texts == wide.texts[:3]  # lambda 1: the three nearest, as before MMR was added
+    mmr = Text2TextRetriever(bank, minilm).retrieve(query)  # the release's lambda 0.7 over the same shortlist
+    picked = mmr_select(list(wide.texts), np.array(wide.scores), 3, 0.7, "release")
+    assert mmr.texts == tuple(wide.texts[i] for i in picked)
+    assert mmr.texts != nearest.texts, '"... effusion was not observed" repeats the first pick: MMR drops it'
+
+
 def test_oracle_exact_and_fuzzy_lookup() -> None:
     contexts = {
         "valid_9_a_1": {"the heart is enlarged": ["Cardiomegaly.", "Heart enlarged.", "Big heart.", "x"]}
@@ -196,11 +213,17 @@ def test_the_demo_keeps_the_smoothed_mmr_bleu_and_the_paper_configs_use_the_rele
     its other runs take no such key; the paper's experiments get the release's."""
     unused = "paths.output_dir=unused"  # nothing is written
     demo = compose_config("demo", [unused])
-    index = compose_config("index", [unused, *demo.adaptive_overrides])
-    infer = compose_config("infer", [unused, *demo.overrides, "retrieval=adaptive", *demo.adaptive_overrides])
+    index = compose_config("index", [unused, *demo.retrieval_overrides.adaptive])
+    infer = compose_config(
+        "infer", [unused, *demo.overrides, "retrieval=adaptive", *demo.retrieval_overrides.adaptive]
+    )
     for cfg in (index, infer):
         retriever = build_retriever(cfg.retrieval, bank=bank, encoder=minilm, neighbours={})
         assert retriever.mmr_bleu == "smoothed"
+    text2text = compose_config(
+        "infer", [unused, *demo.overrides, "retrieval=text2text", *demo.retrieval_overrides.text2text]
+    )
+    assert build_retriever(text2text.retrieval, bank=bank, encoder=minilm, neighbours={}).mmr_lambda == 1.0
     for experiment in ("adaragct_8b", "adaragct_70b"):
         assert compose_config("infer", [unused, f"experiment={experiment}"]).retrieval.mmr_bleu == "release"
     with pytest.raises(UsageError, match=r"retrieval\.mmr_bleu=sacre: not a BLEU-2 variant"):

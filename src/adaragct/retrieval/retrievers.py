@@ -247,7 +247,9 @@ class AdaptiveRetriever:
 
 
 class Text2TextRetriever:
-    """``retrieval=text2text``: nearest sentences of the whole bank to the probe, no organ or image filter.
+    """``retrieval=text2text`` (the release's ``--text2text``, its one-stage retrieval): the probe's nearest
+    ``n_candidates`` sentences of the whole bank, no organ or image filter, then MMR down to ``top_k`` as the
+    release does (``mmr_lambda``, ``mmr_bleu``; ``mmr_lambda=1`` is plain nearest-first).
 
     The baseline that shows what the organ index and the image neighbours add. Same-patient sentences are
     excluded (a training volume must not retrieve its own report).
@@ -261,13 +263,19 @@ class Text2TextRetriever:
         encoder: TextEncoder,
         n_candidates: int = 50,
         probe_memo: int = 65536,
+        mmr_lambda: float = 0.7,
+        mmr_bleu: MmrBleu = "release",
     ) -> None:
         if encoder.encoder_id != bank.encoder_id:
             raise ValueError(
                 f"text2text retriever: bank built with {bank.encoder_id!r}, encoder is {encoder.encoder_id!r}"
             )
+        if mmr_bleu not in BLEU2:
+            raise UsageError(
+                f"retrieval.mmr_bleu={mmr_bleu}", "not a BLEU-2 variant", f"use one of {sorted(BLEU2)}"
+            )
         self.bank, self.encoder = bank, _memo(encoder, probe_memo)
-        self.n_candidates = n_candidates
+        self.n_candidates, self.mmr_lambda, self.mmr_bleu = n_candidates, mmr_lambda, mmr_bleu
 
     def retrieve(self, query: RetrievalQuery) -> RetrievalResult:
         from adaragct.ids import patient_id
@@ -278,10 +286,16 @@ class Text2TextRetriever:
         keep = [
             i for i, r in enumerate(rows[0]) if r >= 0 and patient_id(self.bank.records[r].volume_id) != own
         ]
-        order = _unique_by_text([self.bank.texts[rows[0][i]] for i in keep], np.arange(len(keep)))[
-            : query.top_k
-        ]
-        picked = [keep[i] for i in order]
+        order = _unique_by_text([self.bank.texts[rows[0][i]] for i in keep], np.arange(len(keep)))
+        kept = [keep[i] for i in order]
+        chosen = mmr_select(
+            [self.bank.texts[rows[0][i]] for i in kept],
+            np.array([scores[0][i] for i in kept]),
+            query.top_k,
+            self.mmr_lambda,
+            self.mmr_bleu,
+        )
+        picked = [kept[j] for j in chosen]
         return RetrievalResult(
             texts=tuple(self.bank.texts[rows[0][i]] for i in picked),
             scores=tuple(float(scores[0][i]) for i in picked),
