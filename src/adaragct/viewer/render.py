@@ -1,0 +1,75 @@
+"""Render the viewer's document (:func:`adaragct.viewer.data.build_view`) into one self-contained HTML file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from adaragct.io import atomic_open
+
+TEMPLATE = "view.html.j2"
+METHOD_WORDS = {"recorded": "recorded", "tokenizer": "re-tokenized", "estimate": "estimated (approximate)"}
+
+
+def embed_json(doc: Any) -> str:
+    """``doc`` as JSON that is safe inside ``<script type="application/json">``: every ``<`` is written as
+    ``\\u003c``, so no report text can close the script element (``</script>``) or open a comment."""
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
+
+
+def _metric(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "n/a" if value is None else str(value)
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("adaragct.viewer", "templates"),
+        autoescape=True,  # every value is HTML-escaped unless the template says otherwise (the JSON above)
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["metric"] = _metric
+    return env
+
+
+def _truth_note(doc: dict) -> str:
+    if doc["labels_csv"] is None:
+        return "the reference reports, labelled"
+    missing = doc["missing_truth"]
+    note = f"labels CSV {Path(doc['labels_csv']).name}"
+    return note + (f" ({missing} volumes not in it: their reference, labelled)" if missing else "")
+
+
+def render_view(doc: dict) -> str:
+    """The HTML page of a viewer document."""
+    methods = doc["methods"]
+    return (
+        _environment()
+        .get_template(TEMPLATE)
+        .render(
+            title=Path(doc["source"]).parent.name + "/" + Path(doc["source"]).name,
+            n_volumes=len(doc["volumes"]),
+            n_retrievals=sum(v["n"] for v in doc["volumes"]),
+            labeler=doc["labeler"],
+            truth_note=_truth_note(doc),
+            methods_note=", ".join(f"{n} {METHOD_WORDS[m]}" for m, n in sorted(methods.items()))
+            or "no [RAG]",
+            metrics=doc["metrics"],
+            findings=doc["findings"],
+            data_json=embed_json(doc),
+        )
+    )
+
+
+def write_view(doc: dict, output: str | Path) -> Path:
+    """Write the page atomically; returns its path."""
+    output = Path(output)
+    with atomic_open(output, "w", encoding="utf-8") as handle:
+        handle.write(render_view(doc))
+    return output
