@@ -59,16 +59,20 @@ def test_the_page_holds_every_volume_with_its_trace_and_labels(page, records, la
         assert volume["t"] == np.flatnonzero(truth.loc[record["image"]].to_numpy()).tolist()
         for shown, entry in zip(volume["rets"], record["retrieval_log"], strict=True):
             assert shown["a"] == entry["action"] and shown["o"] == entry["char_offset"]
-            assert [doc["texts"][i] for i in shown["ctx"]] == entry.get("context", [])
-            assert shown["ids"] == entry.get("sentence_ids", []) and shown["sc"] == entry.get("scores", [])
-            assert shown["src"] == [re.sub(r"_s\d+$", "", s) for s in entry.get("sentence_ids", [])]
+            sentences = [doc["sentences"][i] for i in shown["ctx"]]
+            assert [text for _, text, _ in sentences] == entry.get("context", [])
+            assert [sid for sid, _, _ in sentences] == entry.get("sentence_ids", [])
+            assert [src for *_, src in sentences] == [
+                re.sub(r"_s\d+$", "", s) for s in entry.get("sentence_ids", [])
+            ]
+            assert shown["sc"] == entry.get("scores", [])
             assert shown.get("draft") == entry.get("draft_accepted")
     assert doc["methods"] == {"recorded": sum(len(r["retrieval_log"]) for r in records)}
     assert any(v["t"] for v in doc["volumes"]) and any(
         r["a"] == "cancelled" for v in doc["volumes"] for r in v["rets"]
     )
-    # each retrieved sentence's text is stored once
-    assert len(doc["texts"]) == len(set(doc["texts"]))
+    # each retrieved sentence is stored once
+    assert len(doc["sentences"]) == len({tuple(row) for row in doc["sentences"]})
 
 
 def test_the_header_shows_the_run_metrics(page) -> None:

@@ -2,8 +2,8 @@
 
 Per volume: both reports, the finding labels of each (the rule labeler) and of the ground truth, and the retrieval
 trace with every ``[RAG]`` placed in the text (:mod:`adaragct.viewer.positions`). Retrieved sentences recur across
-volumes (the same training sentences answer many probes), so their texts are stored once in a table and the
-retrievals point into it: on the demo's records this keeps a 3,039-volume page near the size of its reports.
+volumes (the same training sentences answer many probes), so they are stored once in a table (id, text, training
+volume) and the retrievals point into it: on the demo's records this keeps a 3,039-volume page near the size of its reports.
 """
 
 from __future__ import annotations
@@ -71,22 +71,24 @@ def _used_share(sentence: str, context: Sequence[str]) -> float | None:
     return round(len(words & seen) / len(words), 3)
 
 
-class _TextTable:
-    """Distinct strings, each stored once; :meth:`ref` gives its index."""
+class _SentenceTable:
+    """Retrieved sentences, each stored once as ``[sentence id, text, training volume]``; :meth:`ref` gives the
+    row of one."""
 
     def __init__(self) -> None:
-        self.texts: list[str] = []
-        self._index: dict[str, int] = {}
+        self.rows: list[list[str | None]] = []
+        self._index: dict[tuple[str, str], int] = {}
 
-    def ref(self, text: str) -> int:
-        if text not in self._index:
-            self._index[text] = len(self.texts)
-            self.texts.append(text)
-        return self._index[text]
+    def ref(self, sentence_id: str, text: str) -> int:
+        key = (sentence_id, text)
+        if key not in self._index:
+            self._index[key] = len(self.rows)
+            self.rows.append([sentence_id, text, source_volume(sentence_id) if sentence_id else None])
+        return self._index[key]
 
 
 def _retrievals(
-    record: Mapping[str, Any], text: str, tokenizer: Any, table: _TextTable, where: str, path: Path
+    record: Mapping[str, Any], text: str, tokenizer: Any, table: _SentenceTable, where: str, path: Path
 ) -> list[dict]:
     try:
         points = place_retrievals({**record, "generated_text": text}, tokenizer)
@@ -101,6 +103,8 @@ def _retrievals(
     for entry, point in zip(record.get("retrieval_log") or [], points, strict=True):
         context = [str(c) for c in entry.get("context") or []]
         ids = [str(s) for s in entry.get("sentence_ids") or []]
+        if len(ids) != len(context):  # a trace without ids (the release's oracle): the texts alone
+            ids = [""] * len(context)
         item = {
             "a": entry.get("action", "retrieved"),
             "step": int(entry["step"]),
@@ -110,9 +114,7 @@ def _retrievals(
             "m": point.method,
             "probe": entry.get("probe_text", ""),
             "organ": entry.get("organ"),
-            "ctx": [table.ref(c) for c in context],
-            "ids": ids if len(ids) == len(context) else [""] * len(context),
-            "src": [source_volume(s) if s else None for s in ids] if len(ids) == len(context) else [],
+            "ctx": [table.ref(sid, c) for sid, c in zip(ids, context, strict=True)],
             "sc": [float(s) for s in entry.get("scores") or []][: len(context)],
             "draft": entry.get("draft_accepted"),
             "note": entry.get("note"),
@@ -121,7 +123,7 @@ def _retrievals(
             item["preview"] = str(entry["ctx_preview"])
         if item["a"] == "retrieved" and point.end > point.start:
             item["use"] = _used_share(text[point.start : point.end], context)
-        out.append(item)
+        out.append({k: v for k, v in item.items() if v is not None})  # absent keys: smaller pages
     return out
 
 
@@ -206,7 +208,7 @@ def build_view(
     generated = _label_texts(labeler, preds.predictions)
     referenced = _label_texts(labeler, references) if preds.references is not None else None
     truth = _truth(labels_csv, preds.ids)
-    table, volumes = _TextTable(), []
+    table, volumes = _SentenceTable(), []
     for i, (vid, text, ref, record) in enumerate(
         zip(preds.ids, preds.predictions, references, records, strict=True)
     ):
@@ -242,6 +244,6 @@ def build_view(
         "findings": list(FINDINGS),
         "methods": methods,
         "metrics": _metrics(metrics),
-        "texts": table.texts,
+        "sentences": table.rows,
         "volumes": volumes,
     }
