@@ -81,6 +81,28 @@ def test_the_header_shows_the_run_metrics(page) -> None:
     assert "8 volumes" in html and "labels CSV demo_valid_labels.csv" in html
 
 
+def test_the_page_is_the_same_wherever_the_run_folder_is(tmp_path, predictions, labels_csv) -> None:
+    """No absolute path in the page: copied runs give the same bytes (the demo's reproducibility test compares
+    two checkouts file by file), and the files it names are found from the page's folder after a copy."""
+    pages = []
+    for name in ("a", "b"):
+        run = tmp_path / name / "outputs" / "run"
+        run.mkdir(parents=True)
+        labels = shutil.copy(labels_csv, tmp_path / name / "labels.csv")
+        pred = shutil.copy(predictions, run / "predictions.jsonl")
+        (run / "metrics.json").write_text('{"num_samples": 8}')
+        main([str(pred), "--labels-csv", str(labels), "--metrics", str(run / "metrics.json")])
+        pages.append((run / "view.html").read_bytes())
+    assert pages[0] == pages[1]
+    doc = page_data(tmp_path / "a" / "outputs" / "run" / "view.html")
+    assert (doc["source"], doc["labels_csv"], doc["metrics"]["path"]) == (
+        "predictions.jsonl",
+        "../../labels.csv",
+        "metrics.json",
+    )
+    assert doc["title"] == "run/predictions.jsonl"
+
+
 def test_report_text_cannot_break_out_of_the_page(tmp_path, records) -> None:
     hostile = "</script><script>alert(1)</script><!-- & <b>"
     rows = [{**records[0], "reference_text": hostile}]

@@ -237,6 +237,7 @@ def build_view(
         for r in v["rets"]:
             methods[r["m"]] = methods.get(r["m"], 0) + 1
     return {
+        "title": f"{path.absolute().parent.name}/{path.name}",
         "source": str(path),
         "labeler": getattr(labeler, "name", type(labeler).__name__),
         "labels_csv": None if labels_csv is None else str(labels_csv),

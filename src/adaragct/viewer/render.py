@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ def render_view(doc: dict) -> str:
         _environment()
         .get_template(TEMPLATE)
         .render(
-            title=Path(doc["source"]).parent.name + "/" + Path(doc["source"]).name,
+            title=doc["title"],
             n_volumes=len(doc["volumes"]),
             n_retrievals=sum(v["n"] for v in doc["volumes"]),
             labeler=doc["labeler"],
@@ -67,9 +68,23 @@ def render_view(doc: dict) -> str:
     )
 
 
+def _relative(path: str | None, folder: Path) -> str | None:
+    return None if path is None else os.path.relpath(Path(path).absolute(), folder.absolute())
+
+
 def write_view(doc: dict, output: str | Path) -> Path:
-    """Write the page atomically; returns its path."""
+    """Write the page atomically; returns its path. The input files it names are written relative to the page's
+    folder: they stay right when the folder is copied elsewhere, and the page's bytes do not depend on where the
+    project is checked out."""
     output = Path(output)
+    folder = output.parent
+    doc = {
+        **doc,
+        "source": _relative(doc["source"], folder),
+        "labels_csv": _relative(doc["labels_csv"], folder),
+    }
+    if doc["metrics"] is not None:
+        doc["metrics"] = {**doc["metrics"], "path": _relative(doc["metrics"]["path"], folder)}
     with atomic_open(output, "w", encoding="utf-8") as handle:
         handle.write(render_view(doc))
     return output
