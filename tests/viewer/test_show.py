@@ -24,14 +24,23 @@ def page_data(html: Path) -> dict:
     """The document the page embeds (what its script parses)."""
     found = DATA_RE.findall(html.read_text(encoding="utf-8"))
     assert len(found) == 1, "the data is embedded exactly once"
-    return json.loads(found[0])
+    return json.loads(found[0], parse_constant=_not_json)  # as strict as the browser's JSON.parse
+
+
+def _not_json(name: str) -> None:
+    raise ValueError(f"{name} is not JSON: the page's JSON.parse would fail")
 
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory, predictions, labels_csv) -> Path:
     out = tmp_path_factory.mktemp("view") / "view.html"
     metrics = out.parent / "metrics.json"
-    metrics.write_text(json.dumps({"num_samples": 8, "report_generation/clinical_f1": 0.25}))
+    scores = {
+        "num_samples": 8,
+        "report_generation/clinical_f1": 0.25,
+        "report_generation/meteor": float("nan"),
+    }
+    metrics.write_text(json.dumps(scores))  # NaN: Python writes it, JSON has no such value
     args = [
         str(predictions),
         "--labels-csv",
@@ -78,6 +87,7 @@ def test_the_page_holds_every_volume_with_its_trace_and_labels(page, records, la
 def test_the_header_shows_the_run_metrics(page) -> None:
     html = page.read_text(encoding="utf-8")
     assert "report_generation/clinical_f1</td><td>0.2500" in html
+    assert "report_generation/meteor</td><td>n/a" in html
     assert "8 volumes" in html and "labels CSV demo_valid_labels.csv" in html
 
 

@@ -8,7 +8,9 @@ volume) and the retrievals point into it: on the demo's records this keeps a 3,0
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,11 @@ def _tokenizer(name: str | None) -> Any:
             f"holds no tokenizer ({err})",
             "pass a checkpoint folder with tokenizer.json",
         ) from err
+
+
+def _finite(value: Any) -> Any:
+    """A number the page's JSON can hold (JSON has no NaN or infinity: those become null, shown as n/a)."""
+    return value if not isinstance(value, float) or math.isfinite(value) else None
 
 
 def _words(text: str) -> set[str]:
@@ -115,7 +122,7 @@ def _retrievals(
             "probe": entry.get("probe_text", ""),
             "organ": entry.get("organ"),
             "ctx": [table.ref(sid, c) for sid, c in zip(ids, context, strict=True)],
-            "sc": [float(s) for s in entry.get("scores") or []][: len(context)],
+            "sc": [_finite(s) for s in entry.get("scores") or []][: len(context)],
             "draft": entry.get("draft_accepted"),
             "note": entry.get("note"),
         }
@@ -158,6 +165,36 @@ def _truth(labels_csv: str | Path | None, ids: Sequence[str]) -> dict[str, np.nd
     return dict(zip(found, values, strict=True))
 
 
+def _volume(
+    vid: str,
+    text: str,
+    ref: str,
+    rets: list[dict],
+    generated: np.ndarray,
+    referenced: np.ndarray | None,
+    truth: np.ndarray | None,
+) -> dict[str, Any]:
+    """One volume of the page: both reports, the positive findings of each (``g``, ``r``) and of its truth
+    (``t``: the labels CSV's row, else the reference's labels; ``ts`` says which), its retrievals."""
+    if truth is not None:
+        t, source = _positives(truth), TRUTH_CSV
+    elif referenced is not None:
+        t, source = _positives(referenced), TRUTH_REFERENCE
+    else:
+        t, source = None, None
+    return {
+        "id": vid,
+        "gen": text,
+        "ref": ref,
+        "n": sum(r["a"] == "retrieved" for r in rets),
+        "g": _positives(generated),
+        "r": None if referenced is None else _positives(referenced),
+        "t": t,
+        "ts": source,
+        "rets": rets,
+    }
+
+
 def _metrics(path: str | Path | None) -> dict | None:
     """The run's metrics for the page's header: scalars in file order, and the per-finding table if present."""
     if path is None:
@@ -167,14 +204,18 @@ def _metrics(path: str | Path | None) -> dict | None:
         raise DataError(
             path, "top level", "is not a JSON object", "pass the metrics.json the evaluate stage wrote"
         )
-    scalars = [[k, v] for k, v in doc.items() if isinstance(v, int | float | str | bool) or v is None]
+    scalars = [
+        [k, _finite(v)] for k, v in doc.items() if isinstance(v, int | float | str | bool) or v is None
+    ]
     per_finding = []
     detailed = next(
         (v for k, v in doc.items() if k.endswith("clinical_detailed") and isinstance(v, dict)), {}
     )
     for finding, row in detailed.items():
         if isinstance(row, dict):
-            per_finding.append([finding, *(row.get(k) for k in ("precision", "recall", "f1", "support"))])
+            per_finding.append(
+                [finding, *(_finite(row.get(k)) for k in ("precision", "recall", "f1", "support"))]
+            )
     return {"path": str(path), "scalars": scalars, "per_finding": per_finding}
 
 
@@ -208,34 +249,22 @@ def build_view(
     generated = _label_texts(labeler, preds.predictions)
     referenced = _label_texts(labeler, references) if preds.references is not None else None
     truth = _truth(labels_csv, preds.ids)
-    table, volumes = _SentenceTable(), []
-    for i, (vid, text, ref, record) in enumerate(
-        zip(preds.ids, preds.predictions, references, records, strict=True)
-    ):
-        rets = _retrievals(record, text, tok, table, f"record {i + 1}", path)
-        if vid in truth:
-            t, t_src = _positives(truth[vid]), TRUTH_CSV
-        else:
-            t, t_src = (
-                (_positives(referenced[i]), TRUTH_REFERENCE) if referenced is not None else (None, None)
-            )
-        volumes.append(
-            {
-                "id": vid,
-                "gen": text,
-                "ref": ref,
-                "n": sum(r["a"] == "retrieved" for r in rets),
-                "g": _positives(generated[i]),
-                "r": _positives(referenced[i]) if referenced is not None else None,
-                "t": t,
-                "ts": t_src,
-                "rets": rets,
-            }
+    table = _SentenceTable()
+    volumes = [
+        _volume(
+            vid,
+            text,
+            ref,
+            _retrievals(record, text, tok, table, f"record {i + 1}", path),
+            generated[i],
+            None if referenced is None else referenced[i],
+            truth.get(vid),
         )
-    methods: dict[str, int] = {}
-    for v in volumes:
-        for r in v["rets"]:
-            methods[r["m"]] = methods.get(r["m"], 0) + 1
+        for i, (vid, text, ref, record) in enumerate(
+            zip(preds.ids, preds.predictions, references, records, strict=True)
+        )
+    ]
+    methods = Counter(r["m"] for v in volumes for r in v["rets"])
     return {
         "title": f"{path.absolute().parent.name}/{path.name}",
         "source": str(path),
@@ -243,7 +272,7 @@ def build_view(
         "labels_csv": None if labels_csv is None else str(labels_csv),
         "missing_truth": sum(v["ts"] != TRUTH_CSV for v in volumes) if labels_csv is not None else None,
         "findings": list(FINDINGS),
-        "methods": methods,
+        "methods": dict(methods),
         "metrics": _metrics(metrics),
         "sentences": table.rows,
         "volumes": volumes,

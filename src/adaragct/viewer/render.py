@@ -18,7 +18,10 @@ METHOD_WORDS = {"recorded": "recorded", "tokenizer": "re-tokenized", "estimate":
 def embed_json(doc: Any) -> str:
     """``doc`` as JSON that is safe inside ``<script type="application/json">``: every ``<`` is written as
     ``\\u003c``, so no report text can close the script element (``</script>``) or open a comment."""
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
+    text = json.dumps(
+        doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    )  # JSON.parse takes no NaN
+    return text.replace("<", "\\u003c")
 
 
 def _metric(value: Any) -> str:
