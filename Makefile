@@ -83,6 +83,9 @@ bench-train: prepare ## benchmark: training tokens/s of our Lightning step vs a 
 bench-retrieval: $(STAMP) ## benchmark: FAISS vs numpy, per-probe latency, encoder throughput
 	$(PY) benchmarks/bench_retrieval.py
 
+bench-viewer: $(STAMP) ## benchmark: the report viewer on 3,039 volumes, page size and load time in headless Chromium vs an eager static page
+	$(PY) benchmarks/bench_viewer.py
+
 BENCH_GENERATE := $(PY) benchmarks/bench_generate.py --reports 64 --batches 16 --repeat 1 --max-new 600 \
 	--modes none,adaptive,adaptive-speculative,adaptive-speculative-padded generation.max_retrievals=4 \
 	generation.probe=draft  # the paper's probe (after_rag) is never a draft of the rewrite: docs/performance.md
@@ -104,4 +107,4 @@ clean: ## remove caches (keeps .venv, data/ and outputs/)
 	rm -rf .pytest_cache .ruff_cache .cache
 
 .PHONY: demo demo-ablations help install test test-slow test-all lint format prepare index train infer evaluate analyze bench-eval \
-	bench-train bench-retrieval bench-generate sweep-ablation bench clean
+	bench-train bench-retrieval bench-viewer bench-generate sweep-ablation bench clean

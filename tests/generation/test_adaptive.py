@@ -237,6 +237,20 @@ def test_adaptive_batch_equals_rows_alone(lm, tokenizer) -> None:
     assert [o.retrieval_log for o in padded] == [o.retrieval_log for o in batched]
 
 
+def test_the_trace_places_each_retrieval_in_the_report_text(lm, tokenizer) -> None:
+    """``char_offset`` (issue 22): the report's text before each retrieval ends there, on a real tokenizer."""
+    outputs, *_ = _adaptive(lm, tokenizer, PROMPTS, rag_logit_bias=4.0)
+    rag = tokenizer.convert_tokens_to_ids(RAG_TOKEN)
+    inside = 0
+    for out in outputs:
+        for entry in out.retrieval_log:
+            written = [t for t in out.token_ids[: entry["step"]] if t != rag]
+            before = tokenizer.decode(written, skip_special_tokens=True).lstrip()
+            assert entry["char_offset"] == len(before) and out.text.startswith(before.rstrip()), out.volume_id
+            inside += 0 < entry["char_offset"] < len(out.text)
+    assert inside >= 4, "retrievals inside the text are what the offsets are for"
+
+
 def test_rag_tokens_never_reach_the_text(lm, tokenizer) -> None:
     outputs, *_ = _adaptive(lm, tokenizer, PROMPTS)
     assert all(RAG_TOKEN not in o.text and "<|ret_start|>" not in o.text for o in outputs)

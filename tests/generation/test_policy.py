@@ -91,6 +91,30 @@ def test_a_probe_ends_at_the_sentence_end_and_the_retrieval_is_injected(where: s
     assert p.log[-1]["draft_accepted"] == 3
 
 
+def test_the_trace_says_at_which_character_of_the_report_each_retrieval_happened() -> None:
+    """``char_offset`` counts characters of the report as the generator writes it ([RAG] dropped, stripped), so a
+    viewer can mark the sentence rewritten after each retrieval; ``step`` counts tokens."""
+    p = policy(probe="after_rag", ignored_rag="feed")
+    write(p, " ", "The")  # a leading space: stripped from the report
+    p.on_token(TOKENS.rag, ID["x"])
+    p.on_token(ID["x"], ID["x"])
+    end = p.on_token(ID["."], ID["."])  # "x." is too short to ask with: cancelled, a space written
+    p.after_probe(end.probe_text, None)
+    write(p, "[RAG]", " lungs", " are", " clear", ".")  # in the cooldown a [RAG] is written, not shown
+    p.on_token(TOKENS.rag, ID[" Heart"])
+    for word in (" Heart", " normal"):
+        p.on_token(ID[word], ID[word])
+    end = p.on_token(ID["."], ID["."])
+    p.after_probe(end.probe_text, FOUND, span=(90,))
+    write(p, " Heart", " normal", ".")
+    text = decode(p.output).strip()  # AdaptiveGenerator._text
+    assert text == "The  lungs are clear. Heart normal."
+    cancelled, retrieved = p.log
+    assert cancelled["action"] == "cancelled" and (cancelled["step"], cancelled["char_offset"]) == (2, 3)
+    assert retrieved["step"] == 8 and text[: retrieved["char_offset"]] == "The  lungs are clear."
+    assert text[retrieved["char_offset"] :] == " Heart normal."
+
+
 def test_without_speculation_the_rewrite_starts_after_the_context() -> None:
     p = policy(speculative=False)
     p.on_token(TOKENS.rag, ID["The"])

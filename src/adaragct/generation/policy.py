@@ -172,7 +172,11 @@ class RowPolicy:
         """The probe was rolled back; ``result`` is the retriever's answer (None: cancelled); when it found
         something, ``span`` holds the token ids of ``<|ret_start|>ctx<|ret_end|>`` and ``preview`` its text."""
         self.phase = Phase.NORMAL
-        entry: dict[str, Any] = {"step": len(self.output), "probe_text": probe_text}
+        entry: dict[str, Any] = {
+            "step": len(self.output),
+            "char_offset": self.char_offset(),
+            "probe_text": probe_text,
+        }
         self.log.append(entry)
         if result is None:
             entry["action"] = "cancelled"
@@ -204,6 +208,12 @@ class RowPolicy:
         if draft:
             entry["draft_accepted"] = 0
         return Feed((self.tokens.rag, *span, *draft), draft=draft)
+
+    def char_offset(self) -> int:
+        """Where the report's text stands now: the length of the written tokens' text as the final report will
+        hold it (``[RAG]`` dropped, leading whitespace stripped, as the generator's text is), so that the trace
+        says at which character of ``generated_text`` a retrieval happened (``step`` counts tokens)."""
+        return len(self.decode([t for t in self.output if t != self.tokens.rag]).lstrip())
 
     def accepted(self, n: int) -> None:
         """The batch kept ``n`` tokens of the last draft (the trace records it)."""

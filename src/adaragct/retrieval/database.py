@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from adaragct.data.bundle import SentenceRecord
 from adaragct.data.index_files import DATABASE_JSON, DATABASE_NPZ  # noqa: F401  (where the index stage writes them)
 from adaragct.io import atomic_open, write_json
 from adaragct.retrieval.contexts import QuerySentence
+
+_SENTENCE_ID = re.compile(r"(.+)_s\d+")
 
 
 def tag_reports(
@@ -33,12 +36,23 @@ def tag_reports(
     }
 
 
+def sentence_id(volume_id: str, index: int) -> str:
+    """The id of a volume's ``index``-th report sentence: ``<volume_id>_s<index>``."""
+    return f"{volume_id}_s{index:03d}"
+
+
+def source_volume(sentence_id: str) -> str | None:
+    """The training volume a sentence id names (:func:`sentence_id`'s inverse); None for another id layout."""
+    match = _SENTENCE_ID.fullmatch(sentence_id)
+    return match.group(1) if match else None
+
+
 def database_records(
     tagged: Mapping[str, Sequence[tuple[str, tuple[str, ...], bool]]],
 ) -> list[SentenceRecord]:
     """Records of the sentence database, volumes sorted, sentences in report order."""
     return [
-        SentenceRecord(f"{vid}_s{j:03d}", vid, text, tuple(organs), bool(normal))
+        SentenceRecord(sentence_id(vid, j), vid, text, tuple(organs), bool(normal))
         for vid in sorted(tagged)
         for j, (text, organs, normal) in enumerate(tagged[vid])
     ]
