@@ -161,6 +161,7 @@ def _infer(run: DictConfig, cfg: DictConfig, common: list[str], ledger: Ledger, 
             f"paths.output_dir={out}",
             "progress=true",
             "evaluate.enabled=false",  # scored by _score, with bootstrap intervals
+            "view=false",  # written by _score, with the metrics
             *cfg.infer_overrides,
             *cfg.retrieval_overrides.get(run.retrieval, []),
         ],
@@ -222,6 +223,7 @@ def _score(name: str, predictions: str, cfg: DictConfig, ledger: Ledger, labels_
         code_fingerprint("adaragct.eval.runner"),
     )
     if ledger.is_current(f"score_{name}", output, inputs):
+        _view(predictions, output, labels_csv)
         return read_json(output)
     _threads(cfg)
     metrics = run_evaluation(
@@ -235,7 +237,16 @@ def _score(name: str, predictions: str, cfg: DictConfig, ledger: Ledger, labels_
         )
     )
     ledger.record(f"score_{name}", output, inputs)
+    _view(predictions, output, labels_csv)
     return metrics
+
+
+def _view(predictions: str, metrics: Path, labels_csv: str) -> None:
+    """view.html beside each row's predictions (adaragct-show; deterministic bytes, ~0.5 s a row): also for the
+    copy baselines, whose predictions never change."""
+    from adaragct.show import show
+
+    show(predictions, metrics=metrics, labels_csv=labels_csv)
 
 
 def _row(

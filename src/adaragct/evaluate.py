@@ -96,6 +96,13 @@ def run(cfg: DictConfig) -> dict:
     from adaragct.eval.runner import output_paths
 
     print("\n".join(console_report(metrics, *output_paths(cfg.output.metrics_json, cfg.output.markdown))))
+    if cfg.view:
+        from adaragct.show import show
+
+        view = Path(cfg.output.metrics_json).with_name("view.html")
+        print(
+            f"view: {show(cfg.predictions, view, metrics=cfg.output.metrics_json, labels_csv=cfg.labels_csv)}"
+        )
     return metrics
 
 

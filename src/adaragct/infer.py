@@ -258,12 +258,25 @@ def run_infer(cfg: DictConfig) -> dict[str, Any]:
     }
     if cfg.evaluate.enabled and rank == 0:
         summary["metrics"] = _evaluate(cfg, reuse=not todo)
+    if cfg.get("view", True) and rank == 0:
+        summary["view"] = _view(cfg)
     print(
         f"infer[{retriever.name}]: {summary['generated']} generated, {summary['skipped']} already done, "
         f"{summary['tokens_per_s']} tok/s, {summary['retrievals_per_report']} retrievals/report -> "
         f"{summary['predictions']}"
     )
     return summary
+
+
+def _view(cfg: DictConfig) -> str:
+    """The report viewer's page beside the predictions (adaragct-show), with the metrics when scored."""
+    from pathlib import Path
+
+    from adaragct.show import show
+
+    metrics = Path(cfg.evaluate.metrics_json or Path(cfg.predictions).with_name("metrics.json"))
+    labels = cfg.data.valid_labels_csv if Path(cfg.data.valid_labels_csv).is_file() else None
+    return str(show(cfg.predictions, metrics=metrics if metrics.is_file() else None, labels_csv=labels))
 
 
 def _evaluate(cfg: DictConfig, reuse: bool) -> dict[str, Any]:

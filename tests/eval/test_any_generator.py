@@ -82,6 +82,8 @@ def test_a_bare_predictions_file_scores_from_an_empty_directory(tmp_path: Path) 
         )  # METEOR is a main dependency: computed, never a silent n/a
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["protocol"]["ground_truth"] == "labeler_on_reference"
+    (run,) = (tmp_path / "outputs" / "evaluate" / "runs").iterdir()
+    assert "vol_0" in (run / "view.html").read_text()  # the Hydra app's report viewer page
     assert metrics[f"{TASK}/meteor"] is not None
     assert "- ground truth: the rule labeler" in (tmp_path / "m.md").read_text()
 

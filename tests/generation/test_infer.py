@@ -70,6 +70,10 @@ def test_predictions_have_the_release_fields_and_metrics(indexed_demo, tiny_chec
     assert all(e["organ"] and len(e["sentence_ids"]) == len(e["context"]) > 0 for e in retrieved)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["num_samples"] == 6 and "report_generation/clinical_f1" in metrics
+    # the viewer's page beside the predictions, holding every volume and its metrics (issue 22)
+    assert summary["view"] == str(tmp_path / "view.html")
+    page = (tmp_path / "view.html").read_text()
+    assert all(r["image"] in page for r in rows) and "clinical_f1" in page
 
 
 @pytest.mark.parametrize("continuous", [False, True], ids=["fixed-batches", "continuous-batching"])
