@@ -54,6 +54,26 @@ def write_projection(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def tiny_bert_files(folder: Path, words: list[str], **config: Any):
+    """A WordPiece tokenizer of ``words`` saved in ``folder``, and the 2-layer, 32-wide BertConfig that fits it."""
+    from transformers import BertConfig, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = folder / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", *words]) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab))
+    tokenizer.save_pretrained(folder)
+    return BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        **config,
+    )
+
+
 def write_tiny_visd_boost(
     root: Path, texts: list[str], seed: int = 0, blip_style: bool = False
 ) -> tuple[Path, Path, Any, Any]:
@@ -68,25 +88,13 @@ def write_tiny_visd_boost(
     import re
 
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertModel
 
     bert_dir = root / "bert"
     bert_dir.mkdir(parents=True, exist_ok=True)
     words = sorted({w for t in texts for w in re.findall(r"[a-z0-9]+", t.lower())})
-    (bert_dir / "vocab.txt").write_text(
-        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", *words]) + "\n"
-    )
-    tokenizer = BertTokenizerFast(vocab_file=str(bert_dir / "vocab.txt"))
-    tokenizer.save_pretrained(bert_dir)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        initializer_range=0.5,  # large random weights: sentences get clearly different CLS states
-    )
+    # large random weights: sentences get clearly different CLS states
+    config = tiny_bert_files(bert_dir, words, initializer_range=0.5)
     config.save_pretrained(bert_dir)  # config and tokenizer only: the weights are the checkpoint's
     torch.manual_seed(seed)
     bert, proj = BertModel(config, add_pooling_layer=False).eval(), torch.nn.Linear(32, PROJECTION_DIM).eval()

@@ -22,21 +22,15 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
 
+from adaragct.cli import OneLineParser
 from adaragct.errors import USER_ERROR_EXIT, DataError, UsageError, one_line
 
 DEFAULT_NAME = "view.html"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        """A usage error on one line (argparse's default prints the whole usage first)."""
-        self.exit(USER_ERROR_EXIT, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="adaragct-show",
         description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1],

@@ -334,31 +334,11 @@ def test_the_judge_rubric_from_files_is_recorded_and_makes_the_protocol_comparab
     code, _, _ = _score(case, tmp_path, *release, meteor=True)  # our rubric is not the release's prompt
     assert code == 2 and "the judge uses our rubric" in capsys.readouterr().err
     cache = tmp_path / "answers.jsonl"
-    code, metrics, _ = _score(
-        case,
-        tmp_path,
-        *release,
-        "--judge-system-prompt-file",
-        str(system),
-        "--judge-question-file",
-        str(question),
-        "--judge-cache",
-        str(cache),
-        meteor=True,
-    )
+    rubric = ["--judge-system-prompt-file", str(system), "--judge-question-file", str(question)]
+    rubric += ["--judge-cache", str(cache)]
+    code, metrics, _ = _score(case, tmp_path, *release, *rubric, meteor=True)
     assert code == 0, capsys.readouterr().err
     assert metrics["llama_score_rubric"] == "custom" and metrics["protocol"]["comparable_to_paper"]
     assert len(cache.read_text().splitlines()) == len(REPORTS)
-    code, again, _ = _score(
-        case,
-        tmp_path,
-        *release,
-        "--judge-system-prompt-file",
-        str(system),
-        "--judge-question-file",
-        str(question),
-        "--judge-cache",
-        str(cache),
-        meteor=True,
-    )
+    code, again, _ = _score(case, tmp_path, *release, *rubric, meteor=True)
     assert again["llama_score_num_cached"] == len(REPORTS) and again["llama_score"] == metrics["llama_score"]

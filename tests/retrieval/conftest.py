@@ -55,22 +55,12 @@ def corpus_embeddings(minilm: HFEncoder) -> tuple[list[SentenceRecord], np.ndarr
 def save_tiny_bert(path: Path, seed: int = 0) -> Path:
     """A randomly initialised 2-layer BERT + WordPiece tokenizer saved as a Hugging Face directory."""
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertModel
+
+    from tests.layouts import tiny_bert_files
 
     words = sorted({w.strip(".,").lower() for _, t, _, _ in CORPUS for w in t.split()})
-    path.mkdir(parents=True, exist_ok=True)
-    vocab = path / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", *words]) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab))
+    config = tiny_bert_files(path, words)
     torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
     BertModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
     return path

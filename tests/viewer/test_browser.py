@@ -74,7 +74,11 @@ def open_page(browser, path: Path) -> None:
 
 
 def listed(browser) -> list[str]:
-    return [row.get_attribute("data-id") for row in browser.find_elements("css selector", ".row")]
+    """The ids of the listed rows, read in one script call: the list re-renders as filters apply, so element
+    handles taken in one call can be stale in the next (seen on busy machines)."""
+    return browser.execute_script(
+        "return Array.from(document.querySelectorAll('.row'), r => r.getAttribute('data-id'))"
+    )
 
 
 def wait_listed(browser, expected: list[str]) -> None:
@@ -86,7 +90,8 @@ def wait_listed(browser, expected: list[str]) -> None:
 def open_volume(browser, volume_id: str) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser.find_element("css selector", f'.row[data-id="{volume_id}"]').click()
+    # one script call finds and clicks the row (a handle could go stale between two calls while the list renders)
+    browser.execute_script("document.querySelector(`.row[data-id='${arguments[0]}']`).click()", volume_id)
     WebDriverWait(browser, 5).until(
         lambda d: d.find_element("id", "detail").get_attribute("data-id") == volume_id
     )

@@ -20,8 +20,8 @@ import logging
 import re
 import sys
 from pathlib import Path
-from typing import NoReturn
 
+from adaragct.cli import OneLineParser, count, seconds
 from adaragct.errors import USER_ERROR_EXIT, DataError, UsageError, one_line
 from adaragct.eval.meteor import METEOR_TIMEOUT_S
 from adaragct.eval.protocol import PROTOCOLS, RELEASE_LABELS_CSV
@@ -42,29 +42,9 @@ exit status: 0 metrics written; {USER_ERROR_EXIT} a bad input file or option, to
 what is wrong, the fix), nothing written; 1 an unexpected error (a bug: the traceback is printed)."""
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative (0 for none, or e.g. 1000)")
-    return value
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
-    return value
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        """A usage error on one line (argparse's default prints the whole usage first)."""
-        self.exit(USER_ERROR_EXIT, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Command-line interface of the release's ``cal_metrics`` (its flags, plus ours)."""
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m adaragct.eval.cal_metrics",
         description="Score generated CT reports (BLEU, ROUGE-L, METEOR, CIDEr, clinical "
         "P/R/F1, CRG, optional bootstrap CIs and LLM judge).",
@@ -107,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         "prompt), refused unless all are given; ours: score with what is given (default)",
     )
     p.add_argument(
-        "--bootstrap", type=_count, default=0, help="bootstrap resamples for 95%% CIs (0: none; e.g. 1000)"
+        "--bootstrap", type=count, default=0, help="bootstrap resamples for 95%% CIs (0: none; e.g. 1000)"
     )
     p.add_argument("--seed", type=int, default=42, help="bootstrap seed")
     p.add_argument(
@@ -177,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-meteor", action="store_true", help="skip METEOR (said on the console)")
     p.add_argument(
         "--meteor-timeout",
-        type=_seconds,
+        type=seconds,
         default=METEOR_TIMEOUT_S,
         metavar="SECONDS",
         help="longest wait for one answer of METEOR's Java scorer; past it METEOR is reported as unavailable "

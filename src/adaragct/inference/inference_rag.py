@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from adaragct.cli import count, positive
 from adaragct.errors import UsageError
 
 # flag -> (infer setting, the release's default): the release's command gets the release's numbers, whatever the
@@ -166,20 +167,6 @@ def to_overrides(args: argparse.Namespace) -> list[str]:
     return overrides + list(args.overrides)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m adaragct.inference.inference_rag",
@@ -225,16 +212,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add(
         "--global-context-topk",
-        type=_positive,
+        type=positive,
         default=None,
         help="reports in the global context (default 3)",
     )
-    add("--max-samples", type=_positive, default=None, help="first N validation volumes (default: all)")
-    add("--max-new-tokens", type=_positive, default=None, help="report length limit in tokens (default 600)")
-    add("--max-retrievals", type=_count, default=None, help="retrievals per report (default 8)")
-    add("--top-k", type=_positive, default=None, help="sentences per retrieval (default 3)")
+    add("--max-samples", type=positive, default=None, help="first N validation volumes (default: all)")
+    add("--max-new-tokens", type=positive, default=None, help="report length limit in tokens (default 600)")
+    add("--max-retrievals", type=count, default=None, help="retrievals per report (default 8)")
+    add("--top-k", type=positive, default=None, help="sentences per retrieval (default 3)")
     add("--rag-logit-bias", type=float, default=None, help="added to the [RAG] logit (default 0.0)")
-    add("--cooldown-tokens", type=_count, default=None, help="tokens between [RAG] triggers (default 5)")
+    add("--cooldown-tokens", type=count, default=None, help="tokens between [RAG] triggers (default 5)")
     add("overrides", nargs="*", help="Hydra overrides for conf/infer.yaml")
     return parser.parse_args(argv)
 
