@@ -203,9 +203,25 @@ def _load(cfg: DictConfig, device: str) -> _Loaded:
 
 def _decode(cfg: DictConfig, loaded: _Loaded, rank: int, world: int) -> tuple[list, list, dict[str, Any]]:
     """Steps 4-5: decode this rank's volumes not yet in a predictions file; returns (mine, todo, stats)."""
-    from adaragct.generation.predictions import PredictionWriter, done_ids_elsewhere, shard, shard_path
+    from dataclasses import asdict
+
+    from adaragct.generation import GenerationSettings
+    from adaragct.generation.predictions import (
+        PredictionWriter,
+        check_resumable,
+        done_ids_elsewhere,
+        shard,
+        shard_path,
+    )
 
     model, tokenizer, ckpt_cfg, volumes, retriever, global_context = loaded
+    settings = GenerationSettings(**OmegaConf.to_container(cfg.generation, resolve=True))
+    check_resumable(
+        cfg.predictions,
+        decoding=asdict(settings),
+        retrieval=retriever.name,
+        global_context=global_context is not None,
+    )
     path = shard_path(cfg.predictions, rank, world)
     mine = shard(volumes, rank, world)
     earlier = done_ids_elsewhere(cfg.predictions, world)  # the final file, shards of another process count

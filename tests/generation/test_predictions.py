@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,38 @@ def test_a_volume_with_two_different_records_is_an_error(tmp_path: Path) -> None
         DataError, match=r"p.rank0-of-2.jsonl: volume 'valid_0_a_1': differs from its record in"
     ):
         finalize(final, ["valid_0_a_1"])
+
+
+def test_a_rerun_with_other_decoding_settings_is_refused_not_mixed_in(tmp_path: Path) -> None:
+    """A rerun skips the volumes already in the file: with other settings it would mix two experiments."""
+    from dataclasses import asdict
+
+    from adaragct.generation import GenerationSettings
+    from adaragct.generation.predictions import check_resumable
+
+    settings = asdict(GenerationSettings(top_k=3, max_new_tokens=600))
+    path = tmp_path / "p.jsonl"
+    check_resumable(path, decoding=settings, retrieval="adaptive", global_context=False)  # no file yet
+    record = {"image": "v1", "generated_text": "x", "retrieval": "adaptive", "decoding": settings}
+    shard = path.with_name("p.rank1-of-2.jsonl")
+    shard.write_text(json.dumps(record) + "\n")
+    check_resumable(path, decoding=settings, retrieval="adaptive", global_context=False)
+    # exact-by-design knobs may change between runs
+    neutral = {**settings, "speculative": False, "split_injections": False, "compact_cache": False}
+    check_resumable(path, decoding=neutral, retrieval="adaptive", global_context=False)
+    cases = [
+        ({**settings, "max_new_tokens": 5}, "adaptive", False, "generation.max_new_tokens=600 (this run: 5)"),
+        (settings, "corrupt", False, "retrieval=adaptive (this run: corrupt)"),
+        (settings, "adaptive", True, "global context off (this run: on)"),
+    ]
+    for decoding, retrieval, context, words in cases:
+        with pytest.raises(
+            DataError, match=r"p\.rank1-of-2\.jsonl: decoding settings: .*" + re.escape(words)
+        ):
+            check_resumable(path, decoding=decoding, retrieval=retrieval, global_context=context)
+    older = {k: v for k, v in record.items() if k != "decoding"}  # a record without the key: not compared
+    path.write_text(json.dumps(older) + "\n")
+    shard.unlink()
+    check_resumable(
+        path, decoding={**settings, "max_new_tokens": 5}, retrieval="adaptive", global_context=False
+    )

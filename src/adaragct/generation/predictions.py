@@ -169,6 +169,52 @@ def done_ids_elsewhere(path: str | Path, world_size: int) -> set[str]:
     return {image for p in files for image in _records(p)}
 
 
+# decoding settings that change no output (exact by design, tested): a rerun may change them and still resume
+OUTPUT_NEUTRAL = frozenset({"compact_cache", "split_injections", "speculative"})
+
+
+def _first_record(path: Path) -> dict[str, Any] | None:
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.endswith("\n") and line.strip():
+                return json.loads(line)
+    return None
+
+
+def check_resumable(
+    path: str | Path, *, decoding: Mapping[str, Any], retrieval: str, global_context: bool
+) -> None:
+    """Refuse to append to a predictions file (or its shards) whose reports were decoded otherwise.
+
+    A rerun skips the volumes already in the file, so a run with other settings (another ``max_new_tokens``,
+    retrieval, global context) into the same file would silently mix two experiments in one set of predictions.
+    Settings in :data:`OUTPUT_NEUTRAL`, and keys an older record lacks, are not compared.
+    """
+    for file in (p for p in (Path(path), *sibling_shards(path)) if p.exists()):
+        first = _first_record(file)
+        if first is None:
+            continue
+        differ = []
+        if first.get("retrieval", retrieval) != retrieval:
+            differ.append(f"retrieval={first['retrieval']} (this run: {retrieval})")
+        old = first.get("decoding") or {}
+        for key, value in decoding.items():
+            if key not in OUTPUT_NEUTRAL and key in old and old[key] != value:
+                differ.append(f"generation.{key}={old[key]} (this run: {value})")
+        if ("global_context" in first) != global_context:
+            differ.append(
+                f"global context {'on' if 'global_context' in first else 'off'} (this run: "
+                f"{'on' if global_context else 'off'})"
+            )
+        if differ:
+            raise DataError(
+                file,
+                "decoding settings",
+                f"its reports were written with {', '.join(differ)}; resuming into it would mix two settings",
+                "give this run its own predictions=PATH (or --output), or delete the file to start over",
+            )
+
+
 def merge_shards(shards: Iterable[str | Path], order: Sequence[str], out: str | Path) -> int:
     """Merge prediction files into ``out`` atomically: ``order``'s volumes first, in that order (each must be
     present), then any other volume the files hold, so nothing is lost. A volume may be in several files (a
