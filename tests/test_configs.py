@@ -129,9 +129,24 @@ def test_multirun_dirs_are_readable(tmp_path: Path) -> None:
 
 
 SCRIPTS = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+ARGPARSE_SCRIPTS = {"adaragct-show"}  # no Hydra config: argparse, like the release's aliases
+HYDRA_SCRIPTS = sorted(set(SCRIPTS) - ARGPARSE_SCRIPTS)
 
 
-@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_the_argparse_console_scripts_answer_help_from_any_directory(tmp_path: Path) -> None:
+    for script in ARGPARSE_SCRIPTS:  # its --help is argparse's, and it exits 0 from any directory
+        module, _, func = SCRIPTS[script].partition(":")
+        done = subprocess.run(
+            [sys.executable, "-c", f"from {module} import {func}; {func}()", "--help"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("script", HYDRA_SCRIPTS)
 def test_every_console_script_finds_its_configs_from_another_directory(script: str, tmp_path: Path) -> None:
     """A console script imports its app as a module, not as ``__main__``: Hydra then reads a relative
     ``config_path`` as a module path (``../../conf`` became the top-level module ``conf``, found nowhere)."""
