@@ -54,7 +54,7 @@ def run_contents(folder: Path) -> dict:
     for record in wandb_records(next(folder.glob("run-*.wandb"))):
         kind = record.WhichOneof("record_type")
         if kind == "run":
-            out["tags"] = list(record.run.tags)
+            out["tags"], out["job_type"] = list(record.run.tags), record.run.job_type
             config = record.run.config
         elif kind == "config":
             config = record.config
@@ -164,3 +164,16 @@ def test_train_and_infer_land_in_one_offline_wandb_run(indexed_demo, tmp_path) -
     assert rows[0]["reference_text"].encode() in b"".join(
         f.read_bytes() for f in latest.rglob("*") if f.is_file()
     )
+
+    # a checkpoint without a recorded run (the release's, or trained without wandb): a new run, job_type=infer
+    (Path(cfg.checkpoint_dir) / RUN_RECORD).unlink()
+    _infer(indexed_demo, Path(cfg.checkpoint_dir) / "last", tmp_path / "new", "logger=wandb")
+    (own,) = (tmp_path / "new" / "wandb").glob("offline-run-*")
+    assert record["id"] not in own.name and len(list(wandb_dir.glob("offline-run-*"))) == 3
+    new = run_contents(own)
+    assert (
+        new["job_type"] == "infer"
+        and new["tags"] == ["demo"]
+        and new["config"]["ckpt"] == str(Path(cfg.checkpoint_dir) / "last")
+    )
+    assert "infer/none/clinical_f1" in new["logged"] and "infer/none/per_finding" in new["tables"]
