@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 from adaragct.tracking import RUN_RECORD
@@ -40,6 +41,8 @@ def wandb_records(path: Path):
         if left < 7 or (length == 0 and kind == 0):  # block trailer / padding
             pos += left
             continue
+        if pos + 7 + length > len(data):  # a record still being written
+            return
         chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
         parts = chunk if kind in (1, 2) else parts + chunk
         if kind in (1, 4):
@@ -51,7 +54,13 @@ def wandb_records(path: Path):
 def run_contents(folder: Path) -> dict:
     """What one offline-run folder holds: config, tags, logged keys and table files."""
     out = {"config": {}, "tags": [], "logged": {}, "tables": {}}
-    for record in wandb_records(next(folder.glob("run-*.wandb"))):
+    records = []
+    for _ in range(120):  # wandb's service may still be writing the file when finish() has returned
+        records = list(wandb_records(next(folder.glob("run-*.wandb"))))
+        if any(r.WhichOneof("record_type") == "exit" for r in records):
+            break
+        time.sleep(0.5)
+    for record in records:
         kind = record.WhichOneof("record_type")
         if kind == "run":
             out["tags"], out["job_type"] = list(record.run.tags), record.run.job_type
@@ -122,10 +131,15 @@ def test_train_and_infer_land_in_one_offline_wandb_run(indexed_demo, tmp_path) -
     )
     assert "train/loss" in trained["logged"]
 
-    # infer (logger=wandb) resumes the checkpoint's run: same id, a second offline folder beside the first
+    # rerunning the command resumes the train run (nothing left to train here), and its wandb run: same id
+    train(cfg)
+    assert json.loads((Path(cfg.checkpoint_dir) / RUN_RECORD).read_text())["id"] == record["id"]
+    assert len(list(wandb_dir.glob(f"offline-run-*-{record['id']}*"))) == 2
+
+    # infer (logger=wandb) resumes the checkpoint's run: same id, one more offline folder beside the others
     summary = _infer(indexed_demo, Path(cfg.checkpoint_dir) / "last", tmp_path / "infer", "logger=wandb")
     folders = sorted(wandb_dir.glob(f"offline-run-*-{record['id']}*"))
-    assert len(folders) == 2 and len(list(wandb_dir.glob("offline-run-*"))) == 2
+    assert len(folders) == 3 and len(list(wandb_dir.glob("offline-run-*"))) == 3
     scored = run_contents((wandb_dir / "latest-run").resolve())  # wandb's link to the newest folder
     metrics = summary["metrics"]
     assert scored["logged"]["infer/none/clinical_f1"] == metrics["report_generation/clinical_f1"]
@@ -169,7 +183,7 @@ def test_train_and_infer_land_in_one_offline_wandb_run(indexed_demo, tmp_path) -
     (Path(cfg.checkpoint_dir) / RUN_RECORD).unlink()
     _infer(indexed_demo, Path(cfg.checkpoint_dir) / "last", tmp_path / "new", "logger=wandb")
     (own,) = (tmp_path / "new" / "wandb").glob("offline-run-*")
-    assert record["id"] not in own.name and len(list(wandb_dir.glob("offline-run-*"))) == 3
+    assert record["id"] not in own.name and len(list(wandb_dir.glob("offline-run-*"))) == 4
     new = run_contents(own)
     assert (
         new["job_type"] == "infer"

@@ -8,7 +8,8 @@ checkpoints record there.
 Train: the WandbLogger takes the config's top-level ``tags`` (``conf/logger/wandb.yaml`` asks for them), and
 :class:`TrackedRun` logs the whole resolved config plus the parameter counts (total, trainable, non-trainable)
 as the run's hyper-parameters at fit start (the model is built then, in ``configure_model``), and writes
-``<checkpoint_dir>/wandb_run.json`` (:data:`RUN_RECORD`: the run's id, project and save_dir).
+``<checkpoint_dir>/wandb_run.json`` (:data:`RUN_RECORD`: the run's id, project and save_dir). A rerun that
+resumes the train run (``adaragct.train.resume``) logs to the same wandb run id.
 
 Infer: :func:`log_infer` finds that record beside the checkpoint it scores (``ckpt`` is ``<checkpoint_dir>/last``
 or a ``step-N`` in it) and resumes the run by its id (``wandb.init(id=..., resume="allow")``, in the train
@@ -92,6 +93,12 @@ def finish_runs(loggers: list[Any]) -> None:
     for logger in loggers:
         if isinstance(logger, WandbLogger) and logger._experiment is not None:
             logger.experiment.finish()
+
+
+def resumed_run(checkpoint_dir: str | Path) -> dict[str, Any]:
+    """WandbLogger arguments for a train run that resumes: its recorded run's id (one run, not one per restart)."""
+    record = read_run_record(checkpoint_dir)
+    return {"id": record["id"], "resume": "allow"} if record is not None else {}
 
 
 def read_run_record(ckpt: str | Path) -> dict[str, Any] | None:

@@ -39,12 +39,16 @@ def _instantiate(node: Any, **runtime: Any) -> Any:
         raise error.__cause__ from None
 
 
-def _loggers(cfg: DictConfig) -> list[Any]:
-    """One Lightning logger per ``logger.<name>`` node that has a ``_target_`` (``logger=none``: none)."""
+def _loggers(cfg: DictConfig, resuming: bool = False) -> list[Any]:
+    """One Lightning logger per ``logger.<name>`` node that has a ``_target_`` (``logger=none``: none); a resumed
+    run goes on logging to its wandb run (adaragct.tracking)."""
+    from adaragct.tracking import resumed_run
+
     loggers = []
     for name, node in (cfg.get("logger") or {}).items():
         if isinstance(node, DictConfig) and "_target_" in node:
-            loggers.append(_instantiate(node))
+            runtime = resumed_run(cfg.checkpoint_dir) if resuming and name == "wandb" else {}
+            loggers.append(_instantiate(node, **runtime))
             log.info("logger %s -> %s", name, node.get("save_dir"))
     return loggers
 
@@ -180,7 +184,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # 5. strategy: fsdp/deepspeed on a CPU run fail here, before any model is built
     strategy = _instantiate(cfg.strategy, accelerator=cfg.trainer.accelerator)
     # 6. loggers and callbacks are runtime objects, injected here rather than written into YAML
-    loggers, callbacks = _loggers(cfg), _callbacks(cfg, tokenizer, config_yaml)
+    loggers, callbacks = _loggers(cfg, ckpt_path is not None), _callbacks(cfg, tokenizer, config_yaml)
     # 7. trainer (its resume checkpoints written atomically: a kill mid-write leaves the previous one)
     log.info("instantiating lightning.pytorch.Trainer")
     trainer = L.Trainer(
