@@ -274,6 +274,9 @@ def run_infer(cfg: DictConfig) -> dict[str, Any]:
     }
     if cfg.evaluate.enabled and rank == 0:
         summary["metrics"] = _evaluate(cfg, reuse=not todo)
+        from adaragct.tracking import log_infer
+
+        log_infer(cfg, summary["metrics"], retriever.name)  # logger=wandb: into the checkpoint's run
     if cfg.get("view", True) and rank == 0:
         summary["view"] = _view(cfg)
     print(

@@ -39,28 +39,37 @@ def _instantiate(node: Any, **runtime: Any) -> Any:
         raise error.__cause__ from None
 
 
-def _loggers(cfg: DictConfig) -> list[Any]:
-    """One Lightning logger per ``logger.<name>`` node that has a ``_target_`` (``logger=none``: none)."""
+def _loggers(cfg: DictConfig, resuming: bool = False) -> list[Any]:
+    """One Lightning logger per ``logger.<name>`` node that has a ``_target_`` (``logger=none``: none); a resumed
+    run goes on logging to its wandb run (adaragct.tracking)."""
+    from adaragct.tracking import resumed_run
+
     loggers = []
     for name, node in (cfg.get("logger") or {}).items():
         if isinstance(node, DictConfig) and "_target_" in node:
-            loggers.append(_instantiate(node))
+            runtime = resumed_run(cfg.checkpoint_dir) if resuming and name == "wandb" else {}
+            loggers.append(_instantiate(node, **runtime))
             log.info("logger %s -> %s", name, node.get("save_dir"))
     return loggers
 
 
 def _callbacks(cfg: DictConfig, tokenizer: Any, config_yaml: str) -> list[Any]:
     """Our checkpoints (``step-N``, ``last``) at every validation; Lightning's resume state every
-    ``resume_every_n_steps`` (null: at every validation), both also at the end."""
+    ``resume_every_n_steps`` (null: at every validation), both also at the end; with ``logger=wandb``, the
+    config and parameter counts in the run, its id beside the checkpoints."""
+    from adaragct.tracking import TrackedRun, wandb_node
     from adaragct.train.callbacks import TrainableCheckpoint
     from adaragct.train.resume import ResumeCheckpoint, ResumeState
 
     every = int(cfg.trainer.get("val_check_interval") or 0) or None
-    return [
+    callbacks = [
         TrainableCheckpoint(cfg.checkpoint_dir, tokenizer, config_yaml, every_n_steps=every),
         ResumeState(config_yaml),
         ResumeCheckpoint(cfg.checkpoint_dir, every_n_steps=cfg.get("resume_every_n_steps") or every),
     ]
+    if wandb_node(cfg) is not None:  # config, parameter counts and the run id for infer (adaragct.tracking)
+        callbacks.append(TrackedRun(cfg.checkpoint_dir, OmegaConf.to_container(cfg, resolve=True)))
+    return callbacks
 
 
 def _seed(cfg: DictConfig) -> str:
@@ -160,6 +169,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
 
     from adaragct.models.builders import load_tokenizer
+    from adaragct.tracking import finish_runs
     from adaragct.train.resume import AtomicCheckpointIO, resume_from
 
     # 1. threads and seeds; 1b. whether this run resumes (a rerun of a killed command does)
@@ -174,7 +184,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # 5. strategy: fsdp/deepspeed on a CPU run fail here, before any model is built
     strategy = _instantiate(cfg.strategy, accelerator=cfg.trainer.accelerator)
     # 6. loggers and callbacks are runtime objects, injected here rather than written into YAML
-    loggers, callbacks = _loggers(cfg), _callbacks(cfg, tokenizer, config_yaml)
+    loggers, callbacks = _loggers(cfg, ckpt_path is not None), _callbacks(cfg, tokenizer, config_yaml)
     # 7. trainer (its resume checkpoints written atomically: a kill mid-write leaves the previous one)
     log.info("instantiating lightning.pytorch.Trainer")
     trainer = L.Trainer(
@@ -187,6 +197,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     # 8. fit, from step 0 or from the resume checkpoint of 1b
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    finish_runs(loggers)  # wandb writes its run out now, not at exit (infer may resume it in this process)
     # 9. summary
     return _summary(cfg, trainer)
 

@@ -1,0 +1,183 @@
+"""The experiment tracker (wandb, offline by default): what a train run and the infer runs that score its
+checkpoints record there.
+
+    python -m adaragct.train experiment=demo stage=base logger=wandb
+    python -m adaragct.infer experiment=demo stage=base retrieval=none logger=wandb    # into the same run
+    wandb sync outputs/train/demo_tiny_base/wandb/offline-run-*                        # later, to upload
+
+Train: the WandbLogger takes the config's top-level ``tags`` (``conf/logger/wandb.yaml`` asks for them), and
+:class:`TrackedRun` logs the whole resolved config plus the parameter counts (total, trainable, non-trainable)
+as the run's hyper-parameters at fit start (the model is built then, in ``configure_model``), and writes
+``<checkpoint_dir>/wandb_run.json`` (:data:`RUN_RECORD`: the run's id, project and save_dir). A rerun that
+resumes the train run (``adaragct.train.resume``) logs to the same wandb run id.
+
+Infer: :func:`log_infer` finds that record beside the checkpoint it scores (``ckpt`` is ``<checkpoint_dir>/last``
+or a ``step-N`` in it) and resumes the run by its id (``wandb.init(id=..., resume="allow")``, in the train
+run's save_dir). Offline, wandb writes the resumed part as a second ``offline-run-*-<id>`` folder there; syncing
+the folders puts both parts into the one run. It logs ``infer/<retrieval>/<metric>`` (the scalar
+``report_generation/*`` metrics), the per-finding table ``infer/<retrieval>/per_finding`` (finding, precision,
+recall, f1, support) with its F1 bar chart ``infer/<retrieval>/per_finding_f1``, and its own resolved config
+under ``infer/<retrieval>``. A checkpoint without a record (the release's, or a run without wandb) gets a new
+run with ``job_type=infer`` instead, with a warning. Report text is patient data: the table
+``infer/<retrieval>/reports`` (volume, generated, reference) is logged only with ``logger.log_report_text=true``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from adaragct.io import write_json
+
+log = logging.getLogger(__name__)
+
+RUN_RECORD = "wandb_run.json"  # in a train run's checkpoint_dir: the wandb run its checkpoints belong to
+METRICS_PREFIX = (
+    "report_generation/"  # the scalar metrics logged (adaragct.eval.report; overall/ repeats them)
+)
+FINDING_COLUMNS = ("finding", "precision", "recall", "f1", "support")
+
+
+def wandb_node(cfg: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The ``logger.wandb`` node of a config (``logger=wandb``), or None."""
+    node = (cfg.get("logger") or {}).get("wandb")
+    return node if node and "_target_" in node else None
+
+
+class TrackedRun(Callback):
+    """At fit start, for each WandbLogger: the resolved config + parameter counts as hyper-parameters, and
+    (rank 0) the run's id in ``<checkpoint_dir>/wandb_run.json`` for infer to find.
+
+    Args:
+        checkpoint_dir: the train run's checkpoint directory.
+        config: the resolved run config (``OmegaConf.to_container(cfg, resolve=True)``).
+    """
+
+    def __init__(self, checkpoint_dir: str | Path, config: dict[str, Any]) -> None:
+        self.checkpoint_dir, self.config = Path(checkpoint_dir), config
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        from lightning.pytorch.loggers import WandbLogger
+
+        from adaragct.models.vlm import count_parameters
+
+        trainable, total = count_parameters(pl_module.model)
+        counts = {"total": total, "trainable": trainable, "non_trainable": total - trainable}
+        for logger in trainer.loggers:
+            if not isinstance(logger, WandbLogger):
+                continue
+            logger.log_hyperparams({**self.config, "model/params": counts})
+            if trainer.is_global_zero:
+                run = logger.experiment
+                record = {
+                    "id": run.id,
+                    "project": run.project,
+                    "save_dir": str(Path(logger.save_dir).resolve()),
+                }
+                write_json(self.checkpoint_dir / RUN_RECORD, record)
+                log.info(
+                    "wandb run %s (%s) recorded in %s", run.id, run.dir, self.checkpoint_dir / RUN_RECORD
+                )
+
+
+def finish_runs(loggers: list[Any]) -> None:
+    """Finish the wandb run of each WandbLogger (its files are complete then; a later infer may resume it)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.finish()
+
+
+def resumed_run(checkpoint_dir: str | Path) -> dict[str, Any]:
+    """WandbLogger arguments for a train run that resumes: its recorded run's id (one run, not one per restart)."""
+    record = read_run_record(checkpoint_dir)
+    return {"id": record["id"], "resume": "allow"} if record is not None else {}
+
+
+def read_run_record(ckpt: str | Path) -> dict[str, Any] | None:
+    """The wandb run recorded for a checkpoint: ``wandb_run.json`` in ``ckpt`` itself or in the checkpoint_dir
+    that holds it (``ckpt`` = ``<checkpoint_dir>/last`` or ``step-N``); None when there is none."""
+    ckpt = Path(ckpt)
+    for directory in (ckpt, ckpt.resolve().parent):
+        if (directory / RUN_RECORD).is_file():
+            return json.loads((directory / RUN_RECORD).read_text())
+    return None
+
+
+def _finding_rows(metrics: Mapping[str, Any]) -> list[list[Any]]:
+    detailed = metrics.get(f"{METRICS_PREFIX}clinical_detailed") or {}
+    return [[name, *(values.get(c) for c in FINDING_COLUMNS[1:])] for name, values in detailed.items()]
+
+
+def _scalars(metrics: Mapping[str, Any], prefix: str) -> dict[str, float]:
+    out = {f"{prefix}/num_samples": metrics.get("num_samples")}
+    for key, value in metrics.items():
+        if key.startswith(METRICS_PREFIX) and isinstance(value, int | float) and not isinstance(value, bool):
+            out[f"{prefix}/{key.removeprefix(METRICS_PREFIX)}"] = value
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def log_infer(cfg: DictConfig, metrics: Mapping[str, Any], retrieval: str) -> str | None:
+    """With ``logger=wandb``: log an infer run's metrics (and, if asked, its reports) to the wandb run of the
+    checkpoint it scored (the module docstring); returns that run's id, or None without ``logger=wandb``."""
+    node = wandb_node(cfg)
+    if node is None:
+        return None
+    import wandb
+
+    prefix = f"infer/{retrieval}"
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    record = read_run_record(cfg.ckpt)
+    if record is not None:
+        where = {
+            "id": record["id"],
+            "resume": "allow",
+            "project": record["project"],
+            "dir": record["save_dir"],
+        }
+    else:
+        log.warning(
+            "ckpt %s: no %s beside it (not a train run logged with logger=wandb); logging to a new wandb run",
+            cfg.ckpt,
+            RUN_RECORD,
+        )
+        where = {"project": node.get("project"), "dir": node.get("save_dir"), "job_type": "infer"}
+        where.update(group=node.get("group"), tags=list(node.get("tags") or []), config=resolved)
+    Path(where["dir"]).mkdir(parents=True, exist_ok=True)
+    run = wandb.init(mode="offline" if node.get("offline", True) else "online", **where)
+    try:
+        run.config.update({prefix: resolved}, allow_val_change=True)
+        findings = wandb.Table(columns=list(FINDING_COLUMNS), data=_finding_rows(metrics))
+        logged = {
+            **_scalars(metrics, prefix),
+            f"{prefix}/per_finding": findings,
+            f"{prefix}/per_finding_f1": wandb.plot.bar(
+                findings, "finding", "f1", title=f"per-finding F1 ({retrieval})"
+            ),
+        }
+        if (cfg.get("logger") or {}).get("log_report_text", False):
+            logged[f"{prefix}/reports"] = _reports_table(cfg.predictions)
+        run.log(logged)
+        log.info("wandb run %s: logged %s (%s)", run.id, prefix, run.dir)
+        return run.id
+    finally:
+        run.finish()
+
+
+def _reports_table(predictions: str | Path) -> Any:
+    """volume, generated, reference of every prediction (patient data: only with log_report_text=true)."""
+    import wandb
+
+    from adaragct.eval.predictions import read_predictions
+
+    preds = read_predictions(predictions)
+    references = preds.references or [None] * len(preds)
+    rows = [list(row) for row in zip(preds.ids, preds.predictions, references, strict=True)]
+    return wandb.Table(columns=["volume", "generated", "reference"], data=rows)
