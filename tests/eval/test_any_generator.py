@@ -85,7 +85,9 @@ def test_a_bare_predictions_file_scores_from_an_empty_directory(tmp_path: Path) 
     (run,) = (tmp_path / "outputs" / "evaluate" / "runs").iterdir()
     assert "vol_0" in (run / "view.html").read_text()  # the Hydra app's report viewer page
     assert metrics[f"{TASK}/meteor"] is not None
-    assert "- ground truth: the rule labeler" in (tmp_path / "m.md").read_text()
+    table = (tmp_path / "m.md").read_text()
+    assert "- ground truth: the rule labeler" in table
+    assert "| meteor | METEOR 1.5, pycocoevalcap's Java scorer |" in table  # each metric's implementation
 
 
 def _readme_block(marker: str) -> list[str]:

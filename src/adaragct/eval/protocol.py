@@ -141,6 +141,10 @@ def console_lines(block: dict[str, Any]) -> list[str]:
         lines.append(f"ground truth: labels CSV {block['ground_truth_file']} (sha256 {sha})")
     elif truth == "labeler_on_reference":
         lines.append(f"ground truth: the {labeler} labeler on the reference reports (no labels CSV given)")
+    lines.append(
+        "metrics: BLEU-1..4, ROUGE-L, CIDEr-D as pycocoevalcap computes them, METEOR 1.5 (pycocoevalcap's Java "
+        "scorer), sacreBLEU, support-weighted clinical P/R/F1 over the 18 CT-RATE findings"
+    )
     if block["comparable_to_paper"]:
         lines.append("comparable to the paper's protocol: yes")
     else:

@@ -156,6 +156,8 @@ def markdown_table(metrics: dict[str, Any]) -> str:
         from adaragct.eval.protocol import console_lines
 
         lines += ["", *(f"- {line}" for line in console_lines(metrics["protocol"]))]
+        lines += ["", "| metric | implementation |", "|---|---|"]
+        lines += [f"| {name} | {how} |" for name, how in metrics["protocol"]["implementations"].items()]
     lines += ["", "| finding | precision | recall | f1 | support |", "|---|---|---|---|---|"]
     detailed = metrics.get(f"{TASK}/clinical_detailed", {})
     for finding in FINDINGS:
