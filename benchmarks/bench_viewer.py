@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shutil
 import statistics
 import tempfile
 import time
@@ -100,31 +99,17 @@ def synthetic_inputs(
 def browser():
     """Headless Chromium, or None (with the reason printed) where it or its driver is missing."""
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
+        import selenium  # noqa: F401
     except ImportError:
         print("no selenium (pip install -e '.[dev]'): browser timings skipped")
         return None
-    binary = next(
-        (p for name in ("chromium", "chromium-browser", "google-chrome") if (p := shutil.which(name))), None
-    )
-    driver = shutil.which("chromedriver")
-    if binary is None or driver is None:
-        print(
-            "no chromium + chromedriver (apt-get install chromium chromium-driver): browser timings skipped"
-        )
+    from adaragct.viewer.browser import INSTALL, find_chromium, headless_chromium
+
+    found = find_chromium()
+    if found is None:
+        print(f"no chromium + chromedriver ({INSTALL}): browser timings skipped")
         return None
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,900",
-    ):
-        options.add_argument(arg)
-    return webdriver.Chrome(service=Service(driver), options=options)
+    return headless_chromium(*found)
 
 
 TIMES = """

@@ -173,6 +173,10 @@ def radbert(tmp_path_factory: pytest.TempPathFactory, tiny_roberta_dir: Path) ->
     return path
 
 
+def _radbert_flags(checkpoint: Path, roberta_dir: Path) -> list[str]:
+    return ["--radbert-checkpoint", str(checkpoint), "--roberta-dir", str(roberta_dir)]
+
+
 def _score(case: dict[str, Path], tmp_path: Path, *flags: str, meteor: bool = False) -> tuple[int, dict, str]:
     out = tmp_path / "m.json"
     argv = [str(case["pred"]), "--output", str(out), "--no-progress", *flags]
@@ -228,10 +232,7 @@ def test_radbert_checkpoint_selects_the_radbert_labeler_and_names_its_hash(
     code, metrics, _ = _score(
         case,
         tmp_path,
-        "--radbert-checkpoint",
-        str(radbert),
-        "--roberta-dir",
-        str(tiny_roberta_dir),
+        *_radbert_flags(radbert, tiny_roberta_dir),
         "--device",
         "cpu",
     )
@@ -293,10 +294,7 @@ def test_protocol_release_with_every_choice_is_comparable(
         tmp_path,
         "--protocol",
         "release",
-        "--radbert-checkpoint",
-        str(radbert),
-        "--roberta-dir",
-        str(tiny_roberta_dir),
+        *_radbert_flags(radbert, tiny_roberta_dir),
         "--clinical-labels-csv",
         str(case["labels"]),
         meteor=True,
@@ -326,10 +324,7 @@ def test_the_judge_rubric_from_files_is_recorded_and_makes_the_protocol_comparab
     release = [
         "--protocol",
         "release",
-        "--radbert-checkpoint",
-        str(radbert),
-        "--roberta-dir",
-        str(tiny_roberta_dir),
+        *_radbert_flags(radbert, tiny_roberta_dir),
     ]
     release += ["--clinical-labels-csv", str(case["labels"]), "--compute-llama-score"]
     release += ["--llama-model-path", str(tiny_llama_dir), "--judge-max-new-tokens", "4"]

@@ -6,7 +6,6 @@ after the retrieval and that the retrieved sentences shown are the trace's. Skip
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ from adaragct.viewer import build_view, write_view
 from adaragct.viewer.positions import sentence_spans
 from tests.viewer.conftest import write_records
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 # the marks of the open volume: which retrieval, the character of the report text before it, its sentence
 READ_MARKS = """
 const box = document.getElementById("gen");
@@ -39,29 +37,13 @@ return [...document.querySelectorAll(".ret")].map((card) => [...card.querySelect
 
 @pytest.fixture(scope="module")
 def browser():
-    webdriver = pytest.importorskip(
-        "selenium.webdriver", reason="selenium is a dev dependency: pip install -e '.[dev]'"
-    )
-    from selenium.webdriver.chrome.service import Service
+    pytest.importorskip("selenium.webdriver", reason="selenium is a dev dependency: pip install -e '.[dev]'")
+    from adaragct.viewer.browser import INSTALL, find_chromium, headless_chromium
 
-    binary = next((path for name in BROWSERS if (path := shutil.which(name))), None)
-    driver_path = shutil.which("chromedriver")
-    if binary is None or driver_path is None:
-        pytest.skip("no Chromium and chromedriver installed (apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,900",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(
-        service=Service(driver_path), options=options
-    )  # a given driver: nothing downloaded
-    driver.set_page_load_timeout(30)
+    found = find_chromium()
+    if found is None:
+        pytest.skip(f"no Chromium and chromedriver installed ({INSTALL})")
+    driver = headless_chromium(*found)  # a given driver: nothing downloaded
     yield driver
     driver.quit()
 
