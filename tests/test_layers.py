@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-FOUNDATION = frozenset({"constants", "errors", "ids", "io", "ledger"})
+FOUNDATION = frozenset({"cli", "constants", "errors", "ids", "io", "ledger"})
 MAY_IMPORT: dict[str, frozenset[str]] = {
     **dict.fromkeys(FOUNDATION, FOUNDATION),
     "data": FOUNDATION,
@@ -165,5 +165,5 @@ def test_a_bad_import_planted_in_a_copy_of_the_package_is_reported(tmp_path) -> 
     )
     assert layer_violations(import_graph(tmp_path)) == [
         "adaragct.data.prompt imports adaragct.models.vlm "
-        "(data may import only ['constants', 'errors', 'ids', 'io', 'ledger'])"
+        "(data may import only ['cli', 'constants', 'errors', 'ids', 'io', 'ledger'])"
     ]

@@ -20,6 +20,8 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -180,3 +182,61 @@ class Ledger:
     def entry(self, name: str) -> dict[str, Any] | None:
         """The recorded entry of step ``name`` (inputs, sha256, file, extra fields), or None."""
         return self.entries.get(name)
+
+
+# ---- fingerprints of model weight files (checkpoint provenance, the judge's answer cache) ------------------------
+
+log = logging.getLogger(__name__)
+CACHE_MIN_BYTES = 64 << 20  # smaller files are hashed every time (faster than a cache lookup is worth)
+
+
+def _cache_path() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "adaragct" / "file_sha256.json"
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's contents; for large files cached by (resolved path, size, mtime_ns), so a rewritten
+    file (new mtime or size) is hashed again."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    if stat.st_size < CACHE_MIN_BYTES:
+        return sha256_file(path)
+    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    cache_file = _cache_path()
+    try:
+        cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    except (OSError, json.JSONDecodeError):  # a damaged cache only costs hashing again
+        cache = {}
+    if key not in cache:
+        log.info("fingerprinting %s (%.1f GB; once per file version)", path, stat.st_size / 1e9)
+        cache[key] = sha256_file(path)
+        try:
+            write_json(cache_file, cache)
+        except OSError as error:  # a read-only home: correct, only slower next time
+            log.warning("could not cache the digest of %s in %s (%s)", path, cache_file, error)
+    return cache[key]
+
+
+def weight_files(path: str | Path | None) -> list[Path]:
+    """The weight files a Hugging Face model directory loads from (``*.safetensors``, else ``*.bin``)."""
+    if path is None or not (Path(path) / "config.json").is_file():
+        return []
+    path = Path(path)
+    return sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
+
+
+def files_digest(files: list[Path], root: Path) -> str:
+    """sha256 over (path relative to ``root``, contents sha256) of each file, in the given order."""
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(f"{file.relative_to(root).as_posix()}\0{file_sha256(file)}\n".encode())
+    return digest.hexdigest()
+
+
+def weights_fingerprint(path: str | Path | None) -> dict[str, str] | None:
+    """The ``files`` fingerprint of the weights at ``model.path``; None when it holds none (random init)."""
+    files = weight_files(path)
+    if not files:
+        return None
+    root = Path(path).resolve()
+    return {"scheme": "files", "source": str(root), "sha256": files_digest(files, Path(path))}

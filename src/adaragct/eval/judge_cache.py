@@ -18,7 +18,7 @@ from pathlib import Path
 
 from adaragct.errors import DataError
 from adaragct.io import utf8_error
-from adaragct.ledger import fingerprint, sha256_file
+from adaragct.ledger import fingerprint, sha256_file, weight_files, weights_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +26,9 @@ CACHE_FORMAT = 1
 
 
 def model_fingerprint(model_path: str | Path) -> str:
-    """sha256 naming the judge model: its weights' contents (``provenance.weights_fingerprint``, cached by file
+    """sha256 naming the judge model: its weights' contents (``ledger.weights_fingerprint``, cached by file
     size and mtime, so a 70B model is read once) and every other top-level file (config, generation config,
     tokenizer). A copy of the same files elsewhere has the same fingerprint."""
-    from adaragct.models.provenance import weight_files, weights_fingerprint
-
     model_path = Path(model_path)
     weights = set(weight_files(model_path))
     others = sorted(p for p in model_path.iterdir() if p.is_file() and p not in weights)

@@ -35,9 +35,7 @@ Schemes:
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -46,7 +44,13 @@ import torch
 
 from adaragct.errors import DataError
 from adaragct.io import write_json
-from adaragct.ledger import sha256_file
+from adaragct.ledger import (  # noqa: F401 (file_sha256, weight_files, weights_fingerprint: re-exported)
+    file_sha256,
+    files_digest,
+    sha256_file,
+    weight_files,
+    weights_fingerprint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,59 +64,7 @@ STAGE_FILES = (
     "projector.safetensors",
     "findings.safetensors",
 )
-CACHE_MIN_BYTES = 64 << 20  # smaller files are hashed every time (faster than a cache lookup is worth)
 Fingerprint = dict[str, str]
-
-
-def _cache_path() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "adaragct" / "file_sha256.json"
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's contents; for large files cached by (resolved path, size, mtime_ns), so a rewritten
-    file (new mtime or size) is hashed again."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    if stat.st_size < CACHE_MIN_BYTES:
-        return sha256_file(path)
-    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    cache_file = _cache_path()
-    try:
-        cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
-    except (OSError, json.JSONDecodeError):  # a damaged cache only costs hashing again
-        cache = {}
-    if key not in cache:
-        log.info("fingerprinting %s (%.1f GB; once per file version)", path, stat.st_size / 1e9)
-        cache[key] = sha256_file(path)
-        try:
-            write_json(cache_file, cache)
-        except OSError as error:  # a read-only home: correct, only slower next time
-            log.warning("could not cache the digest of %s in %s (%s)", path, cache_file, error)
-    return cache[key]
-
-
-def weight_files(path: str | Path | None) -> list[Path]:
-    """The weight files a Hugging Face model directory loads from (``*.safetensors``, else ``*.bin``)."""
-    if path is None or not (Path(path) / "config.json").is_file():
-        return []
-    path = Path(path)
-    return sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
-
-
-def _over_files(files: list[Path], root: Path) -> str:
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(f"{file.relative_to(root).as_posix()}\0{file_sha256(file)}\n".encode())
-    return digest.hexdigest()
-
-
-def weights_fingerprint(path: str | Path | None) -> Fingerprint | None:
-    """The ``files`` fingerprint of the weights at ``model.path``; None when it holds none (random init)."""
-    files = weight_files(path)
-    if not files:
-        return None
-    root = Path(path).resolve()
-    return {"scheme": "files", "source": str(root), "sha256": _over_files(files, Path(path))}
 
 
 def tensors_fingerprint(module: torch.nn.Module, source: str) -> Fingerprint:
@@ -142,7 +94,7 @@ def stage_fingerprint(ckpt_dir: str | Path) -> Fingerprint:
     files = [ckpt_dir / n for n in STAGE_FILES if (ckpt_dir / n).is_file()]
     if not files and (ckpt_dir / "projector.pt").is_file():
         files = [ckpt_dir / "projector.pt"]
-    return {"scheme": "checkpoint", "source": str(ckpt_dir), "sha256": _over_files(files, ckpt_dir)}
+    return {"scheme": "checkpoint", "source": str(ckpt_dir), "sha256": files_digest(files, ckpt_dir)}
 
 
 def read_provenance(ckpt_dir: str | Path) -> dict[str, Any] | None:
