@@ -233,3 +233,30 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def cut_partial_last_line(path: str | Path) -> int:
+    """Truncate a last line without its newline (an append-only JSONL whose writer was killed: predictions, the
+    judge's answer cache); returns the bytes removed."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with open(path, "rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return 0
+        chunk, pos = 1 << 16, size
+        while pos > 0:
+            start = max(0, pos - chunk)
+            handle.seek(start)
+            data = handle.read(pos - start)
+            nl = data.rfind(b"\n")
+            if nl >= 0:
+                keep = start + nl + 1
+                break
+            pos = start
+        else:
+            keep = 0
+        handle.truncate(keep)
+    return size - keep

@@ -6,7 +6,7 @@ checkpoints record there.
     wandb sync outputs/train/demo_tiny_base/wandb/offline-run-*                        # later, to upload
 
 Train: the WandbLogger takes the config's top-level ``tags`` (``conf/logger/wandb.yaml`` asks for them), and
-:class:`TrackedRun` logs the whole resolved config plus the parameter counts (total, trainable, non-trainable)
+``adaragct.train.callbacks.TrackedRun`` logs the whole resolved config plus the parameter counts (total, trainable, non-trainable)
 as the run's hyper-parameters at fit start (the model is built then, in ``configure_model``), and writes
 ``<checkpoint_dir>/wandb_run.json`` (:data:`RUN_RECORD`: the run's id, project and save_dir). A rerun that
 resumes the train run (``adaragct.train.resume``) logs to the same wandb run id.
@@ -30,10 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch import Callback
 from omegaconf import DictConfig, OmegaConf
-
-from adaragct.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -48,51 +45,6 @@ def wandb_node(cfg: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The ``logger.wandb`` node of a config (``logger=wandb``), or None."""
     node = (cfg.get("logger") or {}).get("wandb")
     return node if node and "_target_" in node else None
-
-
-class TrackedRun(Callback):
-    """At fit start, for each WandbLogger: the resolved config + parameter counts as hyper-parameters, and
-    (rank 0) the run's id in ``<checkpoint_dir>/wandb_run.json`` for infer to find.
-
-    Args:
-        checkpoint_dir: the train run's checkpoint directory.
-        config: the resolved run config (``OmegaConf.to_container(cfg, resolve=True)``).
-    """
-
-    def __init__(self, checkpoint_dir: str | Path, config: dict[str, Any]) -> None:
-        self.checkpoint_dir, self.config = Path(checkpoint_dir), config
-
-    def on_fit_start(self, trainer, pl_module) -> None:
-        from lightning.pytorch.loggers import WandbLogger
-
-        from adaragct.models.vlm import count_parameters
-
-        trainable, total = count_parameters(pl_module.model)
-        counts = {"total": total, "trainable": trainable, "non_trainable": total - trainable}
-        for logger in trainer.loggers:
-            if not isinstance(logger, WandbLogger):
-                continue
-            logger.log_hyperparams({**self.config, "model/params": counts})
-            if trainer.is_global_zero:
-                run = logger.experiment
-                record = {
-                    "id": run.id,
-                    "project": run.project,
-                    "save_dir": str(Path(logger.save_dir).resolve()),
-                }
-                write_json(self.checkpoint_dir / RUN_RECORD, record)
-                log.info(
-                    "wandb run %s (%s) recorded in %s", run.id, run.dir, self.checkpoint_dir / RUN_RECORD
-                )
-
-
-def finish_runs(loggers: list[Any]) -> None:
-    """Finish the wandb run of each WandbLogger (its files are complete then; a later infer may resume it)."""
-    from lightning.pytorch.loggers import WandbLogger
-
-    for logger in loggers:
-        if isinstance(logger, WandbLogger) and logger._experiment is not None:
-            logger.experiment.finish()
 
 
 def resumed_run(checkpoint_dir: str | Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adaragct.errors import DataError
-from adaragct.io import utf8_error
+from adaragct.io import cut_partial_last_line, utf8_error
 from adaragct.ledger import fingerprint, sha256_file, weight_files, weights_fingerprint
 
 log = logging.getLogger(__name__)
@@ -54,15 +54,12 @@ class AnswerCache:
         cache = cls(path)
         if not path.exists():
             return cache
-        raw = path.read_bytes()
-        complete = raw[: raw.rfind(b"\n") + 1]
-        if len(complete) < len(raw):
+        if cut_partial_last_line(path):
             log.warning(
                 "%s: its last line is incomplete (a run stopped while writing it); dropped, it is judged again",
                 path,
             )
-            with open(path, "rb+") as handle:
-                handle.truncate(len(complete))
+        complete = path.read_bytes()
         try:
             text = complete.decode("utf-8")
         except UnicodeDecodeError as err:

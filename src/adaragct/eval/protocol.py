@@ -97,7 +97,7 @@ def describe(
     radbert_checkpoint: str | Path | None,
     ground_truth: str | None,
     labels_csv: str | Path | None,
-    meteor_unavailable: str | None,
+    meteor_unavailable: str | None,  # why METEOR failed when it was asked for (None: computed or not asked)
     problems: list[str],
     judge: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -116,7 +116,7 @@ def describe(
     if ground_truth == "labels_csv" and labels_csv is not None:
         block["ground_truth_file"] = str(labels_csv)
         block["ground_truth_sha256"] = _sha256(labels_csv)
-    if meteor_unavailable and "not requested" not in meteor_unavailable and "METEOR is off" not in problems:
+    if meteor_unavailable:  # asked for, but it could not run
         problems = [*problems, f"METEOR was not computed ({meteor_unavailable})"]
     if judge is not None:
         block["judge"] = judge

@@ -109,7 +109,9 @@ def _check_numbers(opts: EvalOptions) -> None:
         )
 
 
-def _protocol_options(opts: EvalOptions) -> dict[str, Any]:
+def _protocol_options(opts: EvalOptions, rubric_is_default: bool | None = None) -> dict[str, Any]:
+    """The options :mod:`adaragct.eval.protocol` judges; ``rubric_is_default`` when the judge has told it (else
+    the prompt files are read)."""
     return {
         "labeler": opts.labeler,
         "radbert_checkpoint": opts.radbert_checkpoint,
@@ -118,7 +120,9 @@ def _protocol_options(opts: EvalOptions) -> dict[str, Any]:
         "meteor": opts.meteor,
         "compute_clinical": opts.compute_clinical,
         "judge_model": opts.judge_model,
-        "judge_rubric_is_default": _rubric_is_default(opts),
+        "judge_rubric_is_default": _rubric_is_default(opts)
+        if rubric_is_default is None
+        else rubric_is_default,
     }
 
 
@@ -313,8 +317,10 @@ def evaluate_predictions(opts: EvalOptions) -> dict[str, Any]:
         radbert_checkpoint=opts.radbert_checkpoint if labeler is not None else None,
         ground_truth=ground_truth,
         labels_csv=opts.labels_csv,
-        meteor_unavailable=text.meteor_unavailable,
-        problems=release_protocol_problems(**_protocol_options(opts)),
+        meteor_unavailable=text.meteor_unavailable if opts.meteor else None,
+        problems=release_protocol_problems(
+            **_protocol_options(opts, None if judge_block is None else judge_block["rubric_is_default"])
+        ),
         judge=judge_block,
     )
     return build_metrics_dict(

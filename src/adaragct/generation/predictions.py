@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from adaragct.errors import DataError
-from adaragct.io import atomic_open
+from adaragct.io import atomic_open, cut_partial_last_line
 
 TASK_TYPE = "report_generation"
 
@@ -43,31 +43,6 @@ def prediction_record(
     if global_context is not None:
         record["global_context"] = list(global_context)
     return record
-
-
-def _cut_partial_tail(path: Path) -> int:
-    """Truncate a last line without its newline (a write that was killed); returns bytes removed."""
-    size = path.stat().st_size
-    if size == 0:
-        return 0
-    with open(path, "rb+") as handle:
-        handle.seek(-1, os.SEEK_END)
-        if handle.read(1) == b"\n":
-            return 0
-        chunk, pos = 1 << 16, size
-        while pos > 0:
-            start = max(0, pos - chunk)
-            handle.seek(start)
-            data = handle.read(pos - start)
-            nl = data.rfind(b"\n")
-            if nl >= 0:
-                keep = start + nl + 1
-                break
-            pos = start
-        else:
-            keep = 0
-        handle.truncate(keep)
-    return size - keep
 
 
 def _records(path: str | Path) -> dict[str, str]:
@@ -102,7 +77,7 @@ def read_done_ids(path: str | Path) -> set[str]:
     path = Path(path)
     if not path.exists():
         return set()
-    _cut_partial_tail(path)
+    cut_partial_last_line(path)
     return set(_records(path))
 
 

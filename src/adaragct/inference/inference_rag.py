@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from adaragct.cli import count, positive
+from adaragct.cli import OneLineParser, count, positive
 from adaragct.errors import UsageError
 
 # flag -> (infer setting, the release's default): the release's command gets the release's numbers, whatever the
@@ -168,7 +168,7 @@ def to_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m adaragct.inference.inference_rag",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -57,8 +57,8 @@ def _callbacks(cfg: DictConfig, tokenizer: Any, config_yaml: str) -> list[Any]:
     """Our checkpoints (``step-N``, ``last``) at every validation; Lightning's resume state every
     ``resume_every_n_steps`` (null: at every validation), both also at the end; with ``logger=wandb``, the
     config and parameter counts in the run, its id beside the checkpoints."""
-    from adaragct.tracking import TrackedRun, wandb_node
-    from adaragct.train.callbacks import TrainableCheckpoint
+    from adaragct.tracking import wandb_node
+    from adaragct.train.callbacks import TrackedRun, TrainableCheckpoint
     from adaragct.train.resume import ResumeCheckpoint, ResumeState
 
     every = int(cfg.trainer.get("val_check_interval") or 0) or None
@@ -169,7 +169,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
 
     from adaragct.models.builders import load_tokenizer
-    from adaragct.tracking import finish_runs
+    from adaragct.train.callbacks import finish_runs
     from adaragct.train.resume import AtomicCheckpointIO, resume_from
 
     # 1. threads and seeds; 1b. whether this run resumes (a rerun of a killed command does)

@@ -9,14 +9,19 @@ Only the checkpoint's tensors are kept from it (trainable parameters + the proje
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch import Callback
 
+from adaragct.io import write_json
 from adaragct.models.checkpoint import save_checkpoint
 from adaragct.models.module import trainable_names
+from adaragct.tracking import RUN_RECORD
+
+log = logging.getLogger(__name__)
 
 
 def checkpoint_state(state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -67,3 +72,48 @@ class TrainableCheckpoint(Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._save(trainer, pl_module)
+
+
+class TrackedRun(Callback):
+    """At fit start, for each WandbLogger: the resolved config + parameter counts as hyper-parameters, and
+    (rank 0) the run's id in ``<checkpoint_dir>/wandb_run.json`` for infer to find.
+
+    Args:
+        checkpoint_dir: the train run's checkpoint directory.
+        config: the resolved run config (``OmegaConf.to_container(cfg, resolve=True)``).
+    """
+
+    def __init__(self, checkpoint_dir: str | Path, config: dict[str, Any]) -> None:
+        self.checkpoint_dir, self.config = Path(checkpoint_dir), config
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        from lightning.pytorch.loggers import WandbLogger
+
+        from adaragct.models.vlm import count_parameters
+
+        trainable, total = count_parameters(pl_module.model)
+        counts = {"total": total, "trainable": trainable, "non_trainable": total - trainable}
+        for logger in trainer.loggers:
+            if not isinstance(logger, WandbLogger):
+                continue
+            logger.log_hyperparams({**self.config, "model/params": counts})
+            if trainer.is_global_zero:
+                run = logger.experiment
+                record = {
+                    "id": run.id,
+                    "project": run.project,
+                    "save_dir": str(Path(logger.save_dir).resolve()),
+                }
+                write_json(self.checkpoint_dir / RUN_RECORD, record)
+                log.info(
+                    "wandb run %s (%s) recorded in %s", run.id, run.dir, self.checkpoint_dir / RUN_RECORD
+                )
+
+
+def finish_runs(loggers: list[Any]) -> None:
+    """Finish the wandb run of each WandbLogger (its files are complete then; a later infer may resume it)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.finish()
