@@ -76,48 +76,21 @@ def _prompt(cfg: DictConfig, ckpt_cfg: dict[str, Any]):
     return PromptConfig(**(trained or asked))
 
 
-def prompt_prefixes(
-    model, tokenizer, prompt, visual: dict, global_reports: list[list[str]] | None = None
-) -> list[tuple[Any, Any]]:
-    """``(prefix embeddings (T, H), attention mask (T,))`` of each volume of a batch: its prompt (which names its
-    findings when ``prompt.findings_sentence`` is set) with the projected embeddings in the placeholders, after
-    the volume's global-context reports when ``global_reports`` gives them (one list per volume)."""
-    import torch
-
-    from adaragct.data.prompt import with_global_context
-
-    device = next(model.parameters()).device
-    out = []
-    texts = model.prompts(prompt, visual)
-    if global_reports is not None:
-        texts = [with_global_context(t, r) for t, r in zip(texts, global_reports, strict=True)]
-    for j, text in enumerate(texts):
-        ids = torch.tensor(tokenizer.encode(text, add_special_tokens=False), device=device)
-        with torch.no_grad():
-            prefix = model.embed(ids[None], {s: v[j : j + 1] for s, v in visual.items()})[0]
-        out.append((prefix, torch.ones_like(ids)))
-    return out
-
-
 def generate_split(
     cfg: DictConfig, model, tokenizer, prompt, volumes, retriever, writer, progress: bool, global_context=None
 ) -> dict:
     """Decode ``volumes`` with ``cfg.batch_size`` rows at a time (a finished row's slot goes to the next volume
     when ``cfg.continuous_batching``), appending each prediction as it finishes; returns throughput figures.
     ``global_context`` (:class:`adaragct.retrieval.global_context.GlobalContext`): reports before each prompt."""
-    import numpy as np
-    import torch
     from tqdm.auto import tqdm
 
-    from adaragct.constants import VISUAL_SLOTS
     from adaragct.generation import AdaptiveGenerator, GenerationSettings
     from adaragct.generation.predictions import prediction_record
+    from adaragct.generation.prefixes import volume_prefixes
 
     settings = GenerationSettings(**OmegaConf.to_container(cfg.generation, resolve=True))
     generator = AdaptiveGenerator(model.llm, tokenizer, retriever, settings)
-    device = next(model.parameters()).device
     bar = tqdm(total=len(volumes), desc=f"infer[{retriever.name}]", disable=not progress, unit="report")
-    projector_dtype = next(model.projector.parameters()).dtype
     # the training volumes whose reports go before each volume's prompt (the release's --global-context)
     contexts = (
         {v.volume_id: global_context.for_volume(v.volume_id) for v in volumes} if global_context else {}
@@ -126,15 +99,8 @@ def generate_split(
     def items():  # prefixes are embedded a batch at a time, as slots free up
         for i in range(0, len(volumes), cfg.batch_size):
             batch = volumes[i : i + cfg.batch_size]
-            visual = {
-                s: torch.from_numpy(np.stack([v.visual[s] for v in batch])).to(device, projector_dtype)
-                for s in VISUAL_SLOTS
-            }
             reports = [contexts[v.volume_id][1] for v in batch] if contexts else None
-            for (prefix, mask), volume in zip(
-                prompt_prefixes(model, tokenizer, prompt, visual, reports), batch, strict=True
-            ):
-                yield prefix, mask, volume.volume_id
+            yield from volume_prefixes(model, tokenizer, prompt, batch, reports)
 
     tokens = retrievals = done = 0
     start = time.perf_counter()

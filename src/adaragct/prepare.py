@@ -277,7 +277,7 @@ def run_prepare(cfg: DictConfig) -> dict[str, Any]:
         status["cohort"] = "up to date" if cohort["skipped"] else "written"
     # 2. validate every input file and the ids across them
     log.info("[2/5] validating the %s files", data["name"])
-    checked = check_dataset(data, OmegaConf.to_container(cfg.model.visual_dims))
+    checked = check_dataset(data, OmegaConf.to_container(cfg.model.visual_dims, resolve=True))
     status["validate"] = "ok"
     # 3-4. model=tiny's tokenizer and pretrained LM, from the training reports
     ledger = Ledger(Path(data["work_dir"]) / "prepare_state.json", force=force)

@@ -299,7 +299,8 @@ def test_global_context_puts_the_neighbours_reports_before_the_prompt(
 
     from adaragct.data.cohort import load_split
     from adaragct.data.prompt import BOS, PromptConfig, build_prompt
-    from adaragct.infer import load_generation_model, prompt_prefixes
+    from adaragct.generation.prefixes import prompt_prefixes
+    from adaragct.infer import load_generation_model
     from adaragct.retrieval.global_context import load_global_context
 
     database = json.loads((indexed_demo / DATABASE).read_text())

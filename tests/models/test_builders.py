@@ -125,6 +125,14 @@ def test_large_models_on_meta_device(builder, name, total, hidden, kv, inter, la
         )
 
 
+def test_tiny_model_at_a_missing_path_is_refused_not_random(tokenizer, tmp_path) -> None:
+    """A ``model.path`` that is no directory (an unresolved ``${data.tiny_lm_dir}`` was one) is an error naming the
+    fix, never a silent random init in place of the pretrained tiny LM."""
+    for path in ("${data.tiny_lm_dir}", tmp_path / "absent"):
+        with pytest.raises(FileNotFoundError, match=r"model.path .* is not a directory .*adaragct.prepare"):
+            llama_tiny(tokenizer, path=path)
+
+
 def test_large_model_without_weights_names_the_fix() -> None:
     with pytest.raises(FileNotFoundError, match=r"paths\.llm_8b_dir"):
         llama3_1_8b(path="/nonexistent/llama")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,8 @@ def test_stage_base_writes_exactly_the_checkpoint_files(cohort, tokenizer_dir) -
     metrics = train(cfg)
     ckpt_dir = Path(cfg.checkpoint_dir)
     assert ckpt_dir.name == f"{cfg.data.name}_tiny_base"  # one checkpoint folder per dataset, model and stage
-    assert {p.name for p in ckpt_dir.iterdir()} == {"last", "step-000002", "step-000004", "lightning"}
+    names = {"last", "best", "best.json", "step-000002", "step-000004", "lightning", "val_reports"}
+    assert {p.name for p in ckpt_dir.iterdir()} == names
     assert (ckpt_dir / "last").resolve() == (ckpt_dir / "step-000004").resolve()
     assert {p.name for p in (ckpt_dir / "step-000004").iterdir()} == CHECKPOINT_FILES
     assert {p.name for p in (ckpt_dir / "lightning").iterdir()} == {"last.ckpt"}
@@ -58,8 +60,22 @@ def test_stage_base_writes_exactly_the_checkpoint_files(cohort, tokenizer_dir) -
         "train/tokens_per_s",
         "params/trainable",
         "params/total",
+        "val/clin_f1",  # conf/callbacks/clinical_metrics.yaml, on by default
+        "val/bleu4",
     } <= columns
     assert sum(1 for r in rows if r["train/loss"]) == 4 and "val/loss" in metrics
+    # best -> the validation with the highest val/clin_f1 (the first of equal ones), as best.json says
+    f1 = {int(r["step"]) + 1: float(r["val/clin_f1"]) for r in rows if r["val/clin_f1"]}
+    assert sorted(f1) == [2, 4] and all(0.0 <= v <= 1.0 for v in f1.values())
+    chosen = max(f1, key=lambda step: (f1[step], -step))
+    best = json.loads((ckpt_dir / "best.json").read_text())
+    assert best == {
+        "step": chosen,
+        "monitor": "val/clin_f1",
+        "value": pytest.approx(f1[chosen]),
+        "checkpoint": f"step-{chosen:06d}",
+    }
+    assert (ckpt_dir / "best").resolve() == (ckpt_dir / f"step-{chosen:06d}").resolve()
 
 
 def test_stage_rag_trains_from_the_base_checkpoint_and_resumes(cohort, tokenizer_dir) -> None:

@@ -124,11 +124,16 @@ def save_checkpoint(
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    link = root / f".tmp-{LAST}"
-    link.unlink(missing_ok=True)
-    link.symlink_to(name, target_is_directory=True)
-    os.replace(link, root / LAST)
+    point(root, LAST, name)
     return final
+
+
+def point(root: str | Path, link: str, name: str) -> None:
+    """Make ``root/link`` a relative symlink to ``root/name``, atomically (``last``, ``best``)."""
+    tmp = Path(root) / f".tmp-{link}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(name, target_is_directory=True)
+    os.replace(tmp, Path(root) / link)
 
 
 def is_checkpoint(path: str | Path) -> bool:

@@ -54,16 +54,30 @@ def _loggers(cfg: DictConfig, resuming: bool = False) -> list[Any]:
 
 
 def _callbacks(cfg: DictConfig, tokenizer: Any, config_yaml: str) -> list[Any]:
-    """Our checkpoints (``step-N``, ``last``) at every validation; Lightning's resume state every
-    ``resume_every_n_steps`` (null: at every validation), both also at the end; with ``logger=wandb``, the
-    config and parameter counts in the run, its id beside the checkpoints."""
+    """The optional callbacks of ``cfg.callbacks`` (one per node with a ``_target_``: clinical metrics, early
+    stopping, ...) first, so what they log at a validation is there when ours run; then our checkpoints (``step-N``,
+    ``last``, ``best`` by ``best_checkpoint``) at every validation and Lightning's resume state every
+    ``resume_every_n_steps`` (null: at every validation), both also at the end; with ``logger=wandb``, the config
+    and parameter counts in the run, its id beside the checkpoints."""
     from adaragct.tracking import wandb_node
     from adaragct.train.callbacks import TrackedRun, TrainableCheckpoint
     from adaragct.train.resume import ResumeCheckpoint, ResumeState
 
-    every = int(cfg.trainer.get("val_check_interval") or 0) or None
+    nodes = (cfg.get("callbacks") or {}).items()
     callbacks = [
-        TrainableCheckpoint(cfg.checkpoint_dir, tokenizer, config_yaml, every_n_steps=every),
+        _instantiate(node) for _, node in nodes if isinstance(node, DictConfig) and "_target_" in node
+    ]
+    every = int(cfg.trainer.get("val_check_interval") or 0) or None
+    best = cfg.get("best_checkpoint") or {}
+    callbacks += [
+        TrainableCheckpoint(
+            cfg.checkpoint_dir,
+            tokenizer,
+            config_yaml,
+            every_n_steps=every,
+            monitor=best.get("monitor"),
+            mode=best.get("mode", "max"),
+        ),
         ResumeState(config_yaml),
         ResumeCheckpoint(cfg.checkpoint_dir, every_n_steps=cfg.get("resume_every_n_steps") or every),
     ]
@@ -94,7 +108,7 @@ def _datamodule(cfg: DictConfig, tokenizer: Any) -> Any:
     from adaragct.data.prompt import PromptConfig
 
     log.info("instantiating %s", ReportDataModule.__qualname__)
-    contexts = OmegaConf.to_container(cfg.stage.contexts) if cfg.stage.get("contexts") else None
+    contexts = OmegaConf.to_container(cfg.stage.contexts, resolve=True) if cfg.stage.get("contexts") else None
     return ReportDataModule(
         cfg.data,
         tokenizer,
@@ -127,7 +141,7 @@ def _findings(cfg: DictConfig, datamodule: Any) -> Any:
         visual,
         datamodule.train_labels(volumes),
         slots=slots,
-        **OmegaConf.to_container(cfg.findings_classifier),
+        **OmegaConf.to_container(cfg.findings_classifier, resolve=True),
     )
 
 
@@ -137,13 +151,13 @@ def _module(cfg: DictConfig, tokenizer: Any, findings: Any = None) -> Any:
     from adaragct.models.module import ReportGenerationModule
 
     return ReportGenerationModule(
-        OmegaConf.to_container(cfg.model),
-        OmegaConf.to_container(cfg.stage),
+        OmegaConf.to_container(cfg.model, resolve=True),
+        OmegaConf.to_container(cfg.stage, resolve=True),
         tokenizer,
         optimizer=_instantiate(cfg.stage.optimizer),
         scheduler=_instantiate(cfg.stage.scheduler),
         init_from=cfg.stage.get("init_from") if cfg.stage.name == "rag" else None,
-        visual_gain=OmegaConf.to_container(cfg.visual_gain),
+        visual_gain=OmegaConf.to_container(cfg.visual_gain, resolve=True),
         findings=findings,
         needs_findings=cfg.prompt.get("findings_sentence") is not None,
         allow_base_mismatch=bool(cfg.get("allow_base_mismatch", False)),
@@ -188,7 +202,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # 7. trainer (its resume checkpoints written atomically: a kill mid-write leaves the previous one)
     log.info("instantiating lightning.pytorch.Trainer")
     trainer = L.Trainer(
-        **OmegaConf.to_container(cfg.trainer),
+        **OmegaConf.to_container(cfg.trainer, resolve=True),
         strategy=strategy,
         logger=loggers or False,
         callbacks=callbacks,

@@ -10,6 +10,7 @@ Only the checkpoint's tensors are kept from it (trainable parameters + the proje
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,12 @@ import torch
 from lightning.pytorch import Callback
 
 from adaragct.io import write_json
-from adaragct.models.checkpoint import save_checkpoint
+from adaragct.models.checkpoint import point, save_checkpoint
 from adaragct.models.module import trainable_names
 from adaragct.tracking import RUN_RECORD
 
 log = logging.getLogger(__name__)
+BEST = "best"  # the checkpoint of the best validation (``best_checkpoint`` in conf/train.yaml)
 
 
 def checkpoint_state(state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -33,25 +35,47 @@ def checkpoint_state(state: dict[str, torch.Tensor], model: torch.nn.Module) -> 
 
 
 class TrainableCheckpoint(Callback):
-    """Every ``every_n_steps`` optimizer steps and at the end: ``dirpath/step-NNNNNN`` + ``dirpath/last``.
+    """Every ``every_n_steps`` optimizer steps and at the end: ``dirpath/step-NNNNNN`` + ``dirpath/last``; with
+    ``monitor``, also ``dirpath/best`` -> the checkpoint of the validation with the best value of that metric so
+    far, and ``dirpath/best.json`` (step, metric, value).
 
     Args:
         dirpath: the run's checkpoint directory.
         tokenizer: saved beside the weights (inference must tokenise exactly as training did).
         config_yaml: the resolved config, saved as ``config.yaml``.
         every_n_steps: optimizer steps between checkpoints (``None``: only at the end).
+        monitor: a logged validation metric (``val/clin_f1``: :mod:`adaragct.train.clinical_validation`); ``None``:
+            no ``best``.
+        mode: ``max`` or ``min``: which values of ``monitor`` are better.
     """
 
     def __init__(
-        self, dirpath: str | Path, tokenizer: Any, config_yaml: str, every_n_steps: int | None = None
+        self,
+        dirpath: str | Path,
+        tokenizer: Any,
+        config_yaml: str,
+        every_n_steps: int | None = None,
+        monitor: str | None = None,
+        mode: str = "max",
     ) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"best_checkpoint.mode must be 'max' or 'min', got {mode!r}")
         self.dirpath, self.tokenizer, self.config_yaml, self.every = (
             Path(dirpath),
             tokenizer,
             config_yaml,
             every_n_steps,
         )
+        self.monitor, self.mode = monitor, mode
         self.saved_step = -1
+        self.best: dict[str, Any] | None = None  # {"step", "monitor", "value"} of ``best`` (checkpointed)
+        self._warned = False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best = state_dict.get("best")
 
     def _save(self, trainer, pl_module) -> None:
         """Called on every rank (the gather is a collective under FSDP); rank 0 writes."""
@@ -72,6 +96,41 @@ class TrainableCheckpoint(Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._save(trainer, pl_module)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        """Point ``best`` at this step's checkpoint (written now if it is not yet) when ``monitor`` improved."""
+        if trainer.sanity_checking or not self.monitor or trainer.global_step == 0:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None or math.isnan(float(value)):
+            if not self._warned:
+                log.warning(
+                    "best_checkpoint.monitor=%s was not logged at this validation (logged: %s): no `best` "
+                    "checkpoint (callbacks=none drops val/clin_f1; set best_checkpoint.monitor=val/loss "
+                    "best_checkpoint.mode=min, or null)",
+                    self.monitor,
+                    sorted(k for k in trainer.callback_metrics if k.startswith("val/")),
+                )
+                self._warned = True
+            return
+        value = float(value)
+        if self.best is not None and not (
+            value > self.best["value"] if self.mode == "max" else value < self.best["value"]
+        ):
+            return
+        self._save(trainer, pl_module)
+        self.best = {"step": trainer.global_step, "monitor": self.monitor, "value": value}
+        if trainer.is_global_zero:
+            name = f"step-{trainer.global_step:06d}"
+            write_json(self.dirpath / "best.json", {**self.best, "checkpoint": name})
+            point(self.dirpath, BEST, name)
+            log.info(
+                "best %s = %.4f at step %d -> %s",
+                self.monitor,
+                value,
+                trainer.global_step,
+                self.dirpath / BEST,
+            )
 
 
 class TrackedRun(Callback):
