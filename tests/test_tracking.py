@@ -24,6 +24,8 @@ WANDB_TRAIN = (
     "datamodule.num_workers=0",
     "stage.scheduler.warmup_steps=1",
     "logger=wandb",
+    "callbacks.clinical_metrics.num_volumes=2",  # val/clin_f1 reaches the run too
+    "callbacks.clinical_metrics.max_new_tokens=16",
 )
 INFER = ("limit=4", "batch_size=4", "generation.max_new_tokens=16", "progress=false", "retrieval=none")
 
@@ -129,7 +131,7 @@ def test_train_and_infer_land_in_one_offline_wandb_run(indexed_demo, tmp_path) -
         params["total"] == params["trainable"] + params["non_trainable"]
         and 0 < params["trainable"] < params["total"]
     )
-    assert "train/loss" in trained["logged"]
+    assert {"train/loss", "val/clin_f1", "val/bleu4"} <= set(trained["logged"])
 
     # rerunning the command resumes the train run (nothing left to train here), and its wandb run: same id
     train(cfg)
@@ -179,11 +181,20 @@ def test_train_and_infer_land_in_one_offline_wandb_run(indexed_demo, tmp_path) -
         f.read_bytes() for f in latest.rglob("*") if f.is_file()
     )
 
+    # evaluate (logger=wandb) with ckpt= logs into the checkpoint's run too, under evaluate/
+    scored_file = tmp_path / "infer" / "predictions.jsonl"
+    evaluated = _evaluate(scored_file, tmp_path / "eval", f"ckpt={Path(cfg.checkpoint_dir) / 'last'}")
+    assert len(list(wandb_dir.glob(f"offline-run-*-{record['id']}*"))) == 5
+    logged = run_contents((wandb_dir / "latest-run").resolve())
+    assert logged["logged"]["evaluate/clinical_f1"] == evaluated["report_generation/clinical_f1"]
+    assert logged["logged"]["evaluate/num_samples"] == 4 and "evaluate/per_finding" in logged["tables"]
+    assert "evaluate/reports" not in logged["tables"]
+
     # a checkpoint without a recorded run (the release's, or trained without wandb): a new run, job_type=infer
     (Path(cfg.checkpoint_dir) / RUN_RECORD).unlink()
     _infer(indexed_demo, Path(cfg.checkpoint_dir) / "last", tmp_path / "new", "logger=wandb")
     (own,) = (tmp_path / "new" / "wandb").glob("offline-run-*")
-    assert record["id"] not in own.name and len(list(wandb_dir.glob("offline-run-*"))) == 4
+    assert record["id"] not in own.name and len(list(wandb_dir.glob("offline-run-*"))) == 5
     new = run_contents(own)
     assert (
         new["job_type"] == "infer"
@@ -191,3 +202,26 @@ def test_train_and_infer_land_in_one_offline_wandb_run(indexed_demo, tmp_path) -
         and new["config"]["ckpt"] == str(Path(cfg.checkpoint_dir) / "last")
     )
     assert "infer/none/clinical_f1" in new["logged"] and "infer/none/per_finding" in new["tables"]
+
+    # evaluate without ckpt (any generator's file): a run of its own, job_type=evaluate
+    _evaluate(scored_file, tmp_path / "eval_own", "wandb_prefix=mine")
+    (own,) = (tmp_path / "eval_own" / "wandb").glob("offline-run-*")
+    alone = run_contents(own)
+    assert alone["job_type"] == "evaluate" and "mine/clinical_f1" in alone["logged"]
+
+
+def _evaluate(predictions: Path, out: Path, *extra: str) -> dict:
+    from adaragct.evaluate import run
+
+    cfg = compose_config(
+        "evaluate",
+        [
+            f"predictions={predictions}",
+            f"paths.output_dir={out}",
+            "logger=wandb",
+            "meteor=false",
+            "view=false",
+        ]
+        + ["progress=false", *extra],
+    )
+    return run(cfg)

@@ -94,6 +94,9 @@ def run(cfg: DictConfig) -> dict:
         log.info("wrote %s", cfg.output.comparison_json)
     from adaragct.eval.report import console_report
     from adaragct.eval.runner import output_paths
+    from adaragct.tracking import log_evaluate
+
+    log_evaluate(cfg, metrics)  # logger=wandb: into ckpt's train run, else a run of its own
 
     print("\n".join(console_report(metrics, *output_paths(cfg.output.metrics_json, cfg.output.markdown))))
     if cfg.view:

@@ -20,6 +20,9 @@ recall, f1, support) with its F1 bar chart ``infer/<retrieval>/per_finding_f1``,
 under ``infer/<retrieval>``. A checkpoint without a record (the release's, or a run without wandb) gets a new
 run with ``job_type=infer`` instead, with a warning. Report text is patient data: the table
 ``infer/<retrieval>/reports`` (volume, generated, reference) is logged only with ``logger.log_report_text=true``.
+
+Evaluate (:func:`log_evaluate`): the same under ``<wandb_prefix>/`` (default ``evaluate``), into the run of
+``ckpt=<checkpoint>`` when given, else a run of its own with ``job_type=evaluate``.
 """
 
 from __future__ import annotations
@@ -79,29 +82,56 @@ def _scalars(metrics: Mapping[str, Any], prefix: str) -> dict[str, float]:
 def log_infer(cfg: DictConfig, metrics: Mapping[str, Any], retrieval: str) -> str | None:
     """With ``logger=wandb``: log an infer run's metrics (and, if asked, its reports) to the wandb run of the
     checkpoint it scored (the module docstring); returns that run's id, or None without ``logger=wandb``."""
-    node = wandb_node(cfg)
-    if node is None:
-        return None
-    import wandb
+    return log_scores(cfg, metrics, f"infer/{retrieval}", cfg.ckpt, "infer", f"per-finding F1 ({retrieval})")
 
-    prefix = f"infer/{retrieval}"
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    record = read_run_record(cfg.ckpt)
+
+def log_evaluate(cfg: DictConfig, metrics: Mapping[str, Any]) -> str | None:
+    """With ``logger=wandb``: log an evaluate run's metrics under ``<wandb_prefix>/`` to the wandb run of ``ckpt``
+    when it names a checkpoint of a train run logged with wandb, else to a run of its own (``job_type=evaluate``:
+    evaluate scores any generator's file, which need not come from a checkpoint of ours)."""
+    prefix = cfg.get("wandb_prefix") or "evaluate"
+    return log_scores(cfg, metrics, prefix, cfg.get("ckpt"), "evaluate", f"per-finding F1 ({prefix})")
+
+
+def _where(node: Mapping[str, Any], ckpt: str | Path | None, job_type: str, resolved: dict) -> dict[str, Any]:
+    """``wandb.init`` arguments: the recorded run of ``ckpt`` (resumed), else a new run of ``job_type``."""
+    record = read_run_record(ckpt) if ckpt else None
     if record is not None:
-        where = {
+        return {
             "id": record["id"],
             "resume": "allow",
             "project": record["project"],
             "dir": record["save_dir"],
         }
-    else:
+    if ckpt:
         log.warning(
             "ckpt %s: no %s beside it (not a train run logged with logger=wandb); logging to a new wandb run",
-            cfg.ckpt,
+            ckpt,
             RUN_RECORD,
         )
-        where = {"project": node.get("project"), "dir": node.get("save_dir"), "job_type": "infer"}
-        where.update(group=node.get("group"), tags=list(node.get("tags") or []), config=resolved)
+    where = {"project": node.get("project"), "dir": node.get("save_dir"), "job_type": job_type}
+    return where | {"group": node.get("group"), "tags": list(node.get("tags") or []), "config": resolved}
+
+
+def log_scores(
+    cfg: DictConfig,
+    metrics: Mapping[str, Any],
+    prefix: str,
+    ckpt: str | Path | None,
+    job_type: str,
+    title: str,
+) -> str | None:
+    """Log ``metrics`` (an evaluation's JSON) under ``prefix/``: the scalars, the per-finding table and its F1 bar
+    chart, the run's resolved config under ``prefix``, and the reports table only with
+    ``logger.log_report_text=true``; into ``ckpt``'s recorded train run, else a new run. None without
+    ``logger=wandb``."""
+    node = wandb_node(cfg)
+    if node is None:
+        return None
+    import wandb
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    where = _where(node, ckpt, job_type, resolved)
     Path(where["dir"]).mkdir(parents=True, exist_ok=True)
     run = wandb.init(mode="offline" if node.get("offline", True) else "online", **where)
     try:
@@ -110,9 +140,7 @@ def log_infer(cfg: DictConfig, metrics: Mapping[str, Any], retrieval: str) -> st
         logged = {
             **_scalars(metrics, prefix),
             f"{prefix}/per_finding": findings,
-            f"{prefix}/per_finding_f1": wandb.plot.bar(
-                findings, "finding", "f1", title=f"per-finding F1 ({retrieval})"
-            ),
+            f"{prefix}/per_finding_f1": wandb.plot.bar(findings, "finding", "f1", title=title),
         }
         if (cfg.get("logger") or {}).get("log_report_text", False):
             logged[f"{prefix}/reports"] = _reports_table(cfg.predictions)
