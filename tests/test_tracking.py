@@ -221,7 +221,8 @@ def _evaluate(predictions: Path, out: Path, *extra: str) -> dict:
             "logger=wandb",
             "meteor=false",
             "view=false",
-        ]
-        + ["progress=false", *extra],
+            "progress=false",
+            *extra,
+        ],
     )
     return run(cfg)

@@ -185,8 +185,9 @@ def test_the_app_config_unresolved_trains_on_the_pretrained_tiny_lm(indexed_demo
             *data_overrides(indexed_demo),
             *FAST_TRAIN,
             *ALIGN,
-        ]
-        + ["callbacks=none", "trainer.max_steps=1"],
+            "callbacks=none",
+            "trainer.max_steps=1",
+        ],
         resolve=False,
     )
     assert cfg.model._get_node("path")._value() == "${data.tiny_lm_dir}"  # as the app gets it
