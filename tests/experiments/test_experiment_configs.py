@@ -86,3 +86,11 @@ def test_experiment_trains_and_infers_on_cpu(
     metrics = json.loads((predictions.parent / "metrics.json").read_text())
     assert metrics["num_samples"] == 2
     assert 0.0 <= metrics["report_generation/clinical_f1"] <= 1.0
+
+
+@pytest.mark.parametrize("app", ["prepare", "train", "infer"])  # index composes no experiment (no model)
+def test_a_stage_run_by_hand_with_experiment_demo_has_the_demos_threads(app: str) -> None:
+    """``python -m adaragct.<app> experiment=demo`` pins the thread count ``make demo`` runs with (results depend on
+    it), not the libraries' default of one per core."""
+    demo = OmegaConf.load(CONF_DIR / "demo.yaml")
+    assert compose_config(app, ["experiment=demo"], resolve=False).threads == demo.threads == 2

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from adaragct.errors import DataError, UsageError
-from adaragct.train.resume import AtomicCheckpointIO, resume_file
+from adaragct.train.resume import AtomicCheckpointIO, resume_file, run_settings
 from tests.models.conftest import VISUAL_DIMS, debug_train_config, write_tiny_cohort
 
 MAX_STEPS, SAVE_EVERY, KILL_AT = 60, 7, 14  # ~5 batches an epoch: saves at 7, 14, 21, ... fall mid-epoch
@@ -197,6 +198,37 @@ def test_a_truncated_resume_file_is_a_one_line_error_and_resume_false_moves_the_
     (aside,) = root.glob("truncated.replaced-*")
     assert (aside / "lightning" / "last.ckpt").stat().st_size == 5000  # the old run is kept, not deleted
     assert _saved_step(path) == 4 and (Path(cfg.checkpoint_dir) / "step-000004").is_dir()
+
+
+def test_a_sharded_resume_folder_is_checked_against_the_runs_settings(
+    cohort, base_run, tokenizer_dir
+) -> None:
+    """strategy=deepspeed writes ``last.ckpt`` as a folder of shards (DeepSpeed's layout, not one torch file): the
+    settings of the run that wrote it come from ``lightning/run.yaml``, written by every run at fit start. Here the
+    base run's file is swapped for such a folder (DeepSpeed needs CUDA; the check reads only run.yaml)."""
+    from adaragct.train.resume import RUN_SETTINGS_FILE, resume_from
+
+    root, data = cohort
+    resume = base_run[1]
+    settings = resume.parent / RUN_SETTINGS_FILE
+    cfg = debug_train_config(root, data, tokenizer_dir, "stage=base")
+    assert run_settings(settings.read_text()) == run_settings(OmegaConf.to_yaml(cfg, resolve=True))
+    sharded = root / "sharded" / "lightning" / "last.ckpt" / "checkpoint"
+    sharded.mkdir(parents=True)
+    (sharded / "mp_rank_00_model_states.pt").write_bytes(b"shards")
+    moved = debug_train_config(root, data, tokenizer_dir, "stage=base", f"checkpoint_dir={root}/sharded")
+    yaml = OmegaConf.to_yaml(moved, resolve=True)
+    with pytest.raises(DataError, match=r"run\.yaml: file: holds no run settings"):
+        resume_from(moved, yaml)
+    (root / "sharded" / "lightning" / RUN_SETTINGS_FILE).write_text(settings.read_text())
+    assert resume_from(moved, yaml) == str(
+        sharded.parent
+    )  # same settings: resumed (checkpoint_dir is no setting)
+    other = debug_train_config(
+        root, data, tokenizer_dir, "stage=base", f"checkpoint_dir={root}/sharded", "seed=7"
+    )
+    with pytest.raises(DataError, match=r"last\.ckpt: config: written by .*seed: 42 -> 7"):
+        resume_from(other, OmegaConf.to_yaml(other, resolve=True))
 
 
 def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_file_whole(tmp_path) -> None:

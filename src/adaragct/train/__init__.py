@@ -78,7 +78,7 @@ def _callbacks(cfg: DictConfig, tokenizer: Any, config_yaml: str) -> list[Any]:
             monitor=best.get("monitor"),
             mode=best.get("mode", "max"),
         ),
-        ResumeState(config_yaml),
+        ResumeState(config_yaml, cfg.checkpoint_dir),
         ResumeCheckpoint(cfg.checkpoint_dir, every_n_steps=cfg.get("resume_every_n_steps") or every),
     ]
     if wandb_node(cfg) is not None:  # config, parameter counts and the run id for infer (adaragct.tracking)

@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 LIGHTNING_DIR = "lightning"  # checkpoint_dir/lightning/: Lightning's resume state
 RESUME_FILE = "last.ckpt"
+# checkpoint_dir/lightning/run.yaml: the settings of the run writing there (a sharded checkpoint, strategy=deepspeed's
+# folder of shards, is not one file whose callbacks state can be read; its run's settings are read from here)
+RUN_SETTINGS_FILE = "run.yaml"
 # settings that do not change what a run trains: another value still resumes it (checkpoint_dir and run_name
 # only say where the run is: a moved run folder resumes)
 NOT_SETTINGS = (
@@ -51,6 +54,8 @@ NOT_SETTINGS = (
     "logger",
     "task_name",
     "optimized_metric",
+    "callbacks",  # what is measured and logged at validations, and when to stop: not the weights of a step
+    "best_checkpoint",
     "trainer.enable_progress_bar",
     "trainer.log_every_n_steps",
 )
@@ -123,9 +128,22 @@ class ResumeState(Callback):
         config_yaml: the run's resolved config (:func:`resume_from` compares it with the next run's).
     """
 
-    def __init__(self, config_yaml: str) -> None:
+    def __init__(self, config_yaml: str, checkpoint_dir: str | Path | None = None) -> None:
         self.config_yaml = config_yaml
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self._restore: dict[str, Any] | None = None
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        """``checkpoint_dir/lightning/run.yaml``: this run's settings, beside the resume state it will write (read
+        by :func:`resume_from` when that state is a folder of shards)."""
+        if self.checkpoint_dir is None or not trainer.is_global_zero:
+            return
+        from adaragct.io import atomic_open
+
+        path = self.checkpoint_dir / LIGHTNING_DIR / RUN_SETTINGS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(path) as handle:
+            handle.write(self.config_yaml)
 
     def state_dict(self) -> dict[str, Any]:
         return {"config": self.config_yaml, "rng": _rng_states()}
@@ -209,6 +227,12 @@ def _saved_run(path: Path) -> tuple[str | None, int]:
     return (state or {}).get("config"), int(ckpt.get("global_step", 0))
 
 
+def _saved_sharded_run(path: Path) -> str | None:
+    """The settings of the run that wrote the sharded checkpoint ``path`` (its ``run.yaml``), None when absent."""
+    settings = path.parent / RUN_SETTINGS_FILE
+    return settings.read_text(encoding="utf-8") if settings.is_file() else None
+
+
 def _move_aside(checkpoint_dir: Path) -> None:
     """resume=false: the previous run's folder becomes ``<checkpoint_dir>.replaced-<UTC time>`` (never deleted)."""
     if not checkpoint_dir.is_dir() or not any(checkpoint_dir.iterdir()):
@@ -256,16 +280,14 @@ def resume_from(cfg: DictConfig, config_yaml: str) -> str | None:
     path = resume_file(checkpoint_dir)
     if not path.exists():
         return None
-    if path.is_dir():  # strategy=deepspeed saves a folder of shards: its settings are not read here
-        log.warning(
-            "resuming from %s (a sharded checkpoint: its settings are not checked against this run's)", path
-        )
-        return str(path)
-    saved, step = _saved_run(path)
+    if path.is_dir():  # strategy=deepspeed saves a folder of shards: its run's settings are in run.yaml
+        saved, step, where = _saved_sharded_run(path), None, path.parent / RUN_SETTINGS_FILE
+    else:
+        (saved, step), where = _saved_run(path), path
     if saved is None:
         raise DataError(
-            path,
-            f"callbacks.{ResumeState.__qualname__}",
+            where,
+            f"callbacks.{ResumeState.__qualname__}" if where == path else "file",
             "holds no run settings (written before runs resumed by themselves), so it cannot be checked",
             f"ckpt_path={path} to resume from it anyway, or resume=false to start over",
         )
@@ -280,5 +302,6 @@ def resume_from(cfg: DictConfig, config_yaml: str) -> str | None:
             f"aside), or ckpt_path={path} to resume from it with the new settings",
         )
     done = " = trainer.max_steps: nothing left to train" if step == cfg.trainer.get("max_steps") else ""
-    log.info("resuming from %s (step %d%s; resume=false starts over)", path, step, done)
+    at = "a sharded checkpoint" if step is None else f"step {step}{done}"
+    log.info("resuming from %s (%s; resume=false starts over)", path, at)
     return str(path)
