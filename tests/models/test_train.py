@@ -47,7 +47,7 @@ def test_stage_base_writes_exactly_the_checkpoint_files(cohort, tokenizer_dir) -
     assert {p.name for p in ckpt_dir.iterdir()} == names
     assert (ckpt_dir / "last").resolve() == (ckpt_dir / "step-000004").resolve()
     assert {p.name for p in (ckpt_dir / "step-000004").iterdir()} == CHECKPOINT_FILES
-    assert {p.name for p in (ckpt_dir / "lightning").iterdir()} == {"last.ckpt"}
+    assert {p.name for p in (ckpt_dir / "lightning").iterdir()} == {"last.ckpt", "run.yaml"}
     assert _trainable_only(ckpt_dir / "lightning" / "last.ckpt") == set()  # no frozen base weights pickled
     saved = OmegaConf.load(ckpt_dir / "last" / "config.yaml")
     assert saved.stage.name == "base" and saved.model.builder.endswith("llama_tiny")
