@@ -123,6 +123,11 @@ class ClinicalValidation(Callback):
         from adaragct.generation.prefixes import generate_reports
 
         subset = self._subset(trainer)
+        if not subset:  # a score of no reports would read as F1 0
+            if not self._warned:
+                log.warning("callbacks.clinical_metrics: the validation split is empty: no val/clin_f1")
+                self._warned = True
+            return
         mine = subset[trainer.global_rank :: trainer.world_size]
         settings = GenerationSettings(
             max_new_tokens=self.max_new_tokens, repetition_penalty=self.repetition_penalty, top_k=1
