@@ -26,7 +26,17 @@ MAX_STEPS, SAVE_EVERY, KILL_AT = 60, 7, 14  # ~5 batches an epoch: saves at 7, 1
 LENGTHS = {
     "max_steps": [f"trainer.max_steps={MAX_STEPS}"],
     "max_epochs": ["trainer.max_steps=-1", "trainer.max_epochs=12"],
+    # two CPU processes (torchrun, gloo): each rank draws its own dropout and reads its own share of the batches
+    "ddp": [f"trainer.max_steps={MAX_STEPS}", "strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu"],
 }
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +70,13 @@ def _tensors(checkpoint_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def _command(root: Path, tokenizer_dir: Path, base_dir: Path, checkpoint_dir: Path, length: str) -> list[str]:
-    """``python -m adaragct.train`` on the tiny cohort, stage=rag (context rolls + LoRA dropout), one thread."""
+    """``python -m adaragct.train`` on the tiny cohort, stage=rag (context rolls + LoRA dropout), one thread (under
+    ``torchrun --nproc-per-node 2`` for ``length="ddp"``)."""
+    launch = [sys.executable, "-m"]
+    if length == "ddp":
+        launch += ["torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()), "-m"]
     return [
-        sys.executable,
-        "-m",
+        *launch,
         "adaragct.train",
         "--config-dir",
         str(root / "conf"),
@@ -85,6 +98,16 @@ def _command(root: Path, tokenizer_dir: Path, base_dir: Path, checkpoint_dir: Pa
     ]
 
 
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and every process under it (torchrun's workers run in process groups of their own)."""
+    import psutil
+
+    children = psutil.Process(pid).children(recursive=True)
+    for process in [psutil.Process(pid), *children]:
+        process.send_signal(signal.SIGKILL)
+    psutil.wait_procs(children, timeout=30)  # not the direct child: Popen.wait reaps it and reads its status
+
+
 def _saved_step(path: Path) -> int | None:
     try:  # written atomically: whenever it exists it is whole
         return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
@@ -93,7 +116,12 @@ def _saved_step(path: Path) -> int | None:
 
 
 @pytest.mark.parametrize(
-    "length", [pytest.param("max_steps"), pytest.param("max_epochs", marks=pytest.mark.slow)]
+    "length",
+    [
+        pytest.param("max_steps"),
+        pytest.param("max_epochs", marks=pytest.mark.slow),
+        pytest.param("ddp", marks=pytest.mark.slow),
+    ],
 )
 def test_a_run_killed_mid_epoch_and_rerun_ends_with_the_uninterrupted_weights(
     cohort, base_run, tokenizer_dir, length: str
@@ -120,12 +148,12 @@ def test_a_run_killed_mid_epoch_and_rerun_ends_with_the_uninterrupted_weights(
         while victim.poll() is None and time.monotonic() < deadline:
             step = _saved_step(resume_file(killed))
             if step is not None and step >= KILL_AT:
-                victim.send_signal(signal.SIGKILL)
+                _kill_tree(victim.pid)
                 break
             time.sleep(0.02)
     finally:
         if victim.poll() is None:
-            victim.kill()
+            _kill_tree(victim.pid)
     assert victim.wait(timeout=60) == -signal.SIGKILL, "the run finished before it could be killed"
     step = _saved_step(resume_file(killed))
     state = torch.load(resume_file(killed), map_location="cpu", weights_only=True)

@@ -146,10 +146,27 @@ class ResumeState(Callback):
             handle.write(self.config_yaml)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"config": self.config_yaml, "rng": _rng_states()}
+        """Called on every rank (Lightning gathers callback states before rank 0 writes): with several processes
+        every rank's random states are gathered, since each draws its own dropout."""
+        states = _rng_states()
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return {"config": self.config_yaml, "rng": states}
+        per_rank: list[Any] = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(per_rank, states)
+        return {"config": self.config_yaml, "rng": per_rank[0], "rng_per_rank": per_rank}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._restore = state_dict["rng"]
+        per_rank = state_dict.get("rng_per_rank")
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        rank = torch.distributed.get_rank() if distributed else 0
+        if per_rank and len(per_rank) != (torch.distributed.get_world_size() if distributed else 1):
+            log.warning(
+                "the resume checkpoint holds the random states of %d processes, this run has another count: "
+                "each rank restarts from rank 0's (the data order and dropout differ from an uninterrupted run)",
+                len(per_rank),
+            )
+            per_rank = None
+        self._restore = per_rank[rank] if per_rank else state_dict["rng"]
 
     def on_train_start(self, trainer, pl_module) -> None:
         fit_loop = trainer.fit_loop
