@@ -5,6 +5,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 EXTRAS ?= dev,sweep
+# Where `make install` takes torch from, besides pip's usual indexes. The default, PyTorch's CPU index, gives a
+# machine without CUDA the CPU build (~190 MB) instead of PyPI's Linux default (the CUDA 13 build and its nvidia-*
+# wheels, ~3 GB). It goes to pip as --extra-index-url, for the torch step only, not as --index-url: torch's own
+# dependencies (sympy, jinja2, ...) and their pins in constraints.txt still come from PyPI, and for the pinned
+# version the index's 2.13.0+cpu outranks PyPI's 2.13.0 (a local version sorts after its public one, PEP 440), so
+# pip takes the CPU wheel wherever that index has one for the platform. Empty it (`make install TORCH_INDEX=`) to
+# take torch from pip's usual indexes, or point it at another (https://download.pytorch.org/whl/cu126). An index
+# that does not answer in 5 s is left out with one line (tools/index_reachable.py): pip would retry each of its
+# pages 5 times (77 s of warnings here, where only package registries are reachable; minutes where packets drop).
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -29,13 +39,15 @@ help: ## list the targets
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first, pinned by the constraints: it resolves to the CPU wheel on disk (an unpinned torch pulls a
-	# multi-GB CUDA build)
-	$(PY) -m pip install -q -c constraints.txt torch
+	@# torch first, pinned by the constraints, from TORCH_INDEX when it answers (see TORCH_INDEX above)
+	@idx="$$($(PY) tools/index_reachable.py '$(TORCH_INDEX)')" && \
+		echo "$(PY) -m pip install -q -c constraints.txt $$idx torch" && \
+		$(PY) -m pip install -q -c constraints.txt $$idx torch
 	$(PY) -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
+	@$(PY) -c 'import torch; print("installed torch", torch.__version__, "- CUDA build:", torch.version.cuda or "no")'
 	@touch $(STAMP)
 
-install: $(STAMP) ## create/refresh .venv with the package and its dev extras
+install: $(STAMP) ## create/refresh .venv with the package and the extras in EXTRAS (TORCH_INDEX: see the Makefile)
 
 test: $(STAMP) ## run the default test suite (CPU, minutes; `slow` tests excluded)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
