@@ -4,7 +4,8 @@ PYTHON_BOOT ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-EXTRAS ?= dev,sweep
+# cpu: faiss-cpu (a CUDA machine: make install-gpu after); quant: bitsandbytes, which tests/models exercise on the CPU
+EXTRAS ?= cpu,quant,sweep,slurm,dev
 # Where `make install` takes torch from, besides pip's usual indexes. The default, PyTorch's CPU index, gives a
 # machine without CUDA the CPU build (~190 MB) instead of PyPI's Linux default (the CUDA 13 build and its nvidia-*
 # wheels, ~3 GB). It goes to pip as --extra-index-url, for the torch step only, not as --index-url: torch's own
@@ -48,6 +49,17 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 install: $(STAMP) ## create/refresh .venv with the package and the extras in EXTRAS (TORCH_INDEX: see the Makefile)
+
+# a machine with a CUDA GPU: faiss-gpu in place of faiss-cpu (both provide the module `faiss`, so never both), then
+# the build that got imported is reported (adaragct.retrieval.faiss_build)
+install-gpu: $(STAMP) ## swap faiss-cpu for faiss-gpu in .venv (a CUDA machine) and report the faiss build imported
+	$(PY) -m pip uninstall -y -q faiss-cpu faiss-gpu
+	$(PY) -m pip install -q -c constraints.txt faiss-gpu
+	$(PY) -m adaragct.retrieval.faiss_build
+
+# the tested set without torch and its CUDA stack, for a machine that keeps its own torch (README, "cluster")
+constraints-notorch.txt: constraints.txt tools/constraints_notorch.py
+	python3 tools/constraints_notorch.py
 
 test: $(STAMP) ## run the default test suite (CPU, minutes; `slow` tests excluded)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
@@ -118,5 +130,5 @@ bench: $(STAMP) ## run every benchmark and print one summary table (bench_genera
 clean: ## remove caches (keeps .venv, data/ and outputs/)
 	rm -rf .pytest_cache .ruff_cache .cache
 
-.PHONY: demo demo-ablations help install test test-slow test-all lint format prepare index train infer evaluate analyze bench-eval \
+.PHONY: demo demo-ablations help install install-gpu wheel-check test test-slow test-all lint format prepare index train infer evaluate analyze bench-eval \
 	bench-train bench-retrieval bench-viewer bench-generate sweep-ablation bench clean
