@@ -57,6 +57,27 @@ install-gpu: $(STAMP) ## swap faiss-cpu for faiss-gpu in .venv (a CUDA machine) 
 	$(PY) -m pip install -q -c constraints.txt faiss-gpu
 	$(PY) -m adaragct.retrieval.faiss_build
 
+# the package as a registry would get it: sdist + wheel (python -m build), `twine check --strict` on both, the wheel
+# (extra [cpu], pinned by constraints.txt, torch from TORCH_INDEX as in install) in a fresh venv, and its console
+# scripts run from outside the checkout. build/twine live in their own venv (.cache/wheel-check/tools, kept between
+# runs); the venv the wheel goes into is made anew every time. ~5 min here (2 cores, local wheel cache; the demo
+# cohort step ~40 s of it): too slow for `make test`, run it before a release or in a CI job of its own.
+WHEEL_CHECK := .cache/wheel-check
+wheel-check: ## build sdist + wheel, twine check them, install the wheel into a fresh venv and run its commands from /tmp
+	rm -rf dist $(WHEEL_CHECK)/venv
+	@test -x $(WHEEL_CHECK)/tools/bin/python || $(PYTHON_BOOT) -m venv $(WHEEL_CHECK)/tools
+	$(WHEEL_CHECK)/tools/bin/python -m pip install -q build twine
+	$(WHEEL_CHECK)/tools/bin/python -m build --outdir dist .
+	$(WHEEL_CHECK)/tools/bin/python -m twine check --strict dist/*
+	$(PYTHON_BOOT) -m venv $(WHEEL_CHECK)/venv
+	$(WHEEL_CHECK)/venv/bin/python -m pip install -q --upgrade pip
+	@idx="$$($(WHEEL_CHECK)/venv/bin/python tools/index_reachable.py '$(TORCH_INDEX)')" && \
+		$(WHEEL_CHECK)/venv/bin/python -m pip install -q -c constraints.txt $$idx torch
+	$(WHEEL_CHECK)/venv/bin/python -m pip install -q -c constraints.txt "$$(ls dist/*.whl)[cpu]"
+	cd /tmp && $(CURDIR)/$(WHEEL_CHECK)/venv/bin/adaragct-demo --help > /dev/null && echo "adaragct-demo --help: ok"
+	cd /tmp && $(CURDIR)/$(WHEEL_CHECK)/venv/bin/adaragct-evaluate --help > /dev/null && echo "adaragct-evaluate --help: ok"
+	cd /tmp && $(CURDIR)/$(WHEEL_CHECK)/venv/bin/python $(CURDIR)/tools/wheel_contents.py $(CURDIR)/dist
+
 # the tested set without torch and its CUDA stack, for a machine that keeps its own torch (README, "cluster")
 constraints-notorch.txt: constraints.txt tools/constraints_notorch.py
 	python3 tools/constraints_notorch.py
@@ -127,8 +148,8 @@ sweep-ablation: $(STAMP) ## demo ablation grid (retrieval none/adaptive x top_k 
 bench: $(STAMP) ## run every benchmark and print one summary table (bench_generate needs `make index`)
 	$(PY) benchmarks/run_all.py
 
-clean: ## remove caches (keeps .venv, data/ and outputs/)
-	rm -rf .pytest_cache .ruff_cache .cache
+clean: ## remove caches and built packages (keeps .venv, data/ and outputs/)
+	rm -rf .pytest_cache .ruff_cache .cache dist build
 
 .PHONY: demo demo-ablations help install install-gpu wheel-check test test-slow test-all lint format prepare index train infer evaluate analyze bench-eval \
 	bench-train bench-retrieval bench-viewer bench-generate sweep-ablation bench clean
