@@ -4,9 +4,15 @@ Stages (each a Hydra app over ``adaragct/conf``, linked as ``conf/`` at the top 
 See README.md for the two commands that run everything (`make demo`, `make test`).
 """
 
+import importlib.metadata
+import re
+import warnings
 from pathlib import Path
 
 __version__ = "0.1.0"
+# pyproject.toml's torch floor (tests/test_install.py keeps the two equal). pip enforces it when it installs the
+# package; an older torch still gets here through `pip install --no-deps` or a site torch on sys.path
+TORCH_FLOOR = (2, 11)
 # every Hydra config (``conf/`` at the top of a checkout links here), shipped in the package. The stage apps pass
 # it to ``hydra.main`` as an absolute path: a relative one is read as a module path when the app runs as a console
 # script (``../conf`` from ``adaragct.train`` became the top-level module ``conf``)
@@ -28,4 +34,33 @@ def _register_resolvers() -> None:
         OmegaConf.register_new_resolver("adaragct_pid", lambda: str(os.getpid()), use_cache=True)
 
 
+def _release(version: str) -> tuple[int, ...]:
+    """``2.11.0+cu126`` -> (2, 11, 0): the leading release numbers (local label, pre-release and dev parts dropped)."""
+    match = re.match(r"\d+(\.\d+)*", version.strip())
+    return tuple(int(n) for n in match.group(0).split(".")) if match else ()
+
+
+def check_torch_floor(version: str | None = None) -> str | None:
+    """Warn (and return the message) when the installed torch is older than :data:`TORCH_FLOOR`; None if not.
+
+    Read from the package metadata, so ``import adaragct`` does not import torch to ask. A pre-release of the
+    floor itself (2.11.0a0, a site's source build) passes.
+    """
+    if version is None:
+        try:
+            version = importlib.metadata.version("torch")
+        except importlib.metadata.PackageNotFoundError:
+            return None  # no torch: the first `import torch` says so itself
+    if _release(version)[:2] >= TORCH_FLOOR:
+        return None
+    floor = ".".join(map(str, TORCH_FLOOR))
+    message = (
+        f"adaragct needs torch>={floor}, but torch {version} is installed (untested: expect failures). Load a "
+        f"newer torch (your site's module), or pip install 'torch>={floor}' (README: Install)"
+    )
+    warnings.warn(message, RuntimeWarning, stacklevel=2)
+    return message
+
+
 _register_resolvers()
+check_torch_floor()

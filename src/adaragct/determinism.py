@@ -50,7 +50,10 @@ def apply_threads(threads: int | None, deterministic: bool = True) -> dict[str, 
     Returns:
         What is in force afterwards: ``{"threads": torch's count, "mkl_dynamic_off": bool, "pools": {...}}``.
     """
-    import faiss  # noqa: F401  (loaded first, so its OpenMP/OpenBLAS pools are among those limited below)
+    try:  # loaded first, so its OpenMP/OpenBLAS pools are among those limited below (an extra: [cpu] or [gpu])
+        import faiss  # noqa: F401
+    except ImportError:
+        pass
     import numpy  # noqa: F401
     import torch
     from threadpoolctl import threadpool_info, threadpool_limits

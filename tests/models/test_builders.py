@@ -140,6 +140,7 @@ def test_large_model_without_weights_names_the_fix() -> None:
 
 @pytest.mark.parametrize("quantization", ["4bit", "8bit"])
 def test_quantized_tiny_model_trains_a_lora(tokenizer_dir, tokenizer, quantization) -> None:
+    pytest.importorskip("bitsandbytes", reason="the quant extra (pip install 'adaragct[quant]')")
     from tests.models.conftest import model_cfg, random_visual
 
     model = build_stage_model(

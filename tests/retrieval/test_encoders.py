@@ -166,3 +166,25 @@ def test_memo_encodes_each_text_once_alone_and_evicts_the_oldest(tmp_path: Path)
     assert enc.seen[-1] == texts[0]
     with pytest.raises(ValueError, match="probe memo size"):
         MemoEncoder(inner, 0)
+
+
+def test_the_default_encoders_files_are_checked_against_pinned_hashes(tmp_path: Path) -> None:
+    """The packaged all-MiniLM-L6-v2 passes; a copy with one changed file (or one missing) is refused by name."""
+    import shutil
+
+    from adaragct.retrieval.encoders import MINILM_SHA256, packaged_minilm_path, verify_minilm
+
+    installed = packaged_minilm_path()  # the installed package's files pass
+    copy = tmp_path / "minilm"
+    copy.mkdir()
+    for name in MINILM_SHA256:
+        if name != "model.safetensors":
+            shutil.copy(installed / name, copy / name)
+    (copy / "model.safetensors").symlink_to(installed / "model.safetensors")
+    assert verify_minilm(copy) == copy
+    (copy / "config.json").write_text((installed / "config.json").read_text().replace("384", "385"))
+    with pytest.raises(DataError, match=r"config\.json: sha256: is not all-MiniLM-L6-v2's file .*reinstall"):
+        verify_minilm(copy)
+    (copy / "config.json").unlink()
+    with pytest.raises(DataError, match=r"config\.json: sha256: .*got missing"):
+        verify_minilm(copy)

