@@ -167,7 +167,10 @@ def run_text_stats(cfg: DictConfig) -> dict[str, Any]:
     from adaragct.io import atomic_open, write_json
 
     generator = OmegaConf.to_container(cfg.data.generator, resolve=True) if "generator" in cfg.data else None
-    sources = [OmegaConf.to_container(s, resolve=True) if OmegaConf.is_list(s) else s for s in (cfg.text.a, cfg.text.b)]
+    sources = [
+        OmegaConf.to_container(s, resolve=True) if OmegaConf.is_list(s) else s
+        for s in (cfg.text.a, cfg.text.b)
+    ]
     sets = [
         load_report_set(s, generator).subsample(cfg.text.max_reports, cfg.text.seed)
         for s in sources

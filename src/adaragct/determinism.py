@@ -15,6 +15,7 @@ and FAISS pick kernels by ISA); on one machine, whatever its core count or load,
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 from pathlib import Path
@@ -50,10 +51,10 @@ def apply_threads(threads: int | None, deterministic: bool = True) -> dict[str, 
     Returns:
         What is in force afterwards: ``{"threads": torch's count, "mkl_dynamic_off": bool, "pools": {...}}``.
     """
-    try:  # loaded first, so its OpenMP/OpenBLAS pools are among those limited below (an extra: [cpu] or [gpu])
-        import faiss  # noqa: F401
-    except ImportError:
-        pass
+    with contextlib.suppress(
+        ImportError
+    ):  # FAISS (an extra: [cpu] or [gpu]) loaded first, so its OpenMP/OpenBLAS
+        import faiss  # noqa: F401  pools are among those limited below
     import numpy  # noqa: F401
     import torch
     from threadpoolctl import threadpool_info, threadpool_limits

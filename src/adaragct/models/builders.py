@@ -238,10 +238,10 @@ def llama_tiny(
     """The tiny Llama: loaded from ``path`` when it holds weights (the pretrained tiny LM, written by the
     prepare stage), else random-initialised with a fixed seed (``path`` is then just a tokenizer directory), so
     stage=rag rebuilds exactly the base that stage=base trained on."""
-    if (
-        path is not None and not Path(path).is_dir()
-    ):  # e.g. an unresolved "${data.tiny_lm_dir}": never a silent
-        raise FileNotFoundError(  # random init in place of the pretrained LM
+    # a path that is no directory (an unresolved "${data.tiny_lm_dir}" was one): an error, never a silent random init
+    # in place of the pretrained LM
+    if path is not None and not Path(path).is_dir():
+        raise FileNotFoundError(
             f"model={size}: model.path {path} is not a directory (fix: run `python -m adaragct.prepare` to write "
             "the pretrained tiny LM there, or point model.path at a tokenizer directory for a random-initialised one)"
         )
