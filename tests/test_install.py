@@ -177,6 +177,17 @@ def test_an_empty_or_local_torch_index(capsys, tmp_path) -> None:
     assert capsys.readouterr().out.strip() == f"--extra-index-url {tmp_path.as_uri()}"
 
 
-def test_python_is_supported() -> None:
-    floor = re.search(r">=\s*3\.(\d+)", PYPROJECT["project"]["requires-python"]).group(1)
-    assert sys.version_info[:2] >= (3, int(floor))
+def test_requires_python_is_the_pythons_ci_tests() -> None:
+    """pyproject's Python range admits exactly the versions CI installs and tests: 3.11 (`make test`, the Makefile's
+    PYTHON_BOOT) and 3.12 (`make test-py312`)."""
+    from packaging.specifiers import SpecifierSet
+
+    allowed = SpecifierSet(PYPROJECT["project"]["requires-python"])
+    makefile = (ROOT / "Makefile").read_text()
+    assert (
+        "command -v python3.11" in makefile
+        and "python3.12" in makefile
+        and "make test-py312" in (ROOT / ".ci" / "run").read_text()
+    )
+    assert [v for v in ("3.10", "3.11", "3.12", "3.13") if allowed.contains(f"{v}.0")] == ["3.11", "3.12"]
+    assert allowed.contains(".".join(map(str, sys.version_info[:3])))
