@@ -123,6 +123,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # two torchrun processes: ~2 min on 2 cores
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="torch built without gloo")
 def test_two_ddp_processes_log_the_one_process_values(indexed_demo, tmp_path) -> None:
     """``torchrun --nproc-per-node 2 -m adaragct.train strategy=ddp``: each rank decodes half of the subset; the
