@@ -108,7 +108,7 @@ def _datamodule(cfg: DictConfig, tokenizer: Any) -> Any:
     from adaragct.data.prompt import PromptConfig
 
     log.info("instantiating %s", ReportDataModule.__qualname__)
-    contexts = OmegaConf.to_container(cfg.stage.contexts, resolve=True) if cfg.stage.get("contexts") else None
+    contexts = OmegaConf.to_container(cfg.stage.contexts) if cfg.stage.get("contexts") else None
     return ReportDataModule(
         cfg.data,
         tokenizer,
@@ -141,7 +141,7 @@ def _findings(cfg: DictConfig, datamodule: Any) -> Any:
         visual,
         datamodule.train_labels(volumes),
         slots=slots,
-        **OmegaConf.to_container(cfg.findings_classifier, resolve=True),
+        **OmegaConf.to_container(cfg.findings_classifier),
     )
 
 
@@ -151,13 +151,13 @@ def _module(cfg: DictConfig, tokenizer: Any, findings: Any = None) -> Any:
     from adaragct.models.module import ReportGenerationModule
 
     return ReportGenerationModule(
-        OmegaConf.to_container(cfg.model, resolve=True),
-        OmegaConf.to_container(cfg.stage, resolve=True),
+        OmegaConf.to_container(cfg.model),
+        OmegaConf.to_container(cfg.stage),
         tokenizer,
         optimizer=_instantiate(cfg.stage.optimizer),
         scheduler=_instantiate(cfg.stage.scheduler),
         init_from=cfg.stage.get("init_from") if cfg.stage.name == "rag" else None,
-        visual_gain=OmegaConf.to_container(cfg.visual_gain, resolve=True),
+        visual_gain=OmegaConf.to_container(cfg.visual_gain),
         findings=findings,
         needs_findings=cfg.prompt.get("findings_sentence") is not None,
         allow_base_mismatch=bool(cfg.get("allow_base_mismatch", False)),
@@ -186,6 +186,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from adaragct.train.callbacks import finish_runs
     from adaragct.train.resume import AtomicCheckpointIO, resume_from
 
+    # 0. the app hands over the config unresolved (model.path: ${data.tiny_lm_dir}); every node below is passed on
+    # as plain values, so resolve it once here (the builder once got the literal string and random-initialised)
+    OmegaConf.resolve(cfg)
     # 1. threads and seeds; 1b. whether this run resumes (a rerun of a killed command does)
     config_yaml = _seed(cfg)
     ckpt_path = resume_from(cfg, config_yaml)
@@ -202,7 +205,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # 7. trainer (its resume checkpoints written atomically: a kill mid-write leaves the previous one)
     log.info("instantiating lightning.pytorch.Trainer")
     trainer = L.Trainer(
-        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        **OmegaConf.to_container(cfg.trainer),
         strategy=strategy,
         logger=loggers or False,
         callbacks=callbacks,
