@@ -1,6 +1,6 @@
 """Small datasets in the layouts users bring, written by the tests from our own generator's sentences.
 
-* :func:`write_release_bundle`: the AdaRAG-CT release bundle (SPEC 2.2) with the release's quirks: context files
+* :func:`write_release_bundle`: the AdaRAG-CT release bundle (docs/formats.md#release-bundle) with the release's quirks: context files
   that are ONE JSON object despite the ``.jsonl`` name, ``.nii.gz`` ids in the ViSD-Boost NPZ and in the sentence
   database, string sentence ids (``"0"``, ``"1"``, ...), three pooled CT-CLIP keys, validation references only in
   ``valid_organ_reports.json``, validation labels only, 256-d sentence embeddings (a projected MiniLM standing in

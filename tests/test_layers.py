@@ -1,4 +1,4 @@
-"""Layers (SPEC 1, issue 16): which part of ``adaragct`` may import which other part, and no import circles.
+"""Layers (docs/method.md, issue 16): which part of ``adaragct`` may import which other part, and no import circles.
 
 Imports are read from the source with ``ast``, the ones inside functions as much as the ones at the top: a lazy
 import hides a dependency from the reader but not from the layering, and two lazy imports still make a circle.

@@ -1,8 +1,8 @@
-"""Fixed vocabularies shared by every stage: findings, organs, visual slots and special tokens (SPEC 2, 4)."""
+"""Fixed vocabularies shared by every stage: findings, organs, visual slots and special tokens (docs/formats.md, docs/method.md#model-and-training)."""
 
 from __future__ import annotations
 
-# The 18 CT-RATE findings in the exact column order of the labels CSV (SPEC 2.1).
+# The 18 CT-RATE findings in the exact column order of the labels CSV (docs/formats.md#ct-rate-layout).
 FINDINGS: tuple[str, ...] = (
     "Medical material",
     "Arterial wall calcification",
@@ -42,7 +42,7 @@ RADGENOME_ORGANS: tuple[str, ...] = (
     "other",
 )
 
-# Finding -> organ (SPEC 2.4).
+# Finding -> organ (docs/formats.md#organs-and-sentences).
 FINDING_TO_ORGAN: dict[str, str] = {
     "Medical material": "other",
     "Arterial wall calcification": "aorta",
@@ -64,11 +64,11 @@ FINDING_TO_ORGAN: dict[str, str] = {
     "Interlobular septal thickening": "lung",
 }
 
-# Visual slots in the order the projector consumes them (SPEC 2.5): whole volume first, then organs.
+# Visual slots in the order the projector consumes them (docs/method.md#training-batches): whole volume first, then organs.
 VISUAL_SLOTS: tuple[str, ...] = ("whole_ct", "lung", "heart", "esophagus", "aorta")
 ORGAN_SLOTS: tuple[str, ...] = VISUAL_SLOTS[1:]
 
-# Special tokens (SPEC 4): one placeholder per visual slot, the task token, the context delimiters and [RAG].
+# Special tokens (docs/method.md#model-and-training): one placeholder per visual slot, the task token, the context delimiters and [RAG].
 SLOT_TOKENS: dict[str, str] = {slot: f"<{slot}>" for slot in VISUAL_SLOTS}
 TASK_TOKEN = "<report_generation>"
 RET_START = "<|ret_start|>"

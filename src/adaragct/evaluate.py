@@ -1,4 +1,4 @@
-"""Hydra app of the evaluate stage: predictions file -> metrics JSON + markdown table (SPEC 1, 6).
+"""Hydra app of the evaluate stage: predictions file -> metrics JSON + markdown table (docs/method.md, docs/evaluation.md).
 
 Run (any predictions file, nothing else needed; ground truth from labelling the references):
     python -m adaragct.evaluate predictions=P.jsonl [labels_csv=L] [bootstrap.num_resamples=1000]

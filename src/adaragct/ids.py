@@ -1,4 +1,4 @@
-"""Volume-id normalisation, used by every reader so that ids from any file compare equal (SPEC 2.1).
+"""Volume-id normalisation, used by every reader so that ids from any file compare equal (docs/formats.md#ct-rate-layout).
 
 CT-RATE ids look like ``split_patient_scan_recon`` (``valid_53_a_1``); files spell them as bare ids, file names
 (``valid_53_a_1.nii.gz``) or paths. Reconstructions of one scan share a report, so splits and neighbour searches

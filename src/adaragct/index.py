@@ -1,4 +1,4 @@
-"""Index stage: everything retrieval needs for a dataset, in the AdaRAG-CT release layout (SPEC 2.2, 3).
+"""Index stage: everything retrieval needs for a dataset, in the AdaRAG-CT release layout (docs/formats.md#release-bundle, docs/method.md#retrieval).
 
     python -m adaragct.index data=demo
     python -m adaragct.index data=adaragct_bundle data.bundle_root=/data/adaragct_bundle

@@ -201,7 +201,7 @@ def read_jsonl(path: str | Path) -> list[Any]:
 def read_json_or_jsonl(path: str | Path) -> Any:
     """Read a file that is either one JSON value (even if named ``.jsonl``) or true JSONL.
 
-    The AdaRAG-CT release names single-object files ``*.jsonl`` (SPEC 2.2), so the extension proves nothing:
+    The AdaRAG-CT release names single-object files ``*.jsonl`` (docs/formats.md#release-bundle), so the extension proves nothing:
     try one document first, then fall back to line-by-line parsing with line-numbered errors.
     """
     path = Path(path)

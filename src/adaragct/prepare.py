@@ -1,4 +1,4 @@
-"""The prepare stage: validate a dataset and write what every later stage needs (SPEC 1, 2).
+"""The prepare stage: validate a dataset and write what every later stage needs (docs/method.md, docs/formats.md).
 
 Run::
 

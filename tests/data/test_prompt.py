@@ -1,4 +1,4 @@
-"""The prompt (SPEC 4) and the findings sentence of ``prompt=findings`` (issue 20)."""
+"""The prompt (docs/method.md#model-and-training) and the findings sentence of ``prompt=findings`` (issue 20)."""
 
 from __future__ import annotations
 

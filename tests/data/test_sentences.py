@@ -1,4 +1,4 @@
-"""Sentence splitting and organ/normality tagging (SPEC 2.4), on hand-written cases and the 800 real reports."""
+"""Sentence splitting and organ/normality tagging (docs/formats.md#organs-and-sentences), on hand-written cases and the 800 real reports."""
 
 from __future__ import annotations
 
@@ -154,7 +154,7 @@ def real_tagged(real_reports: pd.DataFrame) -> list[list[tuple[str, SentenceTag]
 def test_real_reports_organ_shares(real_tagged: list[list[tuple[str, SentenceTag]]]) -> None:
     """Loose bounds on the 800 hand-labelled CT-RATE reports.
 
-    About 20 sentences per report (SPEC 2.1). A CT-RATE report spends roughly half its sentences on the lymph
+    About 20 sentences per report (docs/formats.md#ct-rate-layout). A CT-RATE report spends roughly half its sentences on the lymph
     nodes, upper abdomen and bones (the "other" organ) and a third on the lungs; measured: lung 0.33, heart 0.11,
     esophagus 0.05, aorta 0.10, only-other 0.46. The bounds leave room for keyword changes but fail if a table
     breaks (e.g. only-other near 1, or no esophagus sentence found).

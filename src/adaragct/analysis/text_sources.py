@@ -5,7 +5,7 @@ A source is named on the command line (``python -m adaragct.analyze text.a=... t
 - ``demo``: the demo cohort drawn in memory from the ``data.generator`` config (train + valid patients, one report
   each), so a calibration of the generator needs no prepare run;
 - a path to a CSV in the hand-labelled layout (``report_text`` + the 18 findings, id ``AccessionNo``);
-- ``[reports.csv, labels.csv]``: a CT-RATE reports CSV and labels CSV (SPEC 2.1), joined on the volume id.
+- ``[reports.csv, labels.csv]``: a CT-RATE reports CSV and labels CSV (docs/formats.md#ct-rate-layout), joined on the volume id.
 
 Reconstructions of one scan share a report, and a pair of identical reports would score BLEU 1 as "nearest", so
 CT-RATE volumes are reduced to one per (patient, report).

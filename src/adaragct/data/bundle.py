@@ -1,4 +1,4 @@
-"""Readers for the AdaRAG-CT release bundle (SPEC 2.2), so users of the released data can run adaragct directly.
+"""Readers for the AdaRAG-CT release bundle (docs/formats.md#release-bundle), so users of the released data can run adaragct directly.
 
 Every reader validates what it returns (ids unique and normalised, dims as configured, finite values, required
 keys present) and raises :class:`~adaragct.errors.DataError` naming the file, the field and the fix.
@@ -162,9 +162,9 @@ def read_organ_reports_json(path: str | Path) -> dict[str, dict[str, Any]]:
     path = Path(path)
     data = read_json(path)
     if not isinstance(data, list):
-        raise DataError(path, "top level", f"expected a list, got {type(data).__name__}", "see SPEC 2.2")
+        raise DataError(path, "top level", f"expected a list, got {type(data).__name__}", "see docs/formats.md#release-bundle")
     out: dict[str, dict[str, Any]] = {}
-    fix = "each entry needs image, raw_report and organ_reports{lung,heart,esophagus,aorta,other} (SPEC 2.2)"
+    fix = "each entry needs image, raw_report and organ_reports{lung,heart,esophagus,aorta,other} (docs/formats.md#release-bundle)"
     for i, entry in enumerate(data):
         vid = normalize_volume_id(_require(entry, "image", path, f"[{i}]", fix))
         report = _require(entry, "raw_report", path, f"[{i}]", fix)
@@ -203,7 +203,7 @@ def read_contexts(path: str | Path) -> dict[str, dict[str, list[str]]]:
         for lineno, row in enumerate(data, start=1):
             if isinstance(row, dict) and "sample_id" in row:
                 items.append(
-                    (row["sample_id"], _require(row, "contexts", path, f"line {lineno}", "see SPEC 2.2"))
+                    (row["sample_id"], _require(row, "contexts", path, f"line {lineno}", "see docs/formats.md#release-bundle"))
                 )
             elif isinstance(row, dict) and len(row) == 1:
                 items.extend(row.items())
@@ -212,12 +212,12 @@ def read_contexts(path: str | Path) -> dict[str, dict[str, list[str]]]:
                     path,
                     f"line {lineno}",
                     "expected {sample_id: [...]} or {sample_id, contexts}",
-                    "see SPEC 2.2 for the context layout",
+                    "see docs/formats.md#release-bundle for the context layout",
                 )
     else:
-        raise DataError(path, "top level", f"unexpected {type(data).__name__}", "see SPEC 2.2")
+        raise DataError(path, "top level", f"unexpected {type(data).__name__}", "see docs/formats.md#release-bundle")
     out: dict[str, dict[str, list[str]]] = {}
-    fix = "each entry is {query_sentence:{text}, retrieved:[{text}, ...]} (SPEC 2.2)"
+    fix = "each entry is {query_sentence:{text}, retrieved:[{text}, ...]} (docs/formats.md#release-bundle)"
     for sample_id, entries in items:
         vid = normalize_volume_id(sample_id)
         if vid in out:
@@ -256,8 +256,8 @@ def read_sentence_database(path: str | Path) -> list[SentenceRecord]:
     path = Path(path)
     data = read_json(path)
     if not isinstance(data, dict):
-        raise DataError(path, "top level", "expected an object {image_id: [sentences]}", "see SPEC 2.2")
-    fix = "each sentence needs sentence_id, text, organs (list) and normal (bool) (SPEC 2.2)"
+        raise DataError(path, "top level", "expected an object {image_id: [sentences]}", "see docs/formats.md#release-bundle")
+    fix = "each sentence needs sentence_id, text, organs (list) and normal (bool) (docs/formats.md#release-bundle)"
     records: list[SentenceRecord] = []
     seen: set[str] = set()
     for image_id, sentences in data.items():
@@ -325,17 +325,17 @@ def read_image_neighbours(path: str | Path) -> dict[str, dict[str, list[str]]]:
     path = Path(path)
     data = read_json(path)
     if not isinstance(data, dict):
-        raise DataError(path, "top level", "expected an object {volume_id: {organ: [...]}}", "see SPEC 2.2")
+        raise DataError(path, "top level", "expected an object {volume_id: {organ: [...]}}", "see docs/formats.md#release-bundle")
     out: dict[str, dict[str, list[str]]] = {}
     for vid_raw, per_organ in data.items():
         vid = normalize_volume_id(vid_raw)
         if not isinstance(per_organ, dict):
-            raise DataError(path, f"{vid_raw}", "expected {organ: [{image_id}]}", "see SPEC 2.2")
+            raise DataError(path, f"{vid_raw}", "expected {organ: [{image_id}]}", "see docs/formats.md#release-bundle")
         table = {}
         for organ, neighbours in per_organ.items():
             if organ not in ORGANS:
                 raise DataError(path, f"{vid_raw}.{organ}", "unknown organ", f"use only {list(ORGANS)}")
-            fix = "each neighbour is {image_id: ...} (SPEC 2.2)"
+            fix = "each neighbour is {image_id: ...} (docs/formats.md#release-bundle)"
             table[organ] = [
                 normalize_volume_id(_require(n, "image_id", path, f"{vid_raw}.{organ}", fix))
                 for n in neighbours

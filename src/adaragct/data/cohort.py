@@ -41,7 +41,7 @@ def split_reports(data_cfg: Mapping[str, Any], split: str) -> dict[str, str]:
             f"conf/data/{data_cfg.get('name')}.yaml",
             f"{split}_reports_csv",
             "not set",
-            f"point data.{split}_reports_csv at a CT-RATE reports CSV (SPEC 2.1)",
+            f"point data.{split}_reports_csv at a CT-RATE reports CSV (docs/formats.md#ct-rate-layout)",
         )
     return {
         vid: entry["raw_report"]

@@ -1,4 +1,4 @@
-"""Readers for the CT-RATE reports CSV and labels CSV (SPEC 2.1).
+"""Readers for the CT-RATE reports CSV and labels CSV (docs/formats.md#ct-rate-layout).
 
 Both return plain pandas objects indexed by the normalised volume id, validated so that later stages can trust
 them: every problem raises :class:`~adaragct.errors.DataError` naming the file, the column and the fix.
@@ -58,7 +58,7 @@ def _id_column(frame: pd.DataFrame, path: Path) -> str:
         path,
         "column 'VolumeName'",
         "missing (no VolumeName or AccessionNo column)",
-        "add the volume id column, see SPEC 2.1",
+        "add the volume id column, see docs/formats.md#ct-rate-layout",
     )
 
 
@@ -74,7 +74,7 @@ def _check_unique(ids: pd.Series, path: Path, column: str) -> None:
 
 
 def reference_report(findings: str, impressions: str) -> str:
-    """The reference report of SPEC 2.1: stripped findings + " " + stripped impressions, stripped."""
+    """The reference report of docs/formats.md#ct-rate-layout: stripped findings + " " + stripped impressions, stripped."""
     return f"{findings.strip()} {impressions.strip()}".strip()
 
 
@@ -94,7 +94,7 @@ def read_reports_csv(path: str | Path, *, drop_empty: bool = True) -> pd.DataFra
                 path,
                 f"column '{column}'",
                 "missing",
-                f"a CT-RATE reports CSV needs the columns {', '.join(REPORT_COLUMNS)} (SPEC 2.1)",
+                f"a CT-RATE reports CSV needs the columns {', '.join(REPORT_COLUMNS)} (docs/formats.md#ct-rate-layout)",
             )
     ids = frame["VolumeName"].map(normalize_volume_id)
     report = [
@@ -142,7 +142,7 @@ def read_labels_csv(path: str | Path) -> pd.DataFrame:
             path,
             f"column '{missing[0]}'",
             f"missing ({len(missing)} of the 18 findings absent)",
-            "the labels CSV needs the 18 CT-RATE findings as columns, see SPEC 2.1",
+            "the labels CSV needs the 18 CT-RATE findings as columns, see docs/formats.md#ct-rate-layout",
         )
     values = np.zeros((len(frame), len(FINDINGS)), dtype=np.int8)
     for j, finding in enumerate(FINDINGS):

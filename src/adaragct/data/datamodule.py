@@ -1,4 +1,4 @@
-"""LightningDataModule for stage=base and stage=rag (SPEC 2.5).
+"""LightningDataModule for stage=base and stage=rag (docs/method.md#training-batches).
 
 Each sample is (5-slot visual input, prompt, target). For stage=rag every sample rolls one context source
 (none / oracle / retrieved) and rewrites at most ``max_sentences`` of its sentences as
@@ -225,7 +225,7 @@ class ReportDataModule(LightningDataModule):
 
     Args:
         data_cfg: a ``conf/data`` node (paths of reports, embeddings and context files).
-        tokenizer: the model's tokenizer (special tokens of SPEC 4 already added).
+        tokenizer: the model's tokenizer (special tokens of docs/method.md#model-and-training already added).
         prompt: prompt texts.
         batch_size, num_workers, max_length, val_fraction, split_seed: see ``conf/datamodule``.
         stage_contexts: ``cfg.stage.contexts`` for stage=rag, ``None`` for stage=base.

@@ -1,4 +1,4 @@
-"""Prompt and context formatting (SPEC 4, 2.5): the one place that decides what the model reads.
+"""Prompt and context formatting (docs/method.md#model-and-training, docs/method.md#training-batches): the one place that decides what the model reads.
 
 The chat layout is written out by hand instead of ``tokenizer.apply_chat_template`` because the tiny demo
 tokenizer has no template and Llama-3.1's template inserts date lines; writing it here gives the same layout for

@@ -1,4 +1,4 @@
-"""Organ-indexed report sentences (SPEC 2.4): split reports offline, tag each sentence with organs and normality.
+"""Organ-indexed report sentences (docs/formats.md#organs-and-sentences): split reports offline, tag each sentence with organs and normality.
 
 The sentence bank, the oracle contexts and the adaptive retriever all index report sentences by organ. A report is
 split with pysbd (rule-based, no downloads; it keeps ``1.5 cm``, ``3x4 mm`` and ``Dr.`` intact), then every

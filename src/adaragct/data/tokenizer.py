@@ -1,4 +1,4 @@
-"""The tiny model's tokenizer: a byte-level BPE trained on the corpus, saved as a transformers tokenizer (SPEC 4).
+"""The tiny model's tokenizer: a byte-level BPE trained on the corpus, saved as a transformers tokenizer (docs/method.md#model-and-training).
 
 ``model=tiny`` is a random-init Llama, so its tokenizer is trained here from the training reports: byte-level
 BPE (any text encodes, nothing is ever unknown) with the project's special tokens (visual slot placeholders,

@@ -6,7 +6,7 @@ another lacks at the first command, as a :class:`~adaragct.errors.DataError` nam
 fix, rather than as a crash in training an hour later.
 
 What is checked, per split (train, valid):
-    * references: the reports CSV (SPEC 2.1), or for the release bundle's validation split the organ-reports JSON;
+    * references: the reports CSV (docs/formats.md#ct-rate-layout), or for the release bundle's validation split the organ-reports JSON;
     * embeddings: the whole-volume (CT-CLIP) and organ (ViSD-Boost) NPZs, with the dimensions the model expects,
       finite values, one row per report (``data.missing_embedding=skip`` drops volumes without one, counted);
     * labels: the validation labels CSV must have a row for every validation volume (it is the ground truth of

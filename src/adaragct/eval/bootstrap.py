@@ -1,4 +1,4 @@
-"""Bootstrap confidence intervals and paired comparison from per-sample sufficient statistics (SPEC 6).
+"""Bootstrap confidence intervals and paired comparison from per-sample sufficient statistics (docs/evaluation.md).
 
 Why sufficient statistics: corpus BLEU and support-weighted F1 are not means of per-sample scores, so a naive
 bootstrap recomputes the metric on each resample (1000 full metric passes). Both are functions of *sums* of

@@ -1,4 +1,4 @@
-"""The release's evaluation command, kept so the paper's commands work unchanged (SPEC 7).
+"""The release's evaluation command, kept so the paper's commands work unchanged (docs/configs.md).
 
 Run (any predictions file, nothing else needed):
     python -m adaragct.eval.cal_metrics PRED.jsonl [--output metrics.json]

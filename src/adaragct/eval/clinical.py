@@ -1,4 +1,4 @@
-"""Clinical efficacy metrics over the 18 CT-RATE findings (SPEC 6).
+"""Clinical efficacy metrics over the 18 CT-RATE findings (docs/evaluation.md).
 
 The paper's headline "Clin-F1" is the support-weighted F1 (sklearn ``average="weighted"``, zero division -> 0):
 each finding's F1 weighted by its number of ground-truth positives. We also report micro and macro averages,

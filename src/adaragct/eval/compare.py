@@ -1,4 +1,4 @@
-"""Paired comparison of two prediction files over the same volumes (SPEC 6).
+"""Paired comparison of two prediction files over the same volumes (docs/evaluation.md).
 
 Both systems are scored on the same bootstrap resamples, so the volume-to-volume variation that they share
 cancels and the CI of the difference is much tighter than comparing two separate CIs.

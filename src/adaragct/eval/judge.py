@@ -1,4 +1,4 @@
-"""LLM judge ("LLaMA score", SPEC 6): a local causal LM grades each generated report against its reference.
+"""LLM judge ("LLaMA score", docs/evaluation.md): a local causal LM grades each generated report against its reference.
 
 Protocol of CT-CHAT's evaluation, in our own wording: a 0-10 rubric, greedy decoding, at most 256 new tokens,
 one score parsed per answer, unparseable answers counted and scored 0. Any local causal LM directory works

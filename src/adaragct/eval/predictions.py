@@ -1,6 +1,6 @@
-"""Read predictions in the three layouts researchers have (SPEC 6).
+"""Read predictions in the three layouts researchers have (docs/evaluation.md).
 
-1. Our predictions JSONL (SPEC 5) and the AdaRAG-CT release's JSONL: one object per line with ``image``,
+1. Our predictions JSONL (docs/method.md#adaptive-generation) and the AdaRAG-CT release's JSONL: one object per line with ``image``,
    ``generated_text``, ``reference_text`` (also accepted: ``prediction``/``reference``, ``id``/``volume_id``).
 2. The VLM3D challenge JSON: ``{"name", "type", "generated_reports": [{"input_image_name", "report"}], "version"}``.
    It holds no references; they come from a second file in the same layout (the challenge's ground truth).

@@ -1,4 +1,4 @@
-"""What an evaluation used, and whether its numbers can be compared with the paper's (SPEC 6, 7).
+"""What an evaluation used, and whether its numbers can be compared with the paper's (docs/evaluation.md, docs/configs.md).
 
 Two ways of scoring the same predictions give different numbers: on the VLM3D example, clinical F1 is 0.6000 with
 ground truth from the labels CSV and 0.5833 with the references labelled by the same labeler. So every evaluation

@@ -1,4 +1,4 @@
-"""Metrics JSON (keys compatible with the AdaRAG-CT release) and the markdown table (SPEC 6).
+"""Metrics JSON (keys compatible with the AdaRAG-CT release) and the markdown table (docs/evaluation.md).
 
 Release keys: ``num_samples``; ``report_generation/{bleu_1..4, bleu_sacre, rouge_l, meteor, cider,
 clinical_precision, clinical_recall, clinical_f1}``; ``report_generation/clinical_detailed/{finding: {precision,

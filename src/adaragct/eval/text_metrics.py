@@ -8,7 +8,7 @@ thousand CT reports). We compute the same quantities with the same formulas and 
 operations, so results are identical (tested to 1e-9 against pycocoevalcap on 800 real reports). ROUGE-L uses a
 bit-parallel LCS (Hyyro 2004) that gives the same LCS length as the DP.
 
-Text protocol (SPEC 6): strip + lower-case only, empty -> " ". BLEU and CIDEr tokenise with ``str.split()``;
+Text protocol (docs/evaluation.md): strip + lower-case only, empty -> " ". BLEU and CIDEr tokenise with ``str.split()``;
 ROUGE-L with ``str.split(" ")``, exactly as pycocoevalcap does (so runs of spaces give empty tokens there too).
 """
 

@@ -1,4 +1,4 @@
-"""In-training metrics as torchmetrics ``Metric``s, so validation in DDP syncs across processes (SPEC 6).
+"""In-training metrics as torchmetrics ``Metric``s, so validation in DDP syncs across processes (docs/evaluation.md).
 
 Both metrics keep only *summable* states (sum-reduced on sync): per-finding confusion counts for the clinical F1,
 clipped n-gram matches, n-gram counts and lengths for BLEU-4. After a sync, ``compute`` equals scoring all

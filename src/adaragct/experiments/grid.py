@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from adaragct.errors import DataError
 from adaragct.io import read_json, read_jsonl
 
-# table column -> metrics.json key (SPEC 6; src/adaragct/eval/report.py)
+# table column -> metrics.json key (docs/evaluation.md; src/adaragct/eval/report.py)
 METRIC_COLUMNS = {
     "clin_f1": "report_generation/clinical_f1",
     "clin_f1_micro": "report_generation/clinical_micro_f1",

@@ -1,4 +1,4 @@
-"""Adaptive generation (SPEC 5): batched greedy decoding that retrieves mid-generation when the model asks."""
+"""Adaptive generation (docs/method.md#adaptive-generation): batched greedy decoding that retrieves mid-generation when the model asks."""
 
 from adaragct.generation.adaptive import AdaptiveGenerator, GenerationSettings, RowOutput
 

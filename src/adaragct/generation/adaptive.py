@@ -1,4 +1,4 @@
-"""Batched greedy decoding with ``[RAG]``-triggered retrieval and KV-cache injection (SPEC 5).
+"""Batched greedy decoding with ``[RAG]``-triggered retrieval and KV-cache injection (docs/method.md#adaptive-generation).
 
 Three parts, each readable on its own:
 
@@ -57,7 +57,7 @@ class GenerationSettings:
     # it (the model was never trained on [RAG] without a context); "feed" emits it into the cache and drops it
     # from the text (plain greedy decoding of the raw model)
     ignored_rag: str = "suppress"
-    # where the look-ahead probe is decoded: "after_rag" (SPEC 5, the paper's loop: [RAG] fed first, although
+    # where the look-ahead probe is decoded: "after_rag" (docs/method.md#adaptive-generation, the paper's loop: [RAG] fed first, although
     # training never teaches what follows [RAG] alone, its label being the masked <|ret_start|>) or "draft" (as
     # plain decoding would go on: the model's own draft of the sentence); see adaragct.generation.policy
     probe: str = "after_rag"

@@ -1,4 +1,4 @@
-"""The rows of an adaptive batch over one shared KV cache: admission, feeding, rollback, repacking (SPEC 5).
+"""The rows of an adaptive batch over one shared KV cache: admission, feeding, rollback, repacking (docs/method.md#adaptive-generation).
 
 Every active row feeds its pending tokens in each forward (one token, or a chunk: an injected context, a draft),
 right-aligned so each row's last token is the chunk's last column; shorter rows get masked holes. A rollback

@@ -1,4 +1,4 @@
-"""What one row of the adaptive loop does with each token it decodes (SPEC 5), without a model or a cache.
+"""What one row of the adaptive loop does with each token it decodes (docs/method.md#adaptive-generation), without a model or a cache.
 
 A row is in one of four phases:
 

@@ -1,4 +1,4 @@
-"""Predictions JSONL (SPEC 5): one line per volume, appended safely, resumable, mergeable across processes.
+"""Predictions JSONL (docs/method.md#adaptive-generation): one line per volume, appended safely, resumable, mergeable across processes.
 
 Each record is written with a single ``write`` + flush + fsync, so a killed run leaves at most one partial last
 line; on reopening, that tail is cut off and the ids already present are skipped, so a rerun never duplicates a

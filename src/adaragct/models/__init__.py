@@ -1,1 +1,1 @@
-"""Models (SPEC 4): LLM builders, the per-slot visual projector, the LightningModule and checkpoints."""
+"""Models (docs/method.md#model-and-training): LLM builders, the per-slot visual projector, the LightningModule and checkpoints."""

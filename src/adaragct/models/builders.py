@@ -1,7 +1,7 @@
-"""LLM builders (SPEC 4): ``model=tiny|8b|70b`` names one of these functions, which hard-code the architecture.
+"""LLM builders (docs/method.md#model-and-training): ``model=tiny|8b|70b`` names one of these functions, which hard-code the architecture.
 
 torchtune-style: a config never restates layer counts, so ``model=8b`` cannot silently drift from the real
-Llama-3.1-8B. Every builder takes the tokenizer (the vocabulary and the special tokens of SPEC 4 come from it),
+Llama-3.1-8B. Every builder takes the tokenizer (the vocabulary and the special tokens of docs/method.md#model-and-training come from it),
 an optional local ``path`` with weights, a ``device`` (``"meta"`` builds the architecture without allocating
 weights: that is how tests check 8B/70B sizes on a laptop), a ``dtype`` and a bitsandbytes ``quantization``.
 
@@ -35,7 +35,7 @@ TINY_SIZES: dict[str, tuple[int, int, int, int]] = {
 
 
 def tiny_config(vocab_size: int, size: str = "tiny") -> LlamaConfig:
-    """A tiny Llama of :data:`TINY_SIZES` (``tiny``: hidden 192, 3 layers, 4 heads, intermediate 512, SPEC 8)."""
+    """A tiny Llama of :data:`TINY_SIZES` (``tiny``: hidden 192, 3 layers, 4 heads, intermediate 512, docs/performance.md)."""
     if size not in TINY_SIZES:
         raise ValueError(f"unknown tiny model size {size!r} (one of {sorted(TINY_SIZES)})")
     hidden, layers, heads, intermediate = TINY_SIZES[size]
@@ -87,7 +87,7 @@ def llama3_3_70b_config() -> LlamaConfig:
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
-    """The model's tokenizer from a local directory, with the SPEC 4 special tokens and a pad token present."""
+    """The model's tokenizer from a local directory, with the special tokens (docs/method.md#model-and-training) and a pad token present."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(
@@ -100,7 +100,7 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
 
 
 def ensure_special_tokens(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Add the SPEC 4 tokens (and a pad token) to the tokenizer if missing; return the SPEC 4 token ids."""
+    """Add the docs/method.md#model-and-training tokens (and a pad token) to the tokenizer if missing; return the docs/method.md#model-and-training token ids."""
     missing = [t for t in SPECIAL_TOKENS if t not in tokenizer.get_vocab()]
     if missing:
         tokenizer.add_special_tokens(
@@ -115,7 +115,7 @@ def ensure_special_tokens(tokenizer: PreTrainedTokenizerBase) -> list[int]:
 
 
 def new_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Ids of the SPEC 4 special tokens: the rows stage base/rag train in the embeddings and the LM head."""
+    """Ids of the special tokens (docs/method.md#model-and-training): the rows stage base/rag train in the embeddings and the LM head."""
     return [tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS]
 
 
@@ -163,7 +163,7 @@ def _quantization_config(quantization: str | None, dtype: torch.dtype) -> Any:
 def _match_checkpoint(config: LlamaConfig, path: Path) -> LlamaConfig:
     """Check a local checkpoint is the architecture the builder names; adopt its (possibly grown) vocabulary.
 
-    A merged checkpoint that already has the SPEC 4 tokens (the release's base) has more rows than 128,256;
+    A merged checkpoint that already has our special tokens (docs/method.md#model-and-training) (the release's base) has more rows than 128,256;
     anything else that differs means the wrong model directory.
     """
     import json

@@ -1,4 +1,4 @@
-"""Our checkpoint format (SPEC 4): trainable state only, in safetensors, plus the tokenizer and the resolved config.
+"""Our checkpoint format (docs/method.md#model-and-training): trainable state only, in safetensors, plus the tokenizer and the resolved config.
 
 A checkpoint directory (``outputs/train/<run>/step-000100/``, with ``last`` pointing at the newest)::
 
@@ -6,7 +6,7 @@ A checkpoint directory (``outputs/train/<run>/step-000100/``, with ``last`` poin
                                                      absent for stage align (projector only)
     projector.safetensors                            {slot}.{0,2}.{weight,bias}
     findings.safetensors                             the finding classifier (prompt.findings_sentence only)
-    tokenizer.json, tokenizer_config.json            the tokenizer with the SPEC 4 special tokens
+    tokenizer.json, tokenizer_config.json            the tokenizer with the special tokens (docs/method.md#model-and-training)
     config.yaml                                      the resolved run config (model, stage, init_from, ...)
     provenance.json                                  fingerprints of the base weights and of the starting
                                                      checkpoint it was trained on (adaragct.models.provenance)

@@ -1,4 +1,4 @@
-"""Where a ``ReportModel`` is put together (SPEC 4): fresh for a training stage, or from a checkpoint.
+"""Where a ``ReportModel`` is put together (docs/method.md#model-and-training): fresh for a training stage, or from a checkpoint.
 
     model = build_stage_model(cfg.model, cfg.stage, tokenizer)            # stage base: projector + LoRA r=128
     model = build_stage_model(cfg.model, cfg.stage, tokenizer,            # stage rag: merged base + LoRA r=32

@@ -1,4 +1,4 @@
-"""LightningModule for stage=base and stage=rag (SPEC 4), plus the warmup + cosine schedule.
+"""LightningModule for stage=base and stage=rag (docs/method.md#model-and-training), plus the warmup + cosine schedule.
 
 The model is built in ``configure_model`` so that FSDP/DeepSpeed can shard it as it is created. Only the
 trainable state (LoRA, projector when trained, new-token rows) goes into Lightning's ``.ckpt`` files: the base

@@ -1,4 +1,4 @@
-"""Per-slot visual projector (SPEC 4): each CT embedding becomes one token in the LLM's embedding space.
+"""Per-slot visual projector (docs/method.md#model-and-training): each CT embedding becomes one token in the LLM's embedding space.
 
 One 2-layer MLP per slot (``Linear(d_in, H) -> GELU -> Linear(H, H)``) rather than one shared MLP, because the
 whole-volume (512-d CT-CLIP) and organ (256-d) embeddings come from different encoders. The state-dict keys are

@@ -59,7 +59,7 @@ def pretrain_tiny_lm(
     length-grouped batches of ``batch_size``, with linear warmup and a cosine to 10%; save it.
 
     Returns the first and last training loss. The model and its tokenizer are written to ``out_dir``
-    atomically, with the SPEC 4 special tokens already in the vocabulary.
+    atomically, with the special tokens (docs/method.md#model-and-training) already in the vocabulary.
     """
     from transformers import LlamaForCausalLM
 

@@ -1,4 +1,4 @@
-"""The report model (SPEC 4): an LLM (with its LoRA) plus the visual projector, and its training loss.
+"""The report model (docs/method.md#model-and-training): an LLM (with its LoRA) plus the visual projector, and its training loss.
 
 Assembled in one place, :mod:`adaragct.models.loading` (fresh per training stage, or from a checkpoint).
 """

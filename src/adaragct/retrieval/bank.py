@@ -1,4 +1,4 @@
-"""The sentence bank: training-report sentences, their embeddings and one FAISS index per organ (SPEC 3).
+"""The sentence bank: training-report sentences, their embeddings and one FAISS index per organ (docs/method.md#retrieval).
 
 Why per organ: the adaptive retriever only ever searches the organ it is writing about, and a per-organ index
 keeps that search small and exact. A sentence tagged with several organs sits in each of their partitions.

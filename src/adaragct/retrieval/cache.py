@@ -1,6 +1,6 @@
 """On-disk sentence-embedding cache keyed by encoder id and text, so a second run encodes nothing.
 
-Why: encoding is the slow part of indexing (~50-100 sentences/s on 2 CPU cores, SPEC 8) and CT-RATE reports
+Why: encoding is the slow part of indexing (~50-100 sentences/s on 2 CPU cores, docs/performance.md) and CT-RATE reports
 repeat the same sentences thousands of times. Layout under ``paths.cache_dir``::
 
     text_embeddings/<encoder slug>/meta.json        {"encoder_id": ..., "dim": ...}

@@ -1,4 +1,4 @@
-"""The training-sentence database in the release layout (SPEC 2.2), built from report text.
+"""The training-sentence database in the release layout (docs/formats.md#release-bundle), built from report text.
 
 ``train_sentences_multi_label.json``: ``{image_id: [{sentence_id, text, organs[], normal}]}`` and
 ``train_sentence_embeds.npz``: ``embeddings`` float32 (M, d), ``sentence_ids`` (M,). Sentence ids are

@@ -1,4 +1,4 @@
-"""Sentence encoders behind one small protocol (SPEC 3).
+"""Sentence encoders behind one small protocol (docs/method.md#retrieval).
 
 Every encoder returns float32 ``(n, dim)`` rows with unit L2 norm, so inner product is cosine everywhere
 downstream (FAISS ``IndexFlatIP``, MMR, neighbours). ``encoder_id`` names the model *and* a fingerprint of its

@@ -1,4 +1,4 @@
-"""Maximal marginal relevance with BLEU-2 redundancy (SPEC 3, adaptive retriever).
+"""Maximal marginal relevance with BLEU-2 redundancy (docs/method.md#retrieval, adaptive retriever).
 
 Why BLEU-2 and not embedding cosine for redundancy: report sentences that differ in one clinically decisive word
 ("mild" vs "no") are near-identical in embedding space, and the model gains nothing from three paraphrases of one

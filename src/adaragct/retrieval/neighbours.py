@@ -1,4 +1,4 @@
-"""Image neighbours: per organ, the top-20 training volumes by cosine of organ embeddings (SPEC 3).
+"""Image neighbours: per organ, the top-20 training volumes by cosine of organ embeddings (docs/method.md#retrieval).
 
 Why per organ: a report sentence about the heart should come from volumes whose *heart* looks alike; the organ
 embeddings (ViSD-Boost, 256-d) carry that organ's signal far better than the whole-volume embedding, which puts

@@ -1,4 +1,4 @@
-"""Retrievers: one small protocol that the generation loop and the context precompute call (SPEC 3, 5).
+"""Retrievers: one small protocol that the generation loop and the context precompute call (docs/method.md#retrieval, docs/method.md#adaptive-generation).
 
 ``retrieval=none|oracle|adaptive|text2text|corrupt`` picks one through Hydra (``conf/retrieval/*.yaml`` names the class
 in ``_target_`` plus its numbers); runtime objects -- the bank, the encoder, the neighbours, the contexts -- are

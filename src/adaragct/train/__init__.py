@@ -1,4 +1,4 @@
-"""Train stage=base or stage=rag (SPEC 4): the Hydra app over ``conf/train.yaml``.
+"""Train stage=base or stage=rag (docs/method.md#model-and-training): the Hydra app over ``conf/train.yaml``.
 
     python -m adaragct.train model=tiny data=demo stage=base
     python -m adaragct.train model=tiny data=demo stage=rag          # init_from: outputs/train/demo_tiny_base/last
@@ -192,7 +192,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # 1. threads and seeds; 1b. whether this run resumes (a rerun of a killed command does)
     config_yaml = _seed(cfg)
     ckpt_path = resume_from(cfg, config_yaml)
-    # 2. tokenizer with the SPEC 4 special tokens (from the model directory: tiny = the pretrained demo LM)
+    # 2. tokenizer with the special tokens (docs/method.md#model-and-training) (from the model directory: tiny = the pretrained demo LM)
     tokenizer = load_tokenizer(cfg.model.path)
     # 3. data
     datamodule = _datamodule(cfg, tokenizer)

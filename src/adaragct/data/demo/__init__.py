@@ -1,4 +1,4 @@
-"""The built-in demo cohort (SPEC 2.3): a seeded, CT-RATE-like dataset written in the CT-RATE and bundle layouts.
+"""The built-in demo cohort (docs/formats.md#demo-cohort): a seeded, CT-RATE-like dataset written in the CT-RATE and bundle layouts.
 
 Modules: ``cohort`` (patients, findings with CT-RATE prevalence and correlations), ``phrasebook`` (the report
 grammar's phrase tables), ``grammar`` (template expansion, radiologist styles), ``report`` (organ-by-organ report

@@ -1,4 +1,4 @@
-"""Patients, volumes and findings of the demo cohort (SPEC 2.3).
+"""Patients, volumes and findings of the demo cohort (docs/formats.md#demo-cohort).
 
 Findings are drawn from a small latent-factor model so that they co-occur the way they do in CT-RATE: one
 "atherosclerosis" factor drives coronary and aortic wall calcification together (and cardiomegaly a little),

@@ -1,4 +1,4 @@
-"""Synthetic CT embeddings for the demo cohort, with the bottleneck the paper measured (SPEC 0, 2.3).
+"""Synthetic CT embeddings for the demo cohort, with the bottleneck the paper measured (docs/method.md, docs/formats.md#demo-cohort).
 
 Whole-volume (CT-CLIP-like, 512-d): two nuisance directions (think scanner and reconstruction kernel) carry
 ``nuisance_share`` of the variance, the 18 findings add a weak signal along fixed random directions, the rest is

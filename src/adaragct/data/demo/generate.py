@@ -1,4 +1,4 @@
-"""Draw the whole demo cohort in memory from the generator config: patients, reports, embeddings (SPEC 2.3).
+"""Draw the whole demo cohort in memory from the generator config: patients, reports, embeddings (docs/formats.md#demo-cohort).
 
 Every random stream is keyed by ``(seed, stream)``, so the same seed gives the same cohort, and changing, say,
 the validation size leaves the training patients as they were.
@@ -55,7 +55,7 @@ class SplitData:
         return [v.volume_id for v in self.cohort.volumes]
 
     def volume_reports(self) -> list[str]:
-        """The reference report (SPEC 2.1: findings + " " + impression) of each volume."""
+        """The reference report (docs/formats.md#ct-rate-layout: findings + " " + impression) of each volume."""
         return [
             f"{self.findings[v.patient]} {self.impressions[v.patient]}".strip() for v in self.cohort.volumes
         ]

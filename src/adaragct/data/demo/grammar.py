@@ -1,4 +1,4 @@
-"""A report grammar of our own for the demo cohort (SPEC 2.3): CT-RATE-like reports written organ by organ.
+"""A report grammar of our own for the demo cohort (docs/formats.md#demo-cohort): CT-RATE-like reports written organ by organ.
 
 Calibrated against the hand-labelled CT-RATE reports (issue 14; ``python -m adaragct.analyze text.a=... text.b=demo``):
 CT-RATE reports are long (~276 words, ~21 sentences), about half of their sentences recur verbatim in another

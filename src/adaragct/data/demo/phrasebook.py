@@ -1,4 +1,4 @@
-"""The demo grammar's phrase tables (SPEC 2.3): every sentence the demo cohort can say, in our own words.
+"""The demo grammar's phrase tables (docs/formats.md#demo-cohort): every sentence the demo cohort can say, in our own words.
 
 Templates use two kinds of brackets: ``[a|b|]`` picks one alternative (an empty one drops the part; alternatives
 nest) and ``{slot}`` is a value drawn per sentence (lobe, size, degree ..., see ``grammar.draw_slots``). One template

@@ -1,5 +1,5 @@
 """One demo report, section by section, in CT-RATE's order: airways, mediastinum, lungs, pleura, abdomen, bones,
-then the impression (SPEC 2.3).
+then the impression (docs/formats.md#demo-cohort).
 
 Which optional statements appear, and how often an absent finding is denied, is set by the probabilities below;
 they were tuned so that the default cohort sits inside every issue-14 band against the hand-labelled CT-RATE

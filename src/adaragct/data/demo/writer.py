@@ -1,4 +1,4 @@
-"""Write the demo cohort to disk in the CT-RATE (SPEC 2.1) and AdaRAG-CT bundle (SPEC 2.2) layouts.
+"""Write the demo cohort to disk in the CT-RATE (docs/formats.md#ct-rate-layout) and AdaRAG-CT bundle (docs/formats.md#release-bundle) layouts.
 
 Everything is written atomically (temp file + rename) and byte-for-byte deterministic under the seed: CSVs are
 rendered in memory, NPZ archives are zipped with a fixed timestamp (``np.savez`` stamps the current time). The

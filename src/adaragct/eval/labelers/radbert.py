@@ -1,4 +1,4 @@
-"""The CT-RATE RadBERT report classifier as a labeler (SPEC 6).
+"""The CT-RATE RadBERT report classifier as a labeler (docs/evaluation.md).
 
 The CT-RATE authors label reports with a RoBERTa (RadBERT) encoder whose pooler output feeds ``Linear(768, 18)``;
 a finding is present when its sigmoid is >= 0.5; reports are truncated to 512 tokens. Their checkpoint
