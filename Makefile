@@ -132,11 +132,11 @@ prepare: $(STAMP) ## the demo's step 1: its cohort in data/demo/ and its tiny LM
 index: $(STAMP) ## the demo's steps 1-2: + the sentence bank, image neighbours and context files of its cohort
 	$(PY) -m adaragct.demo until=index
 
-train: $(STAMP) ## the demo's steps 1-4: + the tiny model trained on its cohort, stage=align, base (from align's projector), rag
+train: $(STAMP) ## the demo's steps 1-4: + the tiny model trained on its cohort, phase=align, base (from align's projector), rag
 	$(PY) -m adaragct.demo until=train
 
 infer: $(STAMP) ## the demo's rag model generating for its validation volumes, scored: make infer RETRIEVAL=adaptive -> outputs/demo/rag_adaptive/
-	$(PY) -m adaragct.demo until=score 'runs=[{stage: rag, retrieval: $(or $(RETRIEVAL),adaptive)}]'
+	$(PY) -m adaragct.demo until=score 'runs=[{phase: rag, retrieval: $(or $(RETRIEVAL),adaptive)}]'
 
 evaluate: $(STAMP) ## score a predictions file: make evaluate PRED=path/to/predictions.jsonl
 	$(PY) -m adaragct.evaluate predictions=$(PRED)

@@ -1,9 +1,9 @@
 """Training throughput: our Lightning step against a plain PyTorch loop, and what length grouping buys.
 
     make bench-train                                  (= python benchmarks/bench_train.py; needs `make prepare`)
-    python benchmarks/bench_train.py --steps 30 --stage base
+    python benchmarks/bench_train.py --steps 30 --phase base
 
-On the demo's model and batches (``conf/demo.yaml``'s overrides, the stage's own settings), four runs of the same
+On the demo's model and batches (``conf/demo.yaml``'s overrides, the phase's own settings), four runs of the same
 number of optimizer steps, each from the same initial weights:
 
 - ``lightning``: ``adaragct.train``'s datamodule, module, optimizer and schedule under a Lightning ``Trainer``
@@ -32,7 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-def _config(stage: str, grouping: bool):
+def _config(phase: str, grouping: bool):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -46,9 +46,9 @@ def _config(stage: str, grouping: bool):
                 f"paths.root_dir={ROOT}",
                 "paths.output_dir=/tmp/bench_train",
                 *demo.overrides,
-                f"stage={stage}",
-                *demo.train_overrides[stage],  # the demo's own settings of this stage (lr, warmup)
-                "stage.projector_from=null" if stage == "base" else "stage.init_from=null",
+                f"phase={phase}",
+                *demo.train_overrides[phase],  # the demo's own settings of this phase (lr, warmup)
+                "phase.projector_from=null" if phase == "base" else "phase.init_from=null",
                 f"datamodule.length_grouping={str(grouping).lower()}",
                 "logger=none",
             ],
@@ -177,19 +177,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=24, help="optimizer steps per run")
     parser.add_argument("--warmup", type=int, default=4, help="optimizer steps not timed")
-    parser.add_argument("--stage", default="base", choices=["align", "base"])
+    parser.add_argument("--phase", default="base", choices=["align", "base"])
     args = parser.parse_args(argv)
     from adaragct.determinism import apply_threads
 
-    _, demo = _config(args.stage, False)
+    _, demo = _config(args.phase, False)
     apply_threads(demo.threads)
     print(
-        f"bench_train: stage={args.stage}, {args.steps} optimizer steps ({args.warmup} untimed), demo model and batches"
+        f"bench_train: phase={args.phase}, {args.steps} optimizer steps ({args.warmup} untimed), demo model and batches"
     )
     print(f"{'grouping':<9} {'padded':>7} {'lightning tok/s':>16} {'plain tok/s':>12} {'overhead':>9}")
     rates = {}
     for grouping in (False, True):
-        cfg, _ = _config(args.stage, grouping)
+        cfg, _ = _config(args.phase, grouping)
         share = padded_share(cfg)
         lit = run_lightning(cfg, args.steps, args.warmup)
         plain = run_plain(cfg, args.steps, args.warmup)

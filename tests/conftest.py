@@ -86,7 +86,7 @@ FAST_TRAIN = [
     "trainer.limit_val_batches=1",
     "+trainer.num_sanity_val_steps=0",
     "datamodule.batch_size=2",
-    "stage.scheduler.warmup_steps=1",
+    "phase.scheduler.warmup_steps=1",
 ]
 
 
@@ -133,7 +133,7 @@ def train_cfg(root: Path, data_dir: Path, *overrides: str):
 
 @pytest.fixture(scope="session")
 def tiny_checkpoints(indexed_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """stage=align, stage=base (from align's projector), stage=rag (from the base), 2 steps each, with the demo
+    """phase=align, phase=base (from align's projector), phase=rag (from the base), 2 steps each, with the demo
     experiment on the paper's prompt (the release's layout, which these checkpoints are also converted to, has no
     finding classifier; the findings prompt runs end to end in tests/test_data_sources.py and
     tests/experiments/test_experiment_configs.py): {stage: checkpoint}."""
@@ -142,7 +142,7 @@ def tiny_checkpoints(indexed_demo: Path, tmp_path_factory: pytest.TempPathFactor
     root = tmp_path_factory.mktemp("ckpt")
     out = {s: root / "outputs" / "train" / f"demo_tiny_{s}" / "last" for s in ("align", "base", "rag")}
     paper = ("experiment=demo", "prompt=default")
-    train(train_cfg(root, indexed_demo, *paper, "stage=align"))
-    train(train_cfg(root, indexed_demo, *paper, "stage=base", f"stage.projector_from={out['align']}"))
-    train(train_cfg(root, indexed_demo, *paper, "stage=rag"))
+    train(train_cfg(root, indexed_demo, *paper, "phase=align"))
+    train(train_cfg(root, indexed_demo, *paper, "phase=base", f"phase.projector_from={out['align']}"))
+    train(train_cfg(root, indexed_demo, *paper, "phase=rag"))
     return out

@@ -116,10 +116,10 @@ def test_debug_runs_on_cpu_without_loggers(tmp_path: Path) -> None:
 
 def test_paper_experiment_sets_the_paper_stage(tmp_path: Path) -> None:
     cfg, _ = _compose("train", ["experiment=adaragct_8b"], tmp_path)
-    assert (cfg.model.name, cfg.stage.name, cfg.retrieval.name) == ("8b", "rag", "adaptive")
-    assert (cfg.stage.lora.r, cfg.stage.lora.alpha, cfg.stage.optimizer.lr) == (32, 64, 1e-5)
+    assert (cfg.model.name, cfg.phase.name, cfg.retrieval.name) == ("8b", "rag", "adaptive")
+    assert (cfg.phase.lora.r, cfg.phase.lora.alpha, cfg.phase.optimizer.lr) == (32, 64, 1e-5)
     base, _ = _compose("train", ["experiment=base_8b"], tmp_path)
-    assert (base.stage.lora.r, base.stage.lora.alpha, base.stage.scheduler.warmup_steps) == (128, 256, 500)
+    assert (base.phase.lora.r, base.phase.lora.alpha, base.phase.scheduler.warmup_steps) == (128, 256, 500)
 
 
 def test_multirun_dirs_are_readable(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Data that is not ours runs end to end: the release bundle and CT-RATE's layout through every stage.
 
-prepare -> index -> train stage=align -> stage=base (from align's projector) -> stage=rag -> infer (adaptive,
+prepare -> index -> train phase=align -> phase=base (from align's projector) -> phase=rag -> infer (adaptive,
 oracle, none) -> cal_metrics, each stage composed from the real configs (``data=adaragct_bundle`` / ``data=ctrate`` plus paths) exactly as the README's
 commands compose them, with ``model=tiny`` and a few steps. The release bundle's own retrieval pieces must be used
 as they are; for CT-RATE the index stage builds them all. Bad input files fail at the stage that reads them with a
@@ -85,13 +85,13 @@ class Stages:
         overrides = ["index.progress=false", "+encoder.progress=false", *self.encoder, *extra]
         return _quiet(run, self.cfg("index", *overrides))
 
-    def train(self, stage: str, *extra: str) -> Path:
+    def train(self, phase: str, *extra: str) -> Path:
         from adaragct.train import train
 
-        overrides = ("model=tiny", *FAST_TRAIN, f"stage={stage}", "datamodule.max_length=2048", *self.model)
+        overrides = ("model=tiny", *FAST_TRAIN, f"phase={phase}", "datamodule.max_length=2048", *self.model)
         cfg = self.cfg("train", *overrides, *extra)
         _quiet(train, cfg)
-        return self.work / "outputs" / "train" / f"{cfg.data.name}_tiny_{stage}" / "last"
+        return self.work / "outputs" / "train" / f"{cfg.data.name}_tiny_{phase}" / "last"
 
     def infer(self, retrieval: str) -> Path:
         from adaragct.infer import run_infer
@@ -116,7 +116,7 @@ def _every_stage(stages: Stages, labels_csv: str, n_volumes: int) -> dict:
 
     out = {"prepare": stages.prepare(), "index": stages.index()}
     align = stages.train("align")
-    base = stages.train("base", f"stage.projector_from={align}")
+    base = stages.train("base", f"phase.projector_from={align}")
     out["checkpoints"] = [align, base, stages.train("rag")]
     out["metrics"] = {}
     for retrieval in ("adaptive", "oracle", "none"):
@@ -175,7 +175,7 @@ def test_release_bundle_runs_every_stage_on_its_own_files(cohort, release, proje
 
 
 def test_ctrate_layout_runs_every_stage_with_everything_built(cohort, tmp_path) -> None:
-    """With the findings prompt too: CT-RATE has training labels, so stage align fits the finding classifier,
+    """With the findings prompt too: CT-RATE has training labels, so phase align fits the finding classifier,
     base and rag inherit it, and inference names each volume's findings from its own embeddings."""
     ctrate, bundle = write_ctrate_layout(tmp_path / "user", cohort)
     data = ["data=ctrate", f"data.root={ctrate}", f"data.bundle_root={bundle}"]
@@ -431,6 +431,6 @@ def test_findings_prompt_without_training_labels_names_the_missing_field(
 
     stages = Stages(tmp_path, ["data=adaragct_bundle", f"data.bundle_root={release}"], projected[1])
     stages.prepare()
-    cfg = stages.cfg("train", "model=tiny", *FAST_TRAIN, "stage=align", "prompt=findings")
+    cfg = stages.cfg("train", "model=tiny", *FAST_TRAIN, "phase=align", "prompt=findings")
     with pytest.raises(DataError, match="train_labels_csv"):
         train(cfg)

@@ -22,7 +22,7 @@ WANDB_TRAIN = (
     "++trainer.num_sanity_val_steps=0",
     "datamodule.batch_size=2",
     "datamodule.num_workers=0",
-    "stage.scheduler.warmup_steps=1",
+    "phase.scheduler.warmup_steps=1",
     "logger=wandb",
     "callbacks.clinical_metrics.num_volumes=2",  # val/clin_f1 reaches the run too
     "callbacks.clinical_metrics.max_new_tokens=16",
@@ -113,7 +113,7 @@ def test_train_and_infer_land_in_one_offline_wandb_run(indexed_demo, tmp_path) -
             f"paths.output_dir={tmp_path}/run",
             *data_overrides(indexed_demo),
             *PAPER,
-            "stage=base",
+            "phase=base",
             *WANDB_TRAIN,
         ],
     )
@@ -124,7 +124,7 @@ def test_train_and_infer_land_in_one_offline_wandb_run(indexed_demo, tmp_path) -
     (trained,) = (run_contents(f) for f in wandb_dir.glob(f"offline-run-*-{record['id']}*"))
     assert trained["tags"] == ["demo"]  # experiment=demo's top-level tags
     config = trained["config"]
-    assert config["stage"]["name"] == "base" and config["seed"] == cfg.seed  # the whole resolved config
+    assert config["phase"]["name"] == "base" and config["seed"] == cfg.seed  # the whole resolved config
     assert config["trainer"]["max_steps"] == 2 and config["checkpoint_dir"] == cfg.checkpoint_dir
     params = config["model/params"]
     assert (

@@ -2,8 +2,8 @@
 
     make demo            # = python -m adaragct.demo
 
-1. prepare the cohort  2. index it  3. train stage=align (the projectors alone; with the findings prompt, the
-finding classifier), then stage=base from its projector  4. train stage=rag (from base), then measure each trained
+1. prepare the cohort  2. index it  3. train phase=align (the projectors alone; with the findings prompt, the
+finding classifier), then phase=base from its projector  4. train phase=rag (from base), then measure each trained
 model's visual gain on the validation volumes (:mod:`adaragct.models.visual_gain`)  5. the copy baselines (a
 training report copied: random, nearest whole-CT embedding, nearest organ embeddings)  6. generate for the
 validation volumes: the base model, and the rag model with retrieval none / oracle / adaptive / text2text
@@ -61,21 +61,21 @@ def _relevant(cfg: DictConfig, keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _cell_run_name(cfg: DictConfig) -> list[str]:
-    """An ablation cell's checkpoints get their own folder (``<data>_<model>_<stage>_<cell>``): the demo's stay."""
+    """An ablation cell's checkpoints get their own folder (``<data>_<model>_<phase>_<cell>``): the demo's stay."""
     if not cfg.get("cell"):
         return []
-    return [f"run_name=${{data.name}}_${{model.name}}_${{stage.name}}_{cfg.cell}"]
+    return [f"run_name=${{data.name}}_${{model.name}}_${{phase.name}}_{cfg.cell}"]
 
 
 def _train(
-    stage: str,
+    phase: str,
     cfg: DictConfig,
     common: list[str],
     ledger: Ledger,
     upstream: str,
     start: list[str] | None = None,
 ) -> tuple[str, str]:
-    """Train ``stage`` unless its checkpoint is current; returns the checkpoint's sha256 (what later steps key on)
+    """Train ``phase`` unless its checkpoint is current; returns the checkpoint's sha256 (what later steps key on)
     and its directory. ``start``: overrides that name the checkpoint it starts from (base: the align run's)."""
     from adaragct.train import train
 
@@ -83,25 +83,25 @@ def _train(
         "train",
         [
             *common,
-            f"stage={stage}",
+            f"phase={phase}",
             *_cell_run_name(cfg),
-            f"paths.output_dir={cfg.results_dir}/train_{stage}",
+            f"paths.output_dir={cfg.results_dir}/train_{phase}",
             *(start or []),
-            *cfg.train_overrides[stage],
+            *cfg.train_overrides[phase],
         ],
     )
     inputs = fingerprint(
-        _relevant(tcfg, ("model", "stage", "trainer", "datamodule", "prompt", "seed")),
+        _relevant(tcfg, ("model", "phase", "trainer", "datamodule", "prompt", "seed")),
         upstream,
         code_fingerprint("adaragct.train"),
     )
-    step, last = f"train_{stage}", Path(tcfg.checkpoint_dir) / "last"
+    step, last = f"train_{phase}", Path(tcfg.checkpoint_dir) / "last"
     if ledger.is_current(step, last, inputs):
-        print(f"[demo] train stage={stage}: up to date ({last.resolve()})")
+        print(f"[demo] train phase={phase}: up to date ({last.resolve()})")
         return ledger.sha256(step), str(last)
     if Path(tcfg.checkpoint_dir).exists():  # settings changed: start clean rather than resume stale state
         shutil.rmtree(tcfg.checkpoint_dir)
-    print(f"[demo] train stage={stage}: {tcfg.trainer.max_steps} optimizer steps")
+    print(f"[demo] train phase={phase}: {tcfg.trainer.max_steps} optimizer steps")
     _threads(cfg)
     metrics = train(tcfg)
     sha = ledger.record(
@@ -111,33 +111,33 @@ def _train(
 
 
 def _visual_gain(
-    stage: str, ckpt: str, cfg: DictConfig, common: list[str], ledger: Ledger, upstream: str
+    phase: str, ckpt: str, cfg: DictConfig, common: list[str], ledger: Ledger, upstream: str
 ) -> dict:
     """Visual gain of a trained model on the validation volumes, with its bootstrap interval (cached by the
-    ledger): ``visual_gain_<stage>.json`` in the results folder."""
+    ledger): ``visual_gain_<phase>.json`` in the results folder."""
     from adaragct.data.cohort import load_split
     from adaragct.infer import _prompt, load_generation_model
     from adaragct.io import read_json, write_json
     from adaragct.models.visual_gain import measure_visual_gain
 
     settings = OmegaConf.to_container(cfg.visual_gain, resolve=True)
-    path = Path(cfg.results_dir) / f"visual_gain_{stage}.json"
+    path = Path(cfg.results_dir) / f"visual_gain_{phase}.json"
     inputs = fingerprint(
         upstream, settings, code_fingerprint("adaragct.models.visual_gain", "adaragct.infer")
     )
-    if ledger.is_current(f"visual_gain_{stage}", path, inputs):
+    if ledger.is_current(f"visual_gain_{phase}", path, inputs):
         return read_json(path)
     _threads(cfg)
     icfg = _compose(
-        "infer", [*common, f"stage={stage}", *_cell_run_name(cfg), f"paths.output_dir={cfg.results_dir}"]
+        "infer", [*common, f"phase={phase}", *_cell_run_name(cfg), f"paths.output_dir={cfg.results_dir}"]
     )
     model, tokenizer, ckpt_cfg = load_generation_model(ckpt, "cpu")
     volumes = load_split(icfg.data, "valid", ckpt_cfg["model"]["visual_dims"])
     gain = measure_visual_gain(model, tokenizer, _prompt(icfg, ckpt_cfg), volumes, **settings).as_dict()
     write_json(path, gain)
-    ledger.record(f"visual_gain_{stage}", path, inputs)
+    ledger.record(f"visual_gain_{phase}", path, inputs)
     print(
-        f"[demo] visual gain of {stage}: {gain['visual_gain']:+.4f} nats/token "
+        f"[demo] visual gain of {phase}: {gain['visual_gain']:+.4f} nats/token "
         f"[{gain['visual_gain_ci_lower']:+.4f}, {gain['visual_gain_ci_upper']:+.4f}]"
     )
     return gain
@@ -148,13 +148,13 @@ def _infer(run: DictConfig, cfg: DictConfig, common: list[str], ledger: Ledger, 
     entry (``file``: the predictions, throughput)."""
     from adaragct.infer import run_infer
 
-    name = f"{run.stage}_{run.retrieval}"
+    name = f"{run.phase}_{run.retrieval}"
     out = Path(cfg.results_dir) / name
     icfg = _compose(
         "infer",
         [
             *common,
-            f"stage={run.stage}",
+            f"phase={run.phase}",
             f"retrieval={run.retrieval}",
             *_cell_run_name(cfg),
             f"predictions={out}/predictions.jsonl",
@@ -257,10 +257,10 @@ def _row(
     from adaragct.experiments.demo_report import COLUMNS
 
     task = "report_generation"
-    stage, retrieval = name.split("/")
+    phase, retrieval = name.split("/")
     return {
         "name": name,
-        "stage": stage,
+        "phase": phase,
         "retrieval": retrieval,
         "metrics": {m: metrics[f"{task}/{m}"] for _, m in COLUMNS},
         "ci": {
@@ -407,11 +407,11 @@ def _index(cfg: DictConfig, common: list[str]) -> str:
 def _generate(
     cfg: DictConfig, common: list[str], ledger: Ledger, checkpoints: dict[str, str], index_fp: str
 ) -> dict[str, dict[str, Any]]:
-    """Step 6: ``{row name: ledger entry}`` of every (stage, retrieval) row of ``cfg.runs``."""
+    """Step 6: ``{row name: ledger entry}`` of every (phase, retrieval) row of ``cfg.runs``."""
     code = code_fingerprint("adaragct.infer")
     return {
-        f"{run.stage}/{run.retrieval}": _infer(
-            run, cfg, common, ledger, fingerprint(checkpoints[run.stage], index_fp, code)
+        f"{run.phase}/{run.retrieval}": _infer(
+            run, cfg, common, ledger, fingerprint(checkpoints[run.phase], index_fp, code)
         )
         for run in cfg.runs
     }
@@ -452,21 +452,21 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
     index_fp = _index(cfg, common)
     if _stops_after(cfg, "index"):
         return []
-    clock.step("train_align", "3/8 train stage=align, then stage=base from its projector")
+    clock.step("train_align", "3/8 train phase=align, then phase=base from its projector")
     align_sha, align_dir = _train("align", cfg, common, ledger, data_fp)
     clock.step("train_base")
-    trained = {"base": _train("base", cfg, common, ledger, align_sha, [f"stage.projector_from={align_dir}"])}
+    trained = {"base": _train("base", cfg, common, ledger, align_sha, [f"phase.projector_from={align_dir}"])}
     if any(
-        run.stage == "rag" for run in cfg.runs
+        run.phase == "rag" for run in cfg.runs
     ):  # an ablation cell with base rows only trains no rag model
-        clock.step("train_rag", "4/8 train stage=rag")
+        clock.step("train_rag", "4/8 train phase=rag")
         trained["rag"] = _train("rag", cfg, common, ledger, fingerprint(trained["base"][0], index_fp))
     if _stops_after(cfg, "train"):
         return []
-    checkpoints = {stage: sha for stage, (sha, _) in trained.items()}
+    checkpoints = {phase: sha for phase, (sha, _) in trained.items()}
     clock.step("visual_gain", "   visual gain of each trained model on the validation volumes")
     gains = {
-        stage: _visual_gain(stage, path, cfg, common, ledger, sha) for stage, (sha, path) in trained.items()
+        phase: _visual_gain(phase, path, cfg, common, ledger, sha) for phase, (sha, path) in trained.items()
     }
     clock.step("baselines", "5/8 copy baselines")
     predictions = _baselines(cfg, common, ledger, data_fp)

@@ -20,6 +20,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from adaragct import CONF_DIR
+from adaragct.compat.renames import refuse_renamed_keys, rewrite_argv
 from adaragct.errors import user_errors_exit
 
 log = logging.getLogger(__name__)
@@ -226,6 +227,7 @@ def _merge(cfg: DictConfig, order: list[str], wrote: bool, rank: int, world: int
 def run_infer(cfg: DictConfig) -> dict[str, Any]:
     """Run inference for ``cfg`` (the module docstring's steps); returns a summary (path, counts, tokens/s,
     retrievals per report)."""
+    refuse_renamed_keys(cfg)
     rank, world, device = _start(cfg)
     loaded = _load(cfg, device)  # 1-3. checkpoint, volumes, retriever
     volumes, retriever = loaded.volumes, loaded.retriever
@@ -291,10 +293,15 @@ def _evaluate(cfg: DictConfig, reuse: bool) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="infer")
-def main(cfg: DictConfig) -> dict[str, Any]:
-    """Console entry point (``adaragct-infer``); the summary is returned for multirun callbacks (grid cells)."""
+def _app(cfg: DictConfig) -> dict[str, Any]:
     with user_errors_exit():
         return run_infer(cfg)
+
+
+def main() -> dict[str, Any]:
+    """Console entry point (``adaragct-infer``); the summary is returned for multirun callbacks (grid cells)."""
+    rewrite_argv()  # 0.1's stage=... (adaragct.compat.renames)
+    return _app()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """The experiment tracker (wandb, offline by default): what a train run and the infer runs that score its
 checkpoints record there.
 
-    python -m adaragct.train experiment=demo stage=base logger=wandb
-    python -m adaragct.infer experiment=demo stage=base retrieval=none logger=wandb    # into the same run
+    python -m adaragct.train experiment=demo phase=base logger=wandb
+    python -m adaragct.infer experiment=demo phase=base retrieval=none logger=wandb    # into the same run
     wandb sync outputs/train/demo_tiny_base/wandb/offline-run-*                        # later, to upload
 
 Train: the WandbLogger takes the config's top-level ``tags`` (``conf/logger/wandb.yaml`` asks for them), and

@@ -1,4 +1,4 @@
-"""The DataModule on a real (small) demo cohort: patient split, determinism, stage=rag context spans and masks."""
+"""The DataModule on a real (small) demo cohort: patient split, determinism, phase=rag context spans and masks."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def _module(data: dict, tokenizer, contexts: dict | None, **kwargs) -> ReportDat
         batch_size=4,
         max_length=2048,  # the demo experiment's budget: CT-RATE-long reports + 4 context spans
         val_fraction=0.2,
-        stage_contexts=contexts,
+        phase_contexts=contexts,
         seed=7,
         **kwargs,
     )
@@ -93,7 +93,7 @@ def test_base_batch_prompt_and_target(small_demo: dict, tokenizer) -> None:
     labels = batch["labels"][0]
     first_target = int((labels != IGNORE_INDEX).nonzero()[0])
     assert tokenizer.decode(row[:first_target]).endswith("assistant<|end_header_id|>\n\n")
-    assert RAG_TOKEN not in text, "stage=base targets carry no [RAG]"
+    assert RAG_TOKEN not in text, "phase=base targets carry no [RAG]"
     assert (labels[batch["attention_mask"][0] == 0] == IGNORE_INDEX).all(), "padding is never trained"
 
 

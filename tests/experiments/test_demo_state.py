@@ -19,9 +19,9 @@ def test_ablation_cells_make_their_one_change_and_keep_their_own_checkpoints() -
         "tiny_large": lambda m: m.name == "tiny_large" and len(m.visual_slots) == 5,
     }.items():
         cfg = compose_config("demo", [f"demo_ablation={cell}", out])
-        assert [dict(r) for r in cfg.runs] == [{"stage": "base", "retrieval": "none"}]
+        assert [dict(r) for r in cfg.runs] == [{"phase": "base", "retrieval": "none"}]
         assert list(cfg.baselines.rows) == [] and cfg.results_dir.endswith(f"demo_ablations/{cell}")
-        stage = [*cfg.overrides, "stage=base", *_cell_run_name(cfg), out]
+        stage = [*cfg.overrides, "phase=base", *_cell_run_name(cfg), out]
         train, infer = compose_config("train", stage), compose_config("infer", stage)
         assert check(train.model) and check(infer.model)
         assert Path(train.checkpoint_dir).name == f"demo_{train.model.name}_base_{cell}"
@@ -71,7 +71,7 @@ def test_make_targets_run_the_demos_own_steps_with_its_settings() -> None:
         check_until(cfg)
         assert cfg.until == step and list(cfg.overrides) == ["experiment=demo"]
         if target == "infer":
-            assert [dict(r) for r in cfg.runs] == [{"stage": "rag", "retrieval": "oracle"}]
+            assert [dict(r) for r in cfg.runs] == [{"phase": "rag", "retrieval": "oracle"}]
     for target, (_, lines) in rules.items():
         for line in lines:
             assert not any(f"-m {stage} " in f"{line} " for stage in DEMO_INPUT_STAGES), (target, line)

@@ -25,7 +25,7 @@ def _row(name: str, f1: float, bleu: float = 0.25, rouge: float = 0.4, ci=None) 
         "cider": 0.1,
     }
     stage, retrieval = name.split("/")
-    return {"name": name, "stage": stage, "retrieval": retrieval, "metrics": metrics, "ci": ci or {}}
+    return {"name": name, "phase": stage, "retrieval": retrieval, "metrics": metrics, "ci": ci or {}}
 
 
 def _cmp(diff: float, p: float) -> dict:

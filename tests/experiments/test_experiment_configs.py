@@ -3,8 +3,8 @@
 Each experiment's own train config (its stage, optimizer, LoRA, scheduler, datamodule settings) is composed and
 trained for 2 steps, then its own infer config (its retrieval mode) decodes 2 validation volumes and scores
 them. Only what cannot run on a CPU in seconds is replaced: the model (tiny), the data (the small indexed demo
-cohort), the trainer's device/precision/steps (debug=default). stage=rag experiments start from one shared
-2-step stage=base checkpoint, as the paper's rag stage starts from the trained base.
+cohort), the trainer's device/precision/steps (debug=default). phase=rag experiments start from one shared
+2-step phase=base checkpoint, as the paper's rag stage starts from the trained base.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ def test_experiment_trains_and_infers_on_cpu(
     from adaragct.infer import run_infer
     from adaragct.train import train
 
-    composed = compose_config("train", [f"experiment={experiment}"], resolve=False).stage
+    composed = compose_config("train", [f"experiment={experiment}"], resolve=False).phase
     stage = composed.name
-    init = [f"stage.init_from={tiny_checkpoints['base']}"] if stage == "rag" else []
+    init = [f"phase.init_from={tiny_checkpoints['base']}"] if stage == "rag" else []
     if composed.get("projector_from"):  # the paper's base rows start from their align run
-        init.append(f"stage.projector_from={tiny_checkpoints['align']}")
+        init.append(f"phase.projector_from={tiny_checkpoints['align']}")
     cfg = train_cfg(tmp_path, indexed_demo, f"experiment={experiment}", *init)
     assert (
         cfg.trainer.accelerator == "cpu"
@@ -55,14 +55,14 @@ def test_experiment_trains_and_infers_on_cpu(
     )
     train(cfg)
     ckpt = tmp_path / "outputs" / "train" / f"demo_tiny_{stage}" / "last"
-    # stage align trains the projector alone: no adapter
+    # phase align trains the projector alone: no adapter
     assert (ckpt / "adapter_model.safetensors").is_file() == (stage != "align")
     assert (ckpt / "projector.safetensors").is_file() and (ckpt / "config.yaml").is_file()
     saved = OmegaConf.load(ckpt / "config.yaml")
-    assert saved.stage.name == stage and list(saved.tags) == list(
+    assert saved.phase.name == stage and list(saved.tags) == list(
         cfg.tags
     )  # the experiment's own settings ran
-    assert (saved.stage.lora or {}).get("r") == (cfg.stage.lora or {}).get("r")
+    assert (saved.phase.lora or {}).get("r") == (cfg.phase.lora or {}).get("r")
 
     predictions = tmp_path / "infer" / "predictions.jsonl"
     infer_cfg = compose_config(

@@ -44,9 +44,9 @@ def test_retrieval_x_oracle_reads_the_oracle_grid_checkpoints() -> None:
     train = compose_config(
         "train",
         [
-            "stage=rag",
+            "phase=rag",
             "ablation=oracle_ratio",
-            "stage.contexts.oracle_ratio=0.3",
+            "phase.contexts.oracle_ratio=0.3",
             "seed=1",
             "paths.output_dir=x",
         ],
@@ -65,12 +65,12 @@ def test_oracle_grid_trains_once_per_cell_and_feeds_the_retrieval_grid(
         "adaragct.train",
         "-m",
         "experiment=demo",
-        "stage=rag",
+        "phase=rag",
         "ablation=oracle_ratio",
-        "stage.contexts.oracle_ratio=0.0,1.0",
+        "phase.contexts.oracle_ratio=0.0,1.0",
         "seed=0",
         *FAST_TRAIN,
-        f"stage.init_from={tiny_checkpoints['base']}",
+        f"phase.init_from={tiny_checkpoints['base']}",
     ]
     first = _run(train, out, indexed_demo)
     ckpts = {r: out / "grids" / "oracle_ratio" / "checkpoints" / f"oracle{r}_seed0" for r in ("0.0", "1.0")}

@@ -208,7 +208,7 @@ def test_seed_alias_maps_flags_to_overrides(indexed_demo, tiny_checkpoints, tmp_
             "limit=3",
             "generation.max_new_tokens=16",
             "progress=false",
-            "stage=base",
+            "phase=base",
         ]
     )
     rows = _lines(out)

@@ -139,7 +139,7 @@ def test_config_gives_the_base_of_a_release_step_as_the_release_reads_it(
     )
     argv = ["--checkpoint", str(release), "--config", str(yaml_file)]
     assert _config(argv).ckpt_base == str(base.resolve())
-    assert f"base directory {base} (its stage.init_from key)" in capsys.readouterr().err
+    assert f"base directory {base} (its phase.init_from key)" in capsys.readouterr().err
     assert _config([*argv, "--base", str(tmp_path)]).ckpt_base == str(tmp_path)  # --base names it itself
     assert "--config is ignored: --base names the base directory" in capsys.readouterr().err
     (release / "training_state.pt").write_bytes(b"")  # the release reads its own config then

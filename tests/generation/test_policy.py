@@ -1,4 +1,4 @@
-"""The per-row policy of the adaptive loop, without a model: phases, actions, the trace (issue 15); and the
+"""The per-row policy of the adaptive loop, without a model: modes, actions, the trace (issue 15); and the
 greedy choice and draft penalty it relies on."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import torch
 
 from adaragct.generation import GenerationSettings
 from adaragct.generation.penalty import SeenTokens, greedy_candidates
-from adaragct.generation.policy import EndProbe, Feed, Finish, Phase, RowPolicy, Tokens
+from adaragct.generation.policy import EndProbe, Feed, Finish, Mode, RowPolicy, Tokens
 from adaragct.retrieval.retrievers import RetrievalResult
 
 # a toy vocabulary: ids are list positions; "<e>" is the end token, "[RAG]" the retrieval token
@@ -71,7 +71,7 @@ def test_a_probe_ends_at_the_sentence_end_and_the_retrieval_is_injected(where: s
     p = policy(probe=where)
     write(p, "The")
     start = p.on_token(TOKENS.rag, ID[" lungs"])
-    assert p.phase is Phase.PROBE and p.rag_barred and not p.may_retrieve
+    assert p.mode is Mode.PROBE and p.rag_barred and not p.may_retrieve
     if where == "after_rag":  # [RAG] goes into the cache first, the probe is decoded after it
         assert start == Feed((TOKENS.rag,), probe=True)
         start = p.on_token(ID[" lungs"], ID[" lungs"])
@@ -83,7 +83,7 @@ def test_a_probe_ends_at_the_sentence_end_and_the_retrieval_is_injected(where: s
     inject = p.after_probe(end.probe_text, FOUND, span=(90, 91), preview="Lungs clear.")
     draft = (ID[" lungs"], ID[" are"], ID[" clear"], ID["."])
     assert inject == Feed((TOKENS.rag, 90, 91, *draft), draft=draft)
-    assert p.retrievals == 1 and p.phase is Phase.NORMAL
+    assert p.retrievals == 1 and p.mode is Mode.NORMAL
     entry = p.log[-1]
     assert entry["action"] == "retrieved" and entry["step"] == 1 and entry["context"] == ["Lungs clear."]
     assert entry["draft_accepted"] == 0 and entry["ctx_preview"] == "Lungs clear."
@@ -139,12 +139,12 @@ def test_a_short_probe_cancels_writes_a_space_and_cools_down() -> None:
     end = p.on_token(ID["."], ID["."])
     assert end == EndProbe("x.", ask=False)
     assert p.after_probe(end.probe_text, None) == Feed((TOKENS.space,), decoded=TOKENS.space)
-    assert p.phase is Phase.COOLDOWN and p.log[-1]["action"] == "cancelled"
+    assert p.mode is Mode.COOLDOWN and p.log[-1]["action"] == "cancelled"
     assert p.rag_barred and p.choose(best=3, rag_wins_biased=True, rag_wins=True) == 3
     write(p, "The")
-    assert p.phase is Phase.COOLDOWN
+    assert p.mode is Mode.COOLDOWN
     write(p, " lungs")
-    assert p.phase is Phase.NORMAL and p.may_retrieve
+    assert p.mode is Mode.NORMAL and p.may_retrieve
     assert p.choose(best=3, rag_wins_biased=True, rag_wins=False) == TOKENS.rag  # the bias applies again
     fed = policy(ignored_rag="feed", cooldown_tokens=2)  # a [RAG] it may not act on is written, then dropped
     fed.on_token(TOKENS.rag, ID["x"])
@@ -169,11 +169,11 @@ def test_an_empty_retrieval_holds_until_the_sentence_ends(where: str) -> None:
         )
     else:
         assert follow == Feed((ID[" Heart"],), decoded=ID[" Heart"])
-    assert p.phase is Phase.HOLD and p.rag_barred and p.log[-1]["action"] == "empty"
+    assert p.mode is Mode.HOLD and p.rag_barred and p.log[-1]["action"] == "empty"
     write(p, " normal")
-    assert p.phase is Phase.HOLD
+    assert p.mode is Mode.HOLD
     write(p, ".")
-    assert p.phase is Phase.NORMAL and p.retrievals == 0
+    assert p.mode is Mode.NORMAL and p.retrievals == 0
 
 
 def test_retrievals_stop_at_the_maximum() -> None:

@@ -91,7 +91,7 @@ def model_cfg(tokenizer_dir: Path, **overrides) -> dict:
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def stage_cfg(name: str = "base", **overrides) -> dict:
+def phase_cfg(name: str = "base", **overrides) -> dict:
     base = name == "base"
     cfg = {
         "name": name,
@@ -111,8 +111,8 @@ def stage_cfg(name: str = "base", **overrides) -> dict:
     return {**cfg, **overrides}
 
 
-def stage_schedule(warmup_steps: int = 2):
-    """What ``conf/stage/*.yaml: scheduler`` instantiates to (a partial completed with the optimizer)."""
+def phase_schedule(warmup_steps: int = 2):
+    """What ``conf/phase/*.yaml: scheduler`` instantiates to (a partial completed with the optimizer)."""
     import functools
 
     from adaragct.models.module import warmup_cosine_schedule
@@ -311,7 +311,7 @@ DEBUG_TRAIN = [
     "debug=default",
     "trainer.max_steps=4",
     "trainer.val_check_interval=2",
-    "stage.scheduler.warmup_steps=1",
+    "phase.scheduler.warmup_steps=1",
     "trainer.detect_anomaly=false",
 ]
 

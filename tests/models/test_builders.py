@@ -20,9 +20,9 @@ from adaragct.models.builders import (
     llama_tiny,
 )
 from adaragct.models.checkpoint import save_checkpoint
-from adaragct.models.loading import build_stage_model, load_checkpoint, resolve_builder
+from adaragct.models.loading import build_phase_model, load_checkpoint, resolve_builder
 from adaragct.models.vlm import count_parameters
-from tests.models.conftest import model_cfg, stage_cfg
+from tests.models.conftest import model_cfg, phase_cfg
 
 REAL_DIMS = {"whole_ct": 512, "lung": 256, "heart": 256, "esophagus": 256, "aorta": 256}
 
@@ -107,8 +107,8 @@ def test_large_models_on_meta_device(builder, name, total, hidden, kv, inter, la
         "visual_dims": REAL_DIMS,
     }
     rows = len(SPECIAL_TOKENS) * hidden * 2  # embed_tokens + lm_head rows of the 9 new tokens
-    base = build_stage_model(model_cfg, stage_cfg("base"), tokenizer, device="meta")
-    rag = build_stage_model(model_cfg, stage_cfg("rag"), tokenizer, device="meta")
+    base = build_phase_model(model_cfg, phase_cfg("base"), tokenizer, device="meta")
+    rag = build_phase_model(model_cfg, phase_cfg("rag"), tokenizer, device="meta")
     assert tokenizer.pad_token == "<|finetune_right_pad_id|>"  # no extra pad row
     base_trainable, base_total = count_parameters(base)
     rag_trainable, _ = count_parameters(rag)
@@ -120,8 +120,8 @@ def test_large_models_on_meta_device(builder, name, total, hidden, kv, inter, la
     assert llm_total == total + rows
     with capsys.disabled():
         print(
-            f"\n{name}: LLM {total:,} (+{rows:,} new-token rows); stage base trainable {base_trainable:,} "
-            f"of {base_total:,}; stage rag trainable {rag_trainable:,}"
+            f"\n{name}: LLM {total:,} (+{rows:,} new-token rows); phase base trainable {base_trainable:,} "
+            f"of {base_total:,}; phase rag trainable {rag_trainable:,}"
         )
 
 
@@ -143,8 +143,8 @@ def test_quantized_tiny_model_trains_a_lora(tokenizer_dir, tokenizer, quantizati
     pytest.importorskip("bitsandbytes", reason="the quant extra (pip install 'adaragct[quant]')")
     from tests.models.conftest import model_cfg, random_visual
 
-    model = build_stage_model(
-        model_cfg(tokenizer_dir, quantization=quantization), stage_cfg("base"), tokenizer
+    model = build_phase_model(
+        model_cfg(tokenizer_dir, quantization=quantization), phase_cfg("base"), tokenizer
     )
     linear = model.llm.base_model.model.model.layers[0].self_attn.q_proj.base_layer
     assert type(linear).__name__ == ("Linear4bit" if quantization == "4bit" else "Linear8bitLt")
@@ -188,29 +188,29 @@ def test_paper_align_stage_composes_on_the_meta_device(experiment: str, hidden: 
     from tests.conftest import compose_config
 
     cfg = compose_config("train", [f"experiment={experiment}", "paths.output_dir=unused"])
-    assert (cfg.stage.name, cfg.stage.lora, cfg.trainer.max_steps) == ("align", None, 9000)
+    assert (cfg.phase.name, cfg.phase.lora, cfg.trainer.max_steps) == ("align", None, 9000)
     model_cfg = {**OmegaConf.to_container(cfg.model), "path": None}
-    model = build_stage_model(model_cfg, OmegaConf.to_container(cfg.stage), llama3_tokenizer(), device="meta")
+    model = build_phase_model(model_cfg, OmegaConf.to_container(cfg.phase), llama3_tokenizer(), device="meta")
     trainable, _ = count_parameters(model)
     assert trainable == projector_count(hidden)  # the projectors alone; no LoRA, no token rows
     assert not hasattr(model.llm, "peft_config")
     base = compose_config(
         "train", [f"experiment={experiment.replace('align', 'base')}", "paths.output_dir=unused"]
     )
-    assert base.stage.projector_from.endswith(f"ctrate_{experiment.split('_')[1]}_align/last")
-    assert base.stage.train_projector is False  # the release keeps the aligned projector frozen
+    assert base.phase.projector_from.endswith(f"ctrate_{experiment.split('_')[1]}_align/last")
+    assert base.phase.train_projector is False  # the release keeps the aligned projector frozen
 
 
 @pytest.mark.parametrize(
-    "builder", ["this.nothing", "os.system", "adaragct.models.loading.build_stage_model"]
+    "builder", ["this.nothing", "os.system", "adaragct.models.loading.build_phase_model"]
 )
 def test_a_checkpoint_naming_other_code_as_its_builder_is_refused_unimported(
     tmp_path, tokenizer_dir, tokenizer, builder
 ) -> None:
     """A shared checkpoint does not choose code: ``this`` (which prints on import) is never imported."""
     mc = model_cfg(tokenizer_dir)
-    config_yaml = yaml.safe_dump({"model": mc, "stage": stage_cfg("base")})
-    model = build_stage_model(mc, stage_cfg("base"), tokenizer)
+    config_yaml = yaml.safe_dump({"model": mc, "phase": phase_cfg("base")})
+    model = build_phase_model(mc, phase_cfg("base"), tokenizer)
     ckpt = save_checkpoint(tmp_path / "b", "step-000001", model, tokenizer, config_yaml)
     config = yaml.safe_load((ckpt / "config.yaml").read_text())
     config["model"]["builder"] = builder

@@ -12,14 +12,14 @@ from safetensors.torch import load_file
 
 from adaragct.constants import SPECIAL_TOKENS, VISUAL_SLOTS
 from adaragct.models.checkpoint import save_checkpoint
-from adaragct.models.loading import build_stage_model, load_checkpoint, load_release
+from adaragct.models.loading import build_phase_model, load_checkpoint, load_release
 from adaragct.models.release import read_release_projector
 from tests.models.conftest import (
     CHECKPOINT_FILES,
     model_cfg,
     perturb_trainable,
+    phase_cfg,
     random_visual,
-    stage_cfg,
     write_release_base,
     write_release_step,
 )
@@ -40,24 +40,24 @@ def _logits(model, ids) -> torch.Tensor:
         return model(ids, torch.ones_like(ids), random_visual(ids.shape[0]))
 
 
-def _save(root: Path, model, tokenizer, model_c: dict, stage_c: dict) -> Path:
+def _save(root: Path, model, tokenizer, model_c: dict, phase_c: dict) -> Path:
     return save_checkpoint(
-        root, "step-000007", model, tokenizer, yaml.safe_dump({"model": model_c, "stage": stage_c})
+        root, "step-000007", model, tokenizer, yaml.safe_dump({"model": model_c, "phase": phase_c})
     )
 
 
 def test_checkpoint_files_and_identical_reload_both_stages(tmp_path, tokenizer_dir, tokenizer) -> None:
     ids = _inputs(tokenizer)
     mc = model_cfg(tokenizer_dir)
-    base = build_stage_model(mc, stage_cfg("base"), tokenizer)
+    base = build_phase_model(mc, phase_cfg("base"), tokenizer)
     perturb_trainable(base, 1)
-    base_dir = _save(tmp_path / "base", base, tokenizer, mc, stage_cfg("base"))
+    base_dir = _save(tmp_path / "base", base, tokenizer, mc, phase_cfg("base"))
     assert {p.name for p in base_dir.iterdir()} == CHECKPOINT_FILES
     assert {p.name for p in (tmp_path / "base").iterdir()} == {"step-000007", "last"}
     assert (tmp_path / "base" / "last").resolve() == base_dir
     # PEFT writes target_modules in set order (it followed PYTHONHASHSEED): sorted, two runs write the same bytes
     targets = json.loads((base_dir / "adapter_config.json").read_text())["target_modules"]
-    assert targets == sorted(stage_cfg("base")["lora"]["target_modules"])
+    assert targets == sorted(phase_cfg("base")["lora"]["target_modules"])
     reloaded, _, _ = load_checkpoint(tmp_path / "base" / "last")
     torch.testing.assert_close(_logits(reloaded, ids), _logits(base, ids), rtol=0, atol=0)
 
@@ -70,12 +70,12 @@ def test_checkpoint_files_and_identical_reload_both_stages(tmp_path, tokenizer_d
     assert sorted(rows) == [f"base_model.model.{m}.token_adapter.trainable_tokens_delta" for m in ROW_MODULES]
     assert set(rows.values()) == {(len(SPECIAL_TOKENS), 192)}
 
-    rag_stage = stage_cfg("rag", init_from=str(tmp_path / "base" / "last"))
-    rag = build_stage_model(mc, rag_stage, tokenizer, init_from=rag_stage["init_from"])
+    rag_phase = phase_cfg("rag", init_from=str(tmp_path / "base" / "last"))
+    rag = build_phase_model(mc, rag_phase, tokenizer, init_from=rag_phase["init_from"])
     assert not any(p.requires_grad for p in rag.projector.parameters())
     torch.testing.assert_close(_logits(rag, ids), _logits(base, ids), rtol=1e-5, atol=1e-5)  # merged base
     perturb_trainable(rag, 2)
-    _save(tmp_path / "rag", rag, tokenizer, mc, rag_stage)
+    _save(tmp_path / "rag", rag, tokenizer, mc, rag_phase)
     rag_reloaded, _, _ = load_checkpoint(tmp_path / "rag" / "last")
     torch.testing.assert_close(_logits(rag_reloaded, ids), _logits(rag, ids), rtol=1e-6, atol=1e-6)
     assert not torch.allclose(_logits(rag, ids), _logits(base, ids), atol=1e-3)
@@ -86,7 +86,7 @@ def _write_release(tmp_path: Path, tokenizer_dir: Path, tokenizer) -> tuple[Path
 
     The rag model shares (and changes) the merged base's modules, so the base's logits are taken first."""
     mc = model_cfg(tokenizer_dir)
-    base = build_stage_model(mc, stage_cfg("base"), tokenizer)
+    base = build_phase_model(mc, phase_cfg("base"), tokenizer)
     perturb_trainable(base, 3)
     merged = base.llm.merge_and_unload()
     base_dir = write_release_base(tmp_path / "release_base", merged, base.projector, tokenizer)
@@ -100,7 +100,7 @@ def _write_release(tmp_path: Path, tokenizer_dir: Path, tokenizer) -> tuple[Path
         r=32,
         lora_alpha=64,
         lora_dropout=0.05,
-        target_modules=stage_cfg("rag")["lora"]["target_modules"],
+        target_modules=phase_cfg("rag")["lora"]["target_modules"],
         task_type="CAUSAL_LM",
         init_lora_weights=False,
     )
@@ -140,9 +140,9 @@ def test_release_projector_is_read_without_pickle(tmp_path) -> None:
 
 
 def test_stage_rag_from_a_missing_base_names_the_fix(tmp_path, tokenizer_dir, tokenizer) -> None:
-    with pytest.raises(FileNotFoundError, match="train stage=base first"):
-        build_stage_model(
-            model_cfg(tokenizer_dir), stage_cfg("rag"), tokenizer, init_from=tmp_path / "nothing"
+    with pytest.raises(FileNotFoundError, match="train phase=base first"):
+        build_phase_model(
+            model_cfg(tokenizer_dir), phase_cfg("rag"), tokenizer, init_from=tmp_path / "nothing"
         )
 
 
@@ -153,10 +153,10 @@ def test_a_checkpoint_whose_base_moved_names_the_field(tmp_path, tokenizer_dir, 
     mc = model_cfg(tokenizer_dir)
     ckpt = _save(
         tmp_path / "base",
-        build_stage_model(mc, stage_cfg("base"), tokenizer),
+        build_phase_model(mc, phase_cfg("base"), tokenizer),
         tokenizer,
         mc,
-        stage_cfg("base"),
+        phase_cfg("base"),
     )
     config = yaml.safe_load((ckpt / "config.yaml").read_text())
     assert load_checkpoint(ckpt)[2]["model"]["path"] == str(tokenizer_dir)
@@ -174,11 +174,11 @@ def test_a_qlora_checkpoint_decodes_with_its_adapters_unmerged(tmp_path, tokeniz
     from adaragct.infer import load_generation_model
 
     mc = model_cfg(tokenizer_dir, quantization="4bit")
-    model = build_stage_model(mc, stage_cfg("base"), tokenizer)
+    model = build_phase_model(mc, phase_cfg("base"), tokenizer)
     perturb_trainable(model, 5)
     ids = _inputs(tokenizer)
     trained = _logits(model, ids)
-    _save(tmp_path / "qlora", model, tokenizer, mc, stage_cfg("base"))
+    _save(tmp_path / "qlora", model, tokenizer, mc, phase_cfg("base"))
     loaded, _, _ = load_generation_model(str(tmp_path / "qlora" / "last"), "cpu")
     assert any("lora_A" in n for n, _ in loaded.llm.named_parameters()), "adapters must stay unmerged"
     torch.testing.assert_close(_logits(loaded, ids), trained, rtol=1e-5, atol=1e-5)

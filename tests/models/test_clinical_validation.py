@@ -17,8 +17,8 @@ from safetensors.torch import load_file
 
 from tests.conftest import train_cfg
 
-# stage align (the projectors on the frozen pretrained tiny LM): the cheapest stage that writes reports
-ALIGN = ("experiment=demo", "stage=align", "datamodule.batch_size=4")
+# phase align (the projectors on the frozen pretrained tiny LM): the cheapest stage that writes reports
+ALIGN = ("experiment=demo", "phase=align", "datamodule.batch_size=4")
 FEW = ("callbacks.clinical_metrics.num_volumes=6", "callbacks.clinical_metrics.max_new_tokens=48")
 
 
@@ -136,7 +136,7 @@ def test_two_ddp_processes_log_the_one_process_values(indexed_demo, tmp_path) ->
 
     from tests.conftest import FAST_TRAIN, PROJECT_ROOT, data_overrides
 
-    frozen = ("stage.optimizer.lr=0.0", "callbacks.clinical_metrics.max_new_tokens=200", "threads=1")
+    frozen = ("phase.optimizer.lr=0.0", "callbacks.clinical_metrics.max_new_tokens=200", "threads=1")
     one = _train(tmp_path / "one", indexed_demo, *frozen)
     f1 = [r for r in _rows(Path(one.paths.output_dir)) if r.get("val/clin_f1")][-1]
     overrides = [

@@ -22,19 +22,19 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from tests.models.conftest import model_cfg, perturb_trainable, stage_cfg, stage_schedule
+from tests.models.conftest import model_cfg, perturb_trainable, phase_cfg, phase_schedule
 
 WORLD = 2
 
 
 def _stage_model(tokenizer_dir: Path):
-    """The same tiny stage=rag model (frozen projector, LoRA + new-token rows trained) in every process."""
+    """The same tiny phase=rag model (frozen projector, LoRA + new-token rows trained) in every process."""
     from adaragct.models.builders import load_tokenizer
-    from adaragct.models.loading import build_stage_model
+    from adaragct.models.loading import build_phase_model
 
     torch.manual_seed(0)
     tokenizer = load_tokenizer(tokenizer_dir)
-    model = build_stage_model(model_cfg(tokenizer_dir), stage_cfg("rag"), tokenizer)
+    model = build_phase_model(model_cfg(tokenizer_dir), phase_cfg("rag"), tokenizer)
     perturb_trainable(model, 4)
     return model, tokenizer
 
@@ -67,10 +67,10 @@ def _worker(rank: int, store: str, tokenizer_dir: Path, out: Path) -> None:
     model, tokenizer = _stage_model(tokenizer_dir)
     module = ReportGenerationModule(
         model_cfg(tokenizer_dir),
-        stage_cfg("rag"),
+        phase_cfg("rag"),
         tokenizer,
         optimizer=functools.partial(torch.optim.AdamW),
-        scheduler=stage_schedule(),
+        scheduler=phase_schedule(),
     )
     module.model = model
     strategy = _cpu_fsdp_strategy()

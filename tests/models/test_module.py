@@ -13,8 +13,8 @@ import torch
 from adaragct.constants import IGNORE_INDEX
 from adaragct.models.module import ReportGenerationModule, warmup_cosine
 from adaragct.models.vlm import report_loss
-from tests.models.conftest import model_cfg, random_visual, stage_cfg
-from tests.models.conftest import stage_schedule as _schedule
+from tests.models.conftest import model_cfg, phase_cfg, random_visual
+from tests.models.conftest import phase_schedule as _schedule
 
 
 def test_loss_ignores_masked_positions() -> None:
@@ -43,11 +43,11 @@ def test_rag_weight_changes_the_loss_and_the_accuracy_counts_rag_targets() -> No
     assert float(report_loss(logits, labels, rag_token_id=6)[1]["rag_token_acc"]) == 1.0
 
 
-@pytest.mark.parametrize("stage", ["base", "rag"])
-def test_optimizer_holds_only_trainable_parameters(tokenizer_dir, tokenizer, stage) -> None:
+@pytest.mark.parametrize("phase", ["base", "rag"])
+def test_optimizer_holds_only_trainable_parameters(tokenizer_dir, tokenizer, phase) -> None:
     module = ReportGenerationModule(
         model_cfg(tokenizer_dir),
-        stage_cfg(stage),
+        phase_cfg(phase),
         tokenizer,
         optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
         scheduler=_schedule(),
@@ -67,7 +67,7 @@ def test_optimizer_holds_only_trainable_parameters(tokenizer_dir, tokenizer, sta
     )
     names = [n for n, p in module.named_parameters() if p.requires_grad]
     assert any("lora_A" in n for n in names) and any("trainable_tokens_delta" in n for n in names)
-    assert any(n.startswith("model.projector.") for n in names) == (stage == "base")
+    assert any(n.startswith("model.projector.") for n in names) == (phase == "base")
     assert not any(n.endswith("embed_tokens.token_adapter.base_layer.weight") for n in names)
 
 
@@ -103,7 +103,7 @@ def test_schedule_counts_optimizer_steps_with_accumulation(tokenizer_dir, tokeni
     loader = DataLoader([batch] * 24, batch_size=2)
     module = ReportGenerationModule(
         model_cfg(tokenizer_dir),
-        stage_cfg("base"),
+        phase_cfg("base"),
         tokenizer,
         optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
         scheduler=_schedule(2),
@@ -130,12 +130,12 @@ def test_schedule_counts_optimizer_steps_with_accumulation(tokenizer_dir, tokeni
 def test_hyperparameters_hold_no_modules(tokenizer_dir, tokenizer) -> None:
     module = ReportGenerationModule(
         model_cfg(tokenizer_dir),
-        stage_cfg("base"),
+        phase_cfg("base"),
         tokenizer,
         optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
         scheduler=_schedule(),
     )
-    assert set(module.hparams) == {"model", "stage", "init_from", "visual_gain"}
+    assert set(module.hparams) == {"model", "phase", "init_from", "visual_gain"}
     flat = str(dict(module.hparams))
     assert "Tokenizer" not in flat and "Module" not in flat
 
@@ -143,7 +143,7 @@ def test_hyperparameters_hold_no_modules(tokenizer_dir, tokenizer) -> None:
 def test_warmup_longer_than_the_run_is_shortened_with_a_warning(tokenizer_dir, tokenizer, caplog) -> None:
     module = ReportGenerationModule(
         model_cfg(tokenizer_dir),
-        stage_cfg("base"),
+        phase_cfg("base"),
         tokenizer,
         optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
         scheduler=_schedule(500),
@@ -157,15 +157,15 @@ def test_warmup_longer_than_the_run_is_shortened_with_a_warning(tokenizer_dir, t
     )
 
 
-@pytest.mark.parametrize("stage", ["base", "rag"])
-def test_the_stage_scheduler_node_gives_the_same_lr_sequence_as_before(stage: str) -> None:
-    """conf/stage/*.yaml: scheduler is a ``_partial_`` node beside the optimizer; instantiated and completed with
+@pytest.mark.parametrize("phase", ["base", "rag"])
+def test_the_phase_scheduler_node_gives_the_same_lr_sequence_as_before(phase: str) -> None:
+    """conf/phase/*.yaml: scheduler is a ``_partial_`` node beside the optimizer; instantiated and completed with
     the optimizer and the run length, it yields bit for bit the LambdaLR(warmup_cosine) sequence it replaced."""
     from hydra.utils import instantiate
 
     from tests.conftest import compose_config
 
-    node = compose_config("train", [f"stage={stage}", "paths.output_dir=/tmp/unused"]).stage
+    node = compose_config("train", [f"phase={phase}", "paths.output_dir=/tmp/unused"]).phase
     total, warmup = 1200, int(node.scheduler.warmup_steps)
 
     def lrs(make) -> list[float]:

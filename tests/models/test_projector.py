@@ -68,11 +68,11 @@ def test_whole_ct_alone_reaches_the_model_and_organ_placeholders_keep_their_toke
     """model.visual_slots=[whole_ct] (the bottleneck ablation): only the CT-CLIP slot is projected; the organ
     placeholders stay their token embedding, so the organ embeddings cannot change the model's input."""
     from adaragct.constants import SLOT_TOKENS
-    from adaragct.models.loading import build_stage_model
-    from tests.models.conftest import model_cfg, stage_cfg
+    from adaragct.models.loading import build_phase_model
+    from tests.models.conftest import model_cfg, phase_cfg
 
-    model = build_stage_model(
-        model_cfg(tokenizer_dir, visual_slots=["whole_ct"]), stage_cfg("base"), tokenizer
+    model = build_phase_model(
+        model_cfg(tokenizer_dir, visual_slots=["whole_ct"]), phase_cfg("base"), tokenizer
     )
     assert list(model.projector) == ["whole_ct"]
     ids = torch.tensor([[tokenizer.convert_tokens_to_ids(SLOT_TOKENS[s]) for s in VISUAL_SLOTS]])

@@ -18,9 +18,9 @@ from adaragct.errors import DataError
 from adaragct.models import provenance
 from adaragct.models.builders import llama_tiny, load_tokenizer
 from adaragct.models.checkpoint import save_checkpoint
-from adaragct.models.loading import build_stage_model, load_checkpoint
+from adaragct.models.loading import build_phase_model, load_checkpoint
 from adaragct.models.tiny_lm import pretrain_tiny_lm
-from tests.models.conftest import CORPUS, model_cfg, perturb_trainable, random_visual, stage_cfg
+from tests.models.conftest import CORPUS, model_cfg, perturb_trainable, phase_cfg, random_visual
 
 LOGGER = "adaragct.models.provenance"
 
@@ -32,7 +32,7 @@ def _pretrain(lm_dir: Path, tokenizer_dir: Path, seed: int) -> Path:
 
 
 def _save(root: Path, model, tokenizer, mc: dict, sc: dict) -> Path:
-    return save_checkpoint(root, "step-000003", model, tokenizer, yaml.safe_dump({"model": mc, "stage": sc}))
+    return save_checkpoint(root, "step-000003", model, tokenizer, yaml.safe_dump({"model": mc, "phase": sc}))
 
 
 def _logits(model) -> torch.Tensor:
@@ -44,17 +44,17 @@ def _logits(model) -> torch.Tensor:
 
 @pytest.fixture()
 def trained(tmp_path, tokenizer_dir):
-    """A pretrained tiny LM, a stage=base checkpoint on it and a stage=rag checkpoint merged from that one."""
+    """A pretrained tiny LM, a phase=base checkpoint on it and a phase=rag checkpoint merged from that one."""
     lm = _pretrain(tmp_path / "lm", tokenizer_dir, seed=0)
     tokenizer = load_tokenizer(lm)
     mc = model_cfg(lm)
-    base = build_stage_model(mc, stage_cfg("base"), tokenizer)
+    base = build_phase_model(mc, phase_cfg("base"), tokenizer)
     perturb_trainable(base, 1)
-    base_ckpt = _save(tmp_path / "base", base, tokenizer, mc, stage_cfg("base"))
-    rag_stage = stage_cfg("rag", init_from=str(base_ckpt))
-    rag = build_stage_model(mc, rag_stage, tokenizer, init_from=base_ckpt)
+    base_ckpt = _save(tmp_path / "base", base, tokenizer, mc, phase_cfg("base"))
+    rag_phase = phase_cfg("rag", init_from=str(base_ckpt))
+    rag = build_phase_model(mc, rag_phase, tokenizer, init_from=base_ckpt)
     perturb_trainable(rag, 2)
-    rag_ckpt = _save(tmp_path / "rag", rag, tokenizer, mc, rag_stage)
+    rag_ckpt = _save(tmp_path / "rag", rag, tokenizer, mc, rag_phase)
     return {
         "lm": lm,
         "tokenizer_dir": tokenizer_dir,
@@ -76,7 +76,7 @@ def test_checkpoints_record_their_base_and_starting_checkpoint(trained) -> None:
     assert rag["init_from"] == {
         "scheme": "checkpoint",
         "source": str(base_ckpt),
-        "sha256": provenance.stage_fingerprint(base_ckpt)["sha256"],
+        "sha256": provenance.phase_fingerprint(base_ckpt)["sha256"],
     }
     # the base's fingerprint is its weights' contents: another tiny LM gives another one
     other = _pretrain(lm.parent / "other_lm", trained["tokenizer_dir"], seed=1)
@@ -114,10 +114,10 @@ def test_a_base_pretrained_again_with_other_settings_is_refused_unless_allowed(t
             "fix: load it on the weights it was trained on" in message
             and "allow_base_mismatch=true" in message
         )
-    # training stage rag on top of the old base checkpoint is refused too
+    # training phase rag on top of the old base checkpoint is refused too
     tokenizer = load_tokenizer(trained["lm"])
     with pytest.raises(DataError, match=r"base: trained on base weights .*this run's base \(init_from\) is"):
-        build_stage_model(model_cfg(trained["lm"]), stage_cfg("rag"), tokenizer, init_from=trained["base"])
+        build_phase_model(model_cfg(trained["lm"]), phase_cfg("rag"), tokenizer, init_from=trained["base"])
     # allow_base_mismatch=true: loaded, with a warning
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         model, _, _ = load_generation_model(str(trained["rag"]), "cpu", allow_base_mismatch=True)
@@ -131,7 +131,7 @@ def test_a_starting_checkpoint_retrained_in_place_is_refused(trained) -> None:
     base_file = trained["base"] / "projector.safetensors"
     tensors = load_file(str(base_file))
     save_file({k: v + 0.01 for k, v in tensors.items()}, str(base_file))
-    with pytest.raises(DataError, match=r"provenance.json: init_from: trained on stage.init_from checkpoint"):
+    with pytest.raises(DataError, match=r"provenance.json: init_from: trained on phase.init_from checkpoint"):
         load_checkpoint(trained["rag"])
 
 
@@ -139,9 +139,9 @@ def test_a_checkpoint_from_before_provenance_loads_with_a_warning(
     tmp_path, tokenizer_dir, tokenizer, caplog
 ) -> None:
     mc = model_cfg(tokenizer_dir)
-    model = build_stage_model(mc, stage_cfg("base"), tokenizer)
+    model = build_phase_model(mc, phase_cfg("base"), tokenizer)
     perturb_trainable(model, 4)
-    ckpt = _save(tmp_path / "b", model, tokenizer, mc, stage_cfg())
+    ckpt = _save(tmp_path / "b", model, tokenizer, mc, phase_cfg())
     (ckpt / "provenance.json").unlink()
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         loaded, _, _ = load_checkpoint(ckpt)
@@ -157,7 +157,7 @@ def test_a_random_init_base_is_fingerprinted_by_its_tensors(tmp_path, tokenizer_
     is refused on a pretrained LM at the same model.path."""
     mc = model_cfg(tokenizer_dir)
     ckpt = _save(
-        tmp_path / "b", build_stage_model(mc, stage_cfg("base"), tokenizer), tokenizer, mc, stage_cfg()
+        tmp_path / "b", build_phase_model(mc, phase_cfg("base"), tokenizer), tokenizer, mc, phase_cfg()
     )
     recorded = provenance.read_provenance(ckpt)["base"]
     assert recorded["scheme"] == "tensors" and recorded["source"].startswith("random init of llama_tiny")
@@ -181,6 +181,6 @@ def test_the_training_chain_records_each_stage_start(tiny_checkpoints) -> None:
     model_path = yaml.safe_load((tiny_checkpoints["rag"] / "config.yaml").read_text())["model"]["path"]
     assert align["base"] == base["base"] == rag["base"] == provenance.weights_fingerprint(model_path)
     assert set(align) == {"format", "base"}
-    assert base["projector_from"] == provenance.stage_fingerprint(tiny_checkpoints["align"].resolve())
-    assert rag["init_from"] == provenance.stage_fingerprint(tiny_checkpoints["base"].resolve())
+    assert base["projector_from"] == provenance.phase_fingerprint(tiny_checkpoints["align"].resolve())
+    assert rag["init_from"] == provenance.phase_fingerprint(tiny_checkpoints["base"].resolve())
     assert set(rag) == {"format", "base", "init_from"}

@@ -47,11 +47,11 @@ def cohort(tmp_path_factory) -> tuple[Path, dict]:
 
 @pytest.fixture(scope="module")
 def base_run(cohort, tokenizer_dir) -> tuple[Path, Path]:
-    """A finished stage=base run of 4 steps (what stage=rag starts from): (its checkpoint_dir, its resume file)."""
+    """A finished phase=base run of 4 steps (what phase=rag starts from): (its checkpoint_dir, its resume file)."""
     from adaragct.train import train
 
     root, data = cohort
-    cfg = debug_train_config(root, data, tokenizer_dir, "stage=base")
+    cfg = debug_train_config(root, data, tokenizer_dir, "phase=base")
     train(cfg)
     return Path(cfg.checkpoint_dir), resume_file(cfg.checkpoint_dir)
 
@@ -70,7 +70,7 @@ def _tensors(checkpoint_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def _command(root: Path, tokenizer_dir: Path, base_dir: Path, checkpoint_dir: Path, length: str) -> list[str]:
-    """``python -m adaragct.train`` on the tiny cohort, stage=rag (context rolls + LoRA dropout), one thread (under
+    """``python -m adaragct.train`` on the tiny cohort, phase=rag (context rolls + LoRA dropout), one thread (under
     ``torchrun --nproc-per-node 2`` for ``length="ddp"``)."""
     launch = [sys.executable, "-m"]
     if length == "ddp":
@@ -82,18 +82,18 @@ def _command(root: Path, tokenizer_dir: Path, base_dir: Path, checkpoint_dir: Pa
         str(root / "conf"),
         "data=resume_test",
         "debug=default",
-        "stage=rag",
+        "phase=rag",
         "threads=1",
         f"paths.root_dir={root}",
         f"hydra.run.dir={checkpoint_dir}.hydra",
         f"model.path={tokenizer_dir}",
         *[f"model.visual_dims.{slot}={dim}" for slot, dim in VISUAL_DIMS.items()],
-        f"stage.init_from={base_dir / 'last'}",
+        f"phase.init_from={base_dir / 'last'}",
         f"checkpoint_dir={checkpoint_dir}",
         *LENGTHS[length],
         f"trainer.val_check_interval={MAX_STEPS}",
         "trainer.detect_anomaly=false",
-        "stage.scheduler.warmup_steps=2",
+        "phase.scheduler.warmup_steps=2",
         f"resume_every_n_steps={SAVE_EVERY}",
     ]
 
@@ -184,12 +184,12 @@ def test_a_checkpoint_of_other_settings_is_refused_naming_them(cohort, base_run,
 
     root, data = cohort
     with pytest.raises(DataError, match=r"trainer\.max_steps: 4 -> 6.*resume=false to start over") as caught:
-        train(debug_train_config(root, data, tokenizer_dir, "stage=base", "trainer.max_steps=6"))
+        train(debug_train_config(root, data, tokenizer_dir, "phase=base", "trainer.max_steps=6"))
     assert str(caught.value).startswith(f"{base_run[1]}: config: written by a run of this checkpoint_dir")
     with pytest.raises(UsageError, match="drop one of them"):
         train(
             debug_train_config(
-                root, data, tokenizer_dir, "stage=base", "resume=false", f"ckpt_path={base_run[1]}"
+                root, data, tokenizer_dir, "phase=base", "resume=false", f"ckpt_path={base_run[1]}"
             )
         )
 
@@ -201,7 +201,7 @@ def test_rerunning_a_finished_run_trains_nothing(cohort, base_run, tokenizer_dir
     checkpoint_dir, resume = base_run
     before = {p: p.stat().st_mtime_ns for p in [resume, *(checkpoint_dir / "step-000004").iterdir()]}
     with caplog.at_level("INFO", logger="adaragct.train.resume"):
-        train(debug_train_config(root, data, tokenizer_dir, "stage=base"))
+        train(debug_train_config(root, data, tokenizer_dir, "phase=base"))
     assert f"resuming from {resume} (step 4 = trainer.max_steps: nothing left to train" in caplog.text
     assert {p: p.stat().st_mtime_ns for p in before} == before
 
@@ -212,7 +212,7 @@ def test_a_truncated_resume_file_is_a_one_line_error_and_resume_false_moves_the_
     from adaragct.train import train
 
     root, data = cohort
-    cfg = debug_train_config(root, data, tokenizer_dir, "stage=base", f"checkpoint_dir={root}/truncated")
+    cfg = debug_train_config(root, data, tokenizer_dir, "phase=base", f"checkpoint_dir={root}/truncated")
     path = resume_file(cfg.checkpoint_dir)
     path.parent.mkdir(parents=True)
     path.write_bytes(base_run[1].read_bytes()[:5000])  # what a non-atomic write cut short would leave
@@ -220,7 +220,7 @@ def test_a_truncated_resume_file_is_a_one_line_error_and_resume_false_moves_the_
         train(cfg)
     train(
         debug_train_config(
-            root, data, tokenizer_dir, "stage=base", f"checkpoint_dir={root}/truncated", "resume=false"
+            root, data, tokenizer_dir, "phase=base", f"checkpoint_dir={root}/truncated", "resume=false"
         )
     )
     (aside,) = root.glob("truncated.replaced-*")
@@ -239,12 +239,12 @@ def test_a_sharded_resume_folder_is_checked_against_the_runs_settings(
     root, data = cohort
     resume = base_run[1]
     settings = resume.parent / RUN_SETTINGS_FILE
-    cfg = debug_train_config(root, data, tokenizer_dir, "stage=base")
+    cfg = debug_train_config(root, data, tokenizer_dir, "phase=base")
     assert run_settings(settings.read_text()) == run_settings(OmegaConf.to_yaml(cfg, resolve=True))
     sharded = root / "sharded" / "lightning" / "last.ckpt" / "checkpoint"
     sharded.mkdir(parents=True)
     (sharded / "mp_rank_00_model_states.pt").write_bytes(b"shards")
-    moved = debug_train_config(root, data, tokenizer_dir, "stage=base", f"checkpoint_dir={root}/sharded")
+    moved = debug_train_config(root, data, tokenizer_dir, "phase=base", f"checkpoint_dir={root}/sharded")
     yaml = OmegaConf.to_yaml(moved, resolve=True)
     with pytest.raises(DataError, match=r"run\.yaml: file: holds no run settings"):
         resume_from(moved, yaml)
@@ -253,7 +253,7 @@ def test_a_sharded_resume_folder_is_checked_against_the_runs_settings(
         sharded.parent
     )  # same settings: resumed (checkpoint_dir is no setting)
     other = debug_train_config(
-        root, data, tokenizer_dir, "stage=base", f"checkpoint_dir={root}/sharded", "seed=7"
+        root, data, tokenizer_dir, "phase=base", f"checkpoint_dir={root}/sharded", "seed=7"
     )
     with pytest.raises(DataError, match=r"last\.ckpt: config: written by .*seed: 42 -> 7"):
         resume_from(other, OmegaConf.to_yaml(other, resolve=True))

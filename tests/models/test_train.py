@@ -1,4 +1,4 @@
-"""The train app on a tiny cohort: the files it writes, its logs, stage rag from stage base, resume, strategies."""
+"""The train app on a tiny cohort: the files it writes, its logs, phase rag from phase base, resume, strategies."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_stage_base_writes_exactly_the_checkpoint_files(cohort, tokenizer_dir) -
     from adaragct.train import train
 
     root, data = cohort
-    cfg = debug_train_config(root, data, tokenizer_dir, "stage=base")
+    cfg = debug_train_config(root, data, tokenizer_dir, "phase=base")
     metrics = train(cfg)
     ckpt_dir = Path(cfg.checkpoint_dir)
     assert ckpt_dir.name == f"{cfg.data.name}_tiny_base"  # one checkpoint folder per dataset, model and stage
@@ -50,7 +50,7 @@ def test_stage_base_writes_exactly_the_checkpoint_files(cohort, tokenizer_dir) -
     assert {p.name for p in (ckpt_dir / "lightning").iterdir()} == {"last.ckpt", "run.yaml"}
     assert _trainable_only(ckpt_dir / "lightning" / "last.ckpt") == set()  # no frozen base weights pickled
     saved = OmegaConf.load(ckpt_dir / "last" / "config.yaml")
-    assert saved.stage.name == "base" and saved.model.builder.endswith("llama_tiny")
+    assert saved.phase.name == "base" and saved.model.builder.endswith("llama_tiny")
     rows = _metrics(root)
     columns = set(rows[0])
     assert {
@@ -82,14 +82,14 @@ def test_stage_rag_trains_from_the_base_checkpoint_and_resumes(cohort, tokenizer
     from adaragct.train import train
 
     root, data = cohort
-    base = debug_train_config(root, data, tokenizer_dir, "stage=base")
+    base = debug_train_config(root, data, tokenizer_dir, "phase=base")
     if not (Path(base.checkpoint_dir) / "last").exists():
         train(base)
-    cfg = debug_train_config(root, data, tokenizer_dir, "stage=rag")
+    cfg = debug_train_config(root, data, tokenizer_dir, "phase=rag")
     train(cfg)
     ckpt_dir = Path(cfg.checkpoint_dir)
     assert {p.name for p in (ckpt_dir / "last").iterdir()} == CHECKPOINT_FILES
-    init_from = OmegaConf.load(ckpt_dir / "last" / "config.yaml").stage.init_from
+    init_from = OmegaConf.load(ckpt_dir / "last" / "config.yaml").phase.init_from
     assert init_from == str((Path(base.checkpoint_dir) / "step-000004").resolve())
     rows = _metrics(root)
     assert any(r.get("train/rag_token_acc") for r in rows)  # the rag batches carry [RAG] targets
@@ -97,7 +97,7 @@ def test_stage_rag_trains_from_the_base_checkpoint_and_resumes(cohort, tokenizer
         root,
         data,
         tokenizer_dir,
-        "stage=rag",
+        "phase=rag",
         "trainer.max_steps=6",
         f"ckpt_path={ckpt_dir}/lightning/last.ckpt",
     )
@@ -110,9 +110,9 @@ def test_fsdp_on_cpu_fails_at_start_with_the_fix(cohort, tokenizer_dir) -> None:
     from adaragct.train import train
 
     root, data = cohort
-    fresh = f"checkpoint_dir={root}/fsdp"  # not the stage=base run above, which a rerun with fsdp would not resume
+    fresh = f"checkpoint_dir={root}/fsdp"  # not the phase=base run above, which a rerun with fsdp would not resume
     with pytest.raises(RuntimeError, match=r"strategy=fsdp needs CUDA GPUs.*use strategy=ddp"):
-        train(debug_train_config(root, data, tokenizer_dir, "stage=base", "strategy=fsdp", fresh))
+        train(debug_train_config(root, data, tokenizer_dir, "phase=base", "strategy=fsdp", fresh))
 
 
 def test_release_config_keys_map_onto_ours(tmp_path) -> None:
@@ -136,11 +136,11 @@ def test_release_config_keys_map_onto_ours(tmp_path) -> None:
     overrides, ignored = release_overrides(release)
     assert overrides == [
         "model.path=/models/llama8b",
-        "stage.lora.r=16",
-        "stage.lora.alpha=32",
-        "stage.lora.dropout=0.1",
-        "stage.optimizer.lr=3e-05",
-        "stage.scheduler.warmup_steps=100",
+        "phase.lora.r=16",
+        "phase.lora.alpha=32",
+        "phase.lora.dropout=0.1",
+        "phase.optimizer.lr=3e-05",
+        "phase.scheduler.warmup_steps=100",
         "trainer.max_epochs=2",
         "trainer.max_steps=-1",
         "trainer.accumulate_grad_batches=4",
@@ -152,7 +152,7 @@ def test_release_config_keys_map_onto_ours(tmp_path) -> None:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=adaragct_8b", f"paths.root_dir={tmp_path}", *overrides])
-    assert (cfg.stage.lora.r, cfg.trainer.accumulate_grad_batches, cfg.model.path) == (
+    assert (cfg.phase.lora.r, cfg.trainer.accumulate_grad_batches, cfg.model.path) == (
         16,
         4,
         "/models/llama8b",

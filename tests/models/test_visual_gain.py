@@ -57,14 +57,14 @@ def _train(root: Path, data: dict, lm_dir: Path) -> list[dict[str, str]]:
         data,
         lm_dir,
         "experiment=tiny",
-        "stage=base",
+        "phase=base",
         "trainer.max_steps=200",
         "trainer.val_check_interval=100",
         "trainer.accumulate_grad_batches=1",
         "datamodule.batch_size=8",
         "datamodule.val_fraction=0.25",
-        "stage.scheduler.warmup_steps=5",
-        "stage.optimizer.lr=3e-3",
+        "phase.scheduler.warmup_steps=5",
+        "phase.optimizer.lr=3e-3",
         *SHORT_PROMPT,
     )
     train(cfg)

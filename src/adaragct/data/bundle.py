@@ -162,7 +162,12 @@ def read_organ_reports_json(path: str | Path) -> dict[str, dict[str, Any]]:
     path = Path(path)
     data = read_json(path)
     if not isinstance(data, list):
-        raise DataError(path, "top level", f"expected a list, got {type(data).__name__}", "see docs/formats.md#release-bundle")
+        raise DataError(
+            path,
+            "top level",
+            f"expected a list, got {type(data).__name__}",
+            "see docs/formats.md#release-bundle",
+        )
     out: dict[str, dict[str, Any]] = {}
     fix = "each entry needs image, raw_report and organ_reports{lung,heart,esophagus,aorta,other} (docs/formats.md#release-bundle)"
     for i, entry in enumerate(data):
@@ -203,7 +208,12 @@ def read_contexts(path: str | Path) -> dict[str, dict[str, list[str]]]:
         for lineno, row in enumerate(data, start=1):
             if isinstance(row, dict) and "sample_id" in row:
                 items.append(
-                    (row["sample_id"], _require(row, "contexts", path, f"line {lineno}", "see docs/formats.md#release-bundle"))
+                    (
+                        row["sample_id"],
+                        _require(
+                            row, "contexts", path, f"line {lineno}", "see docs/formats.md#release-bundle"
+                        ),
+                    )
                 )
             elif isinstance(row, dict) and len(row) == 1:
                 items.extend(row.items())
@@ -215,7 +225,9 @@ def read_contexts(path: str | Path) -> dict[str, dict[str, list[str]]]:
                     "see docs/formats.md#release-bundle for the context layout",
                 )
     else:
-        raise DataError(path, "top level", f"unexpected {type(data).__name__}", "see docs/formats.md#release-bundle")
+        raise DataError(
+            path, "top level", f"unexpected {type(data).__name__}", "see docs/formats.md#release-bundle"
+        )
     out: dict[str, dict[str, list[str]]] = {}
     fix = "each entry is {query_sentence:{text}, retrieved:[{text}, ...]} (docs/formats.md#release-bundle)"
     for sample_id, entries in items:
@@ -256,7 +268,12 @@ def read_sentence_database(path: str | Path) -> list[SentenceRecord]:
     path = Path(path)
     data = read_json(path)
     if not isinstance(data, dict):
-        raise DataError(path, "top level", "expected an object {image_id: [sentences]}", "see docs/formats.md#release-bundle")
+        raise DataError(
+            path,
+            "top level",
+            "expected an object {image_id: [sentences]}",
+            "see docs/formats.md#release-bundle",
+        )
     fix = "each sentence needs sentence_id, text, organs (list) and normal (bool) (docs/formats.md#release-bundle)"
     records: list[SentenceRecord] = []
     seen: set[str] = set()
@@ -325,12 +342,19 @@ def read_image_neighbours(path: str | Path) -> dict[str, dict[str, list[str]]]:
     path = Path(path)
     data = read_json(path)
     if not isinstance(data, dict):
-        raise DataError(path, "top level", "expected an object {volume_id: {organ: [...]}}", "see docs/formats.md#release-bundle")
+        raise DataError(
+            path,
+            "top level",
+            "expected an object {volume_id: {organ: [...]}}",
+            "see docs/formats.md#release-bundle",
+        )
     out: dict[str, dict[str, list[str]]] = {}
     for vid_raw, per_organ in data.items():
         vid = normalize_volume_id(vid_raw)
         if not isinstance(per_organ, dict):
-            raise DataError(path, f"{vid_raw}", "expected {organ: [{image_id}]}", "see docs/formats.md#release-bundle")
+            raise DataError(
+                path, f"{vid_raw}", "expected {organ: [{image_id}]}", "see docs/formats.md#release-bundle"
+            )
         table = {}
         for organ, neighbours in per_organ.items():
             if organ not in ORGANS:

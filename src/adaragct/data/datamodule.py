@@ -1,13 +1,13 @@
-"""LightningDataModule for stage=base and stage=rag (docs/method.md#training-batches).
+"""LightningDataModule for phase=base and phase=rag (docs/method.md#training-batches).
 
-Each sample is (5-slot visual input, prompt, target). For stage=rag every sample rolls one context source
+Each sample is (5-slot visual input, prompt, target). For phase=rag every sample rolls one context source
 (none / oracle / retrieved) and rewrites at most ``max_sentences`` of its sentences as
 ``[RAG]<|ret_start|>{contexts}<|ret_end|> {sentence}``. Rolls are drawn from ``(seed, epoch, index)``, so a run
 is reproducible and each epoch sees fresh context draws. The training loader is a
 :class:`~adaragct.data.resumable.ResumableDataLoader`: it tells the dataset the epoch before each pass, and
 Lightning checkpoints its position, so a run resumed mid-epoch reads what the uninterrupted run would have.
 
-    dm = ReportDataModule(data_cfg, tokenizer, prompt, batch_size=8, stage_contexts=cfg.stage.contexts)
+    dm = ReportDataModule(data_cfg, tokenizer, prompt, batch_size=8, phase_contexts=cfg.phase.contexts)
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class ContextRoll:
         per_sentence: int = 3,
     ) -> None:
         if not (0.0 <= none_prob <= 1.0 and 0.0 <= oracle_ratio <= 1.0):
-            raise ValueError("conf/stage: contexts.none_prob and contexts.oracle_ratio must be in [0, 1]")
+            raise ValueError("conf/phase: contexts.none_prob and contexts.oracle_ratio must be in [0, 1]")
         self.sources, self.none_prob, self.oracle_ratio = sources, none_prob, oracle_ratio
         self.max_sentences, self.per_sentence = max_sentences, per_sentence
 
@@ -138,7 +138,7 @@ class ReportDataset(Dataset):
         self.epoch = epoch
 
     def lengths(self) -> list[int]:
-        """Tokens of each sample without context spans (what length grouping sorts by; stage rag adds spans)."""
+        """Tokens of each sample without context spans (what length grouping sorts by; phase rag adds spans)."""
         return [
             len(self.tokenizer.encode(p + v.report, add_special_tokens=False))
             for p, v in zip(self.prompt_texts, self.volumes, strict=True)
@@ -163,7 +163,7 @@ class ReportDataset(Dataset):
             sentences = self.sentences[index]
             source, contexts = self.roll(volume.volume_id, sentences, rng)
         else:
-            sentences = [volume.report]  # stage base: the report as one segment (tokenised as a whole)
+            sentences = [volume.report]  # phase base: the report as one segment (tokenised as a whole)
         segments = target_segments(sentences, contexts)
         input_ids, labels = self._encode(volume, self.prompt_texts[index], segments)
         item = {
@@ -221,14 +221,14 @@ class _Collator:
 
 
 class ReportDataModule(LightningDataModule):
-    """Training volumes split by patient into train/val; stage=rag adds the context roll.
+    """Training volumes split by patient into train/val; phase=rag adds the context roll.
 
     Args:
         data_cfg: a ``conf/data`` node (paths of reports, embeddings and context files).
         tokenizer: the model's tokenizer (special tokens of docs/method.md#model-and-training already added).
         prompt: prompt texts.
         batch_size, num_workers, max_length, val_fraction, split_seed: see ``conf/datamodule``.
-        stage_contexts: ``cfg.stage.contexts`` for stage=rag, ``None`` for stage=base.
+        phase_contexts: ``cfg.phase.contexts`` for phase=rag, ``None`` for phase=base.
         seed: seeds the context rolls.
         visual_dims: expected input dims per slot (checked on load).
         visual_partners: validation samples also carry another patient's embeddings (``val/visual_gain``).
@@ -246,7 +246,7 @@ class ReportDataModule(LightningDataModule):
         max_length: int = 2048,
         val_fraction: float = 0.1,
         split_seed: int = 0,
-        stage_contexts: Mapping[str, Any] | None = None,
+        phase_contexts: Mapping[str, Any] | None = None,
         seed: int = 0,
         visual_dims: Mapping[str, int] | None = None,
         pin_memory: bool = False,
@@ -257,7 +257,7 @@ class ReportDataModule(LightningDataModule):
         self.data_cfg, self.tokenizer, self.prompt = data_cfg, tokenizer, prompt
         self.batch_size, self.num_workers, self.max_length = batch_size, num_workers, max_length
         self.val_fraction, self.split_seed, self.seed = val_fraction, split_seed, seed
-        self.stage_contexts, self.visual_dims, self.pin_memory = stage_contexts, visual_dims, pin_memory
+        self.phase_contexts, self.visual_dims, self.pin_memory = phase_contexts, visual_dims, pin_memory
         self.visual_partners, self.length_grouping = visual_partners, length_grouping
         if tokenizer.pad_token_id is None:
             raise ValueError("tokenizer has no pad token; the model builder must add one")
@@ -265,9 +265,9 @@ class ReportDataModule(LightningDataModule):
         self.val_set: ReportDataset | None = None
 
     def _roll(self) -> ContextRoll | None:
-        if not self.stage_contexts:
+        if not self.phase_contexts:
             return None
-        ctx = dict(self.stage_contexts)
+        ctx = dict(self.phase_contexts)
         sources = {
             "oracle": read_contexts(index_file(self.data_cfg, "oracle_contexts"))
             if ctx.get("oracle_ratio", 0) > 0

@@ -1,4 +1,4 @@
-"""Where the index stage's outputs are, for the stages that read them (train stage=rag, infer, benchmarks).
+"""Where the index stage's outputs are, for the stages that read them (train phase=rag, infer, benchmarks).
 
 Each retrieval piece is either taken from the data as it came (the AdaRAG-CT release bundle ships its sentence
 database, the database's embeddings, the image neighbours and both context files) or built by the index stage

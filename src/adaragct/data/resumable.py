@@ -5,7 +5,7 @@ Lightning saves ``state_dict()`` of a training loader that has one (``fit_loop``
 ``lightning/last.ckpt``) and calls ``load_state_dict`` before it iterates again. The state is small:
 
 - ``epoch``: the pass over the data in progress; before each pass the loader tells its dataset and sampler the
-  epoch (``set_epoch``, where they have one), so per-epoch draws (the stage=rag context roll) restart right;
+  epoch (``set_epoch``, where they have one), so per-epoch draws (the phase=rag context roll) restart right;
 - ``generator``: the loader's generator as it was when the pass started. That generator draws everything random
   about a pass: the shuffle (``RandomSampler`` or transformers' ``LengthGroupedSampler``, both given the same
   generator) and the workers' base seed; restoring it replays the pass's draws exactly;

@@ -43,10 +43,10 @@ def _base_row(results: dict[str, Any], results_json: Path, name: str) -> dict[st
     rows = {r["name"]: r for r in results["rows"]}
     if "base/none" not in rows:
         raise ValueError(
-            f"{results_json}: rows: no base/none row (fix: keep {{stage: base, retrieval: none}} in runs)"
+            f"{results_json}: rows: no base/none row (fix: keep {{phase: base, retrieval: none}} in runs)"
         )
     model, inputs = name.split("/")
-    return {**rows["base/none"], "name": name, "stage": model, "retrieval": inputs}
+    return {**rows["base/none"], "name": name, "phase": model, "retrieval": inputs}
 
 
 def _difference(comparisons: Comparisons, row: str) -> dict[str, float]:

@@ -2,7 +2,7 @@
 ``results.md`` and ``results.png``.
 
 The terminal gets a narrow version (``value [lo, hi]`` for the headline columns, the rest as values); the markdown
-file gets every column with its interval. Rows are dicts with ``name`` (``stage/retrieval``), ``stage``,
+file gets every column with its interval. Rows are dicts with ``name`` (``stage/retrieval``), ``phase``,
 ``retrieval``, ``metrics`` and ``ci`` (see :mod:`adaragct.experiments.evidence`) and ``retrievals_per_report``
 (None for copy baselines, which generate nothing). Wall-clock throughput is a timing, not a result: the demo
 writes it to ``timings.json``, so two runs write identical results files.
@@ -64,7 +64,7 @@ def results_table(rows: Sequence[Mapping[str, Any]], *, all_intervals: bool = Tr
         cells = [_cell(row, m, all_intervals or m in HEADLINE or m == "clinical_f1_owed") for _, m in COLUMNS]
         cells += [_gain(row), _optional(row.get("distinct_reports"), "d")]
         cells.append(_optional(row.get("retrievals_per_report"), ".2f"))
-        lines.append("| " + " | ".join([row["stage"], row["retrieval"], *cells]) + " |")
+        lines.append("| " + " | ".join([row["phase"], row["retrieval"], *cells]) + " |")
     return "\n".join(lines)
 
 
@@ -120,7 +120,7 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    labels = [f"{r['stage']}\n{r['retrieval']}" for r in rows]
+    labels = [f"{r['phase']}\n{r['retrieval']}" for r in rows]
     shown = [(c, m) for c, m in COLUMNS if m in HEADLINE]
     x, width = np.arange(len(rows)), 0.8 / len(shown)
     fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(rows)), 4))

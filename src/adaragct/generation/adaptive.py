@@ -7,7 +7,7 @@ Three parts, each readable on its own:
 * :mod:`adaragct.generation.batch`: the rows of a batch over one shared KV cache (admission, feeding, rollback
   by masking, repacking), with the feeding strategy and the cache factory as arguments;
 * this module: the loop. Each step turns the logits into a greedy choice per row (repetition penalty, the
-  ``[RAG]`` bias or bar of the row's phase), lets the row's policy act on it, asks the retriever when a probe
+  ``[RAG]`` bias or bar of the row's mode), lets the row's policy act on it, asks the retriever when a probe
   ends, and feeds the next chunk.
 
 Speculative rewrite (``speculative``): after a retrieval, the probe rides along behind ``[RAG]`` +

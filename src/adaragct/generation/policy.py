@@ -1,6 +1,6 @@
 """What one row of the adaptive loop does with each token it decodes (docs/method.md#adaptive-generation), without a model or a cache.
 
-A row is in one of four phases:
+A row is in one of four modes:
 
 * ``normal``: tokens are written to the report. A ``[RAG]`` the row may act on starts a probe.
 * ``probe``: a look-ahead sentence is decoded (up to ``probe_max_tokens``, until a sentence end or the end
@@ -33,7 +33,7 @@ from typing import Any
 from adaragct.data.sentences import ends_sentence, first_sentence_end
 
 
-class Phase(enum.Enum):
+class Mode(enum.Enum):
     NORMAL = "normal"
     PROBE = "probe"
     HOLD = "hold"
@@ -92,7 +92,7 @@ class RowPolicy:
     tokens: Tokens
     decode: Callable[[list[int]], str]
     can_retrieve: bool
-    phase: Phase = Phase.NORMAL
+    mode: Mode = Mode.NORMAL
     output: list[int] = field(default_factory=list)
     probe: list[int] = field(default_factory=list)
     cooldown: int = 0
@@ -106,17 +106,13 @@ class RowPolicy:
     @property
     def may_retrieve(self) -> bool:
         return (
-            self.can_retrieve
-            and self.phase is Phase.NORMAL
-            and self.retrievals < self.settings.max_retrievals
+            self.can_retrieve and self.mode is Mode.NORMAL and self.retrievals < self.settings.max_retrievals
         )
 
     @property
     def rag_barred(self) -> bool:
         """Whether ``[RAG]`` may not be chosen at all (in a probe; when it cannot be acted on and is suppressed)."""
-        return self.phase is Phase.PROBE or (
-            self.settings.ignored_rag == "suppress" and not self.may_retrieve
-        )
+        return self.mode is Mode.PROBE or (self.settings.ignored_rag == "suppress" and not self.may_retrieve)
 
     def choose(self, best: int, rag_wins_biased: bool, rag_wins: bool) -> int:
         """The greedy token given the best non-``[RAG]`` token and whether ``[RAG]`` beats it (with the bias / without)."""
@@ -128,13 +124,13 @@ class RowPolicy:
     # ------------------------------------------------------------------ transitions
     def on_token(self, token: int, alt: int) -> Action:
         """The batch chose ``token`` (``alt``: its choice with ``[RAG]`` excluded); what happens next."""
-        if self.phase is Phase.PROBE:
+        if self.mode is Mode.PROBE:
             return self._probe_token(token)
         if token == self.tokens.end:
             self.done = self.hit_end = True
             return Finish()
         if token == self.tokens.rag and self.may_retrieve:
-            self.phase, self.probe, self.alt = Phase.PROBE, [], alt
+            self.mode, self.probe, self.alt = Mode.PROBE, [], alt
             if self.settings.probe == "after_rag":
                 return Feed((self.tokens.rag,), probe=True)
             return self._probe_token(alt)
@@ -145,14 +141,14 @@ class RowPolicy:
         if len(self.output) >= self.settings.max_new_tokens:
             self.done = True
             return Finish()
-        if self.phase is Phase.COOLDOWN:
+        if self.mode is Mode.COOLDOWN:
             self.cooldown -= 1
             if self.cooldown <= 0:
-                self.phase = Phase.NORMAL
-        elif self.phase is Phase.HOLD and ends_sentence(
+                self.mode = Mode.NORMAL
+        elif self.mode is Mode.HOLD and ends_sentence(
             self.decode(self.output[-2:-1]), self.decode(self.output[-2:])
         ):
-            self.phase = Phase.NORMAL
+            self.mode = Mode.NORMAL
         return Feed((token,), decoded=token)
 
     def _probe_token(self, token: int) -> Action:
@@ -171,7 +167,7 @@ class RowPolicy:
     ) -> Action:
         """The probe was rolled back; ``result`` is the retriever's answer (None: cancelled); when it found
         something, ``span`` holds the token ids of ``<|ret_start|>ctx<|ret_end|>`` and ``preview`` its text."""
-        self.phase = Phase.NORMAL
+        self.mode = Mode.NORMAL
         entry: dict[str, Any] = {
             "step": len(self.output),
             "char_offset": self.char_offset(),
@@ -182,12 +178,12 @@ class RowPolicy:
             entry["action"] = "cancelled"
             action = self._write(self.tokens.space)
             if not self.done and self.settings.cooldown_tokens > 0:
-                self.phase, self.cooldown = Phase.COOLDOWN, self.settings.cooldown_tokens
+                self.mode, self.cooldown = Mode.COOLDOWN, self.settings.cooldown_tokens
             return action
         speculative = self.settings.speculative
         if len(result) == 0:
             entry.update(action="empty", organ=result.organ, note=result.note)
-            self.phase = Phase.HOLD
+            self.mode = Mode.HOLD
             action = self.on_token(self.alt, self.alt)
             # the probe continues the alternative token (probe=draft): the rest of it is a draft of this sentence
             draft = tuple(self.probe[1:]) if speculative and self.probe[:1] == [self.alt] else ()

@@ -112,8 +112,8 @@ def base_from_config(args: argparse.Namespace) -> tuple[Path | None, str]:
             "--config", f"{path} does not exist", "pass the release's training YAML, or --base <dir>"
         )
     overrides, _ = release_overrides(yaml.safe_load(path.read_text()) or {})
-    named = [o.split("=", 1) for o in overrides if o.startswith(("stage.init_from=", "model.path="))]
-    for key, value in sorted(named, key=lambda kv: kv[0] != "stage.init_from"):  # the stage-2 model first
+    named = [o.split("=", 1) for o in overrides if o.startswith(("phase.init_from=", "model.path="))]
+    for key, value in sorted(named, key=lambda kv: kv[0] != "phase.init_from"):  # the stage-2 model first
         if is_release_base(value):
             return Path(value).resolve(), f"--config {path}: base directory {value} (its {key} key)"
     raise UsageError(

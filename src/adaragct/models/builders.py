@@ -22,7 +22,7 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTraine
 from adaragct.constants import SPECIAL_TOKENS
 
 log = logging.getLogger(__name__)
-TINY_SEED = 0  # fixed: stage=rag rebuilds the identical random base that stage=base trained on
+TINY_SEED = 0  # fixed: phase=rag rebuilds the identical random base that phase=base trained on
 PAD_TOKEN = "<|pad|>"
 LLAMA3_PAD = "<|finetune_right_pad_id|>"
 
@@ -115,7 +115,7 @@ def ensure_special_tokens(tokenizer: PreTrainedTokenizerBase) -> list[int]:
 
 
 def new_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Ids of the special tokens (docs/method.md#model-and-training): the rows stage base/rag train in the embeddings and the LM head."""
+    """Ids of the special tokens (docs/method.md#model-and-training): the rows phase base/rag train in the embeddings and the LM head."""
     return [tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS]
 
 
@@ -237,7 +237,7 @@ def llama_tiny(
 ) -> LlamaForCausalLM:
     """The tiny Llama: loaded from ``path`` when it holds weights (the pretrained tiny LM, written by the
     prepare stage), else random-initialised with a fixed seed (``path`` is then just a tokenizer directory), so
-    stage=rag rebuilds exactly the base that stage=base trained on."""
+    phase=rag rebuilds exactly the base that phase=base trained on."""
     # a path that is no directory (an unresolved "${data.tiny_lm_dir}" was one): an error, never a silent random init
     # in place of the pretrained LM
     if path is not None and not Path(path).is_dir():

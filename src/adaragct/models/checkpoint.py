@@ -3,7 +3,7 @@
 A checkpoint directory (``outputs/train/<run>/step-000100/``, with ``last`` pointing at the newest)::
 
     adapter_model.safetensors, adapter_config.json   PEFT LoRA + the new-token rows (trainable_token_indices);
-                                                     absent for stage align (projector only)
+                                                     absent for phase align (projector only)
     projector.safetensors                            {slot}.{0,2}.{weight,bias}
     findings.safetensors                             the finding classifier (prompt.findings_sentence only)
     tokenizer.json, tokenizer_config.json            the tokenizer with the special tokens (docs/method.md#model-and-training)
@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from adaragct.compat.renames import saved_phase
 from adaragct.errors import DataError
 
 LAST = "last"
@@ -105,7 +106,7 @@ def save_checkpoint(
     final, tmp = root / name, root / f".tmp-{name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    if hasattr(model.llm, "peft_config"):  # stage align trains no LoRA: the projector is the checkpoint
+    if hasattr(model.llm, "peft_config"):  # phase align trains no LoRA: the projector is the checkpoint
         _save_adapter(model.llm, tmp, None if state is None else _under(state, "llm."))
         (tmp / "README.md").unlink(missing_ok=True)  # PEFT's model card: not ours to publish
         _sort_target_modules(tmp / "adapter_config.json")
@@ -137,31 +138,32 @@ def point(root: str | Path, link: str, name: str) -> None:
 
 
 def is_checkpoint(path: str | Path) -> bool:
-    """A full checkpoint of ours (what ``load_checkpoint`` reads); stage align's has no adapter."""
+    """A full checkpoint of ours (what ``load_checkpoint`` reads); phase align's has no adapter."""
     return (Path(path) / CONFIG).is_file() and (Path(path) / PROJECTOR).is_file()
 
 
 def is_base_checkpoint(path: str | Path) -> bool:
-    """Enough of a checkpoint of ours to merge as stage rag's starting point (adapter + projector)."""
+    """Enough of a checkpoint of ours to merge as phase rag's starting point (adapter + projector)."""
     return (Path(path) / "adapter_config.json").is_file() and (Path(path) / PROJECTOR).is_file()
 
 
 def init_from_of(cfg: Mapping[str, Any]) -> str | None:
-    """The stage=base checkpoint a stage=rag run merged (``stage.init_from``); ``None`` for stage=base."""
-    return cfg["stage"].get("init_from") if cfg["stage"]["name"] == "rag" else None
+    """The phase=base checkpoint a phase=rag run merged (``phase.init_from``); ``None`` for phase=base."""
+    phase = saved_phase(cfg)
+    return phase.get("init_from") if phase["name"] == "rag" else None
 
 
 def read_config(ckpt_dir: Path) -> dict[str, Any]:
     """The checkpoint's resolved run config, after checking that what it was built on is still here.
 
-    A checkpoint holds only what was trained: the base LLM (and, for stage=rag, the stage=base checkpoint it was
+    A checkpoint holds only what was trained: the base LLM (and, for phase=rag, the phase=base checkpoint it was
     merged from) are read from where they were at training time; a tiny model would otherwise be
     random-initialised in silence.
     """
     import yaml
 
     cfg = yaml.safe_load((ckpt_dir / CONFIG).read_text())
-    for field, where in (("model.path", cfg["model"].get("path")), ("stage.init_from", init_from_of(cfg))):
+    for field, where in (("model.path", cfg["model"].get("path")), ("phase.init_from", init_from_of(cfg))):
         if where and not Path(where).exists():
             raise DataError(
                 ckpt_dir / CONFIG,
@@ -179,7 +181,7 @@ def load_trainable_state(model: Any, ckpt_dir: Path) -> None:
     if hasattr(model.llm, "peft_config") or (ckpt_dir / ADAPTER).is_file():
         if not (ckpt_dir / ADAPTER).is_file() or not hasattr(model.llm, "peft_config"):
             raise ValueError(
-                f"{ckpt_dir}: {ADAPTER} and config.yaml's stage.lora disagree (fix: the checkpoint is incomplete "
+                f"{ckpt_dir}: {ADAPTER} and config.yaml's phase.lora disagree (fix: the checkpoint is incomplete "
                 "or its config.yaml was edited)"
             )
         result = set_peft_model_state_dict(model.llm, load_file(str(ckpt_dir / ADAPTER)))
@@ -198,7 +200,7 @@ def read_projector(ckpt_dir: str | Path) -> dict[str, torch.Tensor]:
 
 
 def merge_base_checkpoint(llm: Any, projector: torch.nn.Module, ckpt_dir: Path) -> Any:
-    """A stage=base checkpoint of ours merged into ``llm`` (returned) and loaded into ``projector``."""
+    """A phase=base checkpoint of ours merged into ``llm`` (returned) and loaded into ``projector``."""
     from peft import PeftModel
 
     llm = PeftModel.from_pretrained(llm, str(ckpt_dir)).merge_and_unload()

@@ -7,7 +7,7 @@ embeddings are read by the simplest reader that works on a few hundred volumes, 
 over the standardised embeddings of ``model.visual_slots``, and its findings go into the prompt
 (``prompt.findings_sentence``); the projected slots stay in the prompt as in the paper.
 
-The classifier is fitted by the first training stage that has none to inherit (stage align, or stage base without
+The classifier is fitted by the first training stage that has none to inherit (phase align, or phase base without
 an aligned projector), on that stage's training volumes and their labels CSV, and travels with the projector
 through every later checkpoint (``findings.safetensors``). scikit-learn fits it (its lbfgs logistic regression is
 the standard, well-tested one); the fitted coefficients live in a ``torch`` module so that they are saved, moved

@@ -1,7 +1,7 @@
 """Where a ``ReportModel`` is put together (docs/method.md#model-and-training): fresh for a training stage, or from a checkpoint.
 
-    model = build_stage_model(cfg.model, cfg.stage, tokenizer)            # stage base: projector + LoRA r=128
-    model = build_stage_model(cfg.model, cfg.stage, tokenizer,            # stage rag: merged base + LoRA r=32
+    model = build_phase_model(cfg.model, cfg.phase, tokenizer)            # phase base: projector + LoRA r=128
+    model = build_phase_model(cfg.model, cfg.phase, tokenizer,            # phase rag: merged base + LoRA r=32
                               init_from="outputs/train/demo_tiny_base/last")
     model, tokenizer, cfg = load_for_inference("outputs/train/demo_tiny_rag/last")   # ours or the release's
 
@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from adaragct.compat.renames import saved_phase
 from adaragct.constants import RAG_TOKEN, SLOT_TOKENS, VISUAL_SLOTS
 from adaragct.errors import DataError
 from adaragct.models import checkpoint, provenance, release
@@ -54,7 +55,7 @@ def resolve_builder(name: str, where: str | Path = "conf/model"):
 
 
 def lora_config(lora: Mapping[str, Any], new_token_ids: list[int] | None):
-    """A PEFT LoraConfig from ``conf/stage: lora`` (+ trainable new-token rows in embed_tokens and lm_head)."""
+    """A PEFT LoraConfig from ``conf/phase: lora`` (+ trainable new-token rows in embed_tokens and lm_head)."""
     from peft import LoraConfig
 
     tokens = {"embed_tokens": list(new_token_ids), "lm_head": list(new_token_ids)} if new_token_ids else None
@@ -69,9 +70,9 @@ def lora_config(lora: Mapping[str, Any], new_token_ids: list[int] | None):
     )
 
 
-def build_stage_model(
+def build_phase_model(
     model_cfg: Mapping[str, Any],
-    stage_cfg: Mapping[str, Any],
+    phase_cfg: Mapping[str, Any],
     tokenizer,
     *,
     device: str | torch.device | None = None,
@@ -80,17 +81,17 @@ def build_stage_model(
     findings: FindingClassifier | None = None,
     allow_base_mismatch: bool = False,
 ) -> ReportModel:
-    """Build the LLM from its builder, merge a base checkpoint (stage rag) or load an aligned projector (stage
-    base), add a fresh LoRA (none for stage align: ``stage.lora: null``), set trainability.
+    """Build the LLM from its builder, merge a base checkpoint (phase rag) or load an aligned projector (stage
+    base), add a fresh LoRA (none for phase align: ``phase.lora: null``), set trainability.
 
     Args:
         model_cfg: ``cfg.model`` (builder, path, dtype, quantization, gradient_checkpointing, visual_dims,
             visual_slots).
-        stage_cfg: ``cfg.stage`` (lora, train_projector, train_new_token_rows).
+        phase_cfg: ``cfg.phase`` (lora, train_projector, train_new_token_rows).
         tokenizer: the model's tokenizer (special tokens are added if missing).
         device: ``"meta"`` to build without weights (size checks).
-        init_from: a stage=base checkpoint directory (ours or the release's base dir) to merge and freeze.
-        projector_from: a checkpoint whose projector to start from (stage base: the stage=align run, ours or
+        init_from: a phase=base checkpoint directory (ours or the release's base dir) to merge and freeze.
+        projector_from: a checkpoint whose projector to start from (phase base: the phase=align run, ours or
             the release's ``projector.pt`` directory).
         findings: a finding classifier fitted for this stage; otherwise the one ``init_from`` or
             ``projector_from`` carries (:mod:`adaragct.models.findings`), if any.
@@ -135,10 +136,10 @@ def build_stage_model(
             llm, use_gradient_checkpointing=bool(model_cfg.get("gradient_checkpointing"))
         )
     llm.requires_grad_(False)
-    if stage_cfg.get("lora"):  # stage align has none: the projector alone learns
-        ids = new_token_ids(tokenizer) if stage_cfg.get("train_new_token_rows", True) else None
-        llm = get_peft_model(llm, lora_config(stage_cfg["lora"], ids))
-    projector.requires_grad_(bool(stage_cfg.get("train_projector", True)))
+    if phase_cfg.get("lora"):  # phase align has none: the projector alone learns
+        ids = new_token_ids(tokenizer) if phase_cfg.get("train_new_token_rows", True) else None
+        llm = get_peft_model(llm, lora_config(phase_cfg["lora"], ids))
+    projector.requires_grad_(bool(phase_cfg.get("train_projector", True)))
     if findings is not None:
         findings.to(llm.get_input_embeddings().weight.device)
     model = assemble_report_model(llm, projector, tokenizer, findings)
@@ -147,7 +148,7 @@ def build_stage_model(
 
 
 def load_projector(projector: VisualProjector, ckpt_dir: str | Path) -> None:
-    """Stage base's starting projector: the projector of a stage=align checkpoint of ours (any checkpoint of ours
+    """Phase base's starting projector: the projector of a phase=align checkpoint of ours (any checkpoint of ours
     holds one) or of a release directory (``projector.pt``, the release's ``pretrain_checkpoint``)."""
     ckpt_dir = Path(ckpt_dir).resolve()
     if (ckpt_dir / checkpoint.PROJECTOR).is_file():
@@ -156,8 +157,8 @@ def load_projector(projector: VisualProjector, ckpt_dir: str | Path) -> None:
         state = release.read_release_projector(ckpt_dir / "projector.pt")
     else:
         raise FileNotFoundError(
-            f"stage.projector_from={ckpt_dir}: no projector there (expected {checkpoint.PROJECTOR} or the "
-            "release's projector.pt; fix: train stage=align first, or set stage.projector_from=null to start "
+            f"phase.projector_from={ckpt_dir}: no projector there (expected {checkpoint.PROJECTOR} or the "
+            "release's projector.pt; fix: train phase=align first, or set phase.projector_from=null to start "
             "from a fresh projector)"
         )
     missing, unexpected = projector.load_state_dict(state, strict=False)
@@ -173,7 +174,7 @@ def load_projector(projector: VisualProjector, ckpt_dir: str | Path) -> None:
 
 
 def merge_base_checkpoint(llm: Any, projector: VisualProjector, ckpt_dir: str | Path) -> Any:
-    """Stage rag's starting point: load a base checkpoint, merge its LoRA into the LLM, load the projector.
+    """Phase rag's starting point: load a base checkpoint, merge its LoRA into the LLM, load the projector.
 
     ``ckpt_dir`` is one of ours (adapter + projector.safetensors) or the release's base directory (a merged HF
     model whose weights ``model.path`` must already have loaded, + projector.pt).
@@ -186,9 +187,9 @@ def merge_base_checkpoint(llm: Any, projector: VisualProjector, ckpt_dir: str | 
         projector.load_state_dict(release.read_release_projector(ckpt_dir / "projector.pt"))
         return llm
     raise FileNotFoundError(
-        f"stage.init_from={ckpt_dir}: no stage=base checkpoint there (expected "
+        f"phase.init_from={ckpt_dir}: no phase=base checkpoint there (expected "
         "adapter_config.json + projector.safetensors, or the release's projector.pt + "
-        "config.json; fix: train stage=base first or point init_from at its `last`)"
+        "config.json; fix: train phase=base first or point init_from at its `last`)"
     )
 
 
@@ -197,8 +198,8 @@ def load_checkpoint(
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Rebuild the model of a checkpoint of ours: (ReportModel in eval mode, tokenizer, resolved config).
 
-    Its ``model.builder`` must be one of the package's builders, and the base weights (and, for stage rag, the
-    stage=base checkpoint it merges) must be the ones it was trained on (``provenance.json``), checked before
+    Its ``model.builder`` must be one of the package's builders, and the base weights (and, for phase rag, the
+    phase=base checkpoint it merges) must be the ones it was trained on (``provenance.json``), checked before
     the weights are read where the fingerprint allows; ``allow_base_mismatch`` turns a mismatch into a warning.
     """
     from transformers import AutoTokenizer
@@ -213,13 +214,13 @@ def load_checkpoint(
     if recorded is None:
         provenance.warn_unrecorded(ckpt_dir, cfg["model"].get("path"))
     else:  # an 8B's 16 GB are not read for a checkpoint that cannot run on them
-        start = provenance.stage_fingerprint(init_from) if init_from else None
+        start = provenance.phase_fingerprint(init_from) if init_from else None
         provenance.check_recorded(
             ckpt_dir, recorded, {"base": base_files, "init_from": start}, allow_base_mismatch
         )
-    model = build_stage_model(
+    model = build_phase_model(
         cfg["model"],
-        cfg["stage"],
+        saved_phase(cfg),
         tokenizer,
         device=device,
         init_from=init_from,

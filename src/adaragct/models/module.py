@@ -1,4 +1,4 @@
-"""LightningModule for stage=base and stage=rag (docs/method.md#model-and-training), plus the warmup + cosine schedule.
+"""LightningModule for phase=base and phase=rag (docs/method.md#model-and-training), plus the warmup + cosine schedule.
 
 The model is built in ``configure_model`` so that FSDP/DeepSpeed can shard it as it is created. Only the
 trainable state (LoRA, projector when trained, new-token rows) goes into Lightning's ``.ckpt`` files: the base
@@ -6,8 +6,8 @@ LLM is rebuilt from its builder on resume, never pickled. ``save_hyperparameters
 only (the tokenizer and the optimizer and scheduler factories are runtime objects).
 
     module = ReportGenerationModule(
-        cfg.model, cfg.stage, tokenizer,
-        optimizer=instantiate(cfg.stage.optimizer), scheduler=instantiate(cfg.stage.scheduler),
+        cfg.model, cfg.phase, tokenizer,
+        optimizer=instantiate(cfg.phase.optimizer), scheduler=instantiate(cfg.phase.scheduler),
     )
 """
 
@@ -23,7 +23,7 @@ import torch
 from lightning.pytorch import LightningModule
 
 from adaragct.models.checkpoint import unwrapped_name
-from adaragct.models.loading import build_stage_model
+from adaragct.models.loading import build_phase_model
 from adaragct.models.visual_gain import batch_gains, gain_probes, row_nll
 from adaragct.models.vlm import count_parameters, report_loss
 
@@ -54,7 +54,7 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: 
 def warmup_cosine_schedule(
     optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, min_lr_ratio: float
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """:func:`warmup_cosine` over ``total_steps`` optimizer steps: ``conf/stage/*.yaml: scheduler`` is a
+    """:func:`warmup_cosine` over ``total_steps`` optimizer steps: ``conf/phase/*.yaml: scheduler`` is a
     ``_partial_`` node of it (warmup, floor), completed with the optimizer and the run's length at fit time.
 
     A warmup as long as the run (debug runs of a few steps with a paper config) is shortened to a tenth of the run,
@@ -63,8 +63,8 @@ def warmup_cosine_schedule(
     warmup = int(warmup_steps)
     if warmup >= total_steps:
         log.warning(
-            "conf/stage: scheduler.warmup_steps=%d >= %d optimizer steps of this run; using %d "
-            "(fix: lower stage.scheduler.warmup_steps or raise trainer.max_steps)",
+            "conf/phase: scheduler.warmup_steps=%d >= %d optimizer steps of this run; using %d "
+            "(fix: lower phase.scheduler.warmup_steps or raise trainer.max_steps)",
             warmup,
             total_steps,
             total_steps // 10,
@@ -81,12 +81,12 @@ class ReportGenerationModule(LightningModule):
 
     Args:
         model_cfg: ``cfg.model`` as a dict.
-        stage_cfg: ``cfg.stage`` as a dict (lora, scheduler, rag_loss_weight, ...).
+        phase_cfg: ``cfg.phase`` as a dict (lora, scheduler, rag_loss_weight, ...).
         tokenizer: the tokenizer (runtime object, not a hyper-parameter).
-        optimizer: ``partial(torch.optim.AdamW, lr=...)`` from ``cfg.stage.optimizer``.
+        optimizer: ``partial(torch.optim.AdamW, lr=...)`` from ``cfg.phase.optimizer``.
         scheduler: ``partial(warmup_cosine_schedule, warmup_steps=..., min_lr_ratio=...)`` from
-            ``cfg.stage.scheduler``; called with the optimizer and ``total_steps``.
-        init_from: stage rag: the stage=base checkpoint to merge.
+            ``cfg.phase.scheduler``; called with the optimizer and ``total_steps``.
+        init_from: phase rag: the phase=base checkpoint to merge.
         device: ``"meta"`` builds without weights (size checks only).
         findings: a finding classifier fitted for this run (:mod:`adaragct.models.findings`), else inherited.
         needs_findings: the prompt names findings (``prompt.findings_sentence``): the model must have a classifier.
@@ -100,7 +100,7 @@ class ReportGenerationModule(LightningModule):
     def __init__(
         self,
         model_cfg: Mapping[str, Any],
-        stage_cfg: Mapping[str, Any],
+        phase_cfg: Mapping[str, Any],
         tokenizer: Any,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler],
@@ -116,12 +116,12 @@ class ReportGenerationModule(LightningModule):
         self.save_hyperparameters(
             {
                 "model": dict(model_cfg),
-                "stage": dict(stage_cfg),
+                "phase": dict(phase_cfg),
                 "init_from": init_from,
                 "visual_gain": self.visual_gain,
             }
         )
-        self.model_cfg, self.stage_cfg, self.tokenizer = dict(model_cfg), dict(stage_cfg), tokenizer
+        self.model_cfg, self.phase_cfg, self.tokenizer = dict(model_cfg), dict(phase_cfg), tokenizer
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.init_from, self.build_device = init_from, device
         self.findings, self.needs_findings = findings, needs_findings
@@ -133,19 +133,19 @@ class ReportGenerationModule(LightningModule):
 
     def configure_model(self) -> None:
         if self.model is None:
-            self.model = build_stage_model(
+            self.model = build_phase_model(
                 self.model_cfg,
-                self.stage_cfg,
+                self.phase_cfg,
                 self.tokenizer,
                 device=self.build_device,
                 init_from=self.init_from,
-                projector_from=self.stage_cfg.get("projector_from"),
+                projector_from=self.phase_cfg.get("projector_from"),
                 findings=self.findings,
                 allow_base_mismatch=self.allow_base_mismatch,
             )
             if self.needs_findings and self.model.findings is None:
                 raise ValueError(
-                    "prompt.findings_sentence is set but neither stage.init_from nor stage.projector_from carries "
+                    "prompt.findings_sentence is set but neither phase.init_from nor phase.projector_from carries "
                     "a finding classifier (findings.safetensors); fix: train the earlier stage with the same prompt"
                 )
 
@@ -155,7 +155,7 @@ class ReportGenerationModule(LightningModule):
             logits,
             batch["labels"],
             self.model.rag_token_id,
-            float(self.stage_cfg.get("rag_loss_weight", 1.0)),
+            float(self.phase_cfg.get("rag_loss_weight", 1.0)),
         )
         return loss, stats, logits
 

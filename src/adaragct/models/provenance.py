@@ -8,9 +8,9 @@ describe a model nobody trained. So every checkpoint writes ``provenance.json``:
     {"format": 1,
      "base":           {"scheme": "files", "source": "/abs/data/demo/tiny_lm", "sha256": "..."},
      "init_from":      {"scheme": "checkpoint", "source": "/abs/.../demo_tiny_base/step-000060", "sha256": "..."},
-     "projector_from": {...}}           # init_from: stage rag; projector_from: stage base from stage align
+     "projector_from": {...}}           # init_from: phase rag; projector_from: phase base from phase align
 
-and loading it (``load_checkpoint``), or training on top of it (``stage.init_from`` / ``stage.projector_from``),
+and loading it (``load_checkpoint``), or training on top of it (``phase.init_from`` / ``phase.projector_from``),
 compares them with what is there now. A mismatch is a :class:`~adaragct.errors.DataError` naming both
 fingerprints and both sources; ``allow_base_mismatch=true`` (conf/train.yaml, conf/infer.yaml) goes on with a
 warning. A checkpoint written before this file existed loads with a warning.
@@ -88,7 +88,7 @@ def base_fingerprint(model_cfg: Mapping[str, Any], llm: torch.nn.Module) -> Fing
     return tensors_fingerprint(llm, f"random init of {builder} (no weights at {model_cfg.get('path')})")
 
 
-def stage_fingerprint(ckpt_dir: str | Path) -> Fingerprint:
+def phase_fingerprint(ckpt_dir: str | Path) -> Fingerprint:
     """The ``checkpoint`` fingerprint of a stage checkpoint of ours, or of a release directory's projector.pt."""
     ckpt_dir = Path(ckpt_dir).resolve()
     files = [ckpt_dir / n for n in STAGE_FILES if (ckpt_dir / n).is_file()]
@@ -122,8 +122,8 @@ def write_provenance(directory: str | Path, provenance: Mapping[str, Any]) -> No
 
 _WHAT = {
     "base": "base weights",
-    "init_from": "stage.init_from checkpoint (merged as its base)",
-    "projector_from": "stage.projector_from checkpoint",
+    "init_from": "phase.init_from checkpoint (merged as its base)",
+    "projector_from": "phase.projector_from checkpoint",
 }
 
 
@@ -159,7 +159,7 @@ def check_recorded(
         ),
         "init_from": (
             "that checkpoint now is",
-            "point stage.init_from in its config.yaml at the checkpoint it was trained from, or train this stage "
+            "point phase.init_from in its config.yaml at the checkpoint it was trained from, or train this stage "
             "again (its starting checkpoint was retrained in place)",
         ),
     }
@@ -181,7 +181,7 @@ def warn_unrecorded(ckpt_dir: str | Path, base_source: str | None) -> None:
 
 
 def start_from(ckpt_dir: str | Path, field: str, base: Fingerprint, allow: bool) -> Fingerprint:
-    """Stage rag merging ``stage.init_from``, or stage base loading ``stage.projector_from``: check the starting
+    """Phase rag merging ``phase.init_from``, or phase base loading ``phase.projector_from``: check the starting
     checkpoint was trained on this run's ``base``; return its fingerprint (what this run's checkpoints record)."""
     ckpt_dir = Path(ckpt_dir).resolve()
     recorded = read_provenance(ckpt_dir)
@@ -203,4 +203,4 @@ def start_from(ckpt_dir: str | Path, field: str, base: Fingerprint, allow: bool)
         )
     else:
         warn_unrecorded(ckpt_dir, base["source"])
-    return stage_fingerprint(ckpt_dir)
+    return phase_fingerprint(ckpt_dir)

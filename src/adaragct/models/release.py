@@ -51,10 +51,10 @@ def is_release_step(path: str | Path) -> bool:
 
 
 def check_merged_base(llm: Any, base_dir: Path) -> None:
-    """Stage rag from a release base: the LLM must already be that merged model (``model.path``)."""
+    """Phase rag from a release base: the LLM must already be that merged model (``model.path``)."""
     if Path(str(llm.name_or_path)).resolve() != base_dir:
         raise ValueError(
-            f"stage.init_from={base_dir} is a merged release base model, but the LLM came from "
+            f"phase.init_from={base_dir} is a merged release base model, but the LLM came from "
             f"{llm.name_or_path} (fix: set model.path={base_dir} too)"
         )
 

@@ -40,7 +40,7 @@ class ReportModel(nn.Module):
         self.llm, self.projector, self.findings = llm, projector, findings
         self.slot_token_ids, self.rag_token_id = dict(slot_token_ids), rag_token_id
         # what its checkpoints record: fingerprints of the base weights and of the starting checkpoint
-        # (:mod:`adaragct.models.provenance`; set by ``build_stage_model``)
+        # (:mod:`adaragct.models.provenance`; set by ``build_phase_model``)
         self.provenance: dict | None = None
 
     def prompts(self, prompt: PromptConfig, visual: Mapping[str, torch.Tensor]) -> list[str]:
@@ -52,7 +52,7 @@ class ReportModel(nn.Module):
         if self.findings is None:
             raise ValueError(
                 "prompt.findings_sentence is set but the model has no finding classifier (fix: train it with the "
-                "same prompt from stage align, whose checkpoint carries findings.safetensors, or set "
+                "same prompt from phase align, whose checkpoint carries findings.safetensors, or set "
                 "prompt.findings_sentence=null)"
             )
         return [build_prompt(prompt, found) for found in self.findings.findings(visual)]

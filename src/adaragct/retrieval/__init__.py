@@ -11,7 +11,7 @@ Modules, one responsibility each:
     retrievers  -- the ``Retriever`` protocol, ``none`` / ``oracle`` / ``adaptive`` / ``text2text`` / ``corrupt``,
                    ``build_retriever``
     global_context -- the release's global context: reports of the top whole-CT neighbours before the prompt
-    contexts    -- oracle and retrieved context files for stage=rag training (release layout)
+    contexts    -- oracle and retrieved context files for phase=rag training (release layout)
     quality     -- retrieval-quality figures printed by ``python -m adaragct.index``
 
 Heavy libraries (torch, transformers, faiss) are imported inside the functions that need them, so importing this

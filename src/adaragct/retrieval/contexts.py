@@ -1,4 +1,4 @@
-"""Context precompute for stage=rag training: oracle and retrieved contexts in the release layout (docs/formats.md#release-bundle, docs/method.md#retrieval).
+"""Context precompute for phase=rag training: oracle and retrieved contexts in the release layout (docs/formats.md#release-bundle, docs/method.md#retrieval).
 
 * **oracle**: for each sentence of a volume's report, the ``top_k`` most similar (cosine) sentences about the
   same organ(s) from the reports of that volume's image neighbours for that organ. The neighbours already exclude

@@ -1,9 +1,9 @@
-"""Train stage=base or stage=rag (docs/method.md#model-and-training): the Hydra app over ``conf/train.yaml``.
+"""Train phase=base or phase=rag (docs/method.md#model-and-training): the Hydra app over ``conf/train.yaml``.
 
-    python -m adaragct.train model=tiny data=demo stage=base
-    python -m adaragct.train model=tiny data=demo stage=rag          # init_from: outputs/train/demo_tiny_base/last
+    python -m adaragct.train model=tiny data=demo phase=base
+    python -m adaragct.train model=tiny data=demo phase=rag          # init_from: outputs/train/demo_tiny_base/last
     python -m adaragct.train experiment=base_8b data=ctrate strategy=ddp trainer.devices=4
-    python -m adaragct.train model=70b model.quantization=4bit stage=base    # QLoRA on one GPU
+    python -m adaragct.train model=70b model.quantization=4bit phase=base    # QLoRA on one GPU
 
 Checkpoints (trainable state + tokenizer + resolved config) go to ``checkpoint_dir/step-NNNNNN`` with
 ``checkpoint_dir/last`` pointing at the newest; Lightning's resume state to ``checkpoint_dir/lightning/last.ckpt``
@@ -96,25 +96,25 @@ def _seed(cfg: DictConfig) -> str:
         apply_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True)
     for key in ("init_from", "projector_from"):  # record step-N, not the moving `last`
-        where = cfg.stage.get(key)
-        if where and (key != "init_from" or cfg.stage.name == "rag") and Path(where).exists():
-            cfg.stage[key] = str(Path(where).resolve())
+        where = cfg.phase.get(key)
+        if where and (key != "init_from" or cfg.phase.name == "rag") and Path(where).exists():
+            cfg.phase[key] = str(Path(where).resolve())
     return OmegaConf.to_yaml(cfg, resolve=True)
 
 
 def _datamodule(cfg: DictConfig, tokenizer: Any) -> Any:
-    """Step 3: stage=rag rolls contexts per sample (``cfg.stage.contexts``), stage=base has none."""
+    """Step 3: phase=rag rolls contexts per sample (``cfg.phase.contexts``), phase=base has none."""
     from adaragct.data.datamodule import ReportDataModule
     from adaragct.data.prompt import PromptConfig
 
     log.info("instantiating %s", ReportDataModule.__qualname__)
-    contexts = OmegaConf.to_container(cfg.stage.contexts) if cfg.stage.get("contexts") else None
+    contexts = OmegaConf.to_container(cfg.phase.contexts) if cfg.phase.get("contexts") else None
     return ReportDataModule(
         cfg.data,
         tokenizer,
         PromptConfig(**cfg.prompt),
         **cfg.datamodule,
-        stage_contexts=contexts,
+        phase_contexts=contexts,
         seed=cfg.seed,
         visual_dims=dict(cfg.model.visual_dims),
         visual_partners=bool(cfg.visual_gain.enabled),
@@ -123,11 +123,11 @@ def _datamodule(cfg: DictConfig, tokenizer: Any) -> Any:
 
 def _findings(cfg: DictConfig, datamodule: Any) -> Any:
     """Step 3b: with ``prompt.findings_sentence``, the finding classifier (adaragct.models.findings), fitted on
-    the training volumes by the first stage that has none to inherit (stage align, or stage base without
-    ``stage.projector_from``); later stages take it from their starting checkpoint."""
+    the training volumes by the first stage that has none to inherit (phase align, or phase base without
+    ``phase.projector_from``); later stages take it from their starting checkpoint."""
     if cfg.prompt.get("findings_sentence") is None:
         return None
-    if cfg.stage.name == "rag" or cfg.stage.get("projector_from"):
+    if cfg.phase.name == "rag" or cfg.phase.get("projector_from"):
         return None
     import numpy as np
 
@@ -146,17 +146,17 @@ def _findings(cfg: DictConfig, datamodule: Any) -> Any:
 
 
 def _module(cfg: DictConfig, tokenizer: Any, findings: Any = None) -> Any:
-    """Step 4: the LightningModule with its optimizer and scheduler factories (``cfg.stage``); the model is built
-    lazily in ``configure_model`` (under the strategy), stage=rag merging ``stage.init_from`` first."""
+    """Step 4: the LightningModule with its optimizer and scheduler factories (``cfg.phase``); the model is built
+    lazily in ``configure_model`` (under the strategy), phase=rag merging ``phase.init_from`` first."""
     from adaragct.models.module import ReportGenerationModule
 
     return ReportGenerationModule(
         OmegaConf.to_container(cfg.model),
-        OmegaConf.to_container(cfg.stage),
+        OmegaConf.to_container(cfg.phase),
         tokenizer,
-        optimizer=_instantiate(cfg.stage.optimizer),
-        scheduler=_instantiate(cfg.stage.scheduler),
-        init_from=cfg.stage.get("init_from") if cfg.stage.name == "rag" else None,
+        optimizer=_instantiate(cfg.phase.optimizer),
+        scheduler=_instantiate(cfg.phase.scheduler),
+        init_from=cfg.phase.get("init_from") if cfg.phase.name == "rag" else None,
         visual_gain=OmegaConf.to_container(cfg.visual_gain),
         findings=findings,
         needs_findings=cfg.prompt.get("findings_sentence") is not None,
@@ -179,9 +179,10 @@ def _summary(cfg: DictConfig, trainer: Any) -> dict[str, float]:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Run one training stage; return the final callback metrics (``val/loss`` is the sweep objective)."""
+    """Run one training phase; return the final callback metrics (``val/loss`` is the sweep objective)."""
     import lightning as L
 
+    from adaragct.compat.renames import refuse_renamed_keys
     from adaragct.models.builders import load_tokenizer
     from adaragct.train.callbacks import finish_runs
     from adaragct.train.resume import AtomicCheckpointIO, resume_from
@@ -189,6 +190,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # 0. the app hands over the config unresolved (model.path: ${data.tiny_lm_dir}); every node below is passed on
     # as plain values, so resolve it once here (the builder once got the literal string and random-initialised)
     OmegaConf.resolve(cfg)
+    refuse_renamed_keys(cfg)  # a 0.1 experiment file's `stage:` node would be read by nothing
     # 1. threads and seeds; 1b. whether this run resumes (a rerun of a killed command does)
     config_yaml = _seed(cfg)
     ckpt_path = resume_from(cfg, config_yaml)
@@ -224,7 +226,10 @@ def main() -> None:
     import hydra
 
     from adaragct import CONF_DIR
+    from adaragct.compat.renames import rewrite_argv
     from adaragct.errors import user_errors_exit
+
+    rewrite_argv()  # 0.1's stage=... (adaragct.compat.renames)
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
     def _app(cfg: DictConfig) -> float | None:

@@ -28,7 +28,7 @@ BEST = "best"  # the checkpoint of the best validation (``best_checkpoint`` in c
 
 def checkpoint_state(state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint of ours, keyed by ``ReportModel`` names, from the LightningModule's full state
-    dict (keys ``model.<name>``): the trainable parameters and the projector (frozen in stage rag, still saved)."""
+    dict (keys ``model.<name>``): the trainable parameters and the projector (frozen in phase rag, still saved)."""
     keep = trainable_names(model)
     mine = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     return {k: v for k, v in mine.items() if k in keep or k.startswith("projector.")}

@@ -16,7 +16,7 @@ so ``adaragct-evaluate predictions=...`` and ``adaragct-show`` read what the mod
 Both are torchmetrics objects: under DDP each rank decodes its share of the subset and ``compute`` sums the counts
 over ranks, so the value equals scoring the whole subset at once. Decoding is greedy and plain (no retrieval: the
 index's retriever is an inference-time object; a ``[RAG]`` is suppressed as ``generation.ignored_rag=suppress`` does),
-so in stage rag the figure is the model's report without retrieval; ``infer`` measures the adaptive loop.
+so in phase rag the figure is the model's report without retrieval; ``infer`` measures the adaptive loop.
 Generation draws no random numbers, and it runs inside :func:`torch.random.fork_rng` besides, so training with this
 callback gives the same weights as training without it.
 

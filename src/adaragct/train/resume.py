@@ -10,9 +10,9 @@ reaches the same weights as one never interrupted (``tests/models/test_resume.py
 The same command, rerun, picks it up (:func:`resume_from`) when it was written with the same settings, and
 refuses, naming the settings that differ, when not:
 
-    python -m adaragct.train experiment=demo stage=base                 # killed at step 700 of 2000
-    python -m adaragct.train experiment=demo stage=base                 # resuming from .../last.ckpt (step 700)
-    python -m adaragct.train experiment=demo stage=base resume=false    # start over (old run moved aside)
+    python -m adaragct.train experiment=demo phase=base                 # killed at step 700 of 2000
+    python -m adaragct.train experiment=demo phase=base                 # resuming from .../last.ckpt (step 700)
+    python -m adaragct.train experiment=demo phase=base resume=false    # start over (old run moved aside)
     python -m adaragct.train ... ckpt_path=/runs/x/lightning/last.ckpt  # resume from that file, whatever it holds
 """
 

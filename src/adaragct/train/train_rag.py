@@ -5,9 +5,9 @@ not map is printed as ignored, so nothing is dropped silently. Supported keys (f
 last path component is matched too, e.g. ``training.learning_rate``):
 
     model_path | model_name_or_path | base_model | llm_path   -> model.path
-    base_checkpoint | stage2_checkpoint | init_from             -> stage.init_from
-    lora_r | r, lora_alpha | alpha, lora_dropout               -> stage.lora.{r,alpha,dropout}
-    lr | learning_rate, weight_decay, warmup_steps             -> stage.optimizer.*, stage.scheduler.warmup_steps
+    base_checkpoint | stage2_checkpoint | init_from             -> phase.init_from
+    lora_r | r, lora_alpha | alpha, lora_dropout               -> phase.lora.{r,alpha,dropout}
+    lr | learning_rate, weight_decay, warmup_steps             -> phase.optimizer.*, phase.scheduler.warmup_steps
     num_epochs | epochs (-> trainer.max_epochs, max_steps -1), max_steps
     batch_size | per_device_train_batch_size                   -> datamodule.batch_size
     gradient_accumulation_steps | grad_accum                   -> trainer.accumulate_grad_batches
@@ -28,18 +28,18 @@ KEY_MAP: dict[str, str] = {
     "model_name_or_path": "model.path",
     "base_model": "model.path",
     "llm_path": "model.path",
-    "base_checkpoint": "stage.init_from",
-    "stage2_checkpoint": "stage.init_from",
-    "init_from": "stage.init_from",
-    "lora_r": "stage.lora.r",
-    "r": "stage.lora.r",
-    "lora_alpha": "stage.lora.alpha",
-    "alpha": "stage.lora.alpha",
-    "lora_dropout": "stage.lora.dropout",
-    "lr": "stage.optimizer.lr",
-    "learning_rate": "stage.optimizer.lr",
-    "weight_decay": "stage.optimizer.weight_decay",
-    "warmup_steps": "stage.scheduler.warmup_steps",
+    "base_checkpoint": "phase.init_from",
+    "stage2_checkpoint": "phase.init_from",
+    "init_from": "phase.init_from",
+    "lora_r": "phase.lora.r",
+    "r": "phase.lora.r",
+    "lora_alpha": "phase.lora.alpha",
+    "alpha": "phase.lora.alpha",
+    "lora_dropout": "phase.lora.dropout",
+    "lr": "phase.optimizer.lr",
+    "learning_rate": "phase.optimizer.lr",
+    "weight_decay": "phase.optimizer.weight_decay",
+    "warmup_steps": "phase.scheduler.warmup_steps",
     "max_steps": "trainer.max_steps",
     "num_epochs": "trainer.max_epochs",
     "epochs": "trainer.max_epochs",
@@ -70,7 +70,7 @@ def release_overrides(release: Mapping[str, Any]) -> tuple[list[str], list[str]]
     for key, value in _flatten(release).items():
         parts = key.split(".")
         leaf = parts[-1]
-        # "lora.dropout" -> "lora_dropout" -> stage.lora.dropout; then the leaf alone ("training.lr" -> "lr")
+        # "lora.dropout" -> "lora_dropout" -> phase.lora.dropout; then the leaf alone ("training.lr" -> "lr")
         target = KEY_MAP.get(key) or KEY_MAP.get("_".join(parts[-2:])) or KEY_MAP.get(leaf)
         if leaf == "bf16":
             if value:
