@@ -78,7 +78,7 @@ wheel-check: ## build sdist + wheel, twine check them, install the wheel into a 
 	cd /tmp && $(CURDIR)/$(WHEEL_CHECK)/venv/bin/adaragct-evaluate --help > /dev/null && echo "adaragct-evaluate --help: ok"
 	cd /tmp && $(CURDIR)/$(WHEEL_CHECK)/venv/bin/python $(CURDIR)/tools/wheel_contents.py $(CURDIR)/dist
 
-# the tested set without torch and its CUDA stack, for a machine that keeps its own torch (README, "cluster")
+# the tested set without torch and its CUDA stack, for a machine that keeps its own torch (docs/install.md)
 constraints-notorch.txt: constraints.txt tools/constraints_notorch.py
 	python3 tools/constraints_notorch.py
 

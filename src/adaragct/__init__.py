@@ -56,7 +56,7 @@ def check_torch_floor(version: str | None = None) -> str | None:
     floor = ".".join(map(str, TORCH_FLOOR))
     message = (
         f"adaragct needs torch>={floor}, but torch {version} is installed (untested: expect failures). Load a "
-        f"newer torch (your site's module), or pip install 'torch>={floor}' (README: Install)"
+        f"newer torch (your site's module), or pip install 'torch>={floor}' (docs/install.md)"
     )
     warnings.warn(message, RuntimeWarning, stacklevel=2)
     return message

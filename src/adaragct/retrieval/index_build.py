@@ -200,7 +200,7 @@ class IndexBuild:
                 f"not made by the configured encoder {self.encoder.encoder_id} (mean cosine {cosine:.3f} between "
                 f"stored and re-encoded embeddings of {len(picks)} sentences)",
                 "configure the encoder that made them (the release's: encoder=visd_boost, ViSD-Boost's text tower "
-                "from best_e2e.pth, see README), or set index.release_embeddings=rebuild to re-encode the database",
+                "from best_e2e.pth, see docs/formats.md#release-bundle), or set index.release_embeddings=rebuild to re-encode the database",
             )
         return ""
 

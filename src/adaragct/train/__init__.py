@@ -1,4 +1,4 @@
-"""Train phase=base or phase=rag (docs/method.md#model-and-training): the Hydra app over ``conf/train.yaml``.
+"""Train one phase, align, base or rag (docs/method.md#model-and-training): the Hydra app over ``conf/train.yaml``.
 
     python -m adaragct.train model=tiny data=demo phase=base
     python -m adaragct.train model=tiny data=demo phase=rag          # init_from: outputs/train/demo_tiny_base/last
