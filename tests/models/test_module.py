@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from adaragct.constants import IGNORE_INDEX
+from adaragct.models.loss import report_loss
 from adaragct.models.module import ReportGenerationModule, warmup_cosine
-from adaragct.models.vlm import report_loss
 from tests.models.conftest import model_cfg, phase_cfg, random_visual
 from tests.models.conftest import phase_schedule as _schedule
 

@@ -24,8 +24,9 @@ from lightning.pytorch import LightningModule
 
 from adaragct.models.checkpoint import unwrapped_name
 from adaragct.models.loading import build_phase_model
+from adaragct.models.loss import report_loss
 from adaragct.models.visual_gain import batch_gains, gain_probes, row_nll
-from adaragct.models.vlm import count_parameters, report_loss
+from adaragct.models.vlm import count_parameters
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,6 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from adaragct.constants import IGNORE_INDEX
 from adaragct.data.prompt import PromptConfig, build_prompt
 from adaragct.models.findings import FindingClassifier
 from adaragct.models.projector import VisualProjector, project_visual_slots
@@ -69,32 +68,6 @@ class ReportModel(nn.Module):
         """(B, T, V) logits."""
         embeds = self.embed(input_ids, visual)
         return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).logits
-
-
-def report_loss(
-    logits: torch.Tensor, labels: torch.Tensor, rag_token_id: int, rag_weight: float = 1.0
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Next-token cross-entropy over labelled positions, ``[RAG]`` targets weighted by ``rag_weight``.
-
-    The mean is weighted (sum of w * ce / sum of w), so ``rag_weight=1`` is the plain token mean and a larger
-    weight shifts the objective towards asking for retrieval at the right place.
-
-    Returns:
-        The loss and stats: ``rag_token_acc`` (share of ``[RAG]`` targets predicted by argmax; NaN when the
-        batch has none) and ``tokens`` (labelled tokens).
-    """
-    shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]
-    ce = nn.functional.cross_entropy(
-        shift_logits.transpose(1, 2), shift_labels, ignore_index=IGNORE_INDEX, reduction="none"
-    )
-    valid = shift_labels != IGNORE_INDEX
-    is_rag = shift_labels == rag_token_id
-    weights = valid.float() + is_rag.float() * (rag_weight - 1.0)
-    loss = (ce * weights).sum() / weights.sum().clamp_min(1.0)
-    with torch.no_grad():
-        hits = (shift_logits.argmax(dim=-1) == rag_token_id) & is_rag
-        acc = hits.sum().float() / is_rag.sum() if bool(is_rag.any()) else torch.tensor(float("nan"))
-    return loss, {"rag_token_acc": acc, "tokens": valid.sum()}
 
 
 def count_parameters(module: nn.Module) -> tuple[int, int]:
