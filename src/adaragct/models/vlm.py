@@ -1,6 +1,6 @@
-"""The report model (docs/method.md#model-and-training): an LLM (with its LoRA) plus the visual projector, and its training loss.
+"""The report model (docs/method.md#model-and-training): an LLM (with its LoRA) plus the visual projector (its loss: adaragct.models.loss).
 
-Assembled in one place, :mod:`adaragct.models.loading` (fresh per training stage, or from a checkpoint).
+Assembled in one place, :mod:`adaragct.models.loading` (fresh per training phase, or from a checkpoint).
 """
 
 from __future__ import annotations
