@@ -163,11 +163,11 @@ bench-generate: index ## benchmark: forward calls, row-steps and tokens/s per ou
 	$(BENCH_GENERATE)
 	$(BENCH_GENERATE) --continuous
 
-sweep-ablation: $(STAMP) ## demo ablation grid (retrieval none/adaptive x top_k 1,3; 16 volumes) + its table
-	@test -e outputs/train/demo_tiny_rag/last || $(MAKE) demo
+# infer's default ckpt is the last checkpoint of the demo's phase=rag run (data=demo model=tiny phase=rag), which
+# `make train` trains or finds current (adaragct.artifacts owns where it is)
+sweep-ablation: train ## demo ablation grid (retrieval none/adaptive x top_k 1,3; 16 volumes) + its table
 	$(PY) -m adaragct.infer -m ablation=retrieval_grid grid_name=demo_retrieval retrieval=none,adaptive \
-		generation.top_k=1,3 generation.max_retrievals=2 limit=16 generation.max_new_tokens=200 \
-		ckpt=outputs/train/demo_tiny_rag/last
+		generation.top_k=1,3 generation.max_retrievals=2 limit=16 generation.max_new_tokens=200
 	$(PY) -m adaragct.aggregate grid=demo_retrieval
 
 bench: $(STAMP) ## run every benchmark and print one summary table (bench_generate needs `make index`)

@@ -32,6 +32,9 @@ def _register_resolvers() -> None:
         OmegaConf.register_new_resolver("adaragct_cwd", os.getcwd)
     if not OmegaConf.has_resolver("adaragct_pid"):
         OmegaConf.register_new_resolver("adaragct_pid", lambda: str(os.getpid()), use_cache=True)
+    from adaragct.artifacts import register_resolvers
+
+    register_resolvers()  # ${adaragct.checkpoint:...} and the other path rules
 
 
 def _release(version: str) -> tuple[int, ...]:

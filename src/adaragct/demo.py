@@ -37,7 +37,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from adaragct import CONF_DIR
+from adaragct import CONF_DIR, artifacts
 from adaragct.errors import user_errors_exit
 from adaragct.ledger import Ledger, code_fingerprint, fingerprint, sha256_path
 
@@ -61,10 +61,9 @@ def _relevant(cfg: DictConfig, keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _cell_run_name(cfg: DictConfig) -> list[str]:
-    """An ablation cell's checkpoints get their own folder (``<data>_<model>_<phase>_<cell>``): the demo's stay."""
-    if not cfg.get("cell"):
-        return []
-    return [f"run_name=${{data.name}}_${{model.name}}_${{phase.name}}_{cfg.cell}"]
+    """An ablation cell's checkpoints get their own folder (``cell`` is part of the run's name,
+    :func:`adaragct.artifacts.run_name`): the demo's stay."""
+    return [f"cell={cfg.cell}"] if cfg.get("cell") else []
 
 
 def _train(
@@ -85,7 +84,7 @@ def _train(
             *common,
             f"phase={phase}",
             *_cell_run_name(cfg),
-            f"paths.output_dir={cfg.results_dir}/train_{phase}",
+            f"paths.output_dir={artifacts.demo_logs(cfg.results_dir, f'train_{phase}')}",
             *(start or []),
             *cfg.train_overrides[phase],
         ],
@@ -95,7 +94,7 @@ def _train(
         upstream,
         code_fingerprint("adaragct.train"),
     )
-    step, last = f"train_{phase}", Path(tcfg.checkpoint_dir) / "last"
+    step, last = f"train_{phase}", Path(artifacts.last(tcfg.checkpoint_dir))
     if ledger.is_current(step, last, inputs):
         print(f"[demo] train phase={phase}: up to date ({last.resolve()})")
         return ledger.sha256(step), str(last)
@@ -121,7 +120,7 @@ def _visual_gain(
     from adaragct.models.visual_gain import measure_visual_gain
 
     settings = OmegaConf.to_container(cfg.visual_gain, resolve=True)
-    path = Path(cfg.results_dir) / f"visual_gain_{phase}.json"
+    path = Path(artifacts.demo_visual_gain(cfg.results_dir, phase))
     inputs = fingerprint(
         upstream, settings, code_fingerprint("adaragct.models.visual_gain", "adaragct.infer")
     )
@@ -149,7 +148,8 @@ def _infer(run: DictConfig, cfg: DictConfig, common: list[str], ledger: Ledger, 
     from adaragct.infer import run_infer
 
     name = f"{run.phase}_{run.retrieval}"
-    out = Path(cfg.results_dir) / name
+    predictions = Path(artifacts.demo_row(cfg.results_dir, name))
+    out = predictions.parent
     icfg = _compose(
         "infer",
         [
@@ -157,7 +157,7 @@ def _infer(run: DictConfig, cfg: DictConfig, common: list[str], ledger: Ledger, 
             f"phase={run.phase}",
             f"retrieval={run.retrieval}",
             *_cell_run_name(cfg),
-            f"predictions={out}/predictions.jsonl",
+            f"predictions={predictions}",
             f"paths.output_dir={out}",
             "progress=true",
             "evaluate.enabled=false",  # scored by _score, with bootstrap intervals
@@ -169,7 +169,7 @@ def _infer(run: DictConfig, cfg: DictConfig, common: list[str], ledger: Ledger, 
     inputs = fingerprint(
         _relevant(icfg, ("generation", "retrieval", "split", "limit", "prompt", "seed")), upstream
     )
-    step, predictions = f"infer_{name}", out / "predictions.jsonl"
+    step = f"infer_{name}"
     if ledger.is_current(step, predictions, inputs):
         print(f"[demo] infer {name}: up to date")
         return ledger.entry(step)
@@ -191,7 +191,7 @@ def _baselines(cfg: DictConfig, common: list[str], ledger: Ledger, data_fp: str)
     code = code_fingerprint("adaragct.experiments.baselines", "adaragct.data.cohort")
     out, volumes = {}, None
     for name in settings["rows"]:
-        path = Path(cfg.results_dir) / f"copy_{name}" / "predictions.jsonl"
+        path = Path(artifacts.demo_row(cfg.results_dir, f"copy_{name}"))
         inputs = fingerprint(data_fp, name, settings["seed"], settings["center"], code)
         out[f"copy/{name}"] = str(path)
         if ledger.is_current(f"copy_{name}", path, inputs):
@@ -213,7 +213,7 @@ def _score(name: str, predictions: str, cfg: DictConfig, ledger: Ledger, labels_
     from adaragct.eval.runner import EvalOptions, run_evaluation
     from adaragct.io import read_json
 
-    output = Path(predictions).with_name("metrics.json")
+    output = Path(artifacts.beside(predictions, "metrics"))
     boot = cfg.bootstrap
     inputs = fingerprint(
         sha256_path(predictions),
@@ -355,6 +355,11 @@ def _report(
     )
     with atomic_open(results / "results.md", "w", encoding="utf-8") as handle:
         handle.write(text)
+    page = cfg.get("results_page")
+    if page and Path(page).parent.is_dir():  # a checkout: the page the README links to, never hand-copied
+        with atomic_open(page, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        print(f"[demo] results page: {page}")
     report.plot(rows, results / "results.png")
     print(report.results_table(rows, all_intervals=False))
     print(f"\npaired bootstrap, row minus reference ({boot.num_resamples} resamples):")
@@ -378,7 +383,11 @@ def _prepare(cfg: DictConfig, common: list[str]) -> dict[str, Any]:
     """Step 1 (its own ledgers skip what is done): the prepare summary, whose ``fingerprint`` later steps key on."""
     from adaragct.prepare import run_prepare
 
-    prepare = [*common, *cfg.get("prepare_overrides", []), f"paths.output_dir={cfg.results_dir}/prepare"]
+    prepare = [
+        *common,
+        *cfg.get("prepare_overrides", []),
+        f"paths.output_dir={artifacts.demo_logs(cfg.results_dir, 'prepare')}",
+    ]
     return run_prepare(_compose("prepare", prepare))
 
 
@@ -394,7 +403,7 @@ def _index(cfg: DictConfig, common: list[str]) -> str:
             "index",
             [
                 *no_model,
-                f"paths.output_dir={cfg.results_dir}/index",
+                f"paths.output_dir={artifacts.demo_logs(cfg.results_dir, 'index')}",
                 "index.progress=false",
                 *cfg.retrieval_overrides.adaptive,
             ],

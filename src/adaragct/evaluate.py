@@ -17,7 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from adaragct import CONF_DIR
+from adaragct import CONF_DIR, artifacts
 from adaragct.errors import DataError, UsageError, user_errors_exit
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def run(cfg: DictConfig) -> dict:
     if cfg.view:
         from adaragct.show import show
 
-        view = Path(cfg.output.metrics_json).with_name("view.html")
+        view = artifacts.beside(cfg.output.metrics_json, "view")
         print(
             f"view: {show(cfg.predictions, view, metrics=cfg.output.metrics_json, labels_csv=cfg.labels_csv)}"
         )

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from adaragct import CONF_DIR
+from adaragct import CONF_DIR, artifacts
 from adaragct.compat.renames import refuse_renamed_keys, rewrite_argv
 from adaragct.errors import user_errors_exit
 
@@ -261,7 +261,7 @@ def _view(cfg: DictConfig) -> str:
 
     from adaragct.show import show
 
-    metrics = Path(cfg.evaluate.metrics_json or Path(cfg.predictions).with_name("metrics.json"))
+    metrics = Path(cfg.evaluate.metrics_json or artifacts.beside(cfg.predictions, "metrics"))
     labels = cfg.data.valid_labels_csv if Path(cfg.data.valid_labels_csv).is_file() else None
     return str(show(cfg.predictions, metrics=metrics if metrics.is_file() else None, labels_csv=labels))
 
@@ -274,7 +274,7 @@ def _evaluate(cfg: DictConfig, reuse: bool) -> dict[str, Any]:
 
     from adaragct.eval.runner import EvalOptions, run_evaluation
 
-    out = Path(cfg.evaluate.metrics_json or Path(cfg.predictions).with_name("metrics.json"))
+    out = Path(cfg.evaluate.metrics_json or artifacts.beside(cfg.predictions, "metrics"))
     if reuse and out.is_file() and out.stat().st_mtime >= Path(cfg.predictions).stat().st_mtime:
         print(f"evaluate: predictions unchanged, kept {out}")
         return json.loads(out.read_text())

@@ -23,10 +23,9 @@ import sys
 import time
 from pathlib import Path
 
+from adaragct import artifacts
 from adaragct.cli import OneLineParser
 from adaragct.errors import USER_ERROR_EXIT, DataError, UsageError, one_line
-
-DEFAULT_NAME = "view.html"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="checkpoint folder that wrote the predictions: places [RAG] exactly in traces without char_offset",
     )
-    p.add_argument("--output", default=None, help=f"HTML file to write (default: {DEFAULT_NAME} beside PRED)")
+    p.add_argument(
+        "--output", default=None, help=f"HTML file to write (default: {artifacts.BESIDE['view']} beside PRED)"
+    )
     return p
 
 
@@ -64,7 +65,7 @@ def show(
     from adaragct.io import check_output_file
     from adaragct.viewer import build_view, write_view
 
-    output = Path(predictions).with_name(DEFAULT_NAME) if output is None else Path(output)
+    output = Path(artifacts.beside(predictions, "view") if output is None else output)
     check_output_file(output, inputs=(predictions, metrics, labels_csv), field="--output")
     return write_view(
         build_view(predictions, metrics=metrics, labels_csv=labels_csv, tokenizer=tokenizer), output

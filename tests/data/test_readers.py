@@ -260,9 +260,10 @@ def test_image_neighbours(tmp_path: Path) -> None:
         read_image_neighbours(path)
 
 
-def test_built_context_files_are_named_after_contexts_top_k(tmp_path: Path) -> None:
-    """The index stage names what it builds after contexts.top_k; readers without a ledger look for the configured
-    (release layout) name, and the database/neighbours keep their release names."""
+def test_built_index_files_are_named_after_the_count_they_hold(tmp_path: Path) -> None:
+    """The index stage names what it builds after contexts.top_k (contexts) and neighbours.k (neighbours: an
+    img2img_top20.json always held 20 before, whatever it held); readers without a ledger look for the configured
+    (release layout) context name and the one neighbours file there is."""
     from adaragct.data.index_files import built_path
 
     data = {
@@ -275,4 +276,11 @@ def test_built_context_files_are_named_after_contexts_top_k(tmp_path: Path) -> N
         built_path(data, "retrieved_contexts", 1) == tmp_path / "retrieval" / "retrieval_context_top1.jsonl"
     )
     assert built_path(data, "retrieved_contexts") == Path(data["retrieved_contexts"])
-    assert built_path(data, "neighbours", 5).name == "img2img_top20.json"
+    assert built_path(data, "neighbours", 5).name == "img2img_top5.json"
+    assert built_path(data, "neighbours").name == "img2img_top20.json"  # nothing there: the release's name
+    (tmp_path / "retrieval").mkdir()
+    (tmp_path / "retrieval" / "img2img_top7.json").write_text("{}")
+    assert built_path(data, "neighbours").name == "img2img_top7.json"
+    (tmp_path / "retrieval" / "img2img_top9.json").write_text("{}")
+    with pytest.raises(DataError, match="2 neighbour files and no index ledger"):
+        built_path(data, "neighbours")

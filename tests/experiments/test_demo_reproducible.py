@@ -72,6 +72,7 @@ def _results(root: Path) -> dict:
 
 def test_two_fresh_demo_runs_write_the_same_bytes(tmp_path: Path) -> None:
     first, second = tmp_path / "a", tmp_path / "b"
+    (first / "docs").mkdir(parents=True)  # a checkout: the demo publishes its results page there
     _demo(first, "1", "2")
     _demo(second, "2", "1")
     a, b = _files(first), _files(second)
@@ -82,6 +83,9 @@ def test_two_fresh_demo_runs_write_the_same_bytes(tmp_path: Path) -> None:
     assert len(predictions) == 8  # 5 model rows + 3 copy baselines
     assert any(f.endswith("tiny_lm/model.safetensors") for f in a)  # the file that differed before the fix
     assert _results(first) == _results(second)
+    page = first / "docs" / "results.md"
+    assert page.read_bytes() == (first / "outputs" / "demo" / "results.md").read_bytes()
+    assert not (second / "docs").exists()  # no docs/ (not a checkout): no page
     rerun = _demo(first, "3", "2")
     assert "optimizer steps" not in rerun and "up to date" in rerun  # every step skipped
     assert _results(first) == _results(second)

@@ -65,6 +65,7 @@ def test_oracle_grid_trains_once_per_cell_and_feeds_the_retrieval_grid(
         "adaragct.train",
         "-m",
         "experiment=demo",
+        "prompt=default",  # the paper's prompt, as the base checkpoint of tiny_checkpoints was trained on
         "phase=rag",
         "ablation=oracle_ratio",
         "phase.contexts.oracle_ratio=0.0,1.0",

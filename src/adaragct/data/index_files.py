@@ -14,34 +14,43 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from adaragct import artifacts
 from adaragct.errors import DataError
 from adaragct.io import read_json
 
 INDEX_LEDGER = "index_state.json"
-BANK_DIR = "bank"
-DATABASE_JSON = "database/train_sentences_multi_label.json"
-DATABASE_NPZ = "database/train_sentence_embeds.npz"
-NEIGHBOURS_JSON = "img2img_top20.json"
+# the names the index stage gives what it builds (their one owner is adaragct.artifacts)
+BANK_DIR = artifacts.index_file_name("bank")
+DATABASE_JSON = artifacts.index_file_name("database")
+DATABASE_NPZ = artifacts.index_file_name("embeddings")
 PIECES = ("database", "embeddings", "neighbours", "oracle_contexts", "retrieved_contexts")
-# a built context file is named after the sentences per context it holds (contexts.top_k); the release's hold 3
-CONTEXT_NAMES = {
-    "oracle_contexts": "oracle_context_top{k}.jsonl",
-    "retrieved_contexts": "retrieval_context_top{k}.jsonl",
-}
+COUNTED = ("neighbours", "oracle_contexts", "retrieved_contexts")  # named after the count they hold
 
 
-def built_path(data_cfg: Mapping[str, Any], piece: str, top_k: int | None = None) -> Path:
-    """Where the index stage writes ``piece`` when it builds it.
+def built_path(data_cfg: Mapping[str, Any], piece: str, k: int | None = None) -> Path:
+    """Where the index stage writes ``piece`` when it builds it, named after ``k``: the neighbours per volume
+    (``neighbours.k``) or the sentences per context (``contexts.top_k``) it holds.
 
-    Contexts go to the configured location (``data.oracle_contexts``, ``data.retrieved_contexts``: the release
-    layout's names) with the name of ``top_k`` (the index stage's ``contexts.top_k``); without ``top_k`` (a
-    reader without a ledger) the configured location as it is.
+    Contexts go beside the configured location (``data.oracle_contexts``, ``data.retrieved_contexts``: the
+    release layout's names); the rest under ``data.retrieval_dir``. Without ``k`` (a reader without a ledger):
+    the configured context location as it is, and the one neighbours file in ``retrieval_dir``.
     """
-    if piece in CONTEXT_NAMES:
+    if piece in ("oracle_contexts", "retrieved_contexts"):
         path = Path(data_cfg[piece])
-        return path if top_k is None else path.with_name(CONTEXT_NAMES[piece].format(k=top_k))
-    name = {"database": DATABASE_JSON, "embeddings": DATABASE_NPZ, "neighbours": NEIGHBOURS_JSON}[piece]
-    return Path(data_cfg["retrieval_dir"]) / name
+        return path if k is None else path.with_name(artifacts.index_file_name(piece, k))
+    root = Path(data_cfg["retrieval_dir"])
+    if piece == "neighbours" and k is None:
+        found = sorted(root.glob(artifacts.index_file_name(piece, 0).replace("0", "*")))
+        if len(found) > 1:
+            raise DataError(
+                root,
+                "neighbours",
+                f"{len(found)} neighbour files and no index ledger ({INDEX_LEDGER}) saying which is current: "
+                + ", ".join(f.name for f in found),
+                f"run `python -m adaragct.index data={data_cfg.get('name')}` (it records its files), or keep one",
+            )
+        return found[0] if found else root / artifacts.index_file_name(piece, 20)  # the release's name
+    return root / artifacts.index_file_name(piece, k)
 
 
 def index_file(data_cfg: Mapping[str, Any], piece: str) -> Path:

@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from adaragct import artifacts
 from adaragct.experiments.evidence import ALPHA, Claim, Comparisons, format_p, gate, paired_comparisons
 
 REFERENCE = "tiny/organs+whole_ct"
@@ -100,11 +101,11 @@ def run(output_root: Path, num_resamples: int = 1000, seed: int = 42) -> list[Cl
     from adaragct.experiments import demo_report as report
     from adaragct.io import atomic_open, write_json
 
-    demo_json = output_root / "demo" / "results.json"
+    demo_json = Path(artifacts.demo_results(output_root)) / "results.json"
     demo = _results(demo_json)
     rows = {REFERENCE: _base_row(demo, demo_json, REFERENCE)}
     for cell, name in CELLS.items():
-        path = output_root / "demo_ablations" / cell / "results.json"
+        path = Path(artifacts.demo_results(output_root, cell)) / "results.json"
         if path.is_file():
             rows[name] = _base_row(_results(path), path, name)
         else:
@@ -114,7 +115,7 @@ def run(output_root: Path, num_resamples: int = 1000, seed: int = 42) -> list[Cl
         predictions, [REFERENCE], demo["labels_csv"], num_resamples=num_resamples, seed=seed
     )
     claims = check(rows, comparisons)
-    out = output_root / "demo_ablations"
+    out = Path(artifacts.demo_ablations_dir(output_root))
     ordered = list(rows.values())
     write_json(
         out / "results.json",

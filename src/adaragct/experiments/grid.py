@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from adaragct import artifacts
 from adaragct.errors import DataError
 from adaragct.io import read_json, read_jsonl
 
@@ -44,7 +45,7 @@ class Cell:
 def resolve_grid_dir(grid: str, output_root: str | Path) -> Path:
     """A grid given as a folder (exists or contains a slash) or as a name under ``<output_root>/grids``."""
     candidate = Path(grid)
-    path = candidate if candidate.is_dir() or "/" in grid else Path(output_root) / "grids" / grid
+    path = candidate if candidate.is_dir() or "/" in grid else Path(artifacts.grid_dir(output_root, grid))
     if not path.is_dir():
         raise DataError(
             path,
@@ -93,8 +94,8 @@ def trace_figures(predictions: Path) -> tuple[int, float | None]:
 def read_cell(cell_dir: Path) -> Cell:
     """Everything the table needs from one cell folder (metrics.json, cell.json, predictions.jsonl)."""
     info = read_json(cell_dir / "cell.json") if (cell_dir / "cell.json").is_file() else {}
-    predictions = Path(info["output"]) if info.get("output") else cell_dir / "predictions.jsonl"
-    metrics_path = predictions.with_name("metrics.json")
+    predictions = Path(info["output"]) if info.get("output") else cell_dir / artifacts.PREDICTIONS
+    metrics_path = Path(artifacts.beside(predictions, "metrics"))
     metrics = read_json(metrics_path) if metrics_path.is_file() else None
     n_pred, per_report = trace_figures(predictions)
     summary = info.get("summary") or {}

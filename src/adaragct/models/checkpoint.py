@@ -32,10 +32,10 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from adaragct.artifacts import LAST
 from adaragct.compat.renames import saved_phase
 from adaragct.errors import DataError
 
-LAST = "last"
 ADAPTER, PROJECTOR, CONFIG = "adapter_model.safetensors", "projector.safetensors", "config.yaml"
 # what FSDP and activation checkpointing insert between a module and its children in parameter names
 WRAPPER_PARTS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")

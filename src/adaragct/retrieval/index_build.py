@@ -66,7 +66,8 @@ class IndexBuild:
         """Write ``piece`` with ``write(path)`` unless the ledger says it is current; returns the path."""
         from adaragct.data.index_files import built_path
 
-        path = built_path(self.data, piece, self.cfg.contexts.top_k)
+        count = self.cfg.neighbours.k if piece == "neighbours" else self.cfg.contexts.top_k
+        path = built_path(self.data, piece, count)
         if self.ledger.is_current(piece, path, inputs):
             self.done(piece, path, "up to date")
             return path

@@ -21,6 +21,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from adaragct import artifacts
+
 log = logging.getLogger(__name__)
 
 
@@ -167,7 +169,7 @@ def _module(cfg: DictConfig, tokenizer: Any, findings: Any = None) -> Any:
 def _summary(cfg: DictConfig, trainer: Any) -> dict[str, float]:
     """Step 9: the final callback metrics, logged with the checkpoint written."""
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    last = Path(cfg.checkpoint_dir) / "last"
+    last = Path(artifacts.last(cfg.checkpoint_dir))
     log.info(
         "done: %d optimizer steps, metrics %s; checkpoint %s -> %s",
         trainer.global_step,

@@ -17,13 +17,13 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback
 
+from adaragct.artifacts import BEST
 from adaragct.io import write_json
 from adaragct.models.checkpoint import point, save_checkpoint
 from adaragct.models.module import trainable_names
 from adaragct.tracking import RUN_RECORD
 
 log = logging.getLogger(__name__)
-BEST = "best"  # the checkpoint of the best validation (``best_checkpoint`` in conf/train.yaml)
 
 
 def checkpoint_state(state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -33,12 +33,12 @@ from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from adaragct import artifacts
+from adaragct.artifacts import LIGHTNING_DIR
 from adaragct.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
 
-LIGHTNING_DIR = "lightning"  # checkpoint_dir/lightning/: Lightning's resume state
-RESUME_FILE = "last.ckpt"
 # checkpoint_dir/lightning/run.yaml: the settings of the run writing there (a sharded checkpoint, strategy=deepspeed's
 # folder of shards, is not one file whose callbacks state can be read; its run's settings are read from here)
 RUN_SETTINGS_FILE = "run.yaml"
@@ -47,6 +47,7 @@ RUN_SETTINGS_FILE = "run.yaml"
 NOT_SETTINGS = (
     "checkpoint_dir",
     "run_name",
+    "cell",
     "ckpt_path",
     "resume",
     "resume_every_n_steps",
@@ -62,8 +63,8 @@ NOT_SETTINGS = (
 
 
 def resume_file(checkpoint_dir: str | Path) -> Path:
-    """``checkpoint_dir/lightning/last.ckpt``: the file a rerun resumes from."""
-    return Path(checkpoint_dir) / LIGHTNING_DIR / RESUME_FILE
+    """``checkpoint_dir/lightning/last.ckpt``: the file a rerun resumes from (:func:`adaragct.artifacts.resume_file`)."""
+    return Path(artifacts.resume_file(checkpoint_dir))
 
 
 def run_settings(config_yaml: str) -> dict[str, Any]:
