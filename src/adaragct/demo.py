@@ -15,7 +15,7 @@ model whose F1 owed is not above 0 is "not evidence"); the tables and claims go 
 Each step is skipped when it already ran with the same settings, upstream outputs and code (the ledger
 ``outputs/demo/state.json``, :mod:`adaragct.ledger`); changing e.g. the training steps reruns that stage and
 everything after it. A step's code is every module its entry point imports
-(:func:`adaragct.ledger.code_fingerprint`): editing ``data/bundle.py`` retrains and regenerates, editing
+(:func:`adaragct.ledger.code_fingerprint`): editing ``formats/embeddings.py`` retrains and regenerates, editing
 ``generation/`` regenerates (and rescores predictions that changed), editing ``eval/`` only rescores. Every stage
 runs with ``threads`` threads (``adaragct.determinism``), so two runs from scratch write the same bytes whatever
 the machine's core count.
@@ -254,22 +254,21 @@ def _row(
 ) -> dict[str, Any]:
     """A results row: point values and 95% intervals of the table's metrics (F1 owed included), the model's
     visual gain (trained rows), distinct reports, throughput for generated rows."""
-    from adaragct.experiments.demo_report import COLUMNS
+    from adaragct.formats.metrics import DEMO_COLUMNS, metric_key
 
-    task = "report_generation"
     phase, retrieval = name.split("/")
     return {
         "name": name,
         "phase": phase,
         "retrieval": retrieval,
-        "metrics": {m: metrics[f"{task}/{m}"] for _, m in COLUMNS},
+        "metrics": {m: metrics[metric_key(m)] for _, m in DEMO_COLUMNS},
         "ci": {
-            m: [metrics[f"{task}/{m}_ci_lower"], metrics[f"{task}/{m}_ci_upper"]]
-            for _, m in COLUMNS
-            if f"{task}/{m}_ci_lower" in metrics
+            m: [metrics[metric_key(f"{m}_ci_lower")], metrics[metric_key(f"{m}_ci_upper")]]
+            for _, m in DEMO_COLUMNS
+            if metric_key(f"{m}_ci_lower") in metrics
         },
-        "duplicate_rate": metrics.get(f"{task}/duplicate_rate"),
-        "distinct_reports": metrics.get(f"{task}/distinct_reports"),
+        "duplicate_rate": metrics.get(metric_key("duplicate_rate")),
+        "distinct_reports": metrics.get(metric_key("distinct_reports")),
         "visual_gain": None if gain is None else gain["visual_gain"],
         "visual_gain_ci": None
         if gain is None

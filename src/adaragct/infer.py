@@ -287,7 +287,9 @@ def _evaluate(cfg: DictConfig, reuse: bool) -> dict[str, Any]:
             meteor=cfg.evaluate.meteor,
         )
     )
-    keys = ("report_generation/clinical_f1", "report_generation/bleu_4", "report_generation/rouge_l")
+    from adaragct.formats.metrics import metric_key
+
+    keys = tuple(metric_key(m) for m in ("clinical_f1", "bleu_4", "rouge_l"))
     print("evaluate: " + ", ".join(f"{k.split('/')[-1]} {metrics[k]:.4f}" for k in keys) + f" -> {out}")
     return metrics
 

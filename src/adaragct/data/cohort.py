@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from adaragct.constants import ORGAN_SLOTS
-from adaragct.data.bundle import align_volumes, read_embeddings_npz, read_organ_reports_json
-from adaragct.data.ctrate import read_reports_csv
 from adaragct.errors import DataError
+from adaragct.formats.embeddings import align_volumes, read_embeddings_npz
+from adaragct.formats.organ_reports import read_organ_reports_json
+from adaragct.formats.tables import read_reports_csv
 from adaragct.ids import patient_id
 
 
