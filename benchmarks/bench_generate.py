@@ -127,7 +127,7 @@ def _trained(cfg, n: int, device: str, dtype: torch.dtype) -> Setup:
     import numpy as np
 
     from adaragct.constants import VISUAL_SLOTS
-    from adaragct.data.cohort import load_split
+    from adaragct.data.datasets import load_split
     from adaragct.generation.cache import pad_left
     from adaragct.generation.prefixes import prompt_prefixes
     from adaragct.infer import _prompt, load_generation_model

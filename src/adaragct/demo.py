@@ -115,7 +115,7 @@ def _visual_gain(
 ) -> dict:
     """Visual gain of a trained model on the validation volumes, with its bootstrap interval (cached by the
     ledger): ``visual_gain_<phase>.json`` in the results folder."""
-    from adaragct.data.cohort import load_split
+    from adaragct.data.datasets import load_split
     from adaragct.infer import _prompt, load_generation_model
     from adaragct.io import read_json, write_json
     from adaragct.models.visual_gain import measure_visual_gain
@@ -184,7 +184,7 @@ def _infer(run: DictConfig, cfg: DictConfig, common: list[str], ledger: Ledger, 
 
 def _baselines(cfg: DictConfig, common: list[str], ledger: Ledger, data_fp: str) -> dict[str, str]:
     """Write the copy baselines' predictions (seconds); ``{row name: predictions path}``."""
-    from adaragct.data.cohort import load_split
+    from adaragct.data.datasets import load_split
     from adaragct.experiments.baselines import write_copy_predictions
 
     settings = OmegaConf.to_container(cfg.baselines, resolve=True)

@@ -147,7 +147,7 @@ class _Loaded(NamedTuple):
 
 def _load(cfg: DictConfig, device: str) -> _Loaded:
     """Steps 1-3: the model, the split's volumes, the retriever and the global context."""
-    from adaragct.data.cohort import load_split
+    from adaragct.data.datasets import load_split
     from adaragct.retrieval.global_context import load_global_context
     from adaragct.retrieval.runtime import load_retriever
 

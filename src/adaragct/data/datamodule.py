@@ -22,7 +22,8 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from adaragct.constants import FINDINGS, VISUAL_SLOTS
-from adaragct.data.cohort import Volume, load_split, patient_split
+from adaragct.data.cohort import Volume, patient_split
+from adaragct.data.datasets import load_split
 from adaragct.data.index_files import index_file
 from adaragct.data.prompt import PromptConfig, build_prompt, encode_example, pad_examples, target_segments
 from adaragct.data.resumable import ResumableDataLoader

@@ -12,7 +12,7 @@ the same evaluation as the model rows:
 
 Embeddings are centred on the training mean before the cosine when ``center`` (the index stage's image neighbours
 do the same, ``conf/index.yaml: neighbours.center``). Cosines are computed in float64 and ties go to the first
-training volume in :func:`adaragct.data.cohort.load_split` order, so the choice never depends on BLAS threads.
+training volume in :func:`adaragct.data.datasets.load_split` order, so the choice never depends on BLAS threads.
 Training and validation patients are disjoint, so no same-patient exclusion is needed.
 
     write_copy_predictions("outputs/demo/copy_nearest_ct/predictions.jsonl", "nearest_ct", train, valid)
@@ -69,7 +69,7 @@ def copy_sources(
 
     Args:
         name: one of :data:`BASELINES`.
-        train, valid: volumes from :func:`adaragct.data.cohort.load_split`.
+        train, valid: volumes from :func:`adaragct.data.datasets.load_split`.
         seed: seeds ``random`` (``numpy.random.default_rng(seed).integers``).
         center: subtract the training mean of each embedding before the cosine.
     """

@@ -82,7 +82,7 @@ class IndexBuild:
     # ------------------------------------------------------------------------------------------------- steps
     def read_inputs(self) -> None:
         """1. reports of both splits (CSV, or the bundle's organ-reports JSON) and the embeddings, aligned."""
-        from adaragct.data.cohort import split_reports
+        from adaragct.data.datasets import split_reports
         from adaragct.formats.embeddings import VISD_BOOST_KEYS, align_volumes, read_embeddings_npz
 
         data, other = self.data, self.cfg.neighbours.other_source
