@@ -161,14 +161,17 @@ def test_the_checker_reports_bad_imports_and_circles_in_a_small_package(tmp_path
     assert circle is not None and set(circle) == {"adaragct.models.net", "adaragct.models.load"}
 
 
+def _planted(tmp_path: Path, module: str, import_line: str) -> list[str]:
+    """The violations of a copy of the real tree with ``import_line`` added lazily to ``module`` (``data/prompt.py``)."""
+    shutil.copytree(SRC / "adaragct", tmp_path / "adaragct", ignore=shutil.ignore_patterns("__pycache__"))
+    path = tmp_path / "adaragct" / module
+    path.write_text(path.read_text() + f"\n\ndef _planted():\n    {import_line}\n")
+    return layer_violations(import_graph(tmp_path))
+
+
 def test_a_bad_import_planted_in_a_copy_of_the_package_is_reported(tmp_path) -> None:
     """The real tree with one lazy ``data -> models`` import added: the rule that protects it must fire."""
-    shutil.copytree(SRC / "adaragct", tmp_path / "adaragct", ignore=shutil.ignore_patterns("__pycache__"))
-    prompt = tmp_path / "adaragct" / "data" / "prompt.py"
-    prompt.write_text(
-        prompt.read_text() + "\n\ndef _planted():\n    from adaragct.models.vlm import ReportModel\n"
-    )
-    assert layer_violations(import_graph(tmp_path)) == [
+    assert _planted(tmp_path, "data/prompt.py", "from adaragct.models.vlm import ReportModel") == [
         "adaragct.data.prompt imports adaragct.models.vlm "
         "(data may import only ['cli', 'constants', 'errors', 'formats', 'ids', 'io', 'ledger'])"
     ]
@@ -176,12 +179,7 @@ def test_a_bad_import_planted_in_a_copy_of_the_package_is_reported(tmp_path) -> 
 
 def test_a_formats_module_that_reads_a_dataset_config_is_reported(tmp_path) -> None:
     """formats/ sits on the foundation: a lazy import of data/ (or anything above) from a format module fires."""
-    shutil.copytree(SRC / "adaragct", tmp_path / "adaragct", ignore=shutil.ignore_patterns("__pycache__"))
-    tables = tmp_path / "adaragct" / "formats" / "tables.py"
-    tables.write_text(
-        tables.read_text() + "\n\ndef _planted():\n    from adaragct.data.prompt import PromptConfig\n"
-    )
-    assert layer_violations(import_graph(tmp_path)) == [
+    assert _planted(tmp_path, "formats/tables.py", "from adaragct.data.prompt import PromptConfig") == [
         "adaragct.formats.tables imports adaragct.data.prompt "
         "(formats may import only ['cli', 'constants', 'errors', 'ids', 'io', 'ledger'])"
     ]

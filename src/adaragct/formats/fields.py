@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from adaragct.errors import DataError
+from adaragct.io import read_json
 
 
 def require(obj: Mapping[str, Any], key: str, path: Path, where: str, fix: str) -> Any:
@@ -30,3 +31,14 @@ def check_unique_ids(ids: Sequence[str], path: Path, field: str) -> None:
                 "keep one entry per volume (ids are compared after dropping .nii.gz)",
             )
         seen.add(vid)
+
+
+def read_json_top(path: Path, kind: type, expected: str) -> Any:
+    """A release JSON file whose top level must be a ``kind`` (``dict``, ``list``); otherwise a DataError saying
+    ``expected`` (``{got}`` in it names what the file holds)."""
+    data = read_json(path)
+    if not isinstance(data, kind):
+        raise DataError(
+            path, "top level", expected.format(got=type(data).__name__), "see docs/formats.md#release-bundle"
+        )
+    return data

@@ -14,22 +14,15 @@ from typing import Any
 
 from adaragct.constants import ORGANS
 from adaragct.errors import DataError
-from adaragct.formats.fields import require
+from adaragct.formats.fields import read_json_top, require
 from adaragct.ids import normalize_volume_id
-from adaragct.io import read_json, write_json
+from adaragct.io import write_json
 
 
 def read_image_neighbours(path: str | Path) -> dict[str, dict[str, list[str]]]:
     """Read ``img2img_top20.json``: ``{volume_id: {organ: [{image_id} x20]}}`` -> ``{vid: {organ: [ids]}}``."""
     path = Path(path)
-    data = read_json(path)
-    if not isinstance(data, dict):
-        raise DataError(
-            path,
-            "top level",
-            "expected an object {volume_id: {organ: [...]}}",
-            "see docs/formats.md#release-bundle",
-        )
+    data = read_json_top(path, dict, "expected an object {{volume_id: {{organ: [...]}}}}")
     out: dict[str, dict[str, list[str]]] = {}
     for vid_raw, per_organ in data.items():
         vid = normalize_volume_id(vid_raw)

@@ -19,22 +19,14 @@ from typing import Any
 
 from adaragct.constants import ORGANS
 from adaragct.errors import DataError
-from adaragct.formats.fields import require
+from adaragct.formats.fields import read_json_top, require
 from adaragct.ids import normalize_volume_id
-from adaragct.io import read_json
 
 
 def read_organ_reports_json(path: str | Path) -> dict[str, dict[str, Any]]:
     """Read ``valid_organ_reports.json`` (list of ``{image, raw_report, organ_reports{...}, id}``) keyed by volume id."""
     path = Path(path)
-    data = read_json(path)
-    if not isinstance(data, list):
-        raise DataError(
-            path,
-            "top level",
-            f"expected a list, got {type(data).__name__}",
-            "see docs/formats.md#release-bundle",
-        )
+    data = read_json_top(path, list, "expected a list, got {got}")
     out: dict[str, dict[str, Any]] = {}
     fix = "each entry needs image, raw_report and organ_reports{lung,heart,esophagus,aorta,other} (docs/formats.md#release-bundle)"
     for i, entry in enumerate(data):

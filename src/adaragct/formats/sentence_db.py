@@ -24,10 +24,10 @@ import numpy as np
 
 from adaragct.constants import ORGANS
 from adaragct.errors import DataError
-from adaragct.formats.fields import require
+from adaragct.formats.fields import read_json_top, require
 from adaragct.formats.safe_npz import open_npz
 from adaragct.ids import normalize_volume_id
-from adaragct.io import atomic_open, read_json, write_json
+from adaragct.io import atomic_open, write_json
 
 
 @dataclass(frozen=True)
@@ -44,14 +44,7 @@ class SentenceRecord:
 def read_sentence_database(path: str | Path) -> list[SentenceRecord]:
     """Read ``train_sentences_multi_label.json``: ``{image_id: [{sentence_id, text, organs[], normal}]}``."""
     path = Path(path)
-    data = read_json(path)
-    if not isinstance(data, dict):
-        raise DataError(
-            path,
-            "top level",
-            "expected an object {image_id: [sentences]}",
-            "see docs/formats.md#release-bundle",
-        )
+    data = read_json_top(path, dict, "expected an object {{image_id: [sentences]}}")
     fix = "each sentence needs sentence_id, text, organs (list) and normal (bool) (docs/formats.md#release-bundle)"
     records: list[SentenceRecord] = []
     seen: set[str] = set()
