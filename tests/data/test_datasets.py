@@ -62,7 +62,9 @@ def test_a_bad_target_names_the_key(small_demo: dict) -> None:
         dataset({"_target_": "builtins.dict", "name": "x"})
     no_key = {k: v for k, v in small_demo.items() if k != "whole_key"}
     with pytest.raises(
-        DataError, match=r"_target_: cannot make the dataset 'adaragct.data.datasets.CTRateLayout'.*whole_key"
+        DataError,
+        match=r"_target_: cannot make the dataset 'adaragct.data.datasets.CTRateLayout': CTRateLayout.__init__\(\) "
+        r"missing 1 required keyword-only argument: 'whole_key' \(fix",
     ):
         dataset(no_key)
 
@@ -102,6 +104,7 @@ def test_the_worked_example_runs_as_written(
         [
             "data=mine",
             f"paths.data_dir={tmp_path / 'data'}",
+            f"paths.output_dir={tmp_path}/run",
             f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
         ],
     )

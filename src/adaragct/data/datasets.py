@@ -172,7 +172,7 @@ def dataset(data_cfg: Mapping[str, Any]) -> Dataset:
             raise DataError(
                 where,
                 "_target_",
-                f"cannot make the dataset {data_cfg['_target_']!r}: {err}",
+                f"cannot make the dataset {data_cfg['_target_']!r}: {' '.join(str(err.__cause__ or err).split())}",
                 "name a Dataset class (adaragct.data.datasets.Dataset) and give exactly its keywords (docs/datasets.md)",
             ) from err
     if not isinstance(made, Dataset):
