@@ -188,7 +188,7 @@ def _baselines(cfg: DictConfig, common: list[str], ledger: Ledger, data_fp: str)
     from adaragct.experiments.baselines import write_copy_predictions
 
     settings = OmegaConf.to_container(cfg.baselines, resolve=True)
-    code = code_fingerprint("adaragct.experiments.baselines", "adaragct.data.cohort")
+    code = code_fingerprint("adaragct.experiments.baselines", "adaragct.data.datasets")
     out, volumes = {}, None
     for name in settings["rows"]:
         path = Path(cfg.results_dir) / f"copy_{name}" / "predictions.jsonl"
