@@ -127,7 +127,7 @@ def _trained(cfg, n: int, device: str, dtype: torch.dtype) -> Setup:
     import numpy as np
 
     from adaragct.constants import VISUAL_SLOTS
-    from adaragct.data.cohort import load_split
+    from adaragct.data.datasets import load_split
     from adaragct.generation.cache import pad_left
     from adaragct.generation.prefixes import prompt_prefixes
     from adaragct.infer import _prompt, load_generation_model
@@ -204,8 +204,9 @@ def _random_encoder_retriever(cfg, encoder_dir: Path, device: str):
     """A MiniLM-shaped encoder with random weights and the demo sentence database indexed with it."""
     from transformers import AutoConfig, BertModel
 
-    from adaragct.data.bundle import read_image_neighbours, read_sentence_database
     from adaragct.data.index_files import index_file
+    from adaragct.formats.neighbours import read_image_neighbours
+    from adaragct.formats.sentence_db import read_sentence_database
     from adaragct.retrieval.bank import SentenceBank
     from adaragct.retrieval.encoders import HFEncoder
     from adaragct.retrieval.retrievers import build_retriever

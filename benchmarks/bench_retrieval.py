@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 
 from adaragct.constants import ORGANS
-from adaragct.data.bundle import SentenceRecord
+from adaragct.formats.sentence_db import SentenceRecord
 from adaragct.retrieval.bank import SentenceBank
 from adaragct.retrieval.encoders import l2_normalise, packaged_minilm
 from adaragct.retrieval.retrievers import AdaptiveRetriever, RetrievalQuery, Text2TextRetriever

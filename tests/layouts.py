@@ -32,7 +32,7 @@ def small_cohort(n_train: int = 40, n_valid: int = 10, seed: int = 7) -> dict[st
     """Train and valid splits of the demo generator at a small size (in memory)."""
     from omegaconf import OmegaConf
 
-    from adaragct.data.demo.generate import generate_cohort
+    from adaragct.synthetic.generate import generate_cohort
 
     cfg = compose_config(
         "prepare",
@@ -121,7 +121,7 @@ def write_tiny_visd_boost(
 
 
 def _write_embeddings(root: Path, splits: Mapping[str, Any]) -> None:
-    from adaragct.data.demo.writer import write_npz
+    from adaragct.synthetic.writer import write_npz
 
     for name, split in splits.items():
         ids = np.array(split.volume_ids)
@@ -132,7 +132,7 @@ def _write_embeddings(root: Path, splits: Mapping[str, Any]) -> None:
 
 def write_ctrate_layout(root: Path, splits: Mapping[str, Any]) -> tuple[Path, Path]:
     """CT-RATE folders under ``root/ctrate`` and the bundle's embeddings under ``root/bundle``."""
-    from adaragct.data.demo.writer import labels_frame, reports_frame, write_csv
+    from adaragct.synthetic.writer import labels_frame, reports_frame, write_csv
 
     ctrate, bundle = root / "ctrate", root / "bundle"
     for name, csv in (("train", "train_reports.csv"), ("valid", "validation_reports.csv")):
@@ -145,7 +145,7 @@ def write_ctrate_layout(root: Path, splits: Mapping[str, Any]) -> tuple[Path, Pa
 
 def _release_database(split: Any, encoder: Any) -> tuple[dict, list, np.ndarray]:
     """The sentence database with string ids and ``.nii.gz`` image ids, its records and embeddings."""
-    from adaragct.data.bundle import SentenceRecord
+    from adaragct.formats.sentence_db import SentenceRecord
     from adaragct.retrieval import database as db
 
     reports = dict(zip(split.volume_ids, split.volume_reports(), strict=True))
@@ -194,12 +194,12 @@ def write_release_bundle(
     root: Path, splits: Mapping[str, Any], encoder: Any, object_ids: bool = False
 ) -> Path:
     """Every file of the release bundle under ``root`` (see the module docstring); returns ``root``."""
-    from adaragct.data.demo.writer import labels_frame, organ_reports_entries, reports_frame, write_csv
     from adaragct.data.sentences import tag_unique_reports
     from adaragct.io import write_json
     from adaragct.retrieval.bank import SentenceBank
     from adaragct.retrieval.contexts import QuerySentence, oracle_contexts
     from adaragct.retrieval.neighbours import image_neighbours, organ_vectors
+    from adaragct.synthetic.writer import labels_frame, organ_reports_entries, reports_frame, write_csv
 
     train, valid = splits["train"], splits["valid"]
     _write_embeddings(root, splits)

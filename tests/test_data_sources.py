@@ -132,8 +132,9 @@ def _every_stage(stages: Stages, labels_csv: str, n_volumes: int) -> dict:
 
 
 def test_release_bundle_runs_every_stage_on_its_own_files(cohort, release, projected, tmp_path) -> None:
-    from adaragct.data.bundle import read_image_neighbours, read_sentence_embeddings
     from adaragct.data.index_files import index_file
+    from adaragct.formats.neighbours import read_image_neighbours
+    from adaragct.formats.sentence_db import read_sentence_embeddings
     from adaragct.retrieval.encoders import l2_normalise
 
     stages = Stages(tmp_path, ["data=adaragct_bundle", f"data.bundle_root={release}"], projected[1])
@@ -324,8 +325,9 @@ def test_release_npz_with_object_id_arrays_goes_through_prepare_and_index(
     cohort, release, projected, tmp_path
 ) -> None:
     """The release writes its id arrays from pandas columns: object arrays of str, pickled inside the .npy. They
-    load through the restricted unpickler (adaragct.data.safe_npz) with the same ids as string arrays give."""
-    from adaragct.data.bundle import read_embeddings_npz, read_sentence_embeddings
+    load through the restricted unpickler (adaragct.formats.safe_npz) with the same ids as string arrays give."""
+    from adaragct.formats.embeddings import read_embeddings_npz
+    from adaragct.formats.sentence_db import read_sentence_embeddings
 
     bundle = tmp_path / "bundle"
     shutil.copytree(release, bundle)

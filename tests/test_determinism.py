@@ -34,7 +34,7 @@ def test_every_pool_gets_the_thread_count(restore_threads: None) -> None:
 
 
 def _pretrain_hash(small_demo: dict, out: Path) -> str:
-    from adaragct.data.ctrate import read_reports_csv
+    from adaragct.formats.tables import read_reports_csv
     from adaragct.models.tiny_lm import pretrain_tiny_lm
 
     reports = sorted(set(read_reports_csv(small_demo["train_reports_csv"])["report"]))[:48]

@@ -2,15 +2,18 @@
 
 Imports are read from the source with ``ast``, the ones inside functions as much as the ones at the top: a lazy
 import hides a dependency from the reader but not from the layering, and two lazy imports still make a circle.
-A *part* is the first name under ``adaragct`` (``adaragct.data.demo.writer`` is in ``data``, ``adaragct.ids`` is
-``ids``). The rules, one row per part that is restricted (a part may always import itself):
+A *part* is the first name under ``adaragct`` (``adaragct.synthetic.writer`` is in ``synthetic``, ``adaragct.ids``
+is ``ids``). The rules, one row per part that is restricted (a part may always import itself):
 
-    artifacts, cli, constants,   the foundation (where every artifact goes, argparse helpers, vocabularies,
+    artifacts, cli, constants,   the foundation (where every artifact goes, command-line helpers, vocabularies,
     errors, ids, io, ledger      errors, volume ids, file I/O, the ledger of finished steps): import only each
                                  other
-    data                         formats, sentences, the datamodule, the demo cohort: the foundation only (not
-                                 models/, retrieval/, generation/, nor analysis/, which reads data/)
-    eval                         runs on a predictions file alone: data/ and the foundation only
+    formats                      one module per on-disk format (read, write, schema): the foundation only, so
+                                 every other part may read and write files
+    data                         datasets, sentences, the datamodule: the foundation and formats/ (not models/,
+                                 retrieval/, generation/, nor analysis/, which reads data/)
+    synthetic                    the demo cohort's generator: what data/ may import, and data/
+    eval                         runs on a predictions file alone: data/, formats/ and the foundation only
 
 Every other part (models, retrieval, generation, analysis, the stage apps) may import what it needs, but no module
 may reach itself again through its imports.
@@ -28,8 +31,10 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 FOUNDATION = frozenset({"artifacts", "cli", "constants", "errors", "ids", "io", "ledger"})
 MAY_IMPORT: dict[str, frozenset[str]] = {
     **dict.fromkeys(FOUNDATION, FOUNDATION),
-    "data": FOUNDATION,
-    "eval": FOUNDATION | {"data"},
+    "formats": FOUNDATION,
+    "data": FOUNDATION | {"formats"},
+    "synthetic": FOUNDATION | {"formats", "data"},
+    "eval": FOUNDATION | {"formats", "data"},
 }
 
 
@@ -110,7 +115,7 @@ def import_circle(graph: Mapping[str, set[str]]) -> list[str] | None:
 def test_every_part_imports_only_what_its_layer_allows() -> None:
     graph = import_graph(SRC)
     assert {"adaragct.data.prompt", "adaragct.eval.runner", "adaragct.models.loading"} <= set(graph)
-    assert "adaragct.data.ctrate" in graph["adaragct.eval.runner"], "the graph must see real imports"
+    assert "adaragct.formats.tables" in graph["adaragct.eval.runner"], "the graph must see real imports"
     assert layer_violations(graph) == []
 
 
@@ -157,14 +162,25 @@ def test_the_checker_reports_bad_imports_and_circles_in_a_small_package(tmp_path
     assert circle is not None and set(circle) == {"adaragct.models.net", "adaragct.models.load"}
 
 
+def _planted(tmp_path: Path, module: str, import_line: str) -> list[str]:
+    """The violations of a copy of the real tree with ``import_line`` added lazily to ``module`` (``data/prompt.py``)."""
+    shutil.copytree(SRC / "adaragct", tmp_path / "adaragct", ignore=shutil.ignore_patterns("__pycache__"))
+    path = tmp_path / "adaragct" / module
+    path.write_text(path.read_text() + f"\n\ndef _planted():\n    {import_line}\n")
+    return layer_violations(import_graph(tmp_path))
+
+
 def test_a_bad_import_planted_in_a_copy_of_the_package_is_reported(tmp_path) -> None:
     """The real tree with one lazy ``data -> models`` import added: the rule that protects it must fire."""
-    shutil.copytree(SRC / "adaragct", tmp_path / "adaragct", ignore=shutil.ignore_patterns("__pycache__"))
-    prompt = tmp_path / "adaragct" / "data" / "prompt.py"
-    prompt.write_text(
-        prompt.read_text() + "\n\ndef _planted():\n    from adaragct.models.vlm import ReportModel\n"
-    )
-    assert layer_violations(import_graph(tmp_path)) == [
+    assert _planted(tmp_path, "data/prompt.py", "from adaragct.models.vlm import ReportModel") == [
         "adaragct.data.prompt imports adaragct.models.vlm "
-        "(data may import only ['artifacts', 'cli', 'constants', 'errors', 'ids', 'io', 'ledger'])"
+        "(data may import only ['artifacts', 'cli', 'constants', 'errors', 'formats', 'ids', 'io', 'ledger'])"
+    ]
+
+
+def test_a_formats_module_that_reads_a_dataset_config_is_reported(tmp_path) -> None:
+    """formats/ sits on the foundation: a lazy import of data/ (or anything above) from a format module fires."""
+    assert _planted(tmp_path, "formats/tables.py", "from adaragct.data.prompt import PromptConfig") == [
+        "adaragct.formats.tables imports adaragct.data.prompt "
+        "(formats may import only ['artifacts', 'cli', 'constants', 'errors', 'ids', 'io', 'ledger'])"
     ]

@@ -36,7 +36,7 @@ def write_cohort(root: Path) -> list[str]:
     from omegaconf import OmegaConf
 
     import adaragct
-    from adaragct.data.demo.writer import write_demo
+    from adaragct.synthetic.writer import write_demo
 
     with initialize_config_dir(config_dir=str(adaragct.CONF_DIR), version_base="1.3"):
         cfg = compose("prepare", overrides=["data=demo", f"paths.root_dir={root}"])

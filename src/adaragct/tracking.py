@@ -35,12 +35,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from adaragct.formats.metrics import (
+    PREFIX,  # the scalar metrics logged (adaragct.eval.report; overall/ repeats them)
+)
+
 log = logging.getLogger(__name__)
 
 RUN_RECORD = "wandb_run.json"  # in a train run's checkpoint_dir: the wandb run its checkpoints belong to
-METRICS_PREFIX = (
-    "report_generation/"  # the scalar metrics logged (adaragct.eval.report; overall/ repeats them)
-)
 FINDING_COLUMNS = ("finding", "precision", "recall", "f1", "support")
 
 
@@ -67,15 +68,15 @@ def read_run_record(ckpt: str | Path) -> dict[str, Any] | None:
 
 
 def _finding_rows(metrics: Mapping[str, Any]) -> list[list[Any]]:
-    detailed = metrics.get(f"{METRICS_PREFIX}clinical_detailed") or {}
+    detailed = metrics.get(f"{PREFIX}clinical_detailed") or {}
     return [[name, *(values.get(c) for c in FINDING_COLUMNS[1:])] for name, values in detailed.items()]
 
 
 def _scalars(metrics: Mapping[str, Any], prefix: str) -> dict[str, float]:
     out = {f"{prefix}/num_samples": metrics.get("num_samples")}
     for key, value in metrics.items():
-        if key.startswith(METRICS_PREFIX) and isinstance(value, int | float) and not isinstance(value, bool):
-            out[f"{prefix}/{key.removeprefix(METRICS_PREFIX)}"] = value
+        if key.startswith(PREFIX) and isinstance(value, int | float) and not isinstance(value, bool):
+            out[f"{prefix}/{key.removeprefix(PREFIX)}"] = value
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -155,7 +156,7 @@ def _reports_table(predictions: str | Path) -> Any:
     """volume, generated, reference of every prediction (patient data: only with log_report_text=true)."""
     import wandb
 
-    from adaragct.eval.predictions import read_predictions
+    from adaragct.formats.predictions import read_predictions
 
     preds = read_predictions(predictions)
     references = preds.references or [None] * len(preds)

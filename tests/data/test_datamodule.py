@@ -10,8 +10,9 @@ import torch
 from transformers import AutoTokenizer
 
 from adaragct.constants import IGNORE_INDEX, RAG_TOKEN, RET_END, RET_START, SLOT_TOKENS, TASK_TOKEN
-from adaragct.data.cohort import load_split, patient_split
+from adaragct.data.cohort import patient_split
 from adaragct.data.datamodule import ContextRoll, ReportDataModule
+from adaragct.data.datasets import load_split
 from adaragct.data.prompt import PromptConfig
 from adaragct.data.sentences import split_sentences
 from adaragct.ids import patient_id

@@ -13,8 +13,10 @@ import pytest
 
 from adaragct.analysis.text_sources import demo_report_set, manual_report_set
 from adaragct.constants import FINDINGS
-from adaragct.data.demo import phrasebook as pb
-from adaragct.data.demo.grammar import (
+from adaragct.data.sentences import split_sentences, tag_sentence
+from adaragct.eval.labelers.rules import RuleLabeler
+from adaragct.synthetic import phrasebook as pb
+from adaragct.synthetic.grammar import (
     VERBOSITY,
     ReportStyle,
     ReportWriter,
@@ -22,9 +24,7 @@ from adaragct.data.demo.grammar import (
     draw_slots,
     expand,
 )
-from adaragct.data.demo.report import DETAILS, LUNG_FINDINGS, MAX_REPORT_WORDS, QUALIFIERS, write_report
-from adaragct.data.sentences import split_sentences, tag_sentence
-from adaragct.eval.labelers.rules import RuleLabeler
+from adaragct.synthetic.report import DETAILS, LUNG_FINDINGS, MAX_REPORT_WORDS, QUALIFIERS, write_report
 from tests.conftest import compose_config
 
 DRAWS = 40  # expansions per template: enough to hit every alternative of these small templates

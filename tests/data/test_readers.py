@@ -10,20 +10,14 @@ import pandas as pd
 import pytest
 
 from adaragct.constants import FINDINGS
-from adaragct.data.bundle import (
-    VISD_BOOST_KEYS,
-    align_volumes,
-    context_key,
-    read_contexts,
-    read_embeddings_npz,
-    read_image_neighbours,
-    read_organ_reports_json,
-    read_sentence_database,
-    read_sentence_embeddings,
-)
-from adaragct.data.ctrate import read_labels_csv, read_reports_csv
-from adaragct.data.vlm3d import read_vlm3d_reports, strip_section_headers
 from adaragct.errors import DataError
+from adaragct.formats.contexts import context_key, read_contexts
+from adaragct.formats.embeddings import VISD_BOOST_KEYS, align_volumes, read_embeddings_npz
+from adaragct.formats.neighbours import read_image_neighbours
+from adaragct.formats.organ_reports import read_organ_reports_json
+from adaragct.formats.sentence_db import read_sentence_database, read_sentence_embeddings
+from adaragct.formats.tables import read_labels_csv, read_reports_csv
+from adaragct.formats.vlm3d import read_vlm3d_reports, strip_section_headers
 
 
 def _reports(path: Path, rows: list[tuple[str, str, str]]) -> Path:

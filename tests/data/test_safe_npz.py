@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adaragct.data.bundle import read_embeddings_npz, read_sentence_embeddings
-from adaragct.data.safe_npz import open_npz
 from adaragct.errors import DataError
+from adaragct.formats.embeddings import read_embeddings_npz
+from adaragct.formats.safe_npz import open_npz
+from adaragct.formats.sentence_db import read_sentence_embeddings
 
 
 class _WritesMarker:

@@ -13,8 +13,8 @@ import pytest
 from adaragct.constants import FINDINGS
 from adaragct.errors import DataError
 from adaragct.eval.cal_metrics import main as cal_metrics
-from adaragct.eval.predictions import attach_references, read_predictions
 from adaragct.eval.runner import EvalOptions, evaluate_predictions
+from adaragct.formats.predictions import attach_references, read_predictions
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

@@ -26,12 +26,12 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from adaragct.constants import FINDINGS
-from adaragct.data.ctrate import read_labels_csv
 from adaragct.errors import DataError
 from adaragct.eval.meteor import MeteorUnavailable, meteor_scores
-from adaragct.eval.predictions import attach_references, read_predictions
 from adaragct.eval.runner import EvalOptions, run_evaluation
 from adaragct.eval.text_metrics import compute_text_metrics
+from adaragct.formats.predictions import attach_references, read_predictions
+from adaragct.formats.tables import read_labels_csv
 from adaragct.ids import normalize_volume_id
 
 EXAMPLE_SECONDS = (

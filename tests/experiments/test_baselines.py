@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from adaragct.constants import ORGAN_SLOTS
-from adaragct.data.cohort import Volume, load_split
-from adaragct.eval.predictions import read_predictions
+from adaragct.data.cohort import Volume
+from adaragct.data.datasets import load_split
 from adaragct.experiments.baselines import copy_sources, write_copy_predictions
+from adaragct.formats.predictions import read_predictions
 
 
 def _volume(vid: str, report: str, whole: list[float], organs: list[list[float]]) -> Volume:

@@ -96,7 +96,7 @@ def test_killed_run_resumes_to_the_uninterrupted_file(
     def dying_write(self, record):
         if calls["n"] == 3:
             with open(self.path, "a", encoding="utf-8") as handle:  # a torn line, as a kill mid-write leaves
-                handle.write(json.dumps(record)[:40])
+                handle.write(record.to_json()[:40])
             raise KeyboardInterrupt("killed")
         calls["n"] += 1
         original(self, record)

@@ -297,7 +297,7 @@ def test_global_context_puts_the_neighbours_reports_before_the_prompt(
     # the prompt the model reads: the reports (database sentences joined by spaces) in rank order, then the prompt
     import torch
 
-    from adaragct.data.cohort import load_split
+    from adaragct.data.datasets import load_split
     from adaragct.data.prompt import BOS, PromptConfig, build_prompt
     from adaragct.generation.prefixes import prompt_prefixes
     from adaragct.infer import load_generation_model

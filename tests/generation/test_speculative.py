@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, LlamaForCausalLM
 
-from adaragct.data.cohort import split_reports
+from adaragct.data.datasets import split_reports
 from adaragct.data.sentences import split_sentences
 from adaragct.generation import AdaptiveGenerator, GenerationSettings
 from adaragct.retrieval.retrievers import RetrievalQuery, RetrievalResult

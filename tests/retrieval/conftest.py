@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adaragct.data.bundle import SentenceRecord
+from adaragct.formats.sentence_db import SentenceRecord
 from adaragct.retrieval.encoders import HFEncoder, packaged_minilm
 
 # Sentences of a few training reports: (volume, text, organs, normal). Two reconstructions of patient 1.

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from adaragct.errors import DataError
+from adaragct.formats.sentence_db import write_sentence_database, write_sentence_embeddings
 from adaragct.retrieval.bank import IndexConfig, SentenceBank, read_corpus
-from adaragct.retrieval.database import write_database, write_sentence_embeddings
 from tests.retrieval.conftest import records_of
 
 
@@ -129,7 +129,7 @@ def test_empty_organ_partition_warns_and_searches_to_nothing(
 def test_bank_from_release_files(tmp_path: Path, corpus_embeddings) -> None:
     records, emb = corpus_embeddings
     reduced = (emb[:, :256] / np.linalg.norm(emb[:, :256], axis=1, keepdims=True)).astype(np.float32)
-    write_database(tmp_path / "db.json", records)
+    write_sentence_database(tmp_path / "db.json", records)
     order = np.arange(len(records))[::-1]  # the NPZ may list sentences in any order
     write_sentence_embeddings(tmp_path / "emb.npz", [records[i] for i in order], reduced[order])
     bank = SentenceBank.from_release(tmp_path / "db.json", tmp_path / "emb.npz", "release:cxr-bert-256")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adaragct.data.bundle import context_key, read_contexts
+from adaragct.formats.contexts import context_key, read_contexts, write_contexts
 from adaragct.retrieval.bank import SentenceBank
-from adaragct.retrieval.contexts import QuerySentence, oracle_contexts, retrieved_contexts, write_contexts
+from adaragct.retrieval.contexts import QuerySentence, oracle_contexts, retrieved_contexts
 from adaragct.retrieval.database import query_sentences
 from adaragct.retrieval.retrievers import AdaptiveRetriever
 

@@ -17,12 +17,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from adaragct.data.bundle import (
-    read_contexts,
-    read_image_neighbours,
-    read_sentence_database,
-    read_sentence_embeddings,
-)
+from adaragct.formats.contexts import read_contexts
+from adaragct.formats.neighbours import read_image_neighbours
+from adaragct.formats.sentence_db import read_sentence_database, read_sentence_embeddings
 from adaragct.ids import patient_id
 from adaragct.retrieval.bank import SentenceBank, read_corpus
 from tests.conftest import CONF_DIR
@@ -134,7 +131,7 @@ def test_rerun_skips_everything_and_changes_no_byte(indexed) -> None:
 
 def test_no_same_patient_neighbour_in_the_full_size_demo_cohort(tmp_path: Path) -> None:
     """Neighbours over the demo cohort at its default size (every volume of both splits, all organs)."""
-    from adaragct.data.bundle import VISD_BOOST_KEYS, read_embeddings_npz
+    from adaragct.formats.embeddings import VISD_BOOST_KEYS, read_embeddings_npz
     from adaragct.prepare import run_prepare
     from adaragct.retrieval.neighbours import image_neighbours, organ_vectors, training_means
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from adaragct.constants import FINDINGS
-from adaragct.data.ctrate import read_labels_csv
 from adaragct.eval.labelers import build_labeler
+from adaragct.formats.tables import read_labels_csv
 from adaragct.viewer import build_view, write_view
 from adaragct.viewer.positions import sentence_spans
 from tests.viewer.conftest import write_records

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from adaragct.constants import FINDINGS
-from adaragct.data.ctrate import read_labels_csv
 from adaragct.errors import USER_ERROR_EXIT
 from adaragct.eval.labelers import build_labeler
+from adaragct.formats.tables import read_labels_csv
 from adaragct.show import main
 from tests.viewer.conftest import write_records
 

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from adaragct.constants import FINDINGS
-from adaragct.data.ctrate import read_labels_csv, read_reports_csv
 from adaragct.errors import DataError
+from adaragct.formats.tables import read_labels_csv, read_reports_csv
 from adaragct.ids import patient_id
 
 
@@ -46,8 +46,8 @@ class ReportSet:
 
 def demo_report_set(generator: Mapping[str, Any]) -> ReportSet:
     """The demo cohort of ``generator`` (the ``data.generator`` block): every patient's report and labels."""
-    from adaragct.data.ctrate import reference_report
-    from adaragct.data.demo.generate import generate_cohort
+    from adaragct.formats.tables import reference_report
+    from adaragct.synthetic.generate import generate_cohort
 
     splits = generate_cohort(generator)
     reports = tuple(

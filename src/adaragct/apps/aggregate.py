@@ -24,7 +24,8 @@ from omegaconf import DictConfig
 
 from adaragct import CONF_DIR
 from adaragct.errors import user_errors_exit
-from adaragct.experiments.grid import METRIC_COLUMNS, Cell, find_cells, resolve_grid_dir
+from adaragct.experiments.grid import Cell, find_cells, resolve_grid_dir
+from adaragct.formats.metrics import GRID_COLUMNS
 from adaragct.io import atomic_open
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def build_table(cells: list[Cell]):
     rows = []
     for cell in cells:
         row: dict[str, Any] = {k: cell.params.get(k) for k in params}
-        for column, key in METRIC_COLUMNS.items():
+        for column, key in GRID_COLUMNS.items():
             row[column] = (cell.metrics or {}).get(key)
         row.update(
             retrievals_per_report=cell.retrievals_per_report,
@@ -49,8 +50,8 @@ def build_table(cells: list[Cell]):
             cell=cell.path.name,
         )
         rows.append(row)
-    table = pd.DataFrame(rows, columns=[*params, *METRIC_COLUMNS, *TRACE_COLUMNS, "cell"])
-    for column in [*METRIC_COLUMNS, "retrievals_per_report", "tokens_per_s"]:
+    table = pd.DataFrame(rows, columns=[*params, *GRID_COLUMNS, *TRACE_COLUMNS, "cell"])
+    for column in [*GRID_COLUMNS, "retrievals_per_report", "tokens_per_s"]:
         table[column] = pd.to_numeric(table[column], errors="coerce")
     return table
 

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def _slot_arrays(cfg: DictConfig, split: str) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
     from adaragct.constants import ORGAN_SLOTS
-    from adaragct.data.bundle import read_embeddings_npz
+    from adaragct.formats.embeddings import read_embeddings_npz
 
     whole = read_embeddings_npz(cfg.data.whole_embeddings[split], [cfg.data.whole_key])
     organs = read_embeddings_npz(cfg.data.organ_embeddings[split], ORGAN_SLOTS)
@@ -44,10 +44,10 @@ def _slot_arrays(cfg: DictConfig, split: str) -> tuple[dict[str, np.ndarray], tu
 
 
 def _npz_arrays(path: str, keys: list[str] | None) -> dict[str, np.ndarray]:
-    from adaragct.data.bundle import read_embeddings_npz
+    from adaragct.formats.embeddings import read_embeddings_npz
 
     if keys is None:
-        from adaragct.data.safe_npz import open_npz
+        from adaragct.formats.safe_npz import open_npz
 
         with open_npz(path, "point npz= at an existing embeddings NPZ") as npz:
             keys = [k for k in npz.files if npz[k].ndim == 2 and np.issubdtype(npz[k].dtype, np.floating)]
@@ -57,7 +57,7 @@ def _npz_arrays(path: str, keys: list[str] | None) -> dict[str, np.ndarray]:
 def _probes(cfg: DictConfig) -> dict[str, dict[str, float]]:
     from adaragct.analysis.bottleneck import probe_table
     from adaragct.constants import FINDINGS
-    from adaragct.data.ctrate import read_labels_csv
+    from adaragct.formats.tables import read_labels_csv
 
     arrays, labels = {}, {}
     for split in ("train", "valid"):

@@ -15,7 +15,7 @@ model whose F1 owed is not above 0 is "not evidence"); the tables and claims go 
 Each step is skipped when it already ran with the same settings, upstream outputs and code (the ledger
 ``outputs/demo/state.json``, :mod:`adaragct.ledger`); changing e.g. the training steps reruns that stage and
 everything after it. A step's code is every module its entry point imports
-(:func:`adaragct.ledger.code_fingerprint`): editing ``data/bundle.py`` retrains and regenerates, editing
+(:func:`adaragct.ledger.code_fingerprint`): editing ``formats/embeddings.py`` retrains and regenerates, editing
 ``generation/`` regenerates (and rescores predictions that changed), editing ``eval/`` only rescores. Every stage
 runs with ``threads`` threads (``adaragct.determinism``), so two runs from scratch write the same bytes whatever
 the machine's core count.
@@ -114,7 +114,7 @@ def _visual_gain(
 ) -> dict:
     """Visual gain of a trained model on the validation volumes, with its bootstrap interval (cached by the
     ledger): ``visual_gain_<phase>.json`` in the results folder."""
-    from adaragct.data.cohort import load_split
+    from adaragct.data.datasets import load_split
     from adaragct.infer import _prompt, load_generation_model
     from adaragct.io import read_json, write_json
     from adaragct.models.visual_gain import measure_visual_gain
@@ -184,11 +184,11 @@ def _infer(run: DictConfig, cfg: DictConfig, common: list[str], ledger: Ledger, 
 
 def _baselines(cfg: DictConfig, common: list[str], ledger: Ledger, data_fp: str) -> dict[str, str]:
     """Write the copy baselines' predictions (seconds); ``{row name: predictions path}``."""
-    from adaragct.data.cohort import load_split
+    from adaragct.data.datasets import load_split
     from adaragct.experiments.baselines import write_copy_predictions
 
     settings = OmegaConf.to_container(cfg.baselines, resolve=True)
-    code = code_fingerprint("adaragct.experiments.baselines", "adaragct.data.cohort")
+    code = code_fingerprint("adaragct.experiments.baselines", "adaragct.data.datasets")
     out, volumes = {}, None
     for name in settings["rows"]:
         path = Path(artifacts.demo_row(cfg.results_dir, f"copy_{name}"))
@@ -254,22 +254,21 @@ def _row(
 ) -> dict[str, Any]:
     """A results row: point values and 95% intervals of the table's metrics (F1 owed included), the model's
     visual gain (trained rows), distinct reports, throughput for generated rows."""
-    from adaragct.experiments.demo_report import COLUMNS
+    from adaragct.formats.metrics import DEMO_COLUMNS, metric_key
 
-    task = "report_generation"
     phase, retrieval = name.split("/")
     return {
         "name": name,
         "phase": phase,
         "retrieval": retrieval,
-        "metrics": {m: metrics[f"{task}/{m}"] for _, m in COLUMNS},
+        "metrics": {m: metrics[metric_key(m)] for _, m in DEMO_COLUMNS},
         "ci": {
-            m: [metrics[f"{task}/{m}_ci_lower"], metrics[f"{task}/{m}_ci_upper"]]
-            for _, m in COLUMNS
-            if f"{task}/{m}_ci_lower" in metrics
+            m: [metrics[metric_key(f"{m}_ci_lower")], metrics[metric_key(f"{m}_ci_upper")]]
+            for _, m in DEMO_COLUMNS
+            if metric_key(f"{m}_ci_lower") in metrics
         },
-        "duplicate_rate": metrics.get(f"{task}/duplicate_rate"),
-        "distinct_reports": metrics.get(f"{task}/distinct_reports"),
+        "duplicate_rate": metrics.get(metric_key("duplicate_rate")),
+        "distinct_reports": metrics.get(metric_key("distinct_reports")),
         "visual_gain": None if gain is None else gain["visual_gain"],
         "visual_gain_ci": None
         if gain is None

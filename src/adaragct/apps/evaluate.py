@@ -70,9 +70,9 @@ def run(cfg: DictConfig) -> dict:
         check_options(opts, more_outputs=(Path(cfg.output.comparison_json),), more_inputs=(cfg.compare_with,))
     metrics = run_evaluation(opts)
     if cfg.compare_with:
-        from adaragct.data.ctrate import read_labels_csv
         from adaragct.eval.compare import compare_predictions
         from adaragct.eval.labelers import build_labeler
+        from adaragct.formats.tables import read_labels_csv
 
         labels = read_labels_csv(cfg.labels_csv)
         truth = {vid: row for vid, row in zip(labels.index, labels.to_numpy(), strict=True)}

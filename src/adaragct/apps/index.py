@@ -75,7 +75,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 def _quality(cfg: DictConfig, build: Any) -> dict[str, Any]:
     """Neighbour finding agreement vs random, and precision@k (``contexts.top_k``) of the retriever with
     ground-truth probes."""
-    from adaragct.data.ctrate import read_labels_csv
+    from adaragct.formats.tables import read_labels_csv
     from adaragct.retrieval.quality import adaptive_precision, neighbour_finding_agreement
 
     out: dict[str, Any] = {}

@@ -147,7 +147,7 @@ class _Loaded(NamedTuple):
 
 def _load(cfg: DictConfig, device: str) -> _Loaded:
     """Steps 1-3: the model, the split's volumes, the retriever and the global context."""
-    from adaragct.data.cohort import load_split
+    from adaragct.data.datasets import load_split
     from adaragct.retrieval.global_context import load_global_context
     from adaragct.retrieval.runtime import load_retriever
 
@@ -287,7 +287,9 @@ def _evaluate(cfg: DictConfig, reuse: bool) -> dict[str, Any]:
             meteor=cfg.evaluate.meteor,
         )
     )
-    keys = ("report_generation/clinical_f1", "report_generation/bleu_4", "report_generation/rouge_l")
+    from adaragct.formats.metrics import metric_key
+
+    keys = tuple(metric_key(m) for m in ("clinical_f1", "bleu_4", "rouge_l"))
     print("evaluate: " + ", ".join(f"{k.split('/')[-1]} {metrics[k]:.4f}" for k in keys) + f" -> {out}")
     return metrics
 

@@ -114,7 +114,7 @@ def _extra_reports(cfg: DictConfig) -> list[tuple[str, list[str]]]:
             "tiny_lm.extra_reports needs the demo's report generator (data=demo)",
             "set tiny_lm.extra_reports=0 (your training reports are the tiny LM's text)",
         )
-    from adaragct.data.demo.generate import extra_reports
+    from adaragct.synthetic.generate import extra_reports
 
     return extra_reports(OmegaConf.to_container(cfg.data.generator, resolve=True), count)
 
@@ -235,7 +235,7 @@ def _cohort(data: dict[str, Any], force: bool) -> dict[str, Any] | None:
     user's files, read as they are (None)."""
     if not data.get("generator"):
         return None
-    from adaragct.data.demo.writer import write_demo
+    from adaragct.synthetic.writer import write_demo
 
     log.info("[1/5] writing the demo cohort")
     return write_demo(data, force=force)

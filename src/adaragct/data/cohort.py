@@ -1,8 +1,7 @@
-"""Load one split of a cohort (reports + 5-slot embeddings) from the paths of a ``conf/data`` config.
+"""A cohort's volumes: a report joined with its 5-slot embeddings, and the patient-level validation split.
 
-This is where the data layouts meet: CT-RATE reports CSVs, the bundle's organ-reports JSON, CT-CLIP and
-ViSD-Boost NPZs. Every stage (train, infer, index) gets its volumes from :func:`load_split`, so ids, alignment
-and the missing-embedding policy are decided once.
+The datasets (:mod:`adaragct.data.datasets`) build their volumes with :func:`embedded_volumes`, so ids,
+alignment and the missing-embedding policy are decided once, whatever the layout.
 """
 
 from __future__ import annotations
@@ -10,14 +9,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from adaragct.constants import ORGAN_SLOTS
-from adaragct.data.bundle import align_volumes, read_embeddings_npz, read_organ_reports_json
-from adaragct.data.ctrate import read_reports_csv
-from adaragct.errors import DataError
+from adaragct.formats.embeddings import align_volumes, read_embeddings_npz
 from adaragct.ids import patient_id
 
 
@@ -30,42 +28,23 @@ class Volume:
     visual: Mapping[str, np.ndarray]
 
 
-def split_reports(data_cfg: Mapping[str, Any], split: str) -> dict[str, str]:
-    """``{volume_id: reference report}`` of ``split``, from its reports CSV, or for the validation split of the
-    release bundle (which ships no validation CSV) from ``raw_report`` of the organ-reports JSON."""
-    csv_path = data_cfg.get(f"{split}_reports_csv")
-    if csv_path:
-        return read_reports_csv(csv_path)["report"].to_dict()
-    if split != "valid" or not data_cfg.get("valid_organ_reports_json"):
-        raise DataError(
-            f"conf/data/{data_cfg.get('name')}.yaml",
-            f"{split}_reports_csv",
-            "not set",
-            f"point data.{split}_reports_csv at a CT-RATE reports CSV (docs/formats.md#ct-rate-layout)",
-        )
-    return {
-        vid: entry["raw_report"]
-        for vid, entry in read_organ_reports_json(data_cfg["valid_organ_reports_json"]).items()
-    }
-
-
-def load_split(
-    data_cfg: Mapping[str, Any], split: str, visual_dims: Mapping[str, int] | None = None
+def embedded_volumes(
+    reports: Mapping[str, str],
+    whole_npz: str | Path,
+    whole_key: str,
+    organ_npz: str | Path,
+    visual_dims: Mapping[str, int] | None = None,
+    missing: Literal["error", "skip"] = "error",
 ) -> list[Volume]:
-    """Volumes of ``split`` ("train" or "valid") in reports order, with embeddings checked and aligned.
+    """Volumes of ``reports`` (in their order) joined with their whole-volume and organ embeddings.
 
-    A volume with a report but no embedding follows ``data.missing_embedding`` (error, or skip with a logged
-    count); it is never zero-filled.
+    A volume with a report but no embedding follows ``missing`` (error, or skip with a logged count); it is never
+    zero-filled.
     """
-    if split not in ("train", "valid"):
-        raise ValueError(f"split must be 'train' or 'valid', got {split!r}")
     dims = dict(visual_dims or {})
-    reports = split_reports(data_cfg, split)
-    whole_key = data_cfg["whole_key"]
-    whole = read_embeddings_npz(data_cfg["whole_embeddings"][split], [whole_key], dims.get("whole_ct"))
-    organ_dim = dims.get("lung")
-    organs = read_embeddings_npz(data_cfg["organ_embeddings"][split], ORGAN_SLOTS, organ_dim)
-    ids = align_volumes(list(reports), [whole, organs], missing=data_cfg.get("missing_embedding", "error"))
+    whole = read_embeddings_npz(whole_npz, [whole_key], dims.get("whole_ct"))
+    organs = read_embeddings_npz(organ_npz, ORGAN_SLOTS, dims.get("lung"))
+    ids = align_volumes(list(reports), [whole, organs], missing=missing)
     whole_rows = whole.rows(whole_key, ids)
     organ_rows = {slot: organs.rows(slot, ids) for slot in ORGAN_SLOTS}
     return [

@@ -22,13 +22,14 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from adaragct.constants import FINDINGS, VISUAL_SLOTS
-from adaragct.data.bundle import context_key, read_contexts
-from adaragct.data.cohort import Volume, load_split, patient_split
+from adaragct.data.cohort import Volume, patient_split
+from adaragct.data.datasets import load_split
 from adaragct.data.index_files import index_file
 from adaragct.data.prompt import PromptConfig, build_prompt, encode_example, pad_examples, target_segments
 from adaragct.data.resumable import ResumableDataLoader
 from adaragct.data.sentences import split_sentences
 from adaragct.errors import DataError
+from adaragct.formats.contexts import context_key, read_contexts
 from adaragct.ids import patient_derangement
 
 log = logging.getLogger(__name__)
@@ -306,7 +307,7 @@ class ReportDataModule(LightningDataModule):
 
     def train_labels(self, volumes: Sequence[Volume]) -> np.ndarray:
         """(n, 18) labels of ``volumes`` from ``data.train_labels_csv`` (a DataError naming the fix if absent)."""
-        from adaragct.data.ctrate import read_labels_csv
+        from adaragct.formats.tables import read_labels_csv
 
         path = self.data_cfg.get("train_labels_csv")
         if not path:

@@ -23,9 +23,10 @@ from typing import Any
 
 import pandas as pd
 
-from adaragct.data.cohort import Volume, load_split
-from adaragct.data.ctrate import read_labels_csv
+from adaragct.data.cohort import Volume
+from adaragct.data.datasets import load_split
 from adaragct.errors import DataError
+from adaragct.formats.tables import read_labels_csv
 from adaragct.ids import patient_id
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from adaragct.errors import DataError
 from adaragct.eval.bootstrap import BOOTSTRAP_METRICS, paired_bootstrap, resampled_metrics
 from adaragct.eval.clinical import Confusion
 from adaragct.eval.labelers import Labeler
-from adaragct.eval.predictions import read_predictions
 from adaragct.eval.text_metrics import bleu_stats, cider_d_scores, normalize_text, rouge_l_scores
+from adaragct.formats.predictions import read_predictions
 
 
 def _system(path: str | Path, order: list[str], truth: np.ndarray, labeler: Labeler):

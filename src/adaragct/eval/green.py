@@ -28,7 +28,8 @@ So ``--compute-green`` is refused with :func:`green_unavailable_reason`, and :da
 from __future__ import annotations
 
 from adaragct.errors import UsageError
-from adaragct.eval.predictions import PREDICTION_FIELDS, REFERENCE_FIELDS
+from adaragct.formats.metrics import metric_key
+from adaragct.formats.predictions import PREDICTION_FIELDS, REFERENCE_FIELDS
 
 RADEVAL_PIN = "radeval==2.2.1"
 
@@ -54,7 +55,7 @@ if __name__ == "__main__":  # GREEN spawns one process per GPU, which imports th
     generated = [row["{PREDICTION_FIELDS[0]}"] for row in rows]
     mean, std, per_sample, table = scorer(references, generated)
     with open(out, "w", encoding="utf-8") as handle:
-        json.dump({{"report_generation/green_mean": mean, "report_generation/green_std": std}}, handle, indent=2)
+        json.dump({{"{metric_key("green_mean")}": mean, "{metric_key("green_std")}": std}}, handle, indent=2)
     table.insert(0, "image", [row.get("image") for row in rows])
     table.to_csv(out + ".per_sample.csv", index=False)
     print(f"GREEN {{mean:.4f}} +- {{std:.4f}} over {{len(rows)}} reports -> {{out}}")

@@ -18,21 +18,7 @@ from adaragct.eval.bootstrap import Interval
 from adaragct.eval.clinical import ClinicalMetrics
 from adaragct.eval.dependence import Dependence
 from adaragct.eval.text_metrics import TextMetrics
-
-TASK = "report_generation"
-HEADLINE = (
-    "bleu_1",
-    "bleu_2",
-    "bleu_3",
-    "bleu_4",
-    "bleu_sacre",
-    "rouge_l",
-    "meteor",
-    "cider",
-    "clinical_precision",
-    "clinical_recall",
-    "clinical_f1",
-)
+from adaragct.formats.metrics import HEADLINE, OVERALL, TASK
 
 
 def _clean(value: float | None) -> float | None:
@@ -79,7 +65,7 @@ def build_metrics_dict(
     """Assemble the metrics JSON object (``clinical`` None: clinical efficacy off, its keys null or absent)."""
     scalars = headline_scalars(text, clinical)
     out: dict[str, Any] = {"num_samples": int(num_samples)}
-    for prefix in (TASK, "overall"):
+    for prefix in (TASK, OVERALL):
         for name, value in scalars.items():
             out[f"{prefix}/{name}"] = _clean(value)
     out[f"{TASK}/meteor_unavailable"] = text.meteor_unavailable

@@ -20,10 +20,10 @@ from adaragct.eval.clinical import compute_clinical_metrics
 from adaragct.eval.dependence import clinical_dependence
 from adaragct.eval.labelers import build_labeler
 from adaragct.eval.meteor import METEOR_TIMEOUT_S
-from adaragct.eval.predictions import PredictionSet, attach_references, read_predictions
 from adaragct.eval.protocol import PROTOCOLS, check_release_protocol, describe, release_protocol_problems
 from adaragct.eval.report import build_metrics_dict, markdown_table
 from adaragct.eval.text_metrics import compute_text_metrics
+from adaragct.formats.predictions import PredictionSet, attach_references, read_predictions
 from adaragct.io import atomic_open, check_output_file, write_json
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def check_options(
 def _align_labels(
     preds: PredictionSet, labels_csv: Path, allow_missing: bool
 ) -> tuple[PredictionSet, np.ndarray, int]:
-    from adaragct.data.ctrate import read_labels_csv
+    from adaragct.formats.tables import read_labels_csv
 
     labels = read_labels_csv(labels_csv)
     present = [i for i, vid in enumerate(preds.ids) if vid in labels.index]

@@ -12,7 +12,7 @@ the same evaluation as the model rows:
 
 Embeddings are centred on the training mean before the cosine when ``center`` (the index stage's image neighbours
 do the same, ``conf/index.yaml: neighbours.center``). Cosines are computed in float64 and ties go to the first
-training volume in :func:`adaragct.data.cohort.load_split` order, so the choice never depends on BLAS threads.
+training volume in :func:`adaragct.data.datasets.load_split` order, so the choice never depends on BLAS threads.
 Training and validation patients are disjoint, so no same-patient exclusion is needed.
 
     write_copy_predictions("outputs/demo/copy_nearest_ct/predictions.jsonl", "nearest_ct", train, valid)
@@ -22,13 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from adaragct.constants import ORGAN_SLOTS
 from adaragct.data.cohort import Volume
-from adaragct.generation.predictions import TASK_TYPE
+from adaragct.formats.predictions import TASK_TYPE, Prediction
 from adaragct.io import atomic_open
 
 BASELINES: tuple[str, ...] = ("random", "nearest_ct", "nearest_organs")
@@ -70,7 +69,7 @@ def copy_sources(
 
     Args:
         name: one of :data:`BASELINES`.
-        train, valid: volumes from :func:`adaragct.data.cohort.load_split`.
+        train, valid: volumes from :func:`adaragct.data.datasets.load_split`.
         seed: seeds ``random`` (``numpy.random.default_rng(seed).integers``).
         center: subtract the training mean of each embedding before the cosine.
     """
@@ -89,20 +88,20 @@ def copy_sources(
     return nearest(embedding_matrix(valid, slots, mean), embedding_matrix(train, slots, mean), len(slots))
 
 
-def copy_record(query: Volume, source: Volume, name: str, score: float | None) -> dict[str, Any]:
-    """A predictions-JSONL record (the fields :func:`adaragct.generation.predictions.prediction_record` writes
-    that apply) whose report is ``source``'s, plus which volume it came from."""
-    return {
-        "image": query.volume_id,
-        "generated_text": source.report,
-        "reference_text": query.report,
-        "task_type": TASK_TYPE,
-        "retrieval": f"copy_{name}",
-        "retrieval_count": 0,
-        "retrieval_log": [],
-        "source_image": source.volume_id,
-        "source_score": None if score is None else round(float(score), 6),
-    }
+def copy_record(query: Volume, source: Volume, name: str, score: float | None) -> Prediction:
+    """A prediction record (the fields of :func:`adaragct.generation.predictions.prediction_record` that apply)
+    whose report is ``source``'s, plus which volume it came from."""
+    return Prediction(
+        image=query.volume_id,
+        generated_text=source.report,
+        reference_text=query.report,
+        task_type=TASK_TYPE,
+        retrieval=f"copy_{name}",
+        retrieval_count=0,
+        retrieval_log=[],
+        source_image=source.volume_id,
+        source_score=None if score is None else round(float(score), 6),
+    )
 
 
 def write_copy_predictions(
@@ -115,12 +114,10 @@ def write_copy_predictions(
     center: bool = True,
 ) -> Path:
     """Write the predictions JSONL of copy baseline ``name`` (atomically, in ``valid`` order); returns the path."""
-    import json
-
     chosen, scores = copy_sources(name, train, valid, seed=seed, center=center)
     path = Path(path)
     with atomic_open(path, "w", encoding="utf-8") as handle:
         for i, query in enumerate(valid):
             record = copy_record(query, train[int(chosen[i])], name, None if scores is None else scores[i])
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.write(record.to_json() + "\n")
     return path

@@ -18,6 +18,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from adaragct.formats.metrics import metric_key
 from adaragct.io import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -128,9 +129,7 @@ class GridCellCallback(Callback):
 def _plain(value: Any) -> Any:
     """JSON-safe copy of an app's return value (drops what json cannot hold, e.g. tensors)."""
     if isinstance(value, dict):
-        return {
-            str(k): _plain(v) for k, v in value.items() if not k.startswith("report_generation/clinical_d")
-        }
+        return {str(k): _plain(v) for k, v in value.items() if not k.startswith(metric_key("clinical_d"))}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     if value is None or isinstance(value, bool | int | float | str):

@@ -15,17 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from adaragct.experiments.evidence import Claim, format_p
+from adaragct.formats.metrics import DEMO_COLUMNS
 
-# (column title, metric); the metric names are those of adaragct.eval.bootstrap.BOOTSTRAP_METRICS
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("clin-F1 (w)", "clinical_f1"),
-    ("micro", "clinical_micro_f1"),
-    ("macro", "clinical_macro_f1"),
-    ("BLEU-4", "bleu_4"),
-    ("ROUGE-L", "rouge_l"),
-    ("CIDEr", "cider"),
-    ("F1 owed", "clinical_f1_owed"),
-)
 HEADLINE = ("clinical_f1", "bleu_4", "rouge_l")  # the columns the terminal shows with their intervals
 PVALUE_METRICS: tuple[tuple[str, str], ...] = (
     ("clin-F1", "clinical_f1"),
@@ -58,10 +49,12 @@ def results_table(rows: Sequence[Mapping[str, Any]], *, all_intervals: bool = Tr
     """Markdown table, one row per results row; ``all_intervals=False`` gives intervals to :data:`HEADLINE` only
     (the terminal's narrow table). Every trained row shows its model's visual gain and its F1 owed to the volume
     with their intervals, and the distinct reports it wrote."""
-    head = ["model", "retrieval", *[c for c, _ in COLUMNS], "visual gain", "distinct", "retr/report"]
+    head = ["model", "retrieval", *[c for c, _ in DEMO_COLUMNS], "visual gain", "distinct", "retr/report"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [_cell(row, m, all_intervals or m in HEADLINE or m == "clinical_f1_owed") for _, m in COLUMNS]
+        cells = [
+            _cell(row, m, all_intervals or m in HEADLINE or m == "clinical_f1_owed") for _, m in DEMO_COLUMNS
+        ]
         cells += [_gain(row), _optional(row.get("distinct_reports"), "d")]
         cells.append(_optional(row.get("retrievals_per_report"), ".2f"))
         lines.append("| " + " | ".join([row["phase"], row["retrieval"], *cells]) + " |")
@@ -121,7 +114,7 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
     import numpy as np
 
     labels = [f"{r['phase']}\n{r['retrieval']}" for r in rows]
-    shown = [(c, m) for c, m in COLUMNS if m in HEADLINE]
+    shown = [(c, m) for c, m in DEMO_COLUMNS if m in HEADLINE]
     x, width = np.arange(len(rows)), 0.8 / len(shown)
     fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(rows)), 4))
     for i, (name, metric) in enumerate(shown):

@@ -76,9 +76,9 @@ def paired_comparisons(
         references: row names to compare against (``base/none``, ``rag/none``); absent ones are skipped.
         labels_csv: ground truth of the split.
     """
-    from adaragct.data.ctrate import read_labels_csv
     from adaragct.eval.compare import compare_predictions
     from adaragct.eval.labelers import build_labeler
+    from adaragct.formats.tables import read_labels_csv
 
     labels = read_labels_csv(labels_csv)
     truth = {vid: row for vid, row in zip(labels.index, labels.to_numpy(), strict=True)}

@@ -17,16 +17,6 @@ from adaragct import artifacts
 from adaragct.errors import DataError
 from adaragct.io import read_json, read_jsonl
 
-# table column -> metrics.json key (docs/evaluation.md; src/adaragct/eval/report.py)
-METRIC_COLUMNS = {
-    "clin_f1": "report_generation/clinical_f1",
-    "clin_f1_micro": "report_generation/clinical_micro_f1",
-    "clin_f1_macro": "report_generation/clinical_macro_f1",
-    "bleu_4": "report_generation/bleu_4",
-    "rouge_l": "report_generation/rouge_l",
-    "cider": "report_generation/cider",
-}
-
 
 @dataclass
 class Cell:

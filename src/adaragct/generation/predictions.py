@@ -1,4 +1,5 @@
-"""Predictions JSONL (docs/method.md#adaptive-generation): one line per volume, appended safely, resumable, mergeable across processes.
+"""Writing a predictions JSONL (docs/method.md#adaptive-generation): one :class:`~adaragct.formats.predictions.Prediction`
+per line, appended safely, resumable, mergeable across processes (the record's schema: :mod:`adaragct.formats.predictions`).
 
 Each record is written with a single ``write`` + flush + fsync, so a killed run leaves at most one partial last
 line; on reopening, that tail is cut off and the ids already present are skipped, so a rerun never duplicates a
@@ -18,31 +19,28 @@ from pathlib import Path
 from typing import Any
 
 from adaragct.errors import DataError
+from adaragct.formats.predictions import TASK_TYPE, Prediction
 from adaragct.io import atomic_open, cut_partial_last_line
-
-TASK_TYPE = "report_generation"
 
 
 def prediction_record(
     output, reference: str, settings, retrieval: str, global_context: Sequence[str] | None = None
-) -> dict[str, Any]:
+) -> Prediction:
     """The release-compatible record of one generated report (``image``, ``generated_text``, ...) + our trace;
     ``global_context``: the training volumes whose reports preceded the prompt (only then in the record)."""
-    record = {
-        "image": output.volume_id,
-        "generated_text": output.text,
-        "reference_text": reference,
-        "task_type": TASK_TYPE,
-        "retrieval": retrieval,
-        "retrieval_count": output.retrieval_count,
-        "retrieval_log": output.retrieval_log,
-        "num_generated_tokens": len(output.token_ids),
-        "stopped_on_end_token": output.stopped_on_end_token,
-        "decoding": asdict(settings),
-    }
-    if global_context is not None:
-        record["global_context"] = list(global_context)
-    return record
+    return Prediction(
+        image=output.volume_id,
+        generated_text=output.text,
+        reference_text=reference,
+        task_type=TASK_TYPE,
+        retrieval=retrieval,
+        retrieval_count=output.retrieval_count,
+        retrieval_log=output.retrieval_log,
+        num_generated_tokens=len(output.token_ids),
+        stopped_on_end_token=output.stopped_on_end_token,
+        decoding=asdict(settings),
+        global_context=None if global_context is None else list(global_context),
+    )
 
 
 def _records(path: str | Path) -> dict[str, str]:
@@ -107,11 +105,11 @@ class PredictionWriter:
             self._handle.close()
             self._handle = None
 
-    def write(self, record: Mapping[str, Any]) -> None:
-        image = record["image"]
+    def write(self, record: Prediction) -> None:
+        image = record.image
         if image in self.done:
             raise ValueError(f"{self.path}: volume {image!r} is already written (a rerun skips done ids)")
-        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._handle.write(record.to_json() + "\n")
         self._handle.flush()
         os.fsync(self._handle.fileno())
         self.done.add(image)

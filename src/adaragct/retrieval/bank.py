@@ -25,8 +25,8 @@ from typing import Any, Literal
 import numpy as np
 
 from adaragct.constants import ORGANS
-from adaragct.data.bundle import SentenceRecord, read_sentence_database, read_sentence_embeddings
 from adaragct.errors import DataError
+from adaragct.formats.sentence_db import SentenceRecord, read_sentence_database, read_sentence_embeddings
 from adaragct.io import read_json, write_json
 from adaragct.ledger import sha256_file
 from adaragct.retrieval.encoders import l2_normalise

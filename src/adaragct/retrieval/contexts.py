@@ -8,7 +8,7 @@
   the text so far -- the context the model will actually see at inference.
 
 Both files are ONE JSON object ``{sample_id: [{query_sentence:{text}, retrieved:[{text, sentence_id, score}]}]}``
-(the release names it ``.jsonl``); a sentence for which nothing is found gets no entry. Volumes, sentences and
+(the release names it ``.jsonl``; read and written by :mod:`adaragct.formats.contexts`); a sentence for which nothing is found gets no entry. Volumes, sentences and
 ties are processed in a fixed order, so two runs write byte-identical files.
 """
 
@@ -17,21 +17,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from adaragct.data.bundle import context_key
+from adaragct.formats.contexts import Contexts, context_key
 from adaragct.ids import patient_id
-from adaragct.io import atomic_open
 from adaragct.retrieval.bank import SentenceBank
 from adaragct.retrieval.encoders import TextEncoder
 from adaragct.retrieval.retrievers import RetrievalQuery, Retriever
 
 log = logging.getLogger(__name__)
-
-Contexts = dict[str, list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -136,16 +132,3 @@ def retrieved_contexts(
         if entries:
             out[vid] = entries
     return out
-
-
-def write_contexts(path: str | Path, contexts: Contexts) -> None:
-    """Write a context file as one compact JSON object, volumes in sorted order (atomic)."""
-    import json
-
-    with atomic_open(path, "w", encoding="utf-8") as handle:
-        json.dump(
-            {vid: contexts[vid] for vid in sorted(contexts)},
-            handle,
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )

@@ -1,22 +1,17 @@
-"""The training-sentence database in the release layout (docs/formats.md#release-bundle), built from report text.
+"""The training-sentence database built from report text (docs/method.md#retrieval): sentences split, tagged
+and numbered; the files are read and written by :mod:`adaragct.formats.sentence_db` (docs/formats.md#release-bundle).
 
-``train_sentences_multi_label.json``: ``{image_id: [{sentence_id, text, organs[], normal}]}`` and
-``train_sentence_embeds.npz``: ``embeddings`` float32 (M, d), ``sentence_ids`` (M,). Sentence ids are
-``<volume_id>_s<index>``: unique, stable across runs, and they say where a retrieved sentence came from.
+Sentence ids are ``<volume_id>_s<index>``: unique, stable across runs, and they say where a retrieved sentence
+came from.
 """
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
-import numpy as np
-
-from adaragct.data.bundle import SentenceRecord
 from adaragct.data.index_files import DATABASE_JSON, DATABASE_NPZ  # noqa: F401  (where the index stage writes them)
-from adaragct.io import atomic_open, write_json
+from adaragct.formats.sentence_db import SentenceRecord
 from adaragct.retrieval.contexts import QuerySentence
 
 _SENTENCE_ID = re.compile(r"(.+)_s\d+")
@@ -56,35 +51,6 @@ def database_records(
         for vid in sorted(tagged)
         for j, (text, organs, normal) in enumerate(tagged[vid])
     ]
-
-
-def write_database(path: str | Path, records: Sequence[SentenceRecord]) -> None:
-    """Write ``train_sentences_multi_label.json`` (atomic)."""
-    out: dict[str, list[dict]] = {}
-    for rec in records:
-        out.setdefault(rec.volume_id, []).append(
-            {
-                "sentence_id": rec.sentence_id,
-                "text": rec.text,
-                "organs": list(rec.organs),
-                "normal": rec.normal,
-            }
-        )
-    write_json(path, out, indent=None)
-
-
-def write_sentence_embeddings(
-    path: str | Path, records: Sequence[SentenceRecord], embeddings: np.ndarray
-) -> None:
-    """Write ``train_sentence_embeds.npz`` (atomic)."""
-    buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        embeddings=np.asarray(embeddings, dtype=np.float32),
-        sentence_ids=np.array([r.sentence_id for r in records]),
-    )
-    with atomic_open(path, "wb") as handle:
-        handle.write(buffer.getvalue())
 
 
 def query_sentences(records: Sequence[SentenceRecord]) -> dict[str, list[QuerySentence]]:

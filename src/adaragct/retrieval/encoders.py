@@ -153,7 +153,7 @@ def load_projection(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     if path.suffix == ".npy":
         return np.load(path, allow_pickle=False).astype(np.float32), None
     if path.suffix == ".npz":
-        from adaragct.data.safe_npz import open_npz
+        from adaragct.formats.safe_npz import open_npz
 
         with open_npz(path, "fix encoder.projection or set it to null") as npz:
             tensors = {k: npz[k] for k in npz.files}

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from adaragct.data.bundle import SentenceRecord
+from adaragct.formats.sentence_db import SentenceRecord
 from adaragct.retrieval.encoders import l2_normalise
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,9 @@ def load_global_context(
     top_k = int(settings.get("top_k") or 0)
     if top_k <= 0 or not volumes:
         return None
-    from adaragct.data.bundle import read_embeddings_npz, read_sentence_database
     from adaragct.data.index_files import index_file
+    from adaragct.formats.embeddings import read_embeddings_npz
+    from adaragct.formats.sentence_db import read_sentence_database
 
     reports = training_reports(read_sentence_database(index_file(data_cfg, "database")))
     key = data_cfg["whole_key"]

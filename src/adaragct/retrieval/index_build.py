@@ -83,8 +83,8 @@ class IndexBuild:
     # ------------------------------------------------------------------------------------------------- steps
     def read_inputs(self) -> None:
         """1. reports of both splits (CSV, or the bundle's organ-reports JSON) and the embeddings, aligned."""
-        from adaragct.data.bundle import VISD_BOOST_KEYS, align_volumes, read_embeddings_npz
-        from adaragct.data.cohort import split_reports
+        from adaragct.data.datasets import split_reports
+        from adaragct.formats.embeddings import VISD_BOOST_KEYS, align_volumes, read_embeddings_npz
 
         data, other = self.data, self.cfg.neighbours.other_source
         self.reports = {s: split_reports(data, s) for s in ("train", "valid")}
@@ -106,7 +106,7 @@ class IndexBuild:
 
     def database(self) -> None:
         """2. the training-sentence database: the release's, or split and tagged from the training reports."""
-        from adaragct.data.bundle import read_sentence_database
+        from adaragct.formats.sentence_db import read_sentence_database, write_sentence_database
         from adaragct.ledger import code_fingerprint, fingerprint
         from adaragct.retrieval import database as db
 
@@ -122,7 +122,7 @@ class IndexBuild:
             tagged = db.tag_reports(
                 {v: self.reports["train"][v] for v in train}, self.progress, "tag train sentences"
             )
-            db.write_database(path, db.database_records(tagged))
+            write_sentence_database(path, db.database_records(tagged))
 
         self.build("database", inputs, write)
 
@@ -143,9 +143,12 @@ class IndexBuild:
         """3. embeddings of the database: the release's when the configured encoder made them, else encoded."""
         from hydra.utils import instantiate
 
-        from adaragct.data.bundle import read_sentence_database, read_sentence_embeddings
+        from adaragct.formats.sentence_db import (
+            read_sentence_database,
+            read_sentence_embeddings,
+            write_sentence_embeddings,
+        )
         from adaragct.ledger import fingerprint
-        from adaragct.retrieval import database as db
         from adaragct.retrieval.cache import CachedEncoder
 
         log.info("encoder <%s>", self.cfg.encoder._target_)
@@ -166,7 +169,7 @@ class IndexBuild:
 
         def write(path: Path) -> str:
             records = read_sentence_database(self.paths["database"])
-            db.write_sentence_embeddings(path, records, self.encoder.encode([r.text for r in records]))
+            write_sentence_embeddings(path, records, self.encoder.encode([r.text for r in records]))
             return f"{self.encoder.n_encoded} encoded, {self.encoder.n_cached} cached"
 
         self.build("embeddings", inputs, write, why)
@@ -236,7 +239,7 @@ class IndexBuild:
 
     def neighbours(self) -> None:
         """5. image neighbours: the release's when they cover every volume that needs them, else built."""
-        from adaragct.data.bundle import read_image_neighbours
+        from adaragct.formats.neighbours import read_image_neighbours
 
         needed = set(self.ids["valid"]) | (set(self.ids["train"]) if self.contexts_to_build() else set())
         release, why = self.release_file("neighbours"), ""
@@ -264,8 +267,8 @@ class IndexBuild:
         )
 
     def _build_neighbours(self, why: str) -> None:
-        from adaragct.data.bundle import VISD_BOOST_KEYS, read_image_neighbours
-        from adaragct.io import write_json
+        from adaragct.formats.embeddings import VISD_BOOST_KEYS
+        from adaragct.formats.neighbours import read_image_neighbours, write_image_neighbours
         from adaragct.ledger import code_fingerprint, fingerprint, sha256_file
         from adaragct.retrieval import neighbours as nb
         from adaragct.retrieval.neighbours import image_neighbours, organ_vectors, training_means
@@ -294,14 +297,14 @@ class IndexBuild:
                 self.ids["valid"], vectors["valid"], train, vectors["train"], k, self.progress
             )
             found.update(image_neighbours(train, vectors["train"], train, vectors["train"], k, self.progress))
-            write_json(path, found, indent=None)
+            write_image_neighbours(path, found)
 
         path = self.build("neighbours", inputs, write, why)
         self.neighbour_ids = read_image_neighbours(path)
 
     def contexts(self) -> None:
         """6-7. oracle and retrieved contexts: the release's files, or precomputed from the bank."""
-        from adaragct.data.bundle import read_contexts
+        from adaragct.formats.contexts import read_contexts
         from adaragct.retrieval.retrievers import build_retriever
 
         self.retriever = build_retriever(
@@ -349,6 +352,7 @@ class IndexBuild:
         return {v: self.valid_tagged_[v] for v in ids}
 
     def _build_contexts(self, piece: str) -> None:
+        from adaragct.formats.contexts import write_contexts
         from adaragct.ledger import code_fingerprint, fingerprint
         from adaragct.retrieval import contexts as ctx
         from adaragct.retrieval import database as db
@@ -372,7 +376,7 @@ class IndexBuild:
                     self.cfg.contexts.n_neighbours,
                     self.progress,
                 )
-                ctx.write_contexts(path, found)
+                write_contexts(path, found)
         else:
             inputs = fingerprint(base, top_k, OmegaConf.to_container(self.cfg.retrieval, resolve=True))
 
@@ -380,7 +384,7 @@ class IndexBuild:
                 self.encoder.encode(
                     [q.text for qs in self.queries().values() for q in qs]
                 )  # cache every probe
-                ctx.write_contexts(
+                write_contexts(
                     path,
                     ctx.retrieved_contexts(self.queries(), self.retriever, self.bank_, top_k, self.progress),
                 )

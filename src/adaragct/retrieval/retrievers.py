@@ -22,9 +22,9 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from adaragct.data.bundle import context_key
 from adaragct.data.sentences import last_sentence_end
 from adaragct.errors import DataError, UsageError
+from adaragct.formats.contexts import context_key
 from adaragct.ids import normalize_volume_id
 from adaragct.retrieval.bank import SentenceBank
 from adaragct.retrieval.encoders import MemoEncoder, TextEncoder
@@ -105,7 +105,7 @@ class OracleRetriever:
     matches only).
 
     Args:
-        contexts: ``{volume_id: {context_key: [texts]}}`` from :func:`adaragct.data.bundle.read_contexts`.
+        contexts: ``{volume_id: {context_key: [texts]}}`` from :func:`adaragct.formats.contexts.read_contexts`.
         min_bleu: fuzzy-match threshold, or None.
     """
 

@@ -26,13 +26,13 @@ def load_retriever(
     if name in ("none", None) or retrieval_cfg["_target_"].endswith("NoRetriever"):
         return build_retriever(retrieval_cfg)
     if retrieval_cfg["_target_"].endswith("OracleRetriever"):
-        from adaragct.data.bundle import read_contexts
+        from adaragct.formats.contexts import read_contexts
 
         return build_retriever(retrieval_cfg, contexts=read_contexts(index_file(data_cfg, "oracle_contexts")))
     from hydra.utils import instantiate
 
-    from adaragct.data.bundle import read_image_neighbours
     from adaragct.data.index_files import BANK_DIR
+    from adaragct.formats.neighbours import read_image_neighbours
     from adaragct.retrieval.bank import SentenceBank, read_corpus
 
     # probes are new text every time: encode them directly (the disk cache is for the corpus, see index)

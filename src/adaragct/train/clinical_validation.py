@@ -26,7 +26,6 @@ ranks decode reports of different lengths: the callback warns once and logs noth
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -177,9 +176,9 @@ class ClinicalValidation(Callback):
         if not trainer.is_global_zero:
             return
         order = {v.volume_id: i for i, v in enumerate(subset)}
-        records.sort(key=lambda r: order[r["image"]])
+        records.sort(key=lambda r: order[r.image])
         path = self.reports_dir / f"step-{trainer.global_step:06d}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_open(path) as handle:
-            handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+            handle.writelines(r.to_json() + "\n" for r in records)
         log.info("validation reports -> %s", path)

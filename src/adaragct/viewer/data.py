@@ -19,7 +19,7 @@ import numpy as np
 
 from adaragct.constants import FINDINGS
 from adaragct.errors import DataError, UsageError
-from adaragct.eval.predictions import PredictionSet, read_predictions
+from adaragct.formats.predictions import PredictionSet, read_predictions
 from adaragct.io import read_json, read_json_or_jsonl
 from adaragct.retrieval.database import source_volume
 from adaragct.viewer.positions import place_retrievals
@@ -150,7 +150,7 @@ def _label_texts(labeler: Any, texts: Sequence[str]) -> np.ndarray:
 def _truth(labels_csv: str | Path | None, ids: Sequence[str]) -> dict[str, np.ndarray]:
     if labels_csv is None:
         return {}
-    from adaragct.data.ctrate import read_labels_csv
+    from adaragct.formats.tables import read_labels_csv
 
     frame = read_labels_csv(labels_csv)
     found = [vid for vid in ids if vid in frame.index]
@@ -230,7 +230,7 @@ def build_view(
     """The viewer's document for a predictions file.
 
     Args:
-        predictions: a predictions file (:func:`adaragct.eval.predictions.read_predictions`' layouts).
+        predictions: a predictions file (:func:`adaragct.formats.predictions.read_predictions`' layouts).
         metrics: the run's metrics JSON, shown in the page's header.
         labels_csv: ground-truth labels; without it (or for a volume it lacks) the reference report's labels
             are the truth, as the evaluate stage does.

@@ -6,10 +6,10 @@ report (templated normal statements) and the rest are free descriptions, so two 
 (BLEU-4 ~0.15). The grammar reproduces that with *radiologists*: each report is written by one of a few, who has a
 stock wording of every normal statement and an order of the mediastinal and abdominal statements; a normal
 statement is written in the stock wording with probability ``stock_phrasing`` and freely composed from the
-template otherwise (see :mod:`adaragct.data.demo.phrasebook`); abnormal findings are always freely composed, with
+template otherwise (see :mod:`adaragct.synthetic.phrasebook`); abnormal findings are always freely composed, with
 slots (lobe, size, degree, side) and distribution qualifiers. Radiologists also differ in verbosity (how many
 optional statements they write), which gives CT-RATE's spread of report lengths; the spread matters, since two
-reports of unequal length share few n-grams. :mod:`adaragct.data.demo.report` assembles the sections.
+reports of unequal length share few n-grams. :mod:`adaragct.synthetic.report` assembles the sections.
 
 The text is consistent with the labels by construction: a finding is described in an abnormal sentence if and
 only if its label is 1. :data:`FINDING_PATTERNS` is the contract the checks and tests use to verify that.
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from adaragct.data.demo import phrasebook as pb
+from adaragct.synthetic import phrasebook as pb
 
 LOBES = (
     "right upper lobe",

@@ -1,23 +1,125 @@
-"""Read predictions in the three layouts researchers have (docs/evaluation.md).
+"""Predictions files (docs/evaluation.md): the record we write, and the three layouts researchers have, read.
 
-1. Our predictions JSONL (docs/method.md#adaptive-generation) and the AdaRAG-CT release's JSONL: one object per line with ``image``,
+Our predictions JSONL (docs/method.md#adaptive-generation) holds one :class:`Prediction` per line, written by
+:meth:`Prediction.to_json` (``json.dumps(record, ensure_ascii=False)``, keys in the field order below, absent
+fields left out):
+
+    ======================  ==============================================================================
+    image                   volume id
+    generated_text          the generated report
+    reference_text          the reference report
+    task_type               ``report_generation`` (the release's task name)
+    retrieval               the retriever that ran (``adaptive``, ``none``, ...; ``copy_<name>`` for a copy baseline)
+    retrieval_count         retrievals made while generating
+    retrieval_log           one ``{...}`` per retrieval: position, probe, the sentences it returned
+    num_generated_tokens    tokens generated (inference)
+    stopped_on_end_token    whether decoding stopped at the end token rather than the length limit (inference)
+    decoding                the decoding settings (:class:`adaragct.generation.GenerationSettings` as a dict)
+    global_context          the training volumes whose reports preceded the prompt (only with a global context)
+    source_image            the training volume whose report a copy baseline copied (copy baselines)
+    source_score            its similarity, null for the random copy (written whenever source_image is)
+    ======================  ==============================================================================
+
+:func:`read_predictions` reads any of the three layouts for scoring:
+
+1. Our predictions JSONL and the AdaRAG-CT release's JSONL: one object per line with ``image``,
    ``generated_text``, ``reference_text`` (also accepted: ``prediction``/``reference``, ``id``/``volume_id``).
-2. The VLM3D challenge JSON: ``{"name", "type", "generated_reports": [{"input_image_name", "report"}], "version"}``.
-   It holds no references; they come from a second file in the same layout (the challenge's ground truth).
+2. The VLM3D challenge JSON (:mod:`adaragct.formats.vlm3d`). It holds no references; they come from a second file
+   in the same layout (the challenge's ground truth).
 
 Ids are normalised (``adaragct.ids.normalize_volume_id``) so they match the labels CSV. Every problem raises
-``DataError`` naming the file, the line or field, and the fix.
+``DataError`` naming the file, the line or field, and the fix. Appending, resuming and merging shards of a file
+being written is :mod:`adaragct.generation.predictions`'.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from adaragct.errors import DataError
+from adaragct.formats.metrics import TASK
+from adaragct.formats.vlm3d import is_vlm3d, vlm3d_reports
 from adaragct.ids import normalize_volume_id
 from adaragct.io import read_jsonl, read_text_utf8
+
+TASK_TYPE = TASK
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One record of our predictions JSONL (the module docstring's table); optional fields None are left out."""
+
+    image: str
+    generated_text: str
+    reference_text: str
+    task_type: str | None = None
+    retrieval: str | None = None
+    retrieval_count: int | None = None
+    retrieval_log: list[dict[str, Any]] | None = None
+    num_generated_tokens: int | None = None
+    stopped_on_end_token: bool | None = None
+    decoding: dict[str, Any] | None = None
+    global_context: list[str] | None = None
+    source_image: str | None = None
+    source_score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as written: fields in order, None ones left out (``source_score`` is kept with ``source_image``)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) is not None
+            or f.name in REQUIRED
+            or (f.name == "source_score" and self.source_image is not None)
+        }
+
+    def to_json(self) -> str:
+        """The record's JSONL line, without the newline."""
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, row: Any, path: str | Path = "<record>", where: str = "record") -> Prediction:
+        """The record of a parsed JSONL line; a missing required field or an unknown one is a DataError."""
+        if not isinstance(row, Mapping):
+            raise DataError(
+                path, where, f"is a {type(row).__name__}, not a JSON object", "write one JSON object per line"
+            )
+        for name in REQUIRED:
+            if name not in row:
+                raise DataError(
+                    path, f"{where} field {name!r}", "missing", f"give every record {', '.join(REQUIRED)}"
+                )
+        for name in REQUIRED:
+            if not isinstance(row[name], str):
+                raise DataError(
+                    path,
+                    f"{where} field {name!r}",
+                    f"is a {type(row[name]).__name__}, not text",
+                    "store it as a JSON string",
+                )
+        unknown = [k for k in row if k not in FIELDS]
+        if unknown:
+            raise DataError(
+                path,
+                f"{where} field {unknown[0]!r}",
+                "is not a field of a prediction record",
+                f"use only {', '.join(FIELDS)}, or read the file with read_predictions (any layout)",
+            )
+        return cls(**row)
+
+
+FIELDS = tuple(f.name for f in fields(Prediction))
+REQUIRED = ("image", "generated_text", "reference_text")
+
+
+def read_prediction_records(path: str | Path) -> list[Prediction]:
+    """Every record of one of our predictions JSONL files, as written (ids not normalised)."""
+    return [Prediction.from_dict(row, path, f"record {i}") for i, row in enumerate(read_jsonl(path), start=1)]
+
 
 ID_FIELDS = ("image", "volume_id", "id", "input_image_name", "sample_id")
 PREDICTION_FIELDS = ("generated_text", "prediction", "report")
@@ -125,33 +227,6 @@ def _read_jsonl_rows(path: Path, rows: list) -> PredictionSet:
     return PredictionSet(path, ids, preds, refs if has_refs else None)
 
 
-def _read_vlm3d(path: Path, doc: dict) -> PredictionSet:
-    reports = doc.get("generated_reports")
-    if not isinstance(reports, list):
-        raise DataError(
-            path,
-            "key 'generated_reports'",
-            "missing or not a list",
-            "use the VLM3D layout {name, type, generated_reports: [{input_image_name, report}], version}",
-        )
-    ids, preds = [], []
-    for i, item in enumerate(reports):
-        if not isinstance(item, dict) or "input_image_name" not in item or "report" not in item:
-            raise DataError(
-                path, f"generated_reports[{i}]", "needs 'input_image_name' and 'report'", "fix that entry"
-            )
-        if not isinstance(item["report"], str):
-            raise DataError(
-                path, f"generated_reports[{i}].report", "is not text", "store the report as a string"
-            )
-        ids.append(normalize_volume_id(item["input_image_name"]))
-        preds.append(item["report"])
-    if not ids:
-        raise DataError(path, "key 'generated_reports'", "is an empty list", "add the reports to score")
-    _check_unique(ids, path, "key 'input_image_name'")
-    return PredictionSet(path, ids, preds, None)
-
-
 def read_predictions(path: str | Path) -> PredictionSet:
     """Read a predictions file in any supported layout (JSONL, or VLM3D JSON detected by its keys)."""
     path = Path(path)
@@ -163,8 +238,7 @@ def read_predictions(path: str | Path) -> PredictionSet:
             "pass the predictions file written by the infer stage",
         )
     text = read_text_utf8(path)
-    stripped = text.lstrip()
-    if stripped.startswith("{") and '"generated_reports"' in text:
+    if is_vlm3d(text):
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as err:
@@ -175,7 +249,8 @@ def read_predictions(path: str | Path) -> PredictionSet:
                 "repair the file",
             ) from err
         if isinstance(doc, dict):
-            return _read_vlm3d(path, doc)
+            reports = vlm3d_reports(path, doc)
+            return PredictionSet(path, list(reports), list(reports.values()), None)
     rows = read_jsonl(path)  # line-numbered errors for malformed lines
     if not rows:
         raise DataError(path, "file", "holds no predictions", "run the infer stage or pass another file")

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from adaragct.constants import FINDINGS
-from adaragct.data.demo import phrasebook as pb
-from adaragct.data.demo.grammar import ReportStyle, ReportWriter, draw_slots, expand
+from adaragct.synthetic import phrasebook as pb
+from adaragct.synthetic.grammar import ReportStyle, ReportWriter, draw_slots, expand
 
 MEDIASTINUM: tuple[str, ...] = (
     "vessels",

@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 
 from adaragct.constants import FINDINGS, ORGANS
-from adaragct.data.demo import checks
-from adaragct.data.demo.generate import SplitData, generate_cohort
 from adaragct.data.sentences import SentenceTag, Tagged, tag_unique_reports
 from adaragct.io import atomic_open, write_json
 from adaragct.ledger import Ledger, code_fingerprint, fingerprint
+from adaragct.synthetic import checks
+from adaragct.synthetic.generate import SplitData, generate_cohort
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from adaragct.constants import FINDING_TO_ORGAN, FINDINGS, ORGAN_SLOTS
-from adaragct.data.demo.cohort import Cohort
+from adaragct.synthetic.cohort import Cohort
 
 PATIENT_NOISE_SHARE = 0.7  # share of the noise variance shared by the reconstructions of one scan
 NUISANCE_SPLIT = (0.6, 0.4)  # variance of the first and second nuisance direction, relative

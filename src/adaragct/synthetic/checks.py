@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from adaragct.constants import FINDINGS
-from adaragct.data.demo.grammar import asserted_findings
 from adaragct.data.sentences import Tagged
+from adaragct.synthetic.grammar import asserted_findings
 
 
 def label_text_agreement(
@@ -21,7 +21,7 @@ def label_text_agreement(
     """How often the text asserts exactly the labelled findings (1.0 for the demo cohort by construction).
 
     A finding is asserted when an abnormal sentence (per ``tag_sentence``) matches its pattern in
-    :data:`~adaragct.data.demo.grammar.FINDING_PATTERNS`. Returns the share of agreeing (report, finding) pairs
+    :data:`~adaragct.synthetic.grammar.FINDING_PATTERNS`. Returns the share of agreeing (report, finding) pairs
     and the number of reports with any disagreement.
     """
     cache: dict[str, set[str]] = {}

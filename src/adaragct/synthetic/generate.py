@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from adaragct.constants import FINDINGS
-from adaragct.data.demo.cohort import PREVALENCE, Cohort, calibrate_intercepts, sample_cohort
-from adaragct.data.demo.embeddings import make_encoder, organ_embeddings, whole_embeddings
-from adaragct.data.demo.grammar import ReportStyle
-from adaragct.data.demo.report import write_report
+from adaragct.synthetic.cohort import PREVALENCE, Cohort, calibrate_intercepts, sample_cohort
+from adaragct.synthetic.embeddings import make_encoder, organ_embeddings, whole_embeddings
+from adaragct.synthetic.grammar import ReportStyle
+from adaragct.synthetic.report import write_report
 
 SPLITS: tuple[str, ...] = ("train", "valid")
 _STREAMS = {"encoder": 0, "train": 1, "valid": 2, "extra": 3}
