@@ -6,7 +6,7 @@ A *part* is the first name under ``adaragct`` (``adaragct.data.demo.writer`` is 
 ``ids``). The rules, one row per part that is restricted (a part may always import itself):
 
     constants, errors, ids,      the foundation (vocabularies, errors, volume ids, file I/O, the ledger of
-    io, ledger                   finished steps): import only each other
+    io, ledger, specs            finished steps, how a config node becomes a typed spec): import only each other
     data                         formats, sentences, the datamodule, the demo cohort: the foundation only (not
                                  models/, retrieval/, generation/, nor analysis/, which reads data/)
     eval                         runs on a predictions file alone: data/ and the foundation only
@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-FOUNDATION = frozenset({"cli", "constants", "errors", "ids", "io", "ledger"})
+FOUNDATION = frozenset({"cli", "constants", "errors", "ids", "io", "ledger", "specs"})
 MAY_IMPORT: dict[str, frozenset[str]] = {
     **dict.fromkeys(FOUNDATION, FOUNDATION),
     "data": FOUNDATION,
@@ -165,5 +165,5 @@ def test_a_bad_import_planted_in_a_copy_of_the_package_is_reported(tmp_path) -> 
     )
     assert layer_violations(import_graph(tmp_path)) == [
         "adaragct.data.prompt imports adaragct.models.vlm "
-        "(data may import only ['cli', 'constants', 'errors', 'ids', 'io', 'ledger'])"
+        "(data may import only ['cli', 'constants', 'errors', 'ids', 'io', 'ledger', 'specs'])"
     ]
