@@ -70,6 +70,8 @@ class RetrievalResult:
         return len(self.texts)
 
 
+#: keys of a conf/retrieval node that build_retriever reads itself (``name`` labels runs), not constructor arguments
+CONFIG_ONLY_KEYS = ("name",)
 #: the runtime objects a retriever may declare in ``needs`` (built by adaragct.retrieval.runtime): the sentence
 #: bank, the probe encoder, the per-organ image neighbours, the oracle contexts
 RUNTIME_OBJECTS = ("bank", "encoder", "neighbours", "contexts")
@@ -363,7 +365,7 @@ def build_retriever(cfg: Mapping[str, Any], **runtime: Any) -> Retriever:
     """
     from hydra.utils import get_class
 
-    params = {k: v for k, v in dict(cfg).items() if k not in ("_target_", "name")}  # name labels runs
+    params = {k: v for k, v in dict(cfg).items() if k != "_target_" and k not in CONFIG_ONLY_KEYS}
     target = get_class(cfg["_target_"])
     needs = retriever_needs(target)
     accepted = inspect.signature(target).parameters
