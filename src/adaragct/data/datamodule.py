@@ -242,14 +242,7 @@ class ReportDataModule(LightningDataModule):
         super().__init__()
         self.data_cfg, self.tokenizer, self.prompt = data_cfg, tokenizer, prompt
         self.loader, self.contexts, self.seed = loader, contexts, seed
-        self.batch_size, self.num_workers, self.max_length = (
-            loader.batch_size,
-            loader.num_workers,
-            loader.max_length,
-        )
-        self.val_fraction, self.split_seed = loader.val_fraction, loader.split_seed
-        self.visual_dims, self.pin_memory = visual_dims, loader.pin_memory
-        self.visual_partners, self.length_grouping = visual_partners, loader.length_grouping
+        self.visual_dims, self.visual_partners = visual_dims, visual_partners
         if tokenizer.pad_token_id is None:
             raise ValueError("tokenizer has no pad token; the model builder must add one")
         self.train_set: ReportDataset | None = None
@@ -273,16 +266,22 @@ class ReportDataModule(LightningDataModule):
         if self.train_set is not None:
             return
         volumes = load_split(self.data_cfg, "train", self.visual_dims)
-        train_idx, val_idx = patient_split([v.volume_id for v in volumes], self.val_fraction, self.split_seed)
+        train_idx, val_idx = patient_split(
+            [v.volume_id for v in volumes], self.loader.val_fraction, self.loader.split_seed
+        )
         roll = self._roll()
         findings = self._findings(volumes) if self.prompt.findings_sentence is not None else None
 
         def subset(indices: list[int], partners: bool = False) -> ReportDataset:
             items = [volumes[i] for i in indices]
-            pairs = patient_derangement([v.volume_id for v in items], self.split_seed) if partners else None
+            pairs = (
+                patient_derangement([v.volume_id for v in items], self.loader.split_seed)
+                if partners
+                else None
+            )
             if partners and pairs is None:
                 log.warning("datamodule: the validation volumes span too few patients for val/visual_gain")
-            args = (self.tokenizer, self.prompt, self.max_length, roll, self.seed)
+            args = (self.tokenizer, self.prompt, self.loader.max_length, roll, self.seed)
             return ReportDataset(items, *args, partners=pairs, findings=findings)
 
         # validation rolls contexts too (same mixture), with its own fixed draws: val loss tracks the rag task
@@ -327,22 +326,24 @@ class ReportDataModule(LightningDataModule):
         workers' seeds, so Lightning's checkpoint of its position resumes the epoch exactly."""
         generator = torch.Generator().manual_seed(self.seed)
         sampler = None
-        if shuffle and self.length_grouping:
+        if shuffle and self.loader.length_grouping:
             # transformers' sampler: shuffle, then sort mega-batches (up to 50 batches, at least 4 per epoch) by
             # length, so a batch pads to a similar length (make bench-train: padded share and tokens/s)
             from transformers.trainer_pt_utils import LengthGroupedSampler
 
-            sampler = LengthGroupedSampler(self.batch_size, lengths=dataset.lengths(), generator=generator)
+            sampler = LengthGroupedSampler(
+                self.loader.batch_size, lengths=dataset.lengths(), generator=generator
+            )
         loader_cls = ResumableDataLoader if shuffle else DataLoader
         return loader_cls(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=self.loader.batch_size,
             shuffle=shuffle and sampler is None,
             sampler=sampler,
-            num_workers=self.num_workers,
+            num_workers=self.loader.num_workers,
             collate_fn=_Collator(self.tokenizer.pad_token_id),
             generator=generator,
-            pin_memory=self.pin_memory,
+            pin_memory=self.loader.pin_memory,
             persistent_workers=False,
         )
 
