@@ -72,7 +72,7 @@ def _targets(node) -> list[str]:
     out = []
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in ("_target_", "builder") and isinstance(value, str):
+            if key == "_target_" and isinstance(value, str):
                 out.append(value)
             else:
                 out.extend(_targets(value))

@@ -6,8 +6,8 @@ A *part* is the first name under ``adaragct`` (``adaragct.synthetic.writer`` is 
 is ``ids``). The rules, one row per part that is restricted (a part may always import itself):
 
     artifacts, cli, constants,   the foundation (where every artifact goes, command-line helpers, vocabularies,
-    errors, ids, io, ledger      errors, volume ids, file I/O, the ledger of finished steps): import only each
-                                 other
+    errors, ids, io, ledger,     errors, volume ids, file I/O, the ledger of finished steps, how a config node
+    specs                        becomes a typed spec): import only each other
     formats                      one module per on-disk format (read, write, schema): the foundation only, so
                                  every other part may read and write files
     data                         datasets, sentences, the datamodule: the foundation and formats/ (not models/,
@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-FOUNDATION = frozenset({"artifacts", "cli", "constants", "errors", "ids", "io", "ledger"})
+FOUNDATION = frozenset({"artifacts", "cli", "constants", "errors", "ids", "io", "ledger", "specs"})
 MAY_IMPORT: dict[str, frozenset[str]] = {
     **dict.fromkeys(FOUNDATION, FOUNDATION),
     "formats": FOUNDATION,
@@ -174,7 +174,7 @@ def test_a_bad_import_planted_in_a_copy_of_the_package_is_reported(tmp_path) -> 
     """The real tree with one lazy ``data -> models`` import added: the rule that protects it must fire."""
     assert _planted(tmp_path, "data/prompt.py", "from adaragct.models.vlm import ReportModel") == [
         "adaragct.data.prompt imports adaragct.models.vlm "
-        "(data may import only ['artifacts', 'cli', 'constants', 'errors', 'formats', 'ids', 'io', 'ledger'])"
+        "(data may import only ['artifacts', 'cli', 'constants', 'errors', 'formats', 'ids', 'io', 'ledger', 'specs'])"
     ]
 
 
@@ -182,5 +182,5 @@ def test_a_formats_module_that_reads_a_dataset_config_is_reported(tmp_path) -> N
     """formats/ sits on the foundation: a lazy import of data/ (or anything above) from a format module fires."""
     assert _planted(tmp_path, "formats/tables.py", "from adaragct.data.prompt import PromptConfig") == [
         "adaragct.formats.tables imports adaragct.data.prompt "
-        "(formats may import only ['artifacts', 'cli', 'constants', 'errors', 'ids', 'io', 'ledger'])"
+        "(formats may import only ['artifacts', 'cli', 'constants', 'errors', 'ids', 'io', 'ledger', 'specs'])"
     ]

@@ -15,10 +15,24 @@ from adaragct.data.datamodule import ContextRoll, ReportDataModule
 from adaragct.data.datasets import load_split
 from adaragct.data.prompt import PromptConfig
 from adaragct.data.sentences import split_sentences
+from adaragct.data.specs import ContextMix, LoaderSpec
 from adaragct.ids import patient_id
 from tests.conftest import compose_config
 
 PROMPT = PromptConfig(**compose_config("train", resolve=False).prompt)
+# the settings a test leaves out are the config's (conf/datamodule, conf/phase/rag.yaml: contexts), as in a run
+_RAG = compose_config("train", ["phase=rag", "paths.output_dir=unused"], resolve=False)
+DATAMODULE, CONTEXTS = dict(_RAG.datamodule), dict(_RAG.phase.contexts)
+
+
+def loader(**settings) -> LoaderSpec:
+    """conf/datamodule with ``settings`` changed (in-process loading, no length grouping unless asked)."""
+    return LoaderSpec.from_config({**DATAMODULE, "num_workers": 0, "length_grouping": False, **settings})
+
+
+def mix(**settings) -> ContextMix:
+    """conf/phase/rag.yaml's context mix with ``settings`` changed."""
+    return ContextMix.from_config({**CONTEXTS, **settings})
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +76,11 @@ def _module(data: dict, tokenizer, contexts: dict | None, **kwargs) -> ReportDat
         data,
         tokenizer,
         PROMPT,
-        batch_size=4,
-        max_length=2048,  # the demo experiment's budget: CT-RATE-long reports + 4 context spans
-        val_fraction=0.2,
-        phase_contexts=contexts,
+        # max_length: the demo experiment's budget: CT-RATE-long reports + 4 context spans
+        loader(batch_size=4, max_length=2048, val_fraction=0.2, **kwargs),
+        contexts=None if contexts is None else mix(**contexts),
         seed=7,
-        **kwargs,
+        visual_partners=True,
     )
     dm.setup("fit")
     return dm
@@ -143,12 +156,14 @@ def test_new_epoch_redraws_contexts(rag_data: dict, tokenizer) -> None:
 def test_roll_without_contexts_for_a_volume_returns_none() -> None:
     import numpy as np
 
-    roll = ContextRoll({"oracle": {}, "retrieved": {}}, oracle_ratio=1.0)
+    roll = ContextRoll({"oracle": {}, "retrieved": {}}, mix(oracle_ratio=1.0))
     assert roll("train_1_a_1", ["Heart normal."], np.random.default_rng(0)) == ("oracle", {})
 
 
 def test_sample_longer_than_max_length_is_an_error(small_demo: dict, tokenizer) -> None:
-    dm = ReportDataModule(small_demo, tokenizer, PROMPT, max_length=32)
+    dm = ReportDataModule(
+        small_demo, tokenizer, PROMPT, loader(max_length=32), contexts=None, seed=0, visual_partners=True
+    )
     dm.setup("fit")
     with pytest.raises(ValueError, match=r"tokens > datamodule\.max_length=32"):
         dm.train_set[0]

@@ -78,7 +78,7 @@ VISUAL_DIMS = {"whole_ct": 16, "lung": 8, "heart": 8, "esophagus": 8, "aorta": 8
 def model_cfg(tokenizer_dir: Path, **overrides) -> dict:
     cfg = {
         "name": "tiny",
-        "builder": "adaragct.models.builders.llama_tiny",
+        "builder": {"_target_": "adaragct.models.builders.llama_tiny"},
         "path": str(tokenizer_dir),
         "dtype": "float32",
         "quantization": None,
@@ -104,7 +104,13 @@ def phase_cfg(name: str = "base", **overrides) -> dict:
         "train_projector": base,
         "train_new_token_rows": True,
         "init_from": None,
-        "scheduler": {"warmup_steps": 2, "min_lr_ratio": 0.01},
+        "optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1.0e-3},
+        "scheduler": {
+            "_target_": "adaragct.models.module.warmup_cosine_schedule",
+            "_partial_": True,
+            "warmup_steps": 2,
+            "min_lr_ratio": 0.01,
+        },
         "contexts": None,
         "rag_loss_weight": 1.0,
     }

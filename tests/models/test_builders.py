@@ -15,12 +15,13 @@ from adaragct.errors import DataError
 from adaragct.models.builders import (
     BUILDERS,
     add_special_tokens,
+    builder_named,
     llama3_1_8b,
     llama3_3_70b,
     llama_tiny,
 )
 from adaragct.models.checkpoint import save_checkpoint
-from adaragct.models.loading import build_phase_model, load_checkpoint, resolve_builder
+from adaragct.models.loading import build_phase_model, load_checkpoint
 from adaragct.models.vlm import count_parameters
 from tests.models.conftest import model_cfg, phase_cfg
 
@@ -101,9 +102,11 @@ def test_large_models_on_meta_device(builder, name, total, hidden, kv, inter, la
     assert sum(p.numel() for p in builder(device="meta").parameters()) == total
     tokenizer = llama3_tokenizer()
     model_cfg = {
-        "builder": f"adaragct.models.builders.{builder.__name__}",
+        "name": name,
+        "builder": {"_target_": f"adaragct.models.builders.{builder.__name__}"},
         "path": None,
         "dtype": "bfloat16",
+        "gradient_checkpointing": False,
         "visual_dims": REAL_DIMS,
     }
     rows = len(SPECIAL_TOKENS) * hidden * 2  # embed_tokens + lm_head rows of the 9 new tokens
@@ -226,13 +229,58 @@ def test_a_checkpoint_naming_other_code_as_its_builder_is_refused_unimported(
 
 
 def test_the_builders_configs_name_resolve_by_dotted_or_short_name() -> None:
-    from tests.conftest import CONF_DIR
+    from tests.conftest import CONF_DIR, compose_config
 
     for path in sorted(Path(CONF_DIR, "model").glob("*.yaml")):
-        name = yaml.safe_load(path.read_text())["builder"]
+        cfg = compose_config("train", [f"model={path.stem}", "paths.output_dir=unused"], resolve=False)
+        name = cfg.model.builder._target_
         assert (
-            resolve_builder(name)
-            is BUILDERS[name.rpartition(".")[2]]
-            is resolve_builder(name.rpartition(".")[2])
+            builder_named(name) is BUILDERS[name.rpartition(".")[2]] is builder_named(name.rpartition(".")[2])
         )
     assert set(BUILDERS) == {"llama_tiny", "llama_tiny_large", "llama3_1_8b", "llama3_3_70b"}
+
+
+def test_a_checkpoint_with_the_01_string_builder_loads_with_a_warning(
+    tmp_path, tokenizer_dir, tokenizer, caplog
+) -> None:
+    """0.1 wrote ``model.builder`` as a string and the tiny size as ``model.size``: such a checkpoint loads (the
+    same model), with a warning naming the node form."""
+    mc = model_cfg(tokenizer_dir, builder={"_target_": "adaragct.models.builders.llama_tiny", "size": "tiny"})
+    model = build_phase_model(mc, phase_cfg("base"), tokenizer)
+    config_yaml = yaml.safe_dump({"model": mc, "phase": phase_cfg("base")})
+    ckpt = save_checkpoint(tmp_path / "b", "step-000001", model, tokenizer, config_yaml)
+    config = yaml.safe_load((ckpt / "config.yaml").read_text())
+    config["model"] = {**config["model"], "builder": "adaragct.models.builders.llama_tiny", "size": "tiny"}
+    (ckpt / "config.yaml").write_text(yaml.safe_dump(config))
+    loaded, _, saved = load_checkpoint(ckpt)
+    assert "model.builder is the string 'adaragct.models.builders.llama_tiny', the form of 0.1" in caplog.text
+    assert (
+        saved["model"]["builder"] == "adaragct.models.builders.llama_tiny"
+    )  # the file is read, not rewritten
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_a_misspelt_builder_argument_or_model_key_names_the_fix(tokenizer_dir) -> None:
+    from adaragct.models.specs import ModelSpec
+
+    with pytest.raises(
+        DataError,
+        match=r"conf/model: model.builder=.* does not fit .*llama_tiny: unknown arguments \['sise'\]",
+    ):
+        ModelSpec.from_config(model_cfg(tokenizer_dir, builder={"_target_": BUILDER_TINY, "sise": "tiny"}))
+    with pytest.raises(
+        DataError, match=r"conf/model: model.size: unknown key \(fix: it is model.builder.size"
+    ):
+        ModelSpec.from_config({**model_cfg(tokenizer_dir), "size": "tiny"})
+    with pytest.raises(DataError, match=r"model.builder.path=.* \(fix: set model.path instead\)"):
+        ModelSpec.from_config(model_cfg(tokenizer_dir, builder={"_target_": BUILDER_TINY, "path": "x"}))
+    with pytest.raises(DataError, match=r"model.dtype='float33': is not one of float32, bfloat16, float16"):
+        ModelSpec.from_config(model_cfg(tokenizer_dir, dtype="float33"))
+    with pytest.raises(
+        DataError, match=r"model.builder._target_='os.system': 'os.system' is not one of the package's"
+    ):
+        ModelSpec.from_config(model_cfg(tokenizer_dir, builder={"_target_": "os.system"}))
+
+
+BUILDER_TINY = "adaragct.models.builders.llama_tiny"

@@ -50,7 +50,7 @@ def test_stage_base_writes_exactly_the_checkpoint_files(cohort, tokenizer_dir) -
     assert {p.name for p in (ckpt_dir / "lightning").iterdir()} == {"last.ckpt", "run.yaml"}
     assert _trainable_only(ckpt_dir / "lightning" / "last.ckpt") == set()  # no frozen base weights pickled
     saved = OmegaConf.load(ckpt_dir / "last" / "config.yaml")
-    assert saved.phase.name == "base" and saved.model.builder.endswith("llama_tiny")
+    assert saved.phase.name == "base" and saved.model.builder._target_.endswith("llama_tiny")
     rows = _metrics(root)
     columns = set(rows[0])
     assert {

@@ -20,6 +20,7 @@ from adaragct.retrieval.retrievers import (
     Text2TextRetriever,
     build_retriever,
     current_sentence,
+    retriever_needs,
 )
 from tests.conftest import CONF_DIR, compose_config
 
@@ -263,3 +264,40 @@ def test_repeated_probes_are_encoded_once_with_identical_results(bank, minilm) -
     t2t = Text2TextRetriever(bank, counting, probe_memo=16)
     t2t.retrieve(query), t2t.retrieve(query)
     assert counting.seen == ["is enlarged.", "is enlarged."]  # its own memo: one more encode, then none
+
+
+class Undeclared:
+    """A retriever whose constructor takes the bank without declaring it."""
+
+    name = "undeclared"
+
+    def __init__(self, bank, k: int = 1) -> None:
+        self.bank, self.k = bank, k
+
+
+class NeedsTheWrongThing(Undeclared):
+    needs = ("bank", "index")
+
+
+def test_retrievers_declare_the_runtime_objects_they_need(bank) -> None:
+    """Each retriever says what it needs (no dispatch on class names): load_retriever builds those alone."""
+    from adaragct.retrieval.runtime import load_retriever
+
+    declared = {
+        cls.__name__: retriever_needs(cls)
+        for cls in (NoRetriever, OracleRetriever, AdaptiveRetriever, Text2TextRetriever, CorruptRetriever)
+    }
+    assert declared == {
+        "NoRetriever": (),
+        "OracleRetriever": ("contexts",),
+        "AdaptiveRetriever": ("bank", "encoder", "neighbours"),
+        "Text2TextRetriever": ("bank", "encoder"),
+        "CorruptRetriever": ("bank",),
+    }
+    with pytest.raises(TypeError, match=r"Undeclared: its constructor takes \['bank'\] \(fix: declare needs"):
+        build_retriever({"_target_": f"{__name__}.Undeclared"}, bank=bank)
+    with pytest.raises(TypeError, match=r"NeedsTheWrongThing.needs: \['index'\] are not runtime objects"):
+        build_retriever({"_target_": f"{__name__}.NeedsTheWrongThing"}, bank=bank)
+    # retrieval=none opens nothing: no data or encoder config is read
+    none = load_retriever(compose_config("index", ["retrieval=none", "paths.output_dir=unused"]).retrieval, {}, {})
+    assert isinstance(none, NoRetriever)

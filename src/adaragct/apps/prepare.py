@@ -144,8 +144,9 @@ def _tiny_lm(cfg: DictConfig, texts: list[str], ledger: Any) -> str:
     """Step 4: pretrain the composed tiny model (``model=tiny``/``tiny_large``) on the training reports, into
     ``model.path`` (the stand-in for Llama's pretrained weights)."""
     from adaragct.ledger import code_fingerprint, fingerprint
+    from adaragct.models.specs import ModelSpec
 
-    size = cfg.model.get("size")
+    size = ModelSpec.from_config(cfg.model).builder_args.get("size")  # the tiny builder's own argument
     if not cfg.tiny_lm.enabled or not size:
         return (
             "skipped ("

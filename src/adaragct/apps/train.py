@@ -104,21 +104,20 @@ def _seed(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
 
 
-def _datamodule(cfg: DictConfig, tokenizer: Any) -> Any:
-    """Step 3: phase=rag rolls contexts per sample (``cfg.phase.contexts``), phase=base has none."""
+def _datamodule(cfg: DictConfig, tokenizer: Any, specs: Any) -> Any:
+    """Step 3: phase=rag rolls contexts per sample (``phase.contexts``), phase=base has none."""
     from adaragct.data.datamodule import ReportDataModule
     from adaragct.data.prompt import PromptConfig
 
     log.info("instantiating %s", ReportDataModule.__qualname__)
-    contexts = OmegaConf.to_container(cfg.phase.contexts) if cfg.phase.get("contexts") else None
     return ReportDataModule(
         cfg.data,
         tokenizer,
         PromptConfig(**cfg.prompt),
-        **cfg.datamodule,
-        phase_contexts=contexts,
+        specs.loader,
+        contexts=specs.phase.contexts,
         seed=cfg.seed,
-        visual_dims=dict(cfg.model.visual_dims),
+        visual_dims=dict(specs.model.visual_dims),
         visual_partners=bool(cfg.visual_gain.enabled),
     )
 
@@ -147,18 +146,18 @@ def _findings(cfg: DictConfig, datamodule: Any) -> Any:
     )
 
 
-def _module(cfg: DictConfig, tokenizer: Any, findings: Any = None) -> Any:
+def _module(cfg: DictConfig, tokenizer: Any, specs: Any, findings: Any = None) -> Any:
     """Step 4: the LightningModule with its optimizer and scheduler factories (``cfg.phase``); the model is built
     lazily in ``configure_model`` (under the strategy), phase=rag merging ``phase.init_from`` first."""
     from adaragct.models.module import ReportGenerationModule
 
     return ReportGenerationModule(
-        OmegaConf.to_container(cfg.model),
-        OmegaConf.to_container(cfg.phase),
+        specs.model,
+        specs.phase,
         tokenizer,
         optimizer=_instantiate(cfg.phase.optimizer),
         scheduler=_instantiate(cfg.phase.scheduler),
-        init_from=cfg.phase.get("init_from") if cfg.phase.name == "rag" else None,
+        init_from=specs.phase.init_from if specs.phase.name == "rag" else None,
         visual_gain=OmegaConf.to_container(cfg.visual_gain),
         findings=findings,
         needs_findings=cfg.prompt.get("findings_sentence") is not None,
@@ -186,6 +185,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     from adaragct.compat.renames import refuse_renamed_keys
     from adaragct.models.builders import load_tokenizer
+    from adaragct.models.specs import TrainSpecs
     from adaragct.train.callbacks import finish_runs
     from adaragct.train.resume import AtomicCheckpointIO, resume_from
 
@@ -195,13 +195,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     refuse_renamed_keys(cfg)  # a 0.1 experiment file's `stage:` node would be read by nothing
     # 1. threads and seeds; 1b. whether this run resumes (a rerun of a killed command does)
     config_yaml = _seed(cfg)
+    specs = TrainSpecs.from_config(cfg)  # the model, phase and loader settings, checked once (adaragct.specs)
     ckpt_path = resume_from(cfg, config_yaml)
     # 2. tokenizer with the special tokens (docs/method.md#model-and-training) (from the model directory: tiny = the pretrained demo LM)
-    tokenizer = load_tokenizer(cfg.model.path)
+    tokenizer = load_tokenizer(specs.model.path)
     # 3. data
-    datamodule = _datamodule(cfg, tokenizer)
+    datamodule = _datamodule(cfg, tokenizer, specs)
     # 4. model (with the finding classifier when the prompt names findings), optimizer, LR schedule
-    module = _module(cfg, tokenizer, _findings(cfg, datamodule))
+    module = _module(cfg, tokenizer, specs, _findings(cfg, datamodule))
     # 5. strategy: fsdp/deepspeed on a CPU run fail here, before any model is built
     strategy = _instantiate(cfg.strategy, accelerator=cfg.trainer.accelerator)
     # 6. loggers and callbacks are runtime objects, injected here rather than written into YAML

@@ -7,7 +7,11 @@ is reproducible and each epoch sees fresh context draws. The training loader is 
 :class:`~adaragct.data.resumable.ResumableDataLoader`: it tells the dataset the epoch before each pass, and
 Lightning checkpoints its position, so a run resumed mid-epoch reads what the uninterrupted run would have.
 
-    dm = ReportDataModule(data_cfg, tokenizer, prompt, batch_size=8, phase_contexts=cfg.phase.contexts)
+    dm = ReportDataModule(data_cfg, tokenizer, prompt, LoaderSpec.from_config(cfg.datamodule),
+                          contexts=PhaseSpec.from_config(cfg.phase).contexts, seed=cfg.seed, ...)
+
+Every setting comes from the config (``conf/datamodule``, ``conf/phase/rag.yaml: contexts``) through
+:class:`~adaragct.data.specs.LoaderSpec` and :class:`~adaragct.data.specs.ContextMix`: none is restated here.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from adaragct.data.index_files import index_file
 from adaragct.data.prompt import PromptConfig, build_prompt, encode_example, pad_examples, target_segments
 from adaragct.data.resumable import ResumableDataLoader
 from adaragct.data.sentences import split_sentences
+from adaragct.data.specs import ContextMix, LoaderSpec
 from adaragct.errors import DataError
 from adaragct.formats.contexts import context_key, read_contexts
 from adaragct.ids import patient_derangement
@@ -41,24 +46,12 @@ class ContextRoll:
 
     Args:
         sources: ``{"oracle": {vid: {context_key: [texts]}}, "retrieved": {...}}``.
-        none_prob: probability of no contexts at all.
-        oracle_ratio: among samples with contexts, the share drawn from the oracle source.
-        max_sentences: at most this many sentences per report get a span.
-        per_sentence: contexts per span (shuffled, space-joined).
+        mix: the source probabilities and span counts (``conf/phase/rag.yaml: contexts``; checked there).
     """
 
-    def __init__(
-        self,
-        sources: Mapping[str, Mapping[str, Mapping[str, list[str]]]],
-        none_prob: float = 0.0,
-        oracle_ratio: float = 0.7,
-        max_sentences: int = 4,
-        per_sentence: int = 3,
-    ) -> None:
-        if not (0.0 <= none_prob <= 1.0 and 0.0 <= oracle_ratio <= 1.0):
-            raise ValueError("conf/phase: contexts.none_prob and contexts.oracle_ratio must be in [0, 1]")
-        self.sources, self.none_prob, self.oracle_ratio = sources, none_prob, oracle_ratio
-        self.max_sentences, self.per_sentence = max_sentences, per_sentence
+    def __init__(self, sources: Mapping[str, Mapping[str, Mapping[str, list[str]]]], mix: ContextMix) -> None:
+        self.sources, self.none_prob, self.oracle_ratio = sources, mix.none_prob, mix.oracle_ratio
+        self.max_sentences, self.per_sentence = mix.max_sentences, mix.per_sentence
 
     def source_probs(self) -> dict[str, float]:
         with_ctx = 1.0 - self.none_prob
@@ -228,12 +221,11 @@ class ReportDataModule(LightningDataModule):
         data_cfg: a ``conf/data`` node (paths of reports, embeddings and context files).
         tokenizer: the model's tokenizer (special tokens of docs/method.md#model-and-training already added).
         prompt: prompt texts.
-        batch_size, num_workers, max_length, val_fraction, split_seed: see ``conf/datamodule``.
-        phase_contexts: ``cfg.phase.contexts`` for phase=rag, ``None`` for phase=base.
-        seed: seeds the context rolls.
+        loader: batch size, workers, sequence budget, validation split, length grouping (``conf/datamodule``).
+        contexts: phase=rag's context mix (``cfg.phase.contexts``), ``None`` for phase=align/base.
+        seed: seeds the context rolls and the loaders' shuffle (the run's ``seed``).
         visual_dims: expected input dims per slot (checked on load).
         visual_partners: validation samples also carry another patient's embeddings (``val/visual_gain``).
-        length_grouping: training batches of similar lengths (less padding; see ``conf/datamodule``).
     """
 
     def __init__(
@@ -241,64 +233,56 @@ class ReportDataModule(LightningDataModule):
         data_cfg: Mapping[str, Any],
         tokenizer,
         prompt: PromptConfig,
+        loader: LoaderSpec,
         *,
-        batch_size: int = 8,
-        num_workers: int = 0,
-        max_length: int = 2048,
-        val_fraction: float = 0.1,
-        split_seed: int = 0,
-        phase_contexts: Mapping[str, Any] | None = None,
-        seed: int = 0,
+        contexts: ContextMix | None,
+        seed: int,
         visual_dims: Mapping[str, int] | None = None,
-        pin_memory: bool = False,
-        visual_partners: bool = True,
-        length_grouping: bool = False,
+        visual_partners: bool,
     ) -> None:
         super().__init__()
         self.data_cfg, self.tokenizer, self.prompt = data_cfg, tokenizer, prompt
-        self.batch_size, self.num_workers, self.max_length = batch_size, num_workers, max_length
-        self.val_fraction, self.split_seed, self.seed = val_fraction, split_seed, seed
-        self.phase_contexts, self.visual_dims, self.pin_memory = phase_contexts, visual_dims, pin_memory
-        self.visual_partners, self.length_grouping = visual_partners, length_grouping
+        self.loader, self.contexts, self.seed = loader, contexts, seed
+        self.visual_dims, self.visual_partners = visual_dims, visual_partners
         if tokenizer.pad_token_id is None:
             raise ValueError("tokenizer has no pad token; the model builder must add one")
         self.train_set: ReportDataset | None = None
         self.val_set: ReportDataset | None = None
 
     def _roll(self) -> ContextRoll | None:
-        if not self.phase_contexts:
+        mix = self.contexts
+        if mix is None:
             return None
-        ctx = dict(self.phase_contexts)
         sources = {
             "oracle": read_contexts(index_file(self.data_cfg, "oracle_contexts"))
-            if ctx.get("oracle_ratio", 0) > 0
+            if mix.oracle_ratio > 0
             else {},
             "retrieved": read_contexts(index_file(self.data_cfg, "retrieved_contexts"))
-            if ctx.get("oracle_ratio", 0) < 1
+            if mix.oracle_ratio < 1
             else {},
         }
-        return ContextRoll(
-            sources,
-            none_prob=ctx.get("none_prob", 0.0),
-            oracle_ratio=ctx.get("oracle_ratio", 0.7),
-            max_sentences=ctx.get("max_sentences", 4),
-            per_sentence=ctx.get("per_sentence", 3),
-        )
+        return ContextRoll(sources, mix)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         volumes = load_split(self.data_cfg, "train", self.visual_dims)
-        train_idx, val_idx = patient_split([v.volume_id for v in volumes], self.val_fraction, self.split_seed)
+        train_idx, val_idx = patient_split(
+            [v.volume_id for v in volumes], self.loader.val_fraction, self.loader.split_seed
+        )
         roll = self._roll()
         findings = self._findings(volumes) if self.prompt.findings_sentence is not None else None
 
         def subset(indices: list[int], partners: bool = False) -> ReportDataset:
             items = [volumes[i] for i in indices]
-            pairs = patient_derangement([v.volume_id for v in items], self.split_seed) if partners else None
+            pairs = (
+                patient_derangement([v.volume_id for v in items], self.loader.split_seed)
+                if partners
+                else None
+            )
             if partners and pairs is None:
                 log.warning("datamodule: the validation volumes span too few patients for val/visual_gain")
-            args = (self.tokenizer, self.prompt, self.max_length, roll, self.seed)
+            args = (self.tokenizer, self.prompt, self.loader.max_length, roll, self.seed)
             return ReportDataset(items, *args, partners=pairs, findings=findings)
 
         # validation rolls contexts too (same mixture), with its own fixed draws: val loss tracks the rag task
@@ -343,22 +327,24 @@ class ReportDataModule(LightningDataModule):
         workers' seeds, so Lightning's checkpoint of its position resumes the epoch exactly."""
         generator = torch.Generator().manual_seed(self.seed)
         sampler = None
-        if shuffle and self.length_grouping:
+        if shuffle and self.loader.length_grouping:
             # transformers' sampler: shuffle, then sort mega-batches (up to 50 batches, at least 4 per epoch) by
             # length, so a batch pads to a similar length (make bench-train: padded share and tokens/s)
             from transformers.trainer_pt_utils import LengthGroupedSampler
 
-            sampler = LengthGroupedSampler(self.batch_size, lengths=dataset.lengths(), generator=generator)
+            sampler = LengthGroupedSampler(
+                self.loader.batch_size, lengths=dataset.lengths(), generator=generator
+            )
         loader_cls = ResumableDataLoader if shuffle else DataLoader
         return loader_cls(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=self.loader.batch_size,
             shuffle=shuffle and sampler is None,
             sampler=sampler,
-            num_workers=self.num_workers,
+            num_workers=self.loader.num_workers,
             collate_fn=_Collator(self.tokenizer.pad_token_id),
             generator=generator,
-            pin_memory=self.pin_memory,
+            pin_memory=self.loader.pin_memory,
             persistent_workers=False,
         )
 

@@ -1,5 +1,8 @@
 """LLM builders (docs/method.md#model-and-training): ``model=tiny|8b|70b`` names one of these functions, which hard-code the architecture.
 
+``conf/model/*.yaml`` reaches one through ``builder: {_target_: adaragct.models.builders.<name>, <its own
+arguments>}`` (:class:`adaragct.models.specs.ModelSpec`), looked up in :data:`BUILDERS`, never imported by name.
+
 torchtune-style: a config never restates layer counts, so ``model=8b`` cannot silently drift from the real
 Llama-3.1-8B. Every builder takes the tokenizer (the vocabulary and the special tokens of docs/method.md#model-and-training come from it),
 an optional local ``path`` with weights, a ``device`` (``"meta"`` builds the architecture without allocating
@@ -295,7 +298,9 @@ def llama3_3_70b(
 
 
 # The builders a config (and so a checkpoint's config.yaml) may name. A checkpoint is a file people share: the
-# name in its ``model.builder`` selects one of these functions and never imports a module the file names.
+# name in its ``model.builder._target_`` selects one of these functions and never imports a module the file names
+# (which is why this is a table and not Hydra's ``instantiate``). llama_tiny_large: 0.1's configs and checkpoints
+# name it; today's conf/model/tiny_large.yaml is llama_tiny with size tiny_large.
 BUILDERS = {f.__name__: f for f in (llama_tiny, llama_tiny_large, llama3_1_8b, llama3_3_70b)}
 
 
@@ -313,6 +318,6 @@ def builder_named(name: str, where: str | Path = "conf/model") -> Any:
         where,
         "model.builder",
         f"{name!r} is not one of the package's model builders ({allowed}); nothing was imported",
-        "set model.builder to one of them (conf/model/*.yaml); a new architecture is a builder function in "
+        "set model.builder to one of them (its _target_, conf/model/*.yaml); a new architecture is a builder function in "
         f"{__name__}, added to its BUILDERS",
     )

@@ -1,7 +1,8 @@
 """Where a ``ReportModel`` is put together (docs/method.md#model-and-training): fresh for a training stage, or from a checkpoint.
 
-    model = build_phase_model(cfg.model, cfg.phase, tokenizer)            # phase base: projector + LoRA r=128
-    model = build_phase_model(cfg.model, cfg.phase, tokenizer,            # phase rag: merged base + LoRA r=32
+    model, phase = ModelSpec.from_config(cfg.model), PhaseSpec.from_config(cfg.phase)
+    model = build_phase_model(model, phase, tokenizer)                    # phase base: projector + LoRA r=128
+    model = build_phase_model(model, phase, tokenizer,                    # phase rag: merged base + LoRA r=32
                               init_from="outputs/train/demo_tiny_base/last")
     model, tokenizer, cfg = load_for_inference("outputs/train/demo_tiny_rag/last")   # ours or the release's
 
@@ -30,6 +31,7 @@ from adaragct.errors import DataError
 from adaragct.models import checkpoint, provenance, release
 from adaragct.models.findings import FindingClassifier, read_findings
 from adaragct.models.projector import VisualProjector
+from adaragct.models.specs import LoraSpec, ModelSpec, PhaseSpec
 from adaragct.models.vlm import ReportModel
 
 log = logging.getLogger(__name__)
@@ -46,24 +48,16 @@ def assemble_report_model(
     return ReportModel(llm, projector, slot_ids, tokenizer.convert_tokens_to_ids(RAG_TOKEN), findings)
 
 
-def resolve_builder(name: str, where: str | Path = "conf/model"):
-    """``adaragct.models.builders.llama3_1_8b`` -> the function (``conf/model: builder``), from the package's
-    allowlist only (:data:`adaragct.models.builders.BUILDERS`): a config never chooses which code runs."""
-    from adaragct.models.builders import builder_named
-
-    return builder_named(name, where)
-
-
-def lora_config(lora: Mapping[str, Any], new_token_ids: list[int] | None):
+def lora_config(lora: LoraSpec, new_token_ids: list[int] | None):
     """A PEFT LoraConfig from ``conf/phase: lora`` (+ trainable new-token rows in embed_tokens and lm_head)."""
     from peft import LoraConfig
 
     tokens = {"embed_tokens": list(new_token_ids), "lm_head": list(new_token_ids)} if new_token_ids else None
     return LoraConfig(
-        r=int(lora["r"]),
-        lora_alpha=int(lora["alpha"]),
-        lora_dropout=float(lora.get("dropout", 0.0)),
-        target_modules=list(lora["target_modules"]),
+        r=int(lora.r),
+        lora_alpha=int(lora.alpha),
+        lora_dropout=float(lora.dropout),
+        target_modules=list(lora.target_modules),
         bias="none",
         task_type="CAUSAL_LM",
         trainable_token_indices=tokens,
@@ -71,8 +65,8 @@ def lora_config(lora: Mapping[str, Any], new_token_ids: list[int] | None):
 
 
 def build_phase_model(
-    model_cfg: Mapping[str, Any],
-    phase_cfg: Mapping[str, Any],
+    model_spec: ModelSpec | Mapping[str, Any],
+    phase_spec: PhaseSpec | Mapping[str, Any],
     tokenizer,
     *,
     device: str | torch.device | None = None,
@@ -85,9 +79,10 @@ def build_phase_model(
     base), add a fresh LoRA (none for phase align: ``phase.lora: null``), set trainability.
 
     Args:
-        model_cfg: ``cfg.model`` (builder, path, dtype, quantization, gradient_checkpointing, visual_dims,
-            visual_slots).
-        phase_cfg: ``cfg.phase`` (lora, train_projector, train_new_token_rows).
+        model_spec: the model (builder, path, dtype, quantization, gradient_checkpointing, visual_dims,
+            visual_slots); a ``cfg.model`` node is read into a :class:`ModelSpec` first.
+        phase_spec: the phase (lora, train_projector, train_new_token_rows); a ``cfg.phase`` node is read into a
+            :class:`PhaseSpec` first.
         tokenizer: the model's tokenizer (special tokens are added if missing).
         device: ``"meta"`` to build without weights (size checks).
         init_from: a phase=base checkpoint directory (ours or the release's base dir) to merge and freeze.
@@ -105,22 +100,13 @@ def build_phase_model(
 
     from adaragct.models.builders import new_token_ids
 
-    dtype = model_cfg.get("dtype", "float32")
-    llm = resolve_builder(model_cfg["builder"])(
-        tokenizer,
-        path=model_cfg.get("path"),
-        device=device,
-        dtype=dtype,
-        quantization=model_cfg.get("quantization"),
-        gradient_checkpointing=bool(model_cfg.get("gradient_checkpointing", False)),
-    )
-    projector = VisualProjector(
-        model_cfg["visual_dims"], llm.config.hidden_size, model_cfg.get("visual_slots")
-    )
-    projector.to(device=llm.get_input_embeddings().weight.device, dtype=getattr(torch, dtype))
+    spec, phase = ModelSpec.from_config(model_spec), PhaseSpec.from_config(phase_spec)
+    llm = spec.build_llm(tokenizer, device=device)
+    projector = VisualProjector(spec.visual_dims, llm.config.hidden_size, spec.visual_slots)
+    projector.to(device=llm.get_input_embeddings().weight.device, dtype=getattr(torch, spec.dtype))
     record = None if str(device) == "meta" else {"format": provenance.FORMAT}
     if record is not None:  # before a LoRA is merged into the base's weights
-        record["base"] = provenance.base_fingerprint(model_cfg, llm)
+        record["base"] = provenance.base_fingerprint(spec.path, spec.builder, llm)
     for field, start in (("init_from", init_from), ("projector_from", projector_from)):
         if record is not None and start is not None:
             record[field] = provenance.start_from(start, field, record["base"], allow_base_mismatch)
@@ -131,15 +117,13 @@ def build_phase_model(
     for source in (init_from, projector_from):  # the classifier travels with the projector
         if findings is None and source is not None:
             findings = read_findings(source)
-    if model_cfg.get("quantization"):
-        llm = prepare_model_for_kbit_training(
-            llm, use_gradient_checkpointing=bool(model_cfg.get("gradient_checkpointing"))
-        )
+    if spec.quantization:
+        llm = prepare_model_for_kbit_training(llm, use_gradient_checkpointing=spec.gradient_checkpointing)
     llm.requires_grad_(False)
-    if phase_cfg.get("lora"):  # phase align has none: the projector alone learns
-        ids = new_token_ids(tokenizer) if phase_cfg.get("train_new_token_rows", True) else None
-        llm = get_peft_model(llm, lora_config(phase_cfg["lora"], ids))
-    projector.requires_grad_(bool(phase_cfg.get("train_projector", True)))
+    if phase.lora is not None:  # phase align has none: the projector alone learns
+        ids = new_token_ids(tokenizer) if phase.train_new_token_rows else None
+        llm = get_peft_model(llm, lora_config(phase.lora, ids))
+    projector.requires_grad_(phase.train_projector)
     if findings is not None:
         findings.to(llm.get_input_embeddings().weight.device)
     model = assemble_report_model(llm, projector, tokenizer, findings)
@@ -198,15 +182,18 @@ def load_checkpoint(
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Rebuild the model of a checkpoint of ours: (ReportModel in eval mode, tokenizer, resolved config).
 
-    Its ``model.builder`` must be one of the package's builders, and the base weights (and, for phase rag, the
-    phase=base checkpoint it merges) must be the ones it was trained on (``provenance.json``), checked before
-    the weights are read where the fingerprint allows; ``allow_base_mismatch`` turns a mismatch into a warning.
+    Its ``model.builder`` must be one of the package's builders (its 0.1 string form is read too), and the base
+    weights (and, for phase rag, the phase=base checkpoint it merges) must be the ones it was trained on
+    (``provenance.json``), checked before the weights are read where the fingerprint allows;
+    ``allow_base_mismatch`` turns a mismatch into a warning.
     """
     from transformers import AutoTokenizer
 
     ckpt_dir = Path(ckpt_dir).resolve()
     cfg = checkpoint.read_config(ckpt_dir)
-    resolve_builder(cfg["model"]["builder"], ckpt_dir / checkpoint.CONFIG)  # refused before anything is built
+    # read (and a builder not in the allowlist refused) before anything is built
+    spec = ModelSpec.from_config(cfg["model"], ckpt_dir / checkpoint.CONFIG)
+    phase = PhaseSpec.from_config(saved_phase(cfg), ckpt_dir / checkpoint.CONFIG)
     tokenizer = AutoTokenizer.from_pretrained(str(ckpt_dir), local_files_only=True)
     init_from = checkpoint.init_from_of(cfg)
     recorded = provenance.read_provenance(ckpt_dir)
@@ -219,8 +206,8 @@ def load_checkpoint(
             ckpt_dir, recorded, {"base": base_files, "init_from": start}, allow_base_mismatch
         )
     model = build_phase_model(
-        cfg["model"],
-        saved_phase(cfg),
+        spec,
+        phase,
         tokenizer,
         device=device,
         init_from=init_from,

@@ -3,10 +3,11 @@
 The model is built in ``configure_model`` so that FSDP/DeepSpeed can shard it as it is created. Only the
 trainable state (LoRA, projector when trained, new-token rows) goes into Lightning's ``.ckpt`` files: the base
 LLM is rebuilt from its builder on resume, never pickled. ``save_hyperparameters`` keeps the plain config dicts
-only (the tokenizer and the optimizer and scheduler factories are runtime objects).
+only (the ones the specs were read from; the tokenizer and the optimizer and scheduler factories are runtime
+objects).
 
     module = ReportGenerationModule(
-        cfg.model, cfg.phase, tokenizer,
+        ModelSpec.from_config(cfg.model), PhaseSpec.from_config(cfg.phase), tokenizer,
         optimizer=instantiate(cfg.phase.optimizer), scheduler=instantiate(cfg.phase.scheduler),
     )
 """
@@ -25,6 +26,7 @@ from lightning.pytorch import LightningModule
 from adaragct.models.checkpoint import unwrapped_name
 from adaragct.models.loading import build_phase_model
 from adaragct.models.loss import report_loss
+from adaragct.models.specs import ModelSpec, PhaseSpec
 from adaragct.models.visual_gain import batch_gains, gain_probes, row_nll
 from adaragct.models.vlm import count_parameters
 
@@ -81,8 +83,9 @@ class ReportGenerationModule(LightningModule):
     """Trains a ``ReportModel`` on report batches (``input_ids``, ``attention_mask``, ``labels``, ``visual``).
 
     Args:
-        model_cfg: ``cfg.model`` as a dict.
-        phase_cfg: ``cfg.phase`` as a dict (lora, scheduler, rag_loss_weight, ...).
+        model_spec: the model (:class:`~adaragct.models.specs.ModelSpec`; a ``cfg.model`` node is read into one).
+        phase_spec: the phase (:class:`~adaragct.models.specs.PhaseSpec`: lora, rag_loss_weight, ...; a
+            ``cfg.phase`` node is read into one).
         tokenizer: the tokenizer (runtime object, not a hyper-parameter).
         optimizer: ``partial(torch.optim.AdamW, lr=...)`` from ``cfg.phase.optimizer``.
         scheduler: ``partial(warmup_cosine_schedule, warmup_steps=..., min_lr_ratio=...)`` from
@@ -100,8 +103,8 @@ class ReportGenerationModule(LightningModule):
 
     def __init__(
         self,
-        model_cfg: Mapping[str, Any],
-        phase_cfg: Mapping[str, Any],
+        model_spec: ModelSpec | Mapping[str, Any],
+        phase_spec: PhaseSpec | Mapping[str, Any],
         tokenizer: Any,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler],
@@ -114,15 +117,19 @@ class ReportGenerationModule(LightningModule):
     ) -> None:
         super().__init__()
         self.visual_gain = {**DEFAULT_VISUAL_GAIN, **dict(visual_gain or {})}
+        self.model_spec, self.phase_spec = (
+            ModelSpec.from_config(model_spec),
+            PhaseSpec.from_config(phase_spec),
+        )
         self.save_hyperparameters(
             {
-                "model": dict(model_cfg),
-                "phase": dict(phase_cfg),
+                "model": self.model_spec.config(),
+                "phase": self.phase_spec.config(),
                 "init_from": init_from,
                 "visual_gain": self.visual_gain,
             }
         )
-        self.model_cfg, self.phase_cfg, self.tokenizer = dict(model_cfg), dict(phase_cfg), tokenizer
+        self.tokenizer = tokenizer
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.init_from, self.build_device = init_from, device
         self.findings, self.needs_findings = findings, needs_findings
@@ -135,12 +142,12 @@ class ReportGenerationModule(LightningModule):
     def configure_model(self) -> None:
         if self.model is None:
             self.model = build_phase_model(
-                self.model_cfg,
-                self.phase_cfg,
+                self.model_spec,
+                self.phase_spec,
                 self.tokenizer,
                 device=self.build_device,
                 init_from=self.init_from,
-                projector_from=self.phase_cfg.get("projector_from"),
+                projector_from=self.phase_spec.projector_from,
                 findings=self.findings,
                 allow_base_mismatch=self.allow_base_mismatch,
             )
@@ -156,7 +163,7 @@ class ReportGenerationModule(LightningModule):
             logits,
             batch["labels"],
             self.model.rag_token_id,
-            float(self.phase_cfg.get("rag_loss_weight", 1.0)),
+            float(self.phase_spec.rag_loss_weight),
         )
         return loss, stats, logits
 

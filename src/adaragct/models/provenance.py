@@ -28,7 +28,7 @@ Schemes:
     checkpoint  sha256 over a stage checkpoint's trained files (:data:`STAGE_FILES`), or the release's
                 ``projector.pt`` (a release base's merged weights are ``model.path`` itself: the ``files`` scheme).
 
-    provenance = {"format": 1, "base": base_fingerprint(model_cfg, llm)}
+    provenance = {"format": 1, "base": base_fingerprint(model.path, model.builder, llm)}   # model: a ModelSpec
     check_recorded(ckpt_dir, read_provenance(ckpt_dir), provenance, allow=False)
 """
 
@@ -79,13 +79,14 @@ def tensors_fingerprint(module: torch.nn.Module, source: str) -> Fingerprint:
     return {"scheme": "tensors", "source": source, "sha256": digest.hexdigest()}
 
 
-def base_fingerprint(model_cfg: Mapping[str, Any], llm: torch.nn.Module) -> Fingerprint:
-    """The fingerprint of the base ``llm`` that ``model_cfg`` built (before any LoRA is merged into it)."""
-    found = weights_fingerprint(model_cfg.get("path"))
+def base_fingerprint(path: str | Path | None, builder: str, llm: torch.nn.Module) -> Fingerprint:
+    """The fingerprint of the base ``llm`` that ``builder`` built from ``path`` (``model.path``; before any LoRA is
+    merged into it)."""
+    found = weights_fingerprint(path)
     if found is not None:
         return found
-    builder = str(model_cfg["builder"]).rpartition(".")[2]
-    return tensors_fingerprint(llm, f"random init of {builder} (no weights at {model_cfg.get('path')})")
+    name = builder.rpartition(".")[2]
+    return tensors_fingerprint(llm, f"random init of {name} (no weights at {path})")
 
 
 def phase_fingerprint(ckpt_dir: str | Path) -> Fingerprint:

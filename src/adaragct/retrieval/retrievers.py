@@ -2,7 +2,9 @@
 
 ``retrieval=none|oracle|adaptive|text2text|corrupt`` picks one through Hydra (``conf/retrieval/*.yaml`` names the class
 in ``_target_`` plus its numbers); runtime objects -- the bank, the encoder, the neighbours, the contexts -- are
-injected by :func:`build_retriever` at the call site, never built from YAML::
+never built from YAML: each class declares the ones it needs in ``needs`` (a subset of :data:`RUNTIME_OBJECTS`), and
+:func:`build_retriever` passes exactly those (:func:`adaragct.retrieval.runtime.load_retriever` builds them from
+what the index stage wrote). A new retriever is a class with ``name``, ``needs`` and ``retrieve``, and a YAML::
 
     retriever = build_retriever(cfg.retrieval, bank=bank, encoder=encoder, neighbours=neighbours)
     result = retriever.retrieve(RetrievalQuery("valid_1_a_1", text_so_far, "The heart is enlarged.", top_k=3))
@@ -68,11 +70,20 @@ class RetrievalResult:
         return len(self.texts)
 
 
+#: keys of a conf/retrieval node that build_retriever reads itself (``name`` labels runs), not constructor arguments
+CONFIG_ONLY_KEYS = ("name",)
+#: the runtime objects a retriever may declare in ``needs`` (built by adaragct.retrieval.runtime): the sentence
+#: bank, the probe encoder, the per-organ image neighbours, the oracle contexts
+RUNTIME_OBJECTS = ("bank", "encoder", "neighbours", "contexts")
+
+
 @runtime_checkable
 class Retriever(Protocol):
-    """Anything with ``retrieve(query) -> result`` and a ``name`` for traces."""
+    """Anything with ``retrieve(query) -> result``, a ``name`` for traces and the runtime objects it ``needs`` (its
+    constructor's arguments of those names, of :data:`RUNTIME_OBJECTS`)."""
 
     name: str
+    needs: tuple[str, ...]
 
     def retrieve(self, query: RetrievalQuery) -> RetrievalResult: ...
 
@@ -92,6 +103,7 @@ class NoRetriever:
     """``retrieval=none``: never returns context (plain generation; the model's [RAG] tokens are dropped)."""
 
     name = "none"
+    needs: tuple[str, ...] = ()
 
     def retrieve(self, query: RetrievalQuery) -> RetrievalResult:
         return RetrievalResult(note="retrieval disabled")
@@ -110,6 +122,7 @@ class OracleRetriever:
     """
 
     name = "oracle"
+    needs: tuple[str, ...] = ("contexts",)
 
     def __init__(
         self,
@@ -171,6 +184,7 @@ class AdaptiveRetriever:
     """
 
     name = "adaptive"
+    needs: tuple[str, ...] = ("bank", "encoder", "neighbours")
 
     def __init__(
         self,
@@ -256,6 +270,7 @@ class Text2TextRetriever:
     """
 
     name = "text2text"
+    needs: tuple[str, ...] = ("bank", "encoder")
 
     def __init__(
         self,
@@ -315,6 +330,7 @@ class CorruptRetriever:
     """
 
     name = "corrupt"
+    needs: tuple[str, ...] = ("bank",)
 
     def __init__(self, bank: SentenceBank, seed: int = 0) -> None:
         self.bank, self.seed = bank, seed
@@ -337,29 +353,55 @@ class CorruptRetriever:
 
 
 def build_retriever(cfg: Mapping[str, Any], **runtime: Any) -> Retriever:
-    """Instantiate ``cfg._target_`` with the config's numbers plus the runtime objects it accepts.
+    """Instantiate ``cfg._target_`` with the config's numbers plus the runtime objects its class ``needs``.
 
     Args:
         cfg: a ``conf/retrieval/*.yaml`` node (``_target_`` + constructor arguments).
-        **runtime: objects built at the call site (``bank``, ``encoder``, ``neighbours``, ``contexts``); each is
-            passed only if the target's constructor takes it, so one call site serves every retriever.
+        **runtime: objects built at the call site (``bank``, ``encoder``, ``neighbours``, ``contexts``); the class's
+            ``needs`` are passed, the others ignored, so one call site serves every retriever.
+
+    Hydra's ``instantiate`` would do the call, but not the checks: a misspelt key or a runtime object the class
+    needs and the caller did not build is an error naming them here, before anything is constructed.
     """
     from hydra.utils import get_class
 
-    params = {k: v for k, v in dict(cfg).items() if k not in ("_target_", "name")}  # name labels runs
+    params = {k: v for k, v in dict(cfg).items() if k != "_target_" and k not in CONFIG_ONLY_KEYS}
     target = get_class(cfg["_target_"])
+    needs = retriever_needs(target)
     accepted = inspect.signature(target).parameters
-    unknown = sorted(set(params) - set(accepted))
+    unknown = sorted(set(params) - (set(accepted) - set(needs)))
     if unknown:
         raise ValueError(
-            f"retrieval config {cfg['_target_']}: unknown keys {unknown} (accepted: {sorted(accepted)})"
+            f"retrieval config {cfg['_target_']}: unknown keys {unknown} (accepted: {sorted(set(accepted) - set(needs))})"
         )
-    needed = [n for n, p in accepted.items() if p.default is inspect.Parameter.empty and n not in params]
-    missing = [n for n in needed if runtime.get(n) is None]
+    missing = [n for n in needs if runtime.get(n) is None]
     if missing:
         raise ValueError(
             f"retrieval {cfg['_target_']} needs runtime objects {missing}: pass them to build_retriever"
         )
-    params.update({n: obj for n, obj in runtime.items() if n in accepted and obj is not None})
     log.info("retriever <%s>", cfg["_target_"])
-    return target(**params)
+    return target(**params, **{n: runtime[n] for n in needs})
+
+
+def retriever_needs(target: type) -> tuple[str, ...]:
+    """The runtime objects a retriever class declares in ``needs``, checked against :data:`RUNTIME_OBJECTS` and its
+    constructor (a required constructor argument that is neither a config key nor declared is an error too)."""
+    needs = tuple(getattr(target, "needs", ()))
+    name = f"{target.__module__}.{target.__qualname__}"
+    accepted = inspect.signature(target).parameters
+    wrong = [n for n in needs if n not in RUNTIME_OBJECTS or n not in accepted]
+    if wrong:
+        raise TypeError(
+            f"{name}.needs: {wrong} are not runtime objects its constructor takes (fix: needs lists constructor "
+            f"arguments among {list(RUNTIME_OBJECTS)})"
+        )
+    undeclared = [
+        n
+        for n in RUNTIME_OBJECTS
+        if n in accepted and n not in needs and accepted[n].default is inspect.Parameter.empty
+    ]
+    if undeclared:
+        raise TypeError(
+            f"{name}: its constructor takes {undeclared} (fix: declare needs = {(*needs, *undeclared)!r})"
+        )
+    return needs
