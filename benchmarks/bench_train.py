@@ -59,8 +59,8 @@ def _config(phase: str, grouping: bool):
 
 def _parts(cfg):
     """Datamodule and module exactly as ``adaragct.train.train`` builds them, with the model built."""
+    from adaragct.apps.train import _datamodule, _findings, _module, _seed
     from adaragct.models.builders import load_tokenizer
-    from adaragct.train import _datamodule, _findings, _module, _seed
 
     _seed(cfg)
     tokenizer = load_tokenizer(cfg.model.path)

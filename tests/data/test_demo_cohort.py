@@ -13,6 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from adaragct.analysis.bottleneck import top2_variance_share
 from adaragct.analysis.cohort import organ_probe_table
+from adaragct.apps.prepare import run as run_prepare
 from adaragct.constants import FINDINGS, ORGANS, SPECIAL_TOKENS
 from adaragct.data.bundle import (
     CT_CLIP_KEYS,
@@ -26,7 +27,6 @@ from adaragct.data.demo.cohort import PREVALENCE
 from adaragct.data.demo.writer import demo_paths
 from adaragct.data.sentences import tag_sentence, tag_unique_reports
 from adaragct.ids import patient_id
-from adaragct.prepare import run_prepare
 from tests.conftest import CONF_DIR, PROJECT_ROOT
 
 # the tiny LM pretraining is not what these tests check: a few steps keep three prepares cheap

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from adaragct.compat.cal_metrics import main as cal_metrics
 from adaragct.errors import UsageError
-from adaragct.eval.cal_metrics import main as cal_metrics
 from adaragct.eval.runner import EvalOptions, check_options, output_paths
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
