@@ -219,9 +219,9 @@ def _evaluate(predictions: Path, out: Path, *extra: str) -> dict:
             f"predictions={predictions}",
             f"paths.output_dir={out}",
             "logger=wandb",
-            "meteor=false",
+            "scoring.meteor=false",
             "view=false",
-            "progress=false",
+            "scoring.progress=false",
             *extra,
         ],
     )

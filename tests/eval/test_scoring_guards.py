@@ -236,7 +236,7 @@ def test_hydra_app_prints_one_line_and_validates_before_writing(pred: Path, tmp_
                 "adaragct.evaluate",
                 *overrides,
                 f"paths.root_dir={tmp_path}",
-                "meteor=false",
+                "scoring.meteor=false",
             ],
             capture_output=True,
             text=True,

@@ -30,7 +30,8 @@ def test_ablation_cells_make_their_one_change_and_keep_their_own_checkpoints() -
             assert list(cfg.train_overrides[step]) == list(demo.train_overrides[step])
 
 
-DEMO_INPUT_STAGES = ("adaragct.prepare", "adaragct.index", "adaragct.train")
+# the stages that build the demo's inputs, by their old paths and their apps' (adaragct.apps)
+DEMO_INPUT_STAGES = tuple(f"adaragct.{p}{s}" for p in ("", "apps.") for s in ("prepare", "index", "train"))
 
 
 def _makefile() -> dict[str, tuple[list[str], list[str]]]:
