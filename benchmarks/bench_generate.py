@@ -126,11 +126,11 @@ def _compose(overrides: list[str]):
 def _trained(cfg, n: int, device: str, dtype: torch.dtype) -> Setup:
     import numpy as np
 
+    from adaragct.apps.infer import _prompt, load_generation_model
     from adaragct.constants import VISUAL_SLOTS
     from adaragct.data.datasets import load_split
     from adaragct.generation.cache import pad_left
     from adaragct.generation.prefixes import prompt_prefixes
-    from adaragct.infer import _prompt, load_generation_model
     from adaragct.retrieval.runtime import load_retriever
 
     model, tokenizer, ckpt_cfg = load_generation_model(

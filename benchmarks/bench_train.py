@@ -6,7 +6,7 @@
 On the demo's model and batches (``conf/demo.yaml``'s overrides, the phase's own settings), four runs of the same
 number of optimizer steps, each from the same initial weights:
 
-- ``lightning``: ``adaragct.train``'s datamodule, module, optimizer and schedule under a Lightning ``Trainer``
+- ``lightning``: the train app's (``adaragct.apps.train``) datamodule, module, optimizer and schedule under a Lightning ``Trainer``
   (gradient accumulation and clipping as configured; checkpoints and loggers off, they are not the step);
 - ``plain``: the same module's forward and loss, optimizer and schedule, on the same batches, in a hand-written
   loop (backward, clip, step, schedule, zero_grad);
@@ -58,9 +58,9 @@ def _config(phase: str, grouping: bool):
 
 
 def _parts(cfg):
-    """Datamodule and module exactly as ``adaragct.train.train`` builds them, with the model built."""
+    """Datamodule and module exactly as ``adaragct.apps.train.run`` builds them, with the model built."""
+    from adaragct.apps.train import _datamodule, _findings, _module, _seed
     from adaragct.models.builders import load_tokenizer
-    from adaragct.train import _datamodule, _findings, _module, _seed
 
     _seed(cfg)
     tokenizer = load_tokenizer(cfg.model.path)

@@ -57,7 +57,7 @@ def small_demo(tmp_path_factory: pytest.TempPathFactory):
 
     from omegaconf import OmegaConf
 
-    from adaragct.prepare import run_prepare
+    from adaragct.apps.prepare import run as run_prepare
 
     data_dir = tmp_path_factory.mktemp("data")
     cfg = compose_config(
@@ -98,7 +98,7 @@ def data_overrides(data_dir: Path) -> list[str]:
 @pytest.fixture(scope="session")
 def indexed_demo(small_demo: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the small demo cohort with the real index stage run on it; returns the data_dir."""
-    from adaragct.index import run
+    from adaragct.apps.index import run
 
     data_dir = tmp_path_factory.mktemp("indexed")
     shutil.copytree(small_demo["root"], data_dir / "demo")
@@ -137,7 +137,7 @@ def tiny_checkpoints(indexed_demo: Path, tmp_path_factory: pytest.TempPathFactor
     experiment on the paper's prompt (the release's layout, which these checkpoints are also converted to, has no
     finding classifier; the findings prompt runs end to end in tests/test_data_sources.py and
     tests/experiments/test_experiment_configs.py): {stage: checkpoint}."""
-    from adaragct.train import train
+    from adaragct.apps.train import run as train
 
     root = tmp_path_factory.mktemp("ckpt")
     out = {s: root / "outputs" / "train" / f"demo_tiny_{s}" / "last" for s in ("align", "base", "rag")}

@@ -75,18 +75,18 @@ class Stages:
         return compose_config(name, [*self.common, f"paths.output_dir={self.work}/runs/{name}", *extra])
 
     def prepare(self, *extra: str) -> dict:
-        from adaragct.prepare import run_prepare
+        from adaragct.apps.prepare import run as run_prepare
 
         return _quiet(run_prepare, self.cfg("prepare", "tokenizer.vocab_size=600", "tiny_lm.steps=3", *extra))
 
     def index(self, *extra: str) -> dict:
-        from adaragct.index import run
+        from adaragct.apps.index import run
 
         overrides = ["index.progress=false", "+encoder.progress=false", *self.encoder, *extra]
         return _quiet(run, self.cfg("index", *overrides))
 
     def train(self, phase: str, *extra: str) -> Path:
-        from adaragct.train import train
+        from adaragct.apps.train import run as train
 
         overrides = ("model=tiny", *FAST_TRAIN, f"phase={phase}", "datamodule.max_length=2048", *self.model)
         cfg = self.cfg("train", *overrides, *extra)
@@ -94,7 +94,7 @@ class Stages:
         return self.work / "outputs" / "train" / f"{cfg.data.name}_tiny_{phase}" / "last"
 
     def infer(self, retrieval: str) -> Path:
-        from adaragct.infer import run_infer
+        from adaragct.apps.infer import run as run_infer
 
         predictions = self.work / "predictions" / f"{retrieval}.jsonl"
         extra = (
@@ -112,7 +112,7 @@ class Stages:
 
 def _every_stage(stages: Stages, labels_csv: str, n_volumes: int) -> dict:
     """prepare -> index -> train base -> train rag -> infer x3 -> cal_metrics; what each wrote."""
-    from adaragct.eval.cal_metrics import main as cal_metrics
+    from adaragct.compat.cal_metrics import main as cal_metrics
 
     out = {"prepare": stages.prepare(), "index": stages.index()}
     align = stages.train("align")
@@ -429,7 +429,7 @@ def test_findings_prompt_without_training_labels_names_the_missing_field(
     release, projected, tmp_path
 ) -> None:
     """The release bundle has validation labels only: the findings prompt cannot be trained on it."""
-    from adaragct.train import train
+    from adaragct.apps.train import run as train
 
     stages = Stages(tmp_path, ["data=adaragct_bundle", f"data.bundle_root={release}"], projected[1])
     stages.prepare()

@@ -14,9 +14,13 @@ is ``ids``). The rules, one row per part that is restricted (a part may always i
                                  retrieval/, generation/, nor analysis/, which reads data/)
     synthetic                    the demo cohort's generator: what data/ may import, and data/
     eval                         runs on a predictions file alone: data/, formats/ and the foundation only
+    compat                       the old spellings: what it maps onto (apps, eval, models) and the foundation
+    apps                         the commands, the top: may import anything, and nothing below imports them
 
-Every other part (models, retrieval, generation, analysis, the stage apps) may import what it needs, but no module
-may reach itself again through its imports.
+Every other part (models, retrieval, generation, analysis) may import what it needs, but not ``apps``, and no module
+may reach itself again through its imports. The one exception: the :data:`FORWARDERS`, the one-line modules that
+keep 0.1's and the release's command paths (``python -m adaragct.infer``, ``adaragct.eval.cal_metrics``) working,
+import the app or the compat module they forward to, and nothing else (checked below).
 """
 
 from __future__ import annotations
@@ -35,7 +39,25 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "data": FOUNDATION | {"formats"},
     "synthetic": FOUNDATION | {"formats", "data"},
     "eval": FOUNDATION | {"formats", "data"},
+    "compat": FOUNDATION | {"", "apps", "eval", "models"},  # "": the package root (CONF_DIR)
 }
+#: the parts only the top imports: ``apps`` (the commands), imported by ``compat`` (the release's commands run them)
+TOP = {"apps": frozenset({"apps", "compat"})}
+#: old module paths kept as forwarders (their target: an app or a compat module); exempt from the rules above
+FORWARDERS = frozenset(
+    {
+        *(
+            f"adaragct.{app}"
+            for app in ("prepare", "index", "infer", "evaluate", "analyze", "aggregate", "demo")
+        ),
+        "adaragct.show",
+        "adaragct.train",
+        "adaragct.train.__main__",
+        "adaragct.train.train_rag",
+        "adaragct.inference.inference_rag",
+        "adaragct.eval.cal_metrics",
+    }
+)
 
 
 def _module_names(src: Path, package: str) -> dict[str, Path]:
@@ -88,15 +110,25 @@ def _part(module: str) -> str:
 
 
 def layer_violations(
-    graph: Mapping[str, set[str]], rules: Mapping[str, frozenset[str]] = MAY_IMPORT
+    graph: Mapping[str, set[str]],
+    rules: Mapping[str, frozenset[str]] = MAY_IMPORT,
+    top: Mapping[str, frozenset[str]] = TOP,
+    forwarders: frozenset[str] = FORWARDERS,
 ) -> list[str]:
-    """``"adaragct.data.x imports adaragct.models.y (data may import only ...)"`` per import against the rules."""
+    """``"adaragct.data.x imports adaragct.models.y (data may import only ...)"`` per import against the rules, and
+    ``"... imports adaragct.apps.y (only ... import apps)"`` per import of a top part from below it."""
     found = []
     for module, imports in sorted(graph.items()):
+        if module in forwarders:
+            continue
         allowed = rules.get(_part(module))
         for target in sorted(imports):
             if allowed is not None and _part(target) not in allowed | {_part(module)}:
                 found.append(f"{module} imports {target} ({_part(module)} may import only {sorted(allowed)})")
+            elif _part(target) in top and _part(module) not in top[_part(target)]:
+                found.append(
+                    f"{module} imports {target} (only {sorted(top[_part(target)])} import {_part(target)})"
+                )
     return found
 
 
@@ -117,6 +149,49 @@ def test_every_part_imports_only_what_its_layer_allows() -> None:
     assert {"adaragct.data.prompt", "adaragct.eval.runner", "adaragct.models.loading"} <= set(graph)
     assert "adaragct.formats.tables" in graph["adaragct.eval.runner"], "the graph must see real imports"
     assert layer_violations(graph) == []
+
+
+def test_the_old_command_paths_only_forward() -> None:
+    """Each forwarder is a docstring, imports from the app or compat module it forwards to (and ``sys``), and the
+    ``if __name__ == "__main__":`` call of ``main``: no logic of its own."""
+    files = _module_names(SRC, "adaragct")
+    assert set(files) >= FORWARDERS
+    for name in sorted(FORWARDERS):
+        body = ast.parse(files[name].read_text()).body
+        assert isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant), f"{name}: docstring"
+        for node in body[1:]:
+            if isinstance(node, ast.ImportFrom):
+                assert node.module.startswith(("adaragct.apps.", "adaragct.compat.")), (
+                    f"{name}: {node.module}"
+                )
+            elif isinstance(node, ast.Import):
+                assert [a.name for a in node.names] == ["sys"], name
+            else:
+                assert isinstance(node, ast.If) and ast.unparse(node.test) == "__name__ == '__main__'", name
+                assert len(node.body) == 1 and "main()" in ast.unparse(node.body[0]), name
+        assert len(body) <= 5, f"{name} holds more than a forwarder"
+
+
+def test_every_hydra_app_has_the_one_shape() -> None:
+    """``apps/<name>.py`` over ``conf/<name>.yaml``: ``run(cfg)`` and the ``main`` that ``hydra_app`` makes."""
+    import importlib
+    import inspect
+
+    from adaragct import CONF_DIR
+
+    apps = sorted(p.stem for p in (SRC / "adaragct" / "apps").glob("*.py") if not p.stem.startswith("_"))
+    assert apps == ["aggregate", "analyze", "demo", "evaluate", "index", "infer", "prepare", "show", "train"]
+    for name in apps:
+        module = importlib.import_module(f"adaragct.apps.{name}")
+        assert callable(module.main), name
+        if name == "show":  # argparse: the report viewer's page, no config
+            continue
+        assert (CONF_DIR / f"{name}.yaml").is_file(), name
+        assert list(inspect.signature(module.run).parameters) == ["cfg"], name
+        assert module.main.__doc__.startswith("Console entry point"), f"{name}: main is not hydra_app's"
+        calls = [n for n in ast.walk(ast.parse(inspect.getsource(module))) if isinstance(n, ast.Call)]
+        prologues = [ast.unparse(c.args[1]) for c in calls if ast.unparse(c.func) == "prologue"]
+        assert prologues == [repr(name)], f"{name}: run has no prologue(cfg, {name!r})"
 
 
 def test_no_module_imports_itself_back() -> None:
@@ -183,4 +258,14 @@ def test_a_formats_module_that_reads_a_dataset_config_is_reported(tmp_path) -> N
     assert _planted(tmp_path, "formats/tables.py", "from adaragct.data.prompt import PromptConfig") == [
         "adaragct.formats.tables imports adaragct.data.prompt "
         "(formats may import only ['artifacts', 'cli', 'constants', 'errors', 'ids', 'io', 'ledger', 'specs'])"
+    ]
+
+
+def test_an_import_of_an_app_from_below_is_reported(tmp_path) -> None:
+    """``apps`` is the top: a retriever that reached into the infer app would be reported (compat may)."""
+    shutil.copytree(SRC / "adaragct", tmp_path / "adaragct", ignore=shutil.ignore_patterns("__pycache__"))
+    runtime = tmp_path / "adaragct" / "retrieval" / "runtime.py"
+    runtime.write_text(runtime.read_text() + "\n\ndef _planted():\n    from adaragct.apps.infer import run\n")
+    assert layer_violations(import_graph(tmp_path)) == [
+        "adaragct.retrieval.runtime imports adaragct.apps.infer (only ['apps', 'compat'] import apps)"
     ]

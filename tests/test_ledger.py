@@ -46,7 +46,7 @@ def test_code_fingerprint_follows_transitive_and_function_level_imports(tmp_path
 def test_stage_code_reaches_the_modules_it_runs() -> None:
     """The issue's case: inference predictions depend on formats/embeddings.py and models/ (a hand-kept list missed
     them); training code is not inference's."""
-    infer = module_files("adaragct.infer")
+    infer = module_files("adaragct.apps.infer")
     assert {"adaragct.formats.embeddings", "adaragct.models.vlm", "adaragct.generation.adaptive"} <= set(
         infer
     )

@@ -85,7 +85,7 @@ def run_contents(folder: Path) -> dict:
 
 
 def _infer(data_dir: Path, ckpt: Path, out: Path, *extra: str):
-    from adaragct.infer import run_infer
+    from adaragct.apps.infer import run as run_infer
 
     cfg = compose_config(
         "infer",
@@ -104,7 +104,7 @@ def _infer(data_dir: Path, ckpt: Path, out: Path, *extra: str):
 
 
 def test_train_and_infer_land_in_one_offline_wandb_run(indexed_demo, tmp_path) -> None:
-    from adaragct.train import train
+    from adaragct.apps.train import run as train
 
     cfg = compose_config(
         "train",
@@ -211,7 +211,7 @@ def test_train_and_infer_land_in_one_offline_wandb_run(indexed_demo, tmp_path) -
 
 
 def _evaluate(predictions: Path, out: Path, *extra: str) -> dict:
-    from adaragct.evaluate import run
+    from adaragct.apps.evaluate import run
 
     cfg = compose_config(
         "evaluate",
@@ -219,9 +219,9 @@ def _evaluate(predictions: Path, out: Path, *extra: str) -> dict:
             f"predictions={predictions}",
             f"paths.output_dir={out}",
             "logger=wandb",
-            "meteor=false",
+            "scoring.meteor=false",
             "view=false",
-            "progress=false",
+            "scoring.progress=false",
             *extra,
         ],
     )

@@ -1,6 +1,6 @@
 """adaragct: retrieval-augmented 3D CT report generation (a reimplementation of AdaRAG-CT).
 
-Stages (each a Hydra app over ``adaragct/conf``, linked as ``conf/`` at the top of a checkout): prepare -> index -> train -> infer -> evaluate -> analyze.
+Stages (each a Hydra app in ``adaragct/apps`` over ``adaragct/conf``, linked as ``conf/`` at the top of a checkout): prepare -> index -> train -> infer -> evaluate -> analyze.
 See README.md for the two commands that run everything (`make demo`, `make test`).
 """
 

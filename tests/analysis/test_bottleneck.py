@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from adaragct.analysis.bottleneck import effective_rank, participation_ratio, variance_shares
-from adaragct.analyze import run_analyze
+from adaragct.apps.analyze import run_analyze
 from tests.conftest import compose_config
 
 

@@ -21,7 +21,7 @@ from adaragct.analysis.text_stats import (
     recurring_share,
     report_stats,
 )
-from adaragct.analyze import run_text_stats
+from adaragct.apps.analyze import run_text_stats
 from adaragct.constants import FINDINGS
 from adaragct.errors import DataError
 from tests.conftest import compose_config

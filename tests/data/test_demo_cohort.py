@@ -13,13 +13,13 @@ from hydra.core.global_hydra import GlobalHydra
 
 from adaragct.analysis.bottleneck import top2_variance_share
 from adaragct.analysis.cohort import organ_probe_table
+from adaragct.apps.prepare import run as run_prepare
 from adaragct.constants import FINDINGS, ORGANS, SPECIAL_TOKENS
 from adaragct.data.sentences import tag_sentence, tag_unique_reports
 from adaragct.formats.embeddings import CT_CLIP_KEYS, VISD_BOOST_KEYS, read_embeddings_npz
 from adaragct.formats.organ_reports import read_organ_reports_json
 from adaragct.formats.tables import read_labels_csv, read_reports_csv
 from adaragct.ids import patient_id
-from adaragct.prepare import run_prepare
 from adaragct.synthetic import checks
 from adaragct.synthetic.cohort import PREVALENCE
 from adaragct.synthetic.writer import demo_paths

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from adaragct.compat.cal_metrics import default_output
+from adaragct.compat.cal_metrics import main as cal_metrics
 from adaragct.constants import FINDINGS
-from adaragct.eval.cal_metrics import default_output
-from adaragct.eval.cal_metrics import main as cal_metrics
 from adaragct.eval.protocol import RELEASE_LABELS_CSV
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

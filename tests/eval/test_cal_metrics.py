@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from adaragct.compat.cal_metrics import main as cal_metrics
 from adaragct.constants import FINDINGS
 from adaragct.errors import DataError
-from adaragct.eval.cal_metrics import main as cal_metrics
 from adaragct.eval.runner import EvalOptions, evaluate_predictions
 from adaragct.formats.predictions import attach_references, read_predictions
 
@@ -200,8 +200,8 @@ def test_hydra_app_writes_outputs(release_case, tmp_path) -> None:
             f"predictions={pred}",
             f"labels_csv={labels}",
             f"paths.root_dir={tmp_path}",
-            "meteor=false",
-            "bootstrap.num_resamples=50",
+            "scoring.meteor=false",
+            "scoring.bootstrap.num_resamples=50",
             f"compare_with={pred}",
         ],
         capture_output=True,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from adaragct.compat.cal_metrics import main as cal_metrics
 from adaragct.errors import UsageError
-from adaragct.eval.cal_metrics import main as cal_metrics
 from adaragct.eval.runner import EvalOptions, check_options, output_paths
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -236,7 +236,7 @@ def test_hydra_app_prints_one_line_and_validates_before_writing(pred: Path, tmp_
                 "adaragct.evaluate",
                 *overrides,
                 f"paths.root_dir={tmp_path}",
-                "meteor=false",
+                "scoring.meteor=false",
             ],
             capture_output=True,
             text=True,

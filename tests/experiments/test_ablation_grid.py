@@ -69,7 +69,7 @@ def test_one_readable_folder_per_cell_with_predictions_and_metrics(grid) -> None
 
 
 def test_aggregate_writes_one_row_per_cell(grid) -> None:
-    from adaragct.aggregate import aggregate
+    from adaragct.apps.aggregate import aggregate
 
     grid_dir, _, _, output_root = grid
     result = aggregate("tiny_grid", output_root)  # by name, under output_root/grids
@@ -86,7 +86,7 @@ def test_aggregate_writes_one_row_per_cell(grid) -> None:
 
 
 def test_rerun_skips_finished_cells_and_a_missing_cell_is_listed(grid, indexed_demo: Path) -> None:
-    from adaragct.aggregate import aggregate
+    from adaragct.apps.aggregate import aggregate
 
     grid_dir, _, ckpt, output_root = grid
     before = {name: (grid_dir / name / "predictions.jsonl").stat().st_mtime_ns for name in CELLS}

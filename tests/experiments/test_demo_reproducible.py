@@ -29,7 +29,7 @@ SMALL = [
     'base:["trainer.max_steps=6","trainer.val_check_interval=6"],'
     'rag:["trainer.max_steps=6","trainer.val_check_interval=6"]}',
     'infer_overrides=["batch_size=8","generation.max_new_tokens=120"]',
-    "bootstrap.num_resamples=200",
+    "scoring.bootstrap.num_resamples=200",
 ]
 # files that record a wall-clock throughput, or a path inside a zip, by design
 EXEMPT = ("state.json", "timings.json", "last.ckpt")  # step records with wall times; Lightning state

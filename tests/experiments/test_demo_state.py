@@ -8,7 +8,7 @@ from pathlib import Path
 def test_ablation_cells_make_their_one_change_and_keep_their_own_checkpoints() -> None:
     """make demo-ablations: each cell composes the demo's stages with its change, base rows only, and trains into
     a checkpoint folder of its own, which its inference reads (the demo's checkpoints are never overwritten)."""
-    from adaragct.demo import _cell_run_name
+    from adaragct.apps.demo import _cell_run_name
     from tests.conftest import compose_config
 
     out = "paths.output_dir=/tmp/unused"  # nothing runs; the hydra node that would set it is not composed
@@ -30,7 +30,8 @@ def test_ablation_cells_make_their_one_change_and_keep_their_own_checkpoints() -
             assert list(cfg.train_overrides[step]) == list(demo.train_overrides[step])
 
 
-DEMO_INPUT_STAGES = ("adaragct.prepare", "adaragct.index", "adaragct.train")
+# the stages that build the demo's inputs, by their old paths and their apps' (adaragct.apps)
+DEMO_INPUT_STAGES = tuple(f"adaragct.{p}{s}" for p in ("", "apps.") for s in ("prepare", "index", "train"))
 
 
 def _makefile() -> dict[str, tuple[list[str], list[str]]]:
@@ -59,7 +60,7 @@ def test_make_targets_run_the_demos_own_steps_with_its_settings() -> None:
     no target runs a stage that builds the demo's inputs with settings of its own."""
     import shlex
 
-    from adaragct.demo import check_until
+    from adaragct.apps.demo import check_until
     from tests.conftest import compose_config
 
     rules = _makefile()
@@ -83,7 +84,7 @@ def test_make_targets_run_the_demos_own_steps_with_its_settings() -> None:
 def test_an_unknown_until_is_refused_before_any_work() -> None:
     import pytest
 
-    from adaragct.demo import check_until
+    from adaragct.apps.demo import check_until
     from adaragct.errors import DataError
     from tests.conftest import compose_config
 

@@ -39,8 +39,8 @@ def test_every_experiment_is_covered() -> None:
 def test_experiment_trains_and_infers_on_cpu(
     experiment: str, indexed_demo: Path, tiny_checkpoints: dict, tmp_path: Path
 ) -> None:
-    from adaragct.infer import run_infer
-    from adaragct.train import train
+    from adaragct.apps.infer import run as run_infer
+    from adaragct.apps.train import run as train
 
     composed = compose_config("train", [f"experiment={experiment}"], resolve=False).phase
     stage = composed.name

@@ -58,7 +58,7 @@ def test_retrieval_x_oracle_reads_the_oracle_grid_checkpoints() -> None:
 def test_oracle_grid_trains_once_per_cell_and_feeds_the_retrieval_grid(
     indexed_demo: Path, tiny_checkpoints: dict, tmp_path: Path
 ) -> None:
-    from adaragct.aggregate import aggregate
+    from adaragct.apps.aggregate import aggregate
 
     out = tmp_path / "outputs"
     train = [

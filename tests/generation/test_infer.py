@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from adaragct.apps.infer import run as run_infer
 from adaragct.generation.predictions import PredictionWriter
-from adaragct.infer import run_infer
 from tests.conftest import PROJECT_ROOT, compose_config, data_overrides
 
 # 6 volumes, short reports, and a [RAG] bias that makes the tiny model retrieve
@@ -123,16 +123,14 @@ def test_a_rerun_with_another_process_count_resumes(indexed_demo, tiny_checkpoin
             tiny_checkpoints["rag"],
             tmp_path / "full.jsonl",
             "adaptive",
-            "evaluate.enabled=false",
+            "score=false",
         )
     )
     lines = (tmp_path / "full.jsonl").read_text().splitlines(keepends=True)
     final = tmp_path / "p.jsonl"
     shard_path(final, 0, 2).write_text(lines[0] + lines[2])
     shard_path(final, 2, 3).write_text(lines[4] + lines[5][:30])  # killed mid-line
-    summary = run_infer(
-        _cfg(indexed_demo, tiny_checkpoints["rag"], final, "adaptive", "evaluate.enabled=false")
-    )
+    summary = run_infer(_cfg(indexed_demo, tiny_checkpoints["rag"], final, "adaptive", "score=false"))
     assert summary["skipped"] == 3 and summary["generated"] == 3
     assert final.read_text() == "".join(lines) and sibling_shards(final) == []
 
@@ -162,7 +160,7 @@ def test_two_processes_shard_and_merge_to_the_single_process_file(
                     ckpt,
                     tmp_path / "one" / "p.jsonl",
                     "adaptive",
-                    "evaluate.enabled=false",
+                    "score=false",
                     "threads=1",
                 )
             )
@@ -179,7 +177,7 @@ def test_two_processes_shard_and_merge_to_the_single_process_file(
         str(_free_port()),
         "-m",
         "adaragct.infer",
-        *_overrides(indexed_demo, ckpt, two, "adaptive", "evaluate.enabled=false", "device=cpu", "threads=1"),
+        *_overrides(indexed_demo, ckpt, two, "adaptive", "score=false", "device=cpu", "threads=1"),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -190,7 +188,7 @@ def test_two_processes_shard_and_merge_to_the_single_process_file(
 
 
 def test_seed_alias_maps_flags_to_overrides(indexed_demo, tiny_checkpoints, tmp_path) -> None:
-    from adaragct.inference.inference_rag import main
+    from adaragct.compat.inference_rag import main
 
     out = tmp_path / "alias.jsonl"
     summary = main(
@@ -239,13 +237,11 @@ def _as_release(base_ckpt: Path, rag_ckpt: Path, root: Path) -> tuple[Path, Path
 
 def test_a_release_checkpoint_decodes_like_ours(indexed_demo, tiny_checkpoints, tmp_path) -> None:
     """The seed's command on the release's AdaRAG step directory gives our checkpoint's reports and traces."""
-    from adaragct.inference.inference_rag import main
+    from adaragct.compat.inference_rag import main
 
     rag_ckpt = _with_visible_lora(tiny_checkpoints["rag"], tmp_path / "rag")
     base_dir, step_dir = _as_release(tiny_checkpoints["base"], rag_ckpt, tmp_path)
-    ours = run_infer(
-        _cfg(indexed_demo, rag_ckpt, tmp_path / "ours.jsonl", "adaptive", "evaluate.enabled=false")
-    )
+    ours = run_infer(_cfg(indexed_demo, rag_ckpt, tmp_path / "ours.jsonl", "adaptive", "score=false"))
     # the prompt of our checkpoint, set by hand as a user sets the release's strings
     prompt = [f"prompt.{k}={json.dumps(v)}" for k, v in _trained_prompt(rag_ckpt).items()]
 
@@ -260,7 +256,7 @@ def test_a_release_checkpoint_decodes_like_ours(indexed_demo, tiny_checkpoints, 
                 *data_overrides(indexed_demo),
                 f"paths.cache_dir={indexed_demo}/cache",
                 *SMALL_RUN,
-                "evaluate.enabled=false",
+                "score=false",
                 *prompt,
             ]
         )
@@ -296,8 +292,8 @@ def _trained_prompt(ckpt: Path) -> dict:
 
 
 def test_a_directory_that_is_no_checkpoint_names_the_field_and_fix(tmp_path) -> None:
+    from adaragct.compat.inference_rag import parse, to_overrides
     from adaragct.errors import DataError
-    from adaragct.inference.inference_rag import parse, to_overrides
     from adaragct.models.loading import checkpoint_kind
     from adaragct.models.release import release_base_for
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adaragct.inference.inference_rag import main, parse, to_overrides
+from adaragct.compat.inference_rag import main, parse, to_overrides
 from tests.conftest import PROJECT_ROOT, compose_config, data_overrides
 from tests.generation.test_infer import SMALL_RUN, _lines
 
@@ -232,7 +232,7 @@ def _run(data_dir: Path, ckpt: Path, output: Path, *flags: str) -> list[dict]:
             *data_overrides(data_dir),
             f"paths.cache_dir={data_dir}/cache",
             *SMALL_RUN,
-            "evaluate.enabled=false",
+            "score=false",
         ]
     )
     return _lines(output)
@@ -297,10 +297,10 @@ def test_global_context_puts_the_neighbours_reports_before_the_prompt(
     # the prompt the model reads: the reports (database sentences joined by spaces) in rank order, then the prompt
     import torch
 
+    from adaragct.apps.infer import load_generation_model
     from adaragct.data.datasets import load_split
     from adaragct.data.prompt import BOS, PromptConfig, build_prompt
     from adaragct.generation.prefixes import prompt_prefixes
-    from adaragct.infer import load_generation_model
     from adaragct.retrieval.global_context import load_global_context
 
     database = json.loads((indexed_demo / DATABASE).read_text())

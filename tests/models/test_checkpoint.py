@@ -171,7 +171,7 @@ def test_a_checkpoint_whose_base_moved_names_the_field(tmp_path, tokenizer_dir, 
 def test_a_qlora_checkpoint_decodes_with_its_adapters_unmerged(tmp_path, tokenizer_dir, tokenizer) -> None:
     """Merging a LoRA into 4-bit weights re-quantizes them; inference must see the model that was trained."""
     pytest.importorskip("bitsandbytes", reason="the quant extra (pip install 'adaragct[quant]')")
-    from adaragct.infer import load_generation_model
+    from adaragct.apps.infer import load_generation_model
 
     mc = model_cfg(tokenizer_dir, quantization="4bit")
     model = build_phase_model(mc, phase_cfg("base"), tokenizer)

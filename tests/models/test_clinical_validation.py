@@ -29,7 +29,7 @@ def _rows(run: Path) -> list[dict[str, str]]:
 
 
 def _train(root: Path, data_dir: Path, *overrides: str):
-    from adaragct.train import train
+    from adaragct.apps.train import run as train
 
     cfg = train_cfg(root, data_dir, *ALIGN, *FEW, *overrides)
     with open_dict(cfg):  # debug=default has no logger: the Lightning CSV log is what this test reads
@@ -174,7 +174,7 @@ def test_the_app_config_unresolved_trains_on_the_pretrained_tiny_lm(indexed_demo
     """``python -m adaragct.train`` hands ``train`` an unresolved config (``model.path: ${data.tiny_lm_dir}``); the
     model config must be resolved before the builder sees it (it once got the literal string and fell back to a
     random init: loss 6.46 where the pretrained LM starts at 3.3)."""
-    from adaragct.train import train
+    from adaragct.apps.train import run as train
     from tests.conftest import FAST_TRAIN, compose_config, data_overrides
 
     root = tmp_path

@@ -95,7 +95,7 @@ def test_same_base_loads_silently_even_when_pretrained_again_identically(trained
 
 def test_a_base_pretrained_again_with_other_settings_is_refused_unless_allowed(trained, caplog) -> None:
     """The issue's bug: the demo's tiny LM pretrained again in place, its checkpoints loaded on top in silence."""
-    from adaragct.infer import load_generation_model
+    from adaragct.apps.infer import load_generation_model
 
     recorded = provenance.read_provenance(trained["base"])["base"]["sha256"]
     _pretrain(trained["lm"], trained["tokenizer_dir"], seed=1)

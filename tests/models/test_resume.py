@@ -48,7 +48,7 @@ def cohort(tmp_path_factory) -> tuple[Path, dict]:
 @pytest.fixture(scope="module")
 def base_run(cohort, tokenizer_dir) -> tuple[Path, Path]:
     """A finished phase=base run of 4 steps (what phase=rag starts from): (its checkpoint_dir, its resume file)."""
-    from adaragct.train import train
+    from adaragct.apps.train import run as train
 
     root, data = cohort
     cfg = debug_train_config(root, data, tokenizer_dir, "phase=base")
@@ -180,7 +180,7 @@ def test_a_run_killed_mid_epoch_and_rerun_ends_with_the_uninterrupted_weights(
 
 
 def test_a_checkpoint_of_other_settings_is_refused_naming_them(cohort, base_run, tokenizer_dir) -> None:
-    from adaragct.train import train
+    from adaragct.apps.train import run as train
 
     root, data = cohort
     with pytest.raises(DataError, match=r"trainer\.max_steps: 4 -> 6.*resume=false to start over") as caught:
@@ -195,7 +195,7 @@ def test_a_checkpoint_of_other_settings_is_refused_naming_them(cohort, base_run,
 
 
 def test_rerunning_a_finished_run_trains_nothing(cohort, base_run, tokenizer_dir, caplog) -> None:
-    from adaragct.train import train
+    from adaragct.apps.train import run as train
 
     root, data = cohort
     checkpoint_dir, resume = base_run
@@ -209,7 +209,7 @@ def test_rerunning_a_finished_run_trains_nothing(cohort, base_run, tokenizer_dir
 def test_a_truncated_resume_file_is_a_one_line_error_and_resume_false_moves_the_run_aside(
     cohort, base_run, tokenizer_dir
 ) -> None:
-    from adaragct.train import train
+    from adaragct.apps.train import run as train
 
     root, data = cohort
     cfg = debug_train_config(root, data, tokenizer_dir, "phase=base", f"checkpoint_dir={root}/truncated")

@@ -36,7 +36,7 @@ def _trainable_only(ckpt: Path) -> set[str]:
 
 
 def test_stage_base_writes_exactly_the_checkpoint_files(cohort, tokenizer_dir) -> None:
-    from adaragct.train import train
+    from adaragct.apps.train import run as train
 
     root, data = cohort
     cfg = debug_train_config(root, data, tokenizer_dir, "phase=base")
@@ -79,7 +79,7 @@ def test_stage_base_writes_exactly_the_checkpoint_files(cohort, tokenizer_dir) -
 
 
 def test_stage_rag_trains_from_the_base_checkpoint_and_resumes(cohort, tokenizer_dir) -> None:
-    from adaragct.train import train
+    from adaragct.apps.train import run as train
 
     root, data = cohort
     base = debug_train_config(root, data, tokenizer_dir, "phase=base")
@@ -107,7 +107,7 @@ def test_stage_rag_trains_from_the_base_checkpoint_and_resumes(cohort, tokenizer
 
 
 def test_fsdp_on_cpu_fails_at_start_with_the_fix(cohort, tokenizer_dir) -> None:
-    from adaragct.train import train
+    from adaragct.apps.train import run as train
 
     root, data = cohort
     fresh = f"checkpoint_dir={root}/fsdp"  # not the phase=base run above, which a rerun with fsdp would not resume
@@ -116,7 +116,7 @@ def test_fsdp_on_cpu_fails_at_start_with_the_fix(cohort, tokenizer_dir) -> None:
 
 
 def test_release_config_keys_map_onto_ours(tmp_path) -> None:
-    from adaragct.train.train_rag import release_overrides
+    from adaragct.compat.train_rag import release_overrides
 
     release = {
         "model_path": "/models/llama8b",
@@ -160,7 +160,7 @@ def test_release_config_keys_map_onto_ours(tmp_path) -> None:
 
 
 def test_wandb_logger_is_offline_and_report_text_is_opt_in(tmp_path) -> None:
-    from adaragct.train import _loggers
+    from adaragct.apps.train import _loggers
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

@@ -50,7 +50,7 @@ def write_toy_cohort(root: Path, *, shuffled: bool, n_patients: int = 80) -> dic
 
 
 def _train(root: Path, data: dict, lm_dir: Path) -> list[dict[str, str]]:
-    from adaragct.train import train
+    from adaragct.apps.train import run as train
 
     cfg = train_config(
         root,

@@ -41,8 +41,8 @@ def _compose(name: str, root: Path, overrides: list[str]):
 
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory) -> tuple:
-    from adaragct.index import run
-    from adaragct.prepare import run_prepare
+    from adaragct.apps.index import run
+    from adaragct.apps.prepare import run as run_prepare
 
     root = tmp_path_factory.mktemp("cohort")
     with contextlib.redirect_stdout(io.StringIO()):
@@ -112,7 +112,7 @@ def test_retrieval_quality_beats_random(indexed) -> None:
 
 
 def test_rerun_skips_everything_and_changes_no_byte(indexed) -> None:
-    from adaragct.index import run
+    from adaragct.apps.index import run
 
     cfg, _, _ = indexed
     files = sorted(
@@ -131,8 +131,8 @@ def test_rerun_skips_everything_and_changes_no_byte(indexed) -> None:
 
 def test_no_same_patient_neighbour_in_the_full_size_demo_cohort(tmp_path: Path) -> None:
     """Neighbours over the demo cohort at its default size (every volume of both splits, all organs)."""
+    from adaragct.apps.prepare import run as run_prepare
     from adaragct.formats.embeddings import VISD_BOOST_KEYS, read_embeddings_npz
-    from adaragct.prepare import run_prepare
     from adaragct.retrieval.neighbours import image_neighbours, organ_vectors, training_means
 
     with contextlib.redirect_stdout(io.StringIO()):

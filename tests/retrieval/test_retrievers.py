@@ -299,5 +299,7 @@ def test_retrievers_declare_the_runtime_objects_they_need(bank) -> None:
     with pytest.raises(TypeError, match=r"NeedsTheWrongThing.needs: \['index'\] are not runtime objects"):
         build_retriever({"_target_": f"{__name__}.NeedsTheWrongThing"}, bank=bank)
     # retrieval=none opens nothing: no data or encoder config is read
-    none = load_retriever(compose_config("index", ["retrieval=none", "paths.output_dir=unused"]).retrieval, {}, {})
+    none = load_retriever(
+        compose_config("index", ["retrieval=none", "paths.output_dir=unused"]).retrieval, {}, {}
+    )
     assert isinstance(none, NoRetriever)

@@ -4,7 +4,7 @@ prediction records, as the generator wrote them, the labels of those volumes and
 The records come from the demo's checkpoint run by the infer stage (``make demo`` first), traces with ``char_offset``:
 
     python -m adaragct.infer experiment=demo retrieval=adaptive generation.max_retrievals=4 threads=2 \\
-        ckpt=outputs/train/demo_tiny_rag/last predictions=/tmp/p.jsonl evaluate.enabled=false
+        ckpt=outputs/train/demo_tiny_rag/last predictions=/tmp/p.jsonl score=false
     python tests/viewer/make_fixtures.py /tmp/p.jsonl
 
 (the demo's own outputs/demo/rag_adaptive/predictions.jsonl holds the same reports and traces, written before the

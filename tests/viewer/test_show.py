@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from adaragct.apps.show import main
 from adaragct.constants import FINDINGS
 from adaragct.errors import USER_ERROR_EXIT
 from adaragct.eval.labelers import build_labeler
 from adaragct.formats.tables import read_labels_csv
-from adaragct.show import main
 from tests.viewer.conftest import write_records
 
 DATA_RE = re.compile(r'<script type="application/json" id="view-data">(.*?)</script>', re.DOTALL)

@@ -19,11 +19,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
-from adaragct import CONF_DIR
-from adaragct.errors import user_errors_exit
+from adaragct.apps._app import hydra_app, prologue
 from adaragct.experiments.grid import Cell, find_cells, resolve_grid_dir
 from adaragct.formats.metrics import GRID_COLUMNS
 from adaragct.io import atomic_open
@@ -136,11 +134,14 @@ def aggregate(grid: str, output_root: str | Path) -> dict[str, Any]:
     return {"cells": len(table), "done": done, **{k: str(v) for k, v in out.items()}}
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="aggregate")
-def main(cfg: DictConfig) -> None:
-    """Console entry point: ``python -m adaragct.aggregate grid=<name or folder>``."""
-    with user_errors_exit():
-        aggregate(str(cfg.grid), cfg.paths.output_root)
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Aggregate the grid ``cfg.grid`` (a name under ``paths.output_root/grids``, or a folder); returns paths and
+    row counts."""
+    prologue(cfg, "aggregate")
+    return aggregate(str(cfg.grid), cfg.paths.output_root)
+
+
+main = hydra_app("aggregate", run)
 
 
 if __name__ == "__main__":

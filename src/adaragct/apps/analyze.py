@@ -19,12 +19,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from adaragct import CONF_DIR
-from adaragct.errors import user_errors_exit
+from adaragct.apps._app import hydra_app, prologue
 
 log = logging.getLogger(__name__)
 
@@ -201,15 +199,16 @@ def run_text_stats(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="analyze")
-def main(cfg: DictConfig) -> None:
-    """Console entry point (``adaragct-analyze``): the text statistics when ``text.a`` is set, else the bottleneck."""
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """The text statistics when ``text.a`` or ``text.b`` is set, else the bottleneck report; returns it."""
+    prologue(cfg, "analyze")
     log.info("analyze config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
-    with user_errors_exit():
-        if cfg.text.a is not None or cfg.text.b is not None:
-            run_text_stats(cfg)
-        else:
-            run_analyze(cfg)
+    if cfg.text.a is not None or cfg.text.b is not None:
+        return run_text_stats(cfg)
+    return run_analyze(cfg)
+
+
+main = hydra_app("analyze", run)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from adaragct import CONF_DIR, artifacts
-from adaragct.errors import user_errors_exit
+from adaragct import artifacts
+from adaragct.apps._app import hydra_app, prologue
 from adaragct.ledger import Ledger, code_fingerprint, fingerprint, sha256_path
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def _train(
 ) -> tuple[str, str]:
     """Train ``phase`` unless its checkpoint is current; returns the checkpoint's sha256 (what later steps key on)
     and its directory. ``start``: overrides that name the checkpoint it starts from (base: the align run's)."""
-    from adaragct.train import train
+    from adaragct.apps.train import run as train
 
     tcfg = _compose(
         "train",
@@ -92,7 +92,7 @@ def _train(
     inputs = fingerprint(
         _relevant(tcfg, ("model", "phase", "trainer", "datamodule", "prompt", "seed")),
         upstream,
-        code_fingerprint("adaragct.train"),
+        code_fingerprint("adaragct.apps.train"),
     )
     step, last = f"train_{phase}", Path(artifacts.last(tcfg.checkpoint_dir))
     if ledger.is_current(step, last, inputs):
@@ -114,15 +114,15 @@ def _visual_gain(
 ) -> dict:
     """Visual gain of a trained model on the validation volumes, with its bootstrap interval (cached by the
     ledger): ``visual_gain_<phase>.json`` in the results folder."""
+    from adaragct.apps.infer import _prompt, load_generation_model
     from adaragct.data.datasets import load_split
-    from adaragct.infer import _prompt, load_generation_model
     from adaragct.io import read_json, write_json
     from adaragct.models.visual_gain import measure_visual_gain
 
     settings = OmegaConf.to_container(cfg.visual_gain, resolve=True)
     path = Path(artifacts.demo_visual_gain(cfg.results_dir, phase))
     inputs = fingerprint(
-        upstream, settings, code_fingerprint("adaragct.models.visual_gain", "adaragct.infer")
+        upstream, settings, code_fingerprint("adaragct.models.visual_gain", "adaragct.apps.infer")
     )
     if ledger.is_current(f"visual_gain_{phase}", path, inputs):
         return read_json(path)
@@ -145,7 +145,7 @@ def _visual_gain(
 def _infer(run: DictConfig, cfg: DictConfig, common: list[str], ledger: Ledger, upstream: str) -> dict:
     """Generate the predictions of one (stage, retrieval) row, unless they are up to date; returns the ledger
     entry (``file``: the predictions, throughput)."""
-    from adaragct.infer import run_infer
+    from adaragct.apps.infer import run as run_infer
 
     name = f"{run.phase}_{run.retrieval}"
     predictions = Path(artifacts.demo_row(cfg.results_dir, name))
@@ -160,7 +160,7 @@ def _infer(run: DictConfig, cfg: DictConfig, common: list[str], ledger: Ledger, 
             f"predictions={predictions}",
             f"paths.output_dir={out}",
             "progress=true",
-            "evaluate.enabled=false",  # scored by _score, with bootstrap intervals
+            "score=false",  # scored by _score, with bootstrap intervals
             "view=false",  # written by _score, with the metrics
             *cfg.infer_overrides,
             *cfg.retrieval_overrides.get(run.retrieval, []),
@@ -209,12 +209,13 @@ def _baselines(cfg: DictConfig, common: list[str], ledger: Ledger, data_fp: str)
 
 
 def _score(name: str, predictions: str, cfg: DictConfig, ledger: Ledger, labels_csv: str) -> dict[str, Any]:
-    """metrics.json (with bootstrap intervals) beside ``predictions``, unless up to date; returns the metrics."""
-    from adaragct.eval.runner import EvalOptions, run_evaluation
+    """metrics.json (with bootstrap intervals) beside ``predictions``, scored as ``cfg.scoring`` says, unless up to
+    date; returns the metrics."""
+    from adaragct.eval.runner import run_evaluation, scoring_options
     from adaragct.io import read_json
 
     output = Path(artifacts.beside(predictions, "metrics"))
-    boot = cfg.bootstrap
+    boot = cfg.scoring.bootstrap
     inputs = fingerprint(
         sha256_path(predictions),
         sha256_path(labels_csv),
@@ -226,16 +227,7 @@ def _score(name: str, predictions: str, cfg: DictConfig, ledger: Ledger, labels_
         _view(predictions, output, labels_csv)
         return read_json(output)
     _threads(cfg)
-    metrics = run_evaluation(
-        EvalOptions(
-            predictions=predictions,
-            output=output,
-            labels_csv=labels_csv,
-            bootstrap=int(boot.num_resamples),
-            seed=int(boot.seed),
-            meteor=False,
-        )
-    )
+    metrics = run_evaluation(scoring_options(cfg.scoring, predictions, output, labels_csv=labels_csv))
     ledger.record(f"score_{name}", output, inputs)
     _view(predictions, output, labels_csv)
     return metrics
@@ -244,7 +236,7 @@ def _score(name: str, predictions: str, cfg: DictConfig, ledger: Ledger, labels_
 def _view(predictions: str, metrics: Path, labels_csv: str) -> None:
     """view.html beside each row's predictions (adaragct-show; deterministic bytes, ~0.5 s a row): also for the
     copy baselines, whose predictions never change."""
-    from adaragct.show import show
+    from adaragct.apps.show import show
 
     show(predictions, metrics=metrics, labels_csv=labels_csv)
 
@@ -329,7 +321,7 @@ def _report(
     from adaragct.experiments.evidence import check_claims, paired_comparisons
     from adaragct.io import atomic_open, write_json
 
-    results, boot = Path(cfg.results_dir), cfg.bootstrap
+    results, boot = Path(cfg.results_dir), cfg.scoring.bootstrap
     _threads(cfg)
     comparisons = paired_comparisons(
         predictions,
@@ -380,7 +372,7 @@ def _common_overrides(cfg: DictConfig) -> list[str]:
 
 def _prepare(cfg: DictConfig, common: list[str]) -> dict[str, Any]:
     """Step 1 (its own ledgers skip what is done): the prepare summary, whose ``fingerprint`` later steps key on."""
-    from adaragct.prepare import run_prepare
+    from adaragct.apps.prepare import run as run_prepare
 
     prepare = [
         *common,
@@ -392,7 +384,7 @@ def _prepare(cfg: DictConfig, common: list[str]) -> dict[str, Any]:
 
 def _index(cfg: DictConfig, common: list[str]) -> str:
     """Step 2 (its own ledger skips what is done); returns the fingerprint of the index's files and encoder."""
-    from adaragct.index import run as run_index
+    from adaragct.apps.index import run as run_index
 
     _threads(cfg)
     # the index has no model node (a cell sets one), nor an experiment
@@ -416,7 +408,7 @@ def _generate(
     cfg: DictConfig, common: list[str], ledger: Ledger, checkpoints: dict[str, str], index_fp: str
 ) -> dict[str, dict[str, Any]]:
     """Step 6: ``{row name: ledger entry}`` of every (phase, retrieval) row of ``cfg.runs``."""
-    code = code_fingerprint("adaragct.infer")
+    code = code_fingerprint("adaragct.apps.infer")
     return {
         f"{run.phase}/{run.retrieval}": _infer(
             run, cfg, common, ledger, fingerprint(checkpoints[run.phase], index_fp, code)
@@ -443,9 +435,10 @@ def _stops_after(cfg: DictConfig, step: str) -> bool:
     return cfg.get("until") == step
 
 
-def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
+def run(cfg: DictConfig) -> list[dict[str, Any]]:
     """Run (or skip) the module docstring's steps 1-8 and return the results rows (none when ``until`` stops the
     run earlier)."""
+    prologue(cfg, "demo")  # threads are pinned again before each stage (_threads), with cfg.deterministic
     check_until(cfg)
     results = Path(cfg.results_dir)
     results.mkdir(parents=True, exist_ok=True)
@@ -484,7 +477,7 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
     clock.throughput(infos)
     if _stops_after(cfg, "generate"):
         return []
-    clock.step("score", f"7/8 score ({cfg.bootstrap.num_resamples} bootstrap resamples)")
+    clock.step("score", f"7/8 score ({cfg.scoring.bootstrap.num_resamples} bootstrap resamples)")
     labels_csv = _compose("infer", common).data.valid_labels_csv
     rows = [
         _row(
@@ -503,11 +496,7 @@ def run_demo(cfg: DictConfig) -> list[dict[str, Any]]:
     return rows
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="demo")
-def main(cfg: DictConfig) -> None:
-    """Console entry point (``adaragct-demo``)."""
-    with user_errors_exit():
-        run_demo(cfg)
+main = hydra_app("demo", run)
 
 
 if __name__ == "__main__":

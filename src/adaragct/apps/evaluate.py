@@ -1,9 +1,12 @@
 """Hydra app of the evaluate stage: predictions file -> metrics JSON + markdown table (docs/method.md, docs/evaluation.md).
 
 Run (any predictions file, nothing else needed; ground truth from labelling the references):
-    python -m adaragct.evaluate predictions=P.jsonl [labels_csv=L] [bootstrap.num_resamples=1000]
-        [judge.model_path=DIR] [labeler.name=radbert labeler.radbert_checkpoint=C labeler.roberta_dir=R]
-        [protocol=release] [compare_with=P2.jsonl]
+    python -m adaragct.evaluate predictions=P.jsonl [labels_csv=L] [scoring.bootstrap.num_resamples=1000]
+        [scoring.judge.model_path=DIR] [scoring.labeler.name=radbert scoring.labeler.radbert_checkpoint=C
+        scoring.labeler.roberta_dir=R] [scoring.protocol=release] [compare_with=P2.jsonl]
+
+How to score is the ``scoring`` node (``conf/scoring/default.yaml``, shared with infer and the demo); what to
+score and where to write it are this app's own keys (``conf/evaluate.yaml``).
 
 Outputs land in ``${paths.output_dir}`` (``outputs/evaluate/runs/<time>_<pid>/``). A bad input file or option is told on
 one line before anything is scored, exit status 2 (``adaragct.errors.user_errors_exit``).
@@ -14,11 +17,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-from adaragct import CONF_DIR, artifacts
-from adaragct.errors import DataError, UsageError, user_errors_exit
+from adaragct import artifacts
+from adaragct.apps._app import hydra_app, prologue
+from adaragct.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -39,31 +42,17 @@ def _check_comparison(cfg: DictConfig) -> None:
 
 def run(cfg: DictConfig) -> dict:
     """1. build options from the config, 2. check them, 3. score, 4. optionally compare, 5. write outputs."""
-    from adaragct.eval.runner import EvalOptions, check_options, run_evaluation
+    from adaragct.eval.runner import check_options, run_evaluation, scoring_options
     from adaragct.io import write_json
 
-    opts = EvalOptions(
-        predictions=cfg.predictions,
-        output=cfg.output.metrics_json,
-        markdown=cfg.output.markdown,
+    prologue(cfg, "evaluate")
+    opts = scoring_options(
+        cfg.scoring,
+        cfg.predictions,
+        cfg.output.metrics_json,
         labels_csv=cfg.labels_csv,
         references=cfg.references,
-        label_references=cfg.label_references,
-        allow_missing=cfg.allow_missing,
-        bootstrap=cfg.bootstrap.num_resamples,
-        seed=cfg.bootstrap.seed,
-        labeler=cfg.labeler.name,
-        radbert_checkpoint=cfg.labeler.radbert_checkpoint,
-        roberta_dir=cfg.labeler.roberta_dir,
-        device=cfg.labeler.device,
-        judge_model=cfg.judge.model_path,
-        judge_batch_size=cfg.judge.batch_size,
-        meteor=cfg.meteor,
-        meteor_timeout_s=cfg.meteor_timeout_s,
-        compute_clinical=cfg.compute_clinical,
-        protocol=cfg.protocol,
-        progress=cfg.progress,
-        judge_options={k: v for k, v in cfg.judge.items() if k not in ("model_path", "batch_size")},
+        markdown=cfg.output.markdown,
     )
     if cfg.compare_with:
         _check_comparison(cfg)
@@ -77,18 +66,15 @@ def run(cfg: DictConfig) -> dict:
         labels = read_labels_csv(cfg.labels_csv)
         truth = {vid: row for vid, row in zip(labels.index, labels.to_numpy(), strict=True)}
         labeler = build_labeler(
-            cfg.labeler.name,
-            checkpoint=cfg.labeler.radbert_checkpoint,
-            roberta_dir=cfg.labeler.roberta_dir,
-            device=cfg.labeler.device,
+            opts.labeler, checkpoint=opts.radbert_checkpoint, roberta_dir=opts.roberta_dir, device=opts.device
         )
         comparison = compare_predictions(
             cfg.predictions,
             cfg.compare_with,
             truth,
             labeler,
-            num_resamples=max(cfg.bootstrap.num_resamples, 1000),
-            seed=cfg.bootstrap.seed,
+            num_resamples=max(opts.bootstrap, 1000),
+            seed=opts.seed,
         )
         write_json(cfg.output.comparison_json, comparison)
         log.info("wrote %s", cfg.output.comparison_json)
@@ -100,7 +86,7 @@ def run(cfg: DictConfig) -> dict:
 
     print("\n".join(console_report(metrics, *output_paths(cfg.output.metrics_json, cfg.output.markdown))))
     if cfg.view:
-        from adaragct.show import show
+        from adaragct.apps.show import show
 
         view = artifacts.beside(cfg.output.metrics_json, "view")
         print(
@@ -109,11 +95,7 @@ def run(cfg: DictConfig) -> dict:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
-def main(cfg: DictConfig) -> dict:
-    """Console entry point (``adaragct-evaluate``)."""
-    with user_errors_exit():
-        return run(cfg)
+main = hydra_app("evaluate", run)
 
 
 if __name__ == "__main__":

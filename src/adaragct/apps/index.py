@@ -29,21 +29,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
-from adaragct import CONF_DIR
-from adaragct.errors import user_errors_exit
+from adaragct.apps._app import hydra_app, prologue
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run the index stage for ``cfg.data``; returns the summary (status and path per piece, counts, quality)."""
-    if cfg.get("threads"):  # the same bits on any machine size (adaragct.determinism)
-        from adaragct.determinism import apply_threads
-
-        apply_threads(cfg.threads)
+    prologue(cfg, "index")
     from adaragct.retrieval.index_build import BUILT, IndexBuild
 
     build = IndexBuild(cfg)
@@ -140,11 +135,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     print("\n".join(lines))
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="index")
-def main(cfg: DictConfig) -> None:
-    """Console entry point: ``python -m adaragct.index data=demo``."""
-    with user_errors_exit():
-        run(cfg)
+main = hydra_app("index", run)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,10 @@ import os
 import time
 from typing import Any, NamedTuple
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from adaragct import CONF_DIR, artifacts
-from adaragct.compat.renames import refuse_renamed_keys, rewrite_argv
-from adaragct.errors import user_errors_exit
+from adaragct import artifacts
+from adaragct.apps._app import hydra_app, prologue
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +104,7 @@ def generate_split(
     tokens = retrievals = done = 0
     start = time.perf_counter()
     stream = generator.generate_stream(items(), cfg.batch_size, refill=bool(cfg.continuous_batching))
-    for index, out in stream:  # in the order rows finish; run_infer restores the input order at the end
+    for index, out in stream:  # in the order rows finish; run restores the input order at the end
         used = contexts[out.volume_id][0] if contexts else None
         writer.write(prediction_record(out, volumes[index].report, settings, retriever.name, used))
         tokens, retrievals, done = tokens + len(out.token_ids), retrievals + out.retrieval_count, done + 1
@@ -125,14 +123,8 @@ def generate_split(
 
 
 def _start(cfg: DictConfig) -> tuple[int, int, str]:
-    """Seed, pin threads; returns this process's (rank, world size, device)."""
-    import torch
-
-    torch.manual_seed(cfg.seed)
-    if cfg.get("threads"):  # the same bits on any machine size (adaragct.determinism)
-        from adaragct.determinism import apply_threads
-
-        apply_threads(cfg.threads)
+    """Renamed keys refused, threads pinned, torch seeded; returns this process's (rank, world size, device)."""
+    prologue(cfg, "infer", seed="torch")
     return *_rank_world(), _device(cfg.device)
 
 
@@ -224,10 +216,9 @@ def _merge(cfg: DictConfig, order: list[str], wrote: bool, rank: int, world: int
         torch.distributed.destroy_process_group()
 
 
-def run_infer(cfg: DictConfig) -> dict[str, Any]:
+def run(cfg: DictConfig) -> dict[str, Any]:
     """Run inference for ``cfg`` (the module docstring's steps); returns a summary (path, counts, tokens/s,
-    retrievals per report)."""
-    refuse_renamed_keys(cfg)
+    retrievals per report), which multirun callbacks (grid cells) receive from ``main``."""
     rank, world, device = _start(cfg)
     loaded = _load(cfg, device)  # 1-3. checkpoint, volumes, retriever
     volumes, retriever = loaded.volumes, loaded.retriever
@@ -240,7 +231,7 @@ def run_infer(cfg: DictConfig) -> dict[str, Any]:
         "retrieval": retriever.name,
         **stats,
     }
-    if cfg.evaluate.enabled and rank == 0:
+    if cfg.score and rank == 0:
         summary["metrics"] = _evaluate(cfg, reuse=not todo)
         from adaragct.tracking import log_infer
 
@@ -259,33 +250,34 @@ def _view(cfg: DictConfig) -> str:
     """The report viewer's page beside the predictions (adaragct-show), with the metrics when scored."""
     from pathlib import Path
 
-    from adaragct.show import show
+    from adaragct.apps.show import show
 
-    metrics = Path(cfg.evaluate.metrics_json or artifacts.beside(cfg.predictions, "metrics"))
+    metrics = _metrics_path(cfg)
     labels = cfg.data.valid_labels_csv if Path(cfg.data.valid_labels_csv).is_file() else None
     return str(show(cfg.predictions, metrics=metrics if metrics.is_file() else None, labels_csv=labels))
 
 
+def _metrics_path(cfg: DictConfig):
+    """``metrics_json``, or metrics.json beside the predictions."""
+    from pathlib import Path
+
+    return Path(cfg.metrics_json or artifacts.beside(cfg.predictions, "metrics"))
+
+
 def _evaluate(cfg: DictConfig, reuse: bool) -> dict[str, Any]:
-    """Score the predictions file (labels from the data config) and write metrics.json beside it; with
-    ``reuse`` (nothing new was generated) a metrics file newer than the predictions is kept as it is."""
+    """Score the predictions file as ``cfg.scoring`` says (labels from the data config) and write metrics.json
+    beside it; with ``reuse`` (nothing new was generated) a metrics file newer than the predictions is kept."""
     import json
     from pathlib import Path
 
-    from adaragct.eval.runner import EvalOptions, run_evaluation
+    from adaragct.eval.runner import run_evaluation, scoring_options
 
-    out = Path(cfg.evaluate.metrics_json or artifacts.beside(cfg.predictions, "metrics"))
+    out = _metrics_path(cfg)
     if reuse and out.is_file() and out.stat().st_mtime >= Path(cfg.predictions).stat().st_mtime:
         print(f"evaluate: predictions unchanged, kept {out}")
         return json.loads(out.read_text())
     metrics = run_evaluation(
-        EvalOptions(
-            predictions=cfg.predictions,
-            output=out,
-            labels_csv=cfg.data.valid_labels_csv,
-            bootstrap=cfg.evaluate.bootstrap,
-            meteor=cfg.evaluate.meteor,
-        )
+        scoring_options(cfg.scoring, cfg.predictions, out, labels_csv=cfg.data.valid_labels_csv)
     )
     from adaragct.formats.metrics import metric_key
 
@@ -294,16 +286,7 @@ def _evaluate(cfg: DictConfig, reuse: bool) -> dict[str, Any]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="infer")
-def _app(cfg: DictConfig) -> dict[str, Any]:
-    with user_errors_exit():
-        return run_infer(cfg)
-
-
-def main() -> dict[str, Any]:
-    """Console entry point (``adaragct-infer``); the summary is returned for multirun callbacks (grid cells)."""
-    rewrite_argv()  # 0.1's stage=... (adaragct.compat.renames)
-    return _app()
+main = hydra_app("infer", run)
 
 
 if __name__ == "__main__":

@@ -24,11 +24,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from adaragct import CONF_DIR
-from adaragct.errors import user_errors_exit
+from adaragct.apps._app import hydra_app, prologue
 
 log = logging.getLogger(__name__)
 
@@ -260,17 +258,14 @@ def _summary(
     return summary, "written"
 
 
-def run_prepare(cfg: DictConfig) -> dict[str, Any]:
+def run(cfg: DictConfig) -> dict[str, Any]:
     """Prepare ``cfg.data`` (the module docstring's steps); returns the summary dict (also written as
     ``<data.work_dir>/summary.json``)."""
     from adaragct.data.validate import check_dataset
     from adaragct.ledger import Ledger, fingerprint
 
     data = OmegaConf.to_container(cfg.data, resolve=True)
-    if cfg.get("threads"):  # the same bits on any machine size (adaragct.determinism)
-        from adaragct.determinism import apply_threads
-
-        apply_threads(cfg.threads)
+    prologue(cfg, "prepare")
     force, status = bool(cfg.get("force", False)), {}
     # 1. the demo cohort's files
     cohort = _cohort(data, force)
@@ -311,11 +306,7 @@ def _print(summary: dict[str, Any], data: dict[str, Any]) -> None:
     print(f"  {'summary':<14} {Path(data['work_dir']) / 'summary.json'}")
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="prepare")
-def main(cfg: DictConfig) -> None:
-    """Console entry point (``adaragct-prepare``)."""
-    with user_errors_exit():
-        run_prepare(cfg)
+main = hydra_app("prepare", run)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ Checkpoints (trainable state + tokenizer + resolved config) go to ``checkpoint_d
 ``checkpoint_dir/last`` pointing at the newest; Lightning's resume state to ``checkpoint_dir/lightning/last.ckpt``
 every ``resume_every_n_steps``. Rerunning the same command after a kill resumes from it, exactly (same data
 order, context draws and dropout as the uninterrupted run; :mod:`adaragct.train.resume`); ``resume=false`` starts
-over, ``ckpt_path=<file.ckpt>`` resumes from that file. Heavy libraries are imported inside ``train`` so that
+over, ``ckpt_path=<file.ckpt>`` resumes from that file. Heavy libraries are imported inside ``run`` so that
 ``--help`` and config errors answer at once.
 """
 
@@ -22,6 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from adaragct import artifacts
+from adaragct.apps._app import hydra_app, prologue
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +90,11 @@ def _callbacks(cfg: DictConfig, tokenizer: Any, config_yaml: str) -> list[Any]:
 
 
 def _seed(cfg: DictConfig) -> str:
-    """Step 1: threads and seeds (data order, context rolls, LoRA init); returns the resolved config as YAML."""
-    import lightning as L
-
-    if cfg.get("threads"):  # the same bits on any machine size (adaragct.determinism)
-        from adaragct.determinism import apply_threads
-
-        apply_threads(cfg.threads)
-    L.seed_everything(cfg.seed, workers=True)
+    """Step 1: renamed keys refused, threads and seeds (data order, context rolls, LoRA init); returns the
+    resolved config as YAML."""
+    prologue(
+        cfg, "train", seed="everything"
+    )  # a 0.1 experiment file's `stage:` node would be read by nothing
     for key in ("init_from", "projector_from"):  # record step-N, not the moving `last`
         where = cfg.phase.get(key)
         if where and (key != "init_from" or cfg.phase.name == "rag") and Path(where).exists():
@@ -179,11 +177,10 @@ def _summary(cfg: DictConfig, trainer: Any) -> dict[str, float]:
     return metrics
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
+def run(cfg: DictConfig) -> dict[str, float]:
     """Run one training phase; return the final callback metrics (``val/loss`` is the sweep objective)."""
     import lightning as L
 
-    from adaragct.compat.renames import refuse_renamed_keys
     from adaragct.models.builders import load_tokenizer
     from adaragct.models.specs import TrainSpecs
     from adaragct.train.callbacks import finish_runs
@@ -192,8 +189,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # 0. the app hands over the config unresolved (model.path: ${data.tiny_lm_dir}); every node below is passed on
     # as plain values, so resolve it once here (the builder once got the literal string and random-initialised)
     OmegaConf.resolve(cfg)
-    refuse_renamed_keys(cfg)  # a 0.1 experiment file's `stage:` node would be read by nothing
-    # 1. threads and seeds; 1b. whether this run resumes (a rerun of a killed command does)
+    # 1. renamed keys refused, threads and seeds; 1b. whether this run resumes (a rerun of a killed command does)
     config_yaml = _seed(cfg)
     specs = TrainSpecs.from_config(cfg)  # the model, phase and loader settings, checked once (adaragct.specs)
     ckpt_path = resume_from(cfg, config_yaml)
@@ -224,21 +220,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return _summary(cfg, trainer)
 
 
-def main() -> None:
-    """Console entry point: ``python -m adaragct.train [overrides]``."""
-    import hydra
+def _objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    """What a sweep optimizes (``optimized_metric``, e.g. Optuna's ``val/loss``), None without one."""
+    objective = cfg.get("optimized_metric")
+    return metrics.get(objective) if objective else None
 
-    from adaragct import CONF_DIR
-    from adaragct.compat.renames import rewrite_argv
-    from adaragct.errors import user_errors_exit
 
-    rewrite_argv()  # 0.1's stage=... (adaragct.compat.renames)
+main = hydra_app("train", run, result=_objective)
 
-    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
-    def _app(cfg: DictConfig) -> float | None:
-        with user_errors_exit():
-            metrics = train(cfg)
-        objective = cfg.get("optimized_metric")
-        return metrics.get(objective) if objective else None
 
-    _app()
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,5 @@
-"""The release's evaluation command, kept so the paper's commands work unchanged (docs/configs.md).
+"""The release's evaluation command, kept so the paper's commands work unchanged (docs/configs.md): its flags and
+their mapping onto :mod:`adaragct.eval.runner`. The command's path, ``adaragct.eval.cal_metrics``, forwards here.
 
 Run (any predictions file, nothing else needed):
     python -m adaragct.eval.cal_metrics PRED.jsonl [--output metrics.json]

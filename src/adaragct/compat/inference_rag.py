@@ -1,4 +1,5 @@
-"""The AdaRAG-CT release's inference command, mapped onto ``python -m adaragct.infer``.
+"""The AdaRAG-CT release's inference command, mapped onto the infer app (:mod:`adaragct.apps.infer`); the command's
+path, ``adaragct.inference.inference_rag``, forwards here.
 
     python -m adaragct.inference.inference_rag --checkpoint C [--output P] [--config Y] [--base B]
         [--no-rag | --oracle | --corrupt-rag] [--text2text] [--global-context [--global-context-topk K]]
@@ -13,7 +14,8 @@ that loses is named in a warning. Without ``--output`` the predictions go to
 ``<run>/infer_{no_rag|oracle|corrupt_rag|normal_rag}[_text2text][_gc{K}][_{suffix}]/<checkpoint>.jsonl``, with
 ``<run>`` two levels above a release checkpoint (``<run>/checkpoints/step_3000``) and the folder holding one of
 ours (``outputs/train/<run>/step-000100``). Anything after the flags is passed to the infer config as Hydra
-overrides (e.g. ``data=ctrate batch_size=32``; ``model=8b`` loads the release's weights in bf16).
+overrides (e.g. ``data=ctrate batch_size=32``; ``model=8b`` loads the release's weights in bf16), 0.1's spellings
+of infer's keys rewritten with a warning as on infer's own command line (:mod:`adaragct.compat.renames`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from adaragct.cli import OneLineParser, count, positive
+from adaragct.compat.renames import rewrite_overrides
 from adaragct.errors import UsageError
 
 # flag -> (infer setting, the release's default): the release's command gets the release's numbers, whatever the
@@ -92,9 +95,9 @@ def base_from_config(args: argparse.Namespace) -> tuple[Path | None, str]:
     ``training_state.pt`` (where the release reads its config from ``--config``); (None, why) otherwise."""
     import yaml
 
+    from adaragct.compat.train_rag import release_overrides
     from adaragct.models.loading import checkpoint_kind
     from adaragct.models.release import is_release_base
-    from adaragct.train.train_rag import release_overrides
 
     checkpoint = Path(args.checkpoint)
     kind = checkpoint_kind(checkpoint)
@@ -164,7 +167,7 @@ def to_overrides(args: argparse.Namespace) -> list[str]:
         base = base or from_config
     if base is not None:
         overrides.append(f"ckpt_base={base}")
-    return overrides + list(args.overrides)
+    return overrides + rewrite_overrides(args.overrides, "infer")
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -231,8 +234,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from adaragct import CONF_DIR
+    from adaragct.apps.infer import run as run_infer
     from adaragct.errors import user_errors_exit
-    from adaragct.infer import run_infer
 
     args = parse(argv)
     for warning in warnings_for(args):

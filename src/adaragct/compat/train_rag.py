@@ -1,4 +1,5 @@
-"""The paper's command, kept working: ``python -m adaragct.train.train_rag --config configs/adaragct_8b.yaml``.
+"""The paper's command, kept working: ``python -m adaragct.train.train_rag --config configs/adaragct_8b.yaml``
+(that path forwards here; the train app is :mod:`adaragct.apps.train`).
 
 The release's YAML is mapped onto our Hydra config (``experiment=adaragct_8b`` plus overrides); every key we do
 not map is printed as ignored, so nothing is dropped silently. Supported keys (flat, or nested with dots; the
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{args.config}: ignored keys (no equivalent here): {', '.join(ignored)}")
     import sys
 
-    from adaragct.train import main as train_main
+    from adaragct.apps.train import main as train_main
 
     # run the real Hydra app (run folder, logging, config resolution) with the mapped overrides
     sys.argv = [sys.argv[0], f"experiment={args.experiment}", *overrides, *args.overrides]

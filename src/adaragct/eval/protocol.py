@@ -71,9 +71,9 @@ def check_release_protocol(**options: Any) -> None:
         raise UsageError(
             "protocol release",
             "; ".join(problems),
-            "pass --radbert-checkpoint C --roberta-dir R (labeler.radbert_checkpoint, labeler.roberta_dir) and "
+            "pass --radbert-checkpoint C --roberta-dir R (scoring.labeler.radbert_checkpoint, scoring.labeler.roberta_dir) and "
             f"the labels CSV (default {RELEASE_LABELS_CSV}), keep METEOR on, and give the judge the release's "
-            "prompt (judge.system_prompt_file / judge.question_file), or drop --protocol release",
+            "prompt (scoring.judge.system_prompt_file / scoring.judge.question_file), or drop --protocol release",
         )
     csv = options["labels_csv"]
     if csv is not None and not Path(csv).is_file():

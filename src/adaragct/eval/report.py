@@ -170,7 +170,7 @@ def console_report(metrics: dict[str, Any], json_path: Any, md_path: Any) -> lis
         )
     if metrics.get("llama_score") is None:
         lines.append(
-            "LLaMA score skipped: no judge (--compute-llama-score --llama-model-path DIR; judge.model_path=DIR)"
+            "LLaMA score skipped: no judge (--compute-llama-score --llama-model-path DIR; scoring.judge.model_path=DIR)"
         )
 
     def fmt(key: str) -> str:

@@ -1,13 +1,14 @@
-"""One evaluation run: predictions file -> metrics JSON + markdown table (used by both commands).
+"""One evaluation run: predictions file -> metrics JSON + markdown table (used by every command that scores).
 
-``python -m adaragct.evaluate`` (Hydra) and ``python -m adaragct.eval.cal_metrics`` (the release's argparse
-command) both fill an :class:`EvalOptions` and call :func:`run_evaluation`.
+The Hydra apps (``evaluate``, ``infer``, the demo) build an :class:`EvalOptions` from their ``scoring`` node with
+:func:`scoring_options`; the release's argparse command (``python -m adaragct.eval.cal_metrics``,
+:mod:`adaragct.compat.cal_metrics`) fills one from its flags. Both call :func:`run_evaluation`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,43 @@ class EvalOptions:
     protocol: str = "ours"
     progress: bool = False
     judge_options: dict[str, Any] = field(default_factory=dict)
+
+
+def scoring_options(
+    scoring: Mapping[str, Any],
+    predictions: str | Path,
+    output: str | Path,
+    *,
+    labels_csv: str | Path | None = None,
+    references: str | Path | None = None,
+    markdown: str | Path | None = None,
+) -> EvalOptions:
+    """The options of one evaluation from a ``scoring`` config node (``conf/scoring/default.yaml``: how to score,
+    the same keys in the evaluate, infer and demo apps) and the files of the call (what to score, where to)."""
+    labeler, judge = scoring["labeler"], dict(scoring["judge"])
+    return EvalOptions(
+        predictions=predictions,
+        output=output,
+        markdown=markdown,
+        labels_csv=labels_csv,
+        references=references,
+        label_references=scoring["label_references"],
+        allow_missing=scoring["allow_missing"],
+        bootstrap=scoring["bootstrap"]["num_resamples"],
+        seed=scoring["bootstrap"]["seed"],
+        labeler=labeler["name"],
+        radbert_checkpoint=labeler["radbert_checkpoint"],
+        roberta_dir=labeler["roberta_dir"],
+        device=labeler["device"],
+        judge_model=judge.pop("model_path"),
+        judge_batch_size=judge.pop("batch_size"),
+        meteor=scoring["meteor"],
+        meteor_timeout_s=scoring["meteor_timeout_s"],
+        compute_clinical=scoring["compute_clinical"],
+        protocol=scoring["protocol"],
+        progress=scoring["progress"],
+        judge_options=judge,
+    )
 
 
 def output_paths(output: str | Path, markdown: str | Path | None = None) -> tuple[Path, Path]:

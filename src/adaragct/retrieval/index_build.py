@@ -1,4 +1,4 @@
-"""The index stage's steps, one method each, over a dataset config (docs/formats.md#release-bundle, docs/method.md#retrieval); see :mod:`adaragct.index`.
+"""The index stage's steps, one method each, over a dataset config (docs/formats.md#release-bundle, docs/method.md#retrieval); see :mod:`adaragct.apps.index`.
 
 Each retrieval piece is either the data's own (``data.precomputed``: the release bundle's files, validated and
 used as they are) or built under ``data.retrieval_dir``; :class:`IndexBuild` records which in the ledger

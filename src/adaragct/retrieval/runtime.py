@@ -29,8 +29,8 @@ class RetrievalRuntime:
     @cached_property
     def contexts(self) -> Any:
         """The oracle contexts (``data.oracle_contexts``)."""
-        from adaragct.formats.contexts import read_contexts
         from adaragct.data.index_files import index_file
+        from adaragct.formats.contexts import read_contexts
 
         return read_contexts(index_file(self.data_cfg, "oracle_contexts"))
 
@@ -64,8 +64,8 @@ class RetrievalRuntime:
     @cached_property
     def neighbours(self) -> Any:
         """The per-organ image neighbours of each volume."""
-        from adaragct.formats.neighbours import read_image_neighbours
         from adaragct.data.index_files import index_file
+        from adaragct.formats.neighbours import read_image_neighbours
 
         return read_image_neighbours(index_file(self.data_cfg, "neighbours"))
 

@@ -1,4 +1,4 @@
-"""The report viewer: one self-contained HTML page per predictions file (``adaragct-show``, :mod:`adaragct.show`).
+"""The report viewer: one self-contained HTML page per predictions file (``adaragct-show``, :mod:`adaragct.apps.show`).
 
 :mod:`~adaragct.viewer.positions` places each ``[RAG]`` in the text, :mod:`~adaragct.viewer.data` builds the
 page's data (reports, labels, traces), :mod:`~adaragct.viewer.render` writes the page from

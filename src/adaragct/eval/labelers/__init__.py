@@ -49,8 +49,8 @@ def build_labeler(
             raise UsageError(
                 "labeler radbert",
                 "needs a checkpoint (RadBertClassifier.pth) and a local RoBERTa directory (roberta_dir)",
-                "pass both (--radbert-checkpoint C --roberta-dir R, or labeler.radbert_checkpoint=C "
-                "labeler.roberta_dir=R), or use the rule labeler to score offline without them",
+                "pass both (--radbert-checkpoint C --roberta-dir R, or scoring.labeler.radbert_checkpoint=C "
+                "scoring.labeler.roberta_dir=R), or use the rule labeler to score offline without them",
             )
         from adaragct.eval.labelers.radbert import RadBertLabeler
 
