@@ -157,3 +157,24 @@ def check(ok: bool, key: str, value: Any, problem: str, fix: str) -> None:
     """Raise a :class:`SpecError` for ``key`` unless ``ok``."""
     if not ok:
         raise SpecError(key, value, problem, fix)
+
+
+def check_flags(spec: Any, prefix: str, *keys: str) -> None:
+    """Each of ``keys`` of ``spec`` is true or false (``prefix.key`` names it in the error)."""
+    for key in keys:
+        value = getattr(spec, key)
+        check(
+            isinstance(value, bool), f"{prefix}.{key}", value, "must be true or false", "write true or false"
+        )
+
+
+def check_counts(spec: Any, prefix: str, keys: tuple[str, ...], fix: str) -> None:
+    """Each of ``keys`` of ``spec`` is a whole number >= 1."""
+    for key in keys:
+        value = getattr(spec, key)
+        check(whole(value, 1), f"{prefix}.{key}", value, "must be a whole number >= 1", fix)
+
+
+def check_name(key: str, value: Any, example: str) -> None:
+    """``value`` is a non-empty name."""
+    check(isinstance(value, str) and bool(value), key, value, "must be a name", f"e.g. {example}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from adaragct.specs import Spec, check, number, whole
+from adaragct.specs import Spec, check, check_counts, check_flags, number, whole
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,15 +34,9 @@ class LoaderSpec(Spec):
     """Shuffle, then batch samples of similar length together (less padding; one device only)."""
 
     def __post_init__(self) -> None:
-        for key in ("batch_size", "max_length"):
-            value = getattr(self, key)
-            check(
-                whole(value, 1),
-                f"datamodule.{key}",
-                value,
-                "must be a whole number >= 1",
-                f"set datamodule.{key} in conf/datamodule or your experiment",
-            )
+        check_counts(
+            self, "datamodule", ("batch_size", "max_length"), "set it in conf/datamodule or your experiment"
+        )
         check(
             whole(self.num_workers),
             "datamodule.num_workers",
@@ -64,15 +58,7 @@ class LoaderSpec(Spec):
             "must be a whole number",
             "any integer",
         )
-        for key in ("pin_memory", "length_grouping"):
-            value = getattr(self, key)
-            check(
-                isinstance(value, bool),
-                f"datamodule.{key}",
-                value,
-                "must be true or false",
-                "write true or false",
-            )
+        check_flags(self, "datamodule", "pin_memory", "length_grouping")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,12 +87,9 @@ class ContextMix(Spec):
                 "must be in [0, 1]",
                 "conf/phase: contexts.none_prob and contexts.oracle_ratio are probabilities",
             )
-        for key in ("max_sentences", "per_sentence"):
-            value = getattr(self, key)
-            check(
-                whole(value, 1),
-                f"phase.contexts.{key}",
-                value,
-                "must be a whole number >= 1",
-                "conf/phase/rag.yaml sets 4 sentences of 3 contexts each",
-            )
+        check_counts(
+            self,
+            "phase.contexts",
+            ("max_sentences", "per_sentence"),
+            "conf/phase/rag.yaml sets 4 sentences of 3 contexts each",
+        )

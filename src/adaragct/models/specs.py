@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 from adaragct.constants import VISUAL_SLOTS
 from adaragct.data.specs import ContextMix, LoaderSpec
 from adaragct.errors import DataError
-from adaragct.specs import Spec, SpecError, check, number, whole
+from adaragct.specs import Spec, SpecError, check, check_counts, check_flags, check_name, number, whole
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +114,7 @@ class ModelSpec(Spec):
         }
 
     def __post_init__(self) -> None:
-        check(
-            isinstance(self.name, str) and bool(self.name),
-            "model.name",
-            self.name,
-            "must be a name",
-            "e.g. tiny",
-        )
+        check_name("model.name", self.name, "tiny")
         check(
             self.dtype in DTYPES,
             "model.dtype",
@@ -135,13 +129,7 @@ class ModelSpec(Spec):
             "must be null, 4bit or 8bit",
             "set model.quantization=null (no quantisation), 4bit or 8bit (bitsandbytes)",
         )
-        check(
-            isinstance(self.gradient_checkpointing, bool),
-            "model.gradient_checkpointing",
-            self.gradient_checkpointing,
-            "must be true or false",
-            "write true or false",
-        )
+        check_flags(self, "model", "gradient_checkpointing")
         check(
             self.path is None or isinstance(self.path, str),
             "model.path",
@@ -242,15 +230,7 @@ class LoraSpec(Spec):
         return {**node, "target_modules": tuple(modules) if isinstance(modules, list | tuple) else modules}
 
     def __post_init__(self) -> None:
-        for key in ("r", "alpha"):
-            value = getattr(self, key)
-            check(
-                whole(value, 1),
-                f"phase.lora.{key}",
-                value,
-                "must be a whole number >= 1",
-                "e.g. r=32, alpha=64",
-            )
+        check_counts(self, "phase.lora", ("r", "alpha"), "e.g. r=32, alpha=64")
         check(
             number(self.dropout) and 0.0 <= self.dropout < 1.0,
             "phase.lora.dropout",
@@ -306,18 +286,8 @@ class PhaseSpec(Spec):
         }
 
     def __post_init__(self) -> None:
-        check(
-            isinstance(self.name, str) and bool(self.name),
-            "phase.name",
-            self.name,
-            "must be a name",
-            "e.g. rag",
-        )
-        for key in ("train_projector", "train_new_token_rows"):
-            value = getattr(self, key)
-            check(
-                isinstance(value, bool), f"phase.{key}", value, "must be true or false", "write true or false"
-            )
+        check_name("phase.name", self.name, "rag")
+        check_flags(self, "phase", "train_projector", "train_new_token_rows")
         for key in ("init_from", "projector_from"):
             value = getattr(self, key)
             check(
