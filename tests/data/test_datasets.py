@@ -14,6 +14,7 @@ from transformers import AutoTokenizer
 from adaragct.data.datamodule import ReportDataModule
 from adaragct.data.datasets import CTRateLayout, Dataset, ReleaseBundle, dataset, load_split
 from adaragct.data.prompt import PromptConfig
+from adaragct.data.specs import LoaderSpec
 from adaragct.errors import DataError
 from tests.conftest import PROJECT_ROOT, compose_config
 
@@ -115,9 +116,11 @@ def test_the_worked_example_runs_as_written(
 
     tokenizer = AutoTokenizer.from_pretrained(small_demo["tokenizer_dir"])
     prompt = PromptConfig(**compose_config("train", resolve=False).prompt)
-    dm = ReportDataModule(
-        cfg.data, tokenizer, prompt, batch_size=2, max_length=2048, val_fraction=0.2, seed=7
+    train = compose_config("train", ["paths.output_dir=/tmp/unused"])
+    loader = LoaderSpec.from_config(
+        {**train.datamodule, "batch_size": 2, "max_length": 2048, "val_fraction": 0.2, "num_workers": 0}
     )
+    dm = ReportDataModule(cfg.data, tokenizer, prompt, loader, contexts=None, seed=7, visual_partners=False)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["input_ids"].shape[0] == 2
