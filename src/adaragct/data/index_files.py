@@ -40,7 +40,7 @@ def built_path(data_cfg: Mapping[str, Any], piece: str, k: int | None = None) ->
         return path if k is None else path.with_name(artifacts.index_file_name(piece, k))
     root = Path(data_cfg["retrieval_dir"])
     if piece == "neighbours" and k is None:
-        found = sorted(root.glob(artifacts.index_file_name(piece, 0).replace("0", "*")))
+        found = sorted(root.glob(artifacts.INDEX_FILES[piece].format(k="*")))  # any count
         if len(found) > 1:
             raise DataError(
                 root,
